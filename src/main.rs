@@ -1,1 +1,21 @@
-fn main() {}
+//! hapwatch: HAProxy's log stream as health alerts and a queryable history.
+
+mod cli;
+mod formats;
+mod ingest;
+mod pipeline;
+mod stats;
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            // The binary's edge: report the whole cause chain once.
+            eprintln!("hapwatch: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -63,18 +63,66 @@ impl<'a> Cursor<'a> {
         Some(out)
     }
 
-    /// A space-terminated word, or the rest of the input when it is the last one.
-    pub(crate) fn word(&mut self) -> Option<&'a str> {
-        if self.is_empty() {
-            return None;
-        }
-        Some(self.until(b' ').unwrap_or_else(|| self.take_rest()))
-    }
-
     pub(crate) fn take_rest(&mut self) -> &'a str {
         let out = self.rest();
         self.pos = self.s.len();
         out
+    }
+}
+
+impl<'a> Cursor<'a> {
+    /// Reads `a/b/c…`, signed decimal integers separated by `/`, up to the next
+    /// space (consumed) or the end, in one pass. Returns how many were read and
+    /// a bit mask of those written with a `+` (logasap, redispatch).
+    pub(crate) fn int_list(&mut self, out: &mut [i64]) -> Option<(usize, u32)> {
+        let b = self.s.as_bytes();
+        let mut i = self.pos;
+        let mut n = 0;
+        let mut plus = 0u32;
+        loop {
+            if n == out.len() {
+                return None;
+            }
+            let mut neg = false;
+            match b.get(i) {
+                Some(b'-') => {
+                    neg = true;
+                    i += 1;
+                }
+                Some(b'+') => {
+                    plus |= 1 << n;
+                    i += 1;
+                }
+                _ => {}
+            }
+            let start = i;
+            let mut v: i64 = 0;
+            while let Some(&d) = b.get(i) {
+                let d = d.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                v = v.checked_mul(10)?.checked_add(i64::from(d))?;
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+            out[n] = if neg { -v } else { v };
+            n += 1;
+            match b.get(i) {
+                Some(b'/') => i += 1,
+                Some(b' ') => {
+                    self.pos = i + 1;
+                    return Some((n, plus));
+                }
+                None => {
+                    self.pos = i;
+                    return Some((n, plus));
+                }
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -124,7 +172,7 @@ pub(crate) fn u32_(s: &str) -> Option<u32> {
 /// Splits `ip:port` on the last colon: IPv6 client addresses are not bracketed.
 /// `unix:3` becomes (`unix`, 3); a value without a colon has no port.
 pub(crate) fn split_addr(s: &str) -> (&str, Option<u32>) {
-    match s.rfind(':') {
+    match memchr::memrchr(b':', s.as_bytes()) {
         Some(i) => match u32_(&s[i + 1..]) {
             Some(p) => (&s[..i], Some(p)),
             None => (s, None),
@@ -162,12 +210,27 @@ mod tests {
     }
 
     #[test]
-    fn cursor_words() {
+    fn int_lists() {
+        let mut out = [0i64; 5];
+        let mut c = Cursor::new("0/-1/+3/4/+5 rest");
+        assert_eq!(c.int_list(&mut out), Some((5, 0b10100)));
+        assert_eq!(out, [0, -1, 3, 4, 5]);
+        assert_eq!(c.rest(), "rest");
+        assert_eq!(Cursor::new("1/2/3/4/5/6").int_list(&mut out), None);
+        assert_eq!(Cursor::new("1//2").int_list(&mut out), None);
+        assert_eq!(Cursor::new("1/x").int_list(&mut out), None);
+        let mut c = Cursor::new("7/8");
+        assert_eq!(c.int_list(&mut out), Some((2, 0)));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn cursor_until() {
         let mut c = Cursor::new("a bb ccc");
-        assert_eq!(c.word(), Some("a"));
-        assert_eq!(c.word(), Some("bb"));
-        assert_eq!(c.word(), Some("ccc"));
-        assert_eq!(c.word(), None);
+        assert_eq!(c.until(b' '), Some("a"));
+        assert_eq!(c.until_long(b' '), Some("bb"));
+        assert_eq!(c.until(b' '), None);
+        assert_eq!(c.take_rest(), "ccc");
         assert!(c.is_empty());
     }
 }

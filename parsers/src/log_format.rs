@@ -411,6 +411,38 @@ impl LogFormat {
         }
     }
 
+    /// Compiles several formats, skipping repeats and naming them like
+    /// [`default_name`](Self::default_name), numbered when a name repeats
+    /// (`custom`, `custom_2`). On error, returns the index of the bad source.
+    pub fn compile_all<'s>(
+        sources: impl IntoIterator<Item = &'s str>,
+    ) -> Result<Vec<LogFormat>, (usize, FormatError)> {
+        let mut formats: Vec<LogFormat> = Vec::new();
+        for (i, source) in sources.into_iter().enumerate() {
+            if formats.iter().any(|f| f.source == source) {
+                continue;
+            }
+            let base = Self::default_name(source);
+            let taken = formats
+                .iter()
+                .filter(|f| {
+                    f.name == base
+                        || f.name
+                            .strip_prefix(base)
+                            .and_then(|n| n.strip_prefix('_'))
+                            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .count();
+            let name = if taken == 0 {
+                base.to_string()
+            } else {
+                format!("{base}_{}", taken + 1)
+            };
+            formats.push(Self::compile(&name, source).map_err(|e| (i, e))?);
+        }
+        Ok(formats)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -521,7 +553,13 @@ fn item_extent<'a>(
             None => (&msg[pos + 1..], b.len(), true),
         };
     }
-    if *var == Var::DateWithZone && rest.len() >= 26 && rest.as_bytes()[20] == b' ' {
+    // `dd/Mon/yyyy:HH:MM:SS +zzzz` is ASCII; checking that also keeps the slice
+    // on a character boundary (found by cargo fuzz).
+    if *var == Var::DateWithZone
+        && rest.len() >= 26
+        && rest.as_bytes()[20] == b' '
+        && rest.as_bytes()[..26].is_ascii()
+    {
         return (&rest[..26], pos + 26, false);
     }
     if last {
@@ -530,7 +568,7 @@ fn item_extent<'a>(
     match next_lit {
         Some(lit) if !lit.is_empty() => {
             // Search for the literal's first line-significant part.
-            match memchr::memmem::find(rest.as_bytes(), lit.as_bytes()) {
+            match find_literal(rest.as_bytes(), lit.as_bytes()) {
                 Some(n) => (&rest[..n], pos + n, false),
                 None => (rest, b.len(), !rest.is_empty() || !lit.starts_with(' ')),
             }
@@ -550,6 +588,21 @@ fn item_extent<'a>(
             (&rest[..n], pos + n, false)
         }
     }
+}
+
+/// First occurrence of a short literal. Literals are a few bytes and usually
+/// found within a few bytes, where building a memmem searcher costs more than it saves.
+fn find_literal(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(n) = memchr::memchr(first, &hay[from..]) {
+        let at = from + n;
+        if hay[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 fn num(v: &str) -> Option<Option<i64>> {
@@ -673,6 +726,14 @@ mod tests {
     }
 
     #[test]
+    fn compile_all_names_and_dedupes() {
+        let f = LogFormat::compile_all(["%ci %ST", "{\"s\":%ST}", "%ci %ST", "%b %ST"]).unwrap();
+        let names: Vec<&str> = f.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["custom", "custom_json", "custom_2"]);
+        assert_eq!(LogFormat::compile_all(["%ci", "%nope"]).unwrap_err().0, 1);
+    }
+
+    #[test]
     fn rejects_unknown_alias_with_offset() {
         let e = LogFormat::compile("x", "%ci %zz").unwrap_err();
         assert_eq!(
@@ -721,6 +782,13 @@ mod tests {
         assert!(f
             .parse_as(r#"{"xx":200}"#, TrafficFormat::Custom("j"))
             .is_err());
+    }
+
+    #[test]
+    fn zone_date_next_to_multibyte_text_does_not_panic() {
+        let f = LogFormat::compile("z", "%T %ST").unwrap();
+        let line = "23/Nov/2026:01:25:21 +000\u{6a2} 200";
+        assert!(f.parse_as(line, TrafficFormat::Custom("z")).is_err());
     }
 
     #[test]

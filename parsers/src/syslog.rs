@@ -235,20 +235,29 @@ fn host_tag(s: &str, format: HeaderFormat, with_host: bool) -> Option<(Envelope<
         env.hostname = Some(host);
         rest = r;
     }
-    let sp = rest.as_bytes().iter().take(64).position(|&c| c == b' ')?;
-    let word = rest[..sp].strip_suffix(':')?;
+    let rb = rest.as_bytes();
+    let sp = rb.iter().take(64).position(|&c| c == b' ')?;
+    if sp < 2 || rb[sp - 1] != b':' {
+        return None;
+    }
     let msg = &rest[sp + 1..];
-    match word.strip_suffix(']').and_then(|w| w.split_once('[')) {
-        Some((tag, pid)) => {
-            env.tag = Some(tag);
-            env.pid = Some(pid.parse().ok()?);
-        }
-        None => {
-            if word.contains('[') || word.is_empty() {
+    let word = &rb[..sp - 1];
+    if word.last() == Some(&b']') {
+        let open = memchr::memchr(b'[', word)?;
+        let mut pid: u32 = 0;
+        for &d in &word[open + 1..word.len() - 1] {
+            if !d.is_ascii_digit() {
                 return None;
             }
-            env.tag = Some(word);
+            pid = pid.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
         }
+        env.tag = Some(&rest[..open]);
+        env.pid = Some(pid);
+    } else {
+        if memchr::memchr(b'[', word).is_some() {
+            return None;
+        }
+        env.tag = Some(&rest[..sp - 1]);
     }
     Some((env, msg))
 }

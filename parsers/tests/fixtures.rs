@@ -12,11 +12,8 @@ fn fixture_dir() -> PathBuf {
 
 fn parser_for_fixtures() -> Parser {
     let cfg = std::fs::read_to_string(fixture_dir().join("config/haproxy-default.cfg")).unwrap();
-    let formats = find_log_formats(&cfg)
-        .unwrap()
-        .into_iter()
-        .map(|f| LogFormat::compile(LogFormat::default_name(&f.format), &f.format).unwrap())
-        .collect();
+    let found = find_log_formats(&cfg).unwrap();
+    let formats = LogFormat::compile_all(found.iter().map(|f| f.format.as_str())).unwrap();
     Parser::new(formats)
 }
 

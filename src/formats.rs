@@ -1,0 +1,29 @@
+//! Builds the message parser from the custom `log-format`s the user gave:
+//! strings on the command line or in the config, and a HAProxy config file.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use hapwatch_parsers::{find_log_formats, LogFormat, Parser};
+
+/// Compiles user formats, naming unnamed ones like the fixtures do
+/// (`custom_json` for JSON-looking formats, else `custom`, numbered when repeated).
+pub fn build_parser(haproxy_config: Option<&Path>, extra: &[String]) -> anyhow::Result<Parser> {
+    let mut sources: Vec<(String, String)> = Vec::new();
+    if let Some(path) = haproxy_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read HAProxy config {}", path.display()))?;
+        for found in find_log_formats(&text)
+            .with_context(|| format!("in HAProxy config {}", path.display()))?
+        {
+            let origin = format!("{}:{} ({})", path.display(), found.line, found.section);
+            sources.push((found.format, origin));
+        }
+    }
+    for (i, f) in extra.iter().enumerate() {
+        sources.push((f.clone(), format!("--log-format #{}", i + 1)));
+    }
+    let formats = LogFormat::compile_all(sources.iter().map(|(s, _)| s.as_str()))
+        .map_err(|(i, e)| anyhow::anyhow!("log-format from {}: {e}", sources[i].1))?;
+    Ok(Parser::new(formats))
+}

@@ -1,0 +1,4 @@
+//! Sources: sockets and files in, raw messages out, with drop accounting.
+
+pub mod listen;
+pub mod udp;
