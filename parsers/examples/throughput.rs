@@ -1,7 +1,8 @@
 //! Lines per second over a log file, single thread: the figure to compare with
 //! `halog`. Usage: `cargo run --release -p hapwatch-parsers --example throughput -- FILE [ROUNDS] [--body]`
 //! With `--body`, syslog headers are stripped before timing and only the
-//! HAProxy message is parsed.
+//! HAProxy message is parsed. FILE `fixture-httplog` builds the standard corpus:
+//! the real httplog datagrams of `fixtures/haproxy-2.6/default`, repeated to 2 M lines.
 use std::time::Instant;
 
 fn main() {
@@ -10,7 +11,11 @@ fn main() {
     let rounds: usize = args
         .next()
         .map_or(5, |r| r.parse().expect("ROUNDS is a number"));
-    let data = std::fs::read(&path).expect("readable file");
+    let data = if path == "fixture-httplog" {
+        fixture_httplog(2_000_000)
+    } else {
+        std::fs::read(&path).expect("readable file")
+    };
     let body_only = args.next().as_deref() == Some("--body");
     let lines: Vec<&[u8]> = data
         .split(|&b| b == b'\n')
@@ -47,4 +52,29 @@ fn main() {
         n / best / 1e6,
         data.len() as f64 / best / 1e6
     );
+}
+
+/// The real httplog datagrams of the `default` fixture stream, repeated.
+fn fixture_httplog(lines: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/haproxy-2.6");
+    let d = std::fs::read_to_string(dir.join("default.datagrams.jsonl")).expect("fixtures");
+    let e = std::fs::read_to_string(dir.join("default.expected.jsonl")).expect("fixtures");
+    let picked: Vec<Vec<u8>> = d
+        .lines()
+        .zip(e.lines())
+        .filter(|(_, e)| e.contains("\"log_format\": \"httplog\""))
+        .map(|(d, _)| {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap();
+            base64::engine::general_purpose::STANDARD
+                .decode(v["b64"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    picked
+        .iter()
+        .cycle()
+        .take(lines)
+        .flat_map(|l| l.iter().copied())
+        .collect()
 }
