@@ -1,14 +1,31 @@
 //! Builds the message parser from the custom `log-format`s the user gave:
 //! strings on the command line or in the config, and a HAProxy config file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use hapwatch_parsers::{find_log_formats, LogFormat, Parser};
 
+/// The flags that teach hapwatch custom formats, shared by every command that parses.
+#[derive(clap::Args, Debug)]
+pub struct FormatArgs {
+    /// Learn custom formats from the `log-format` directives of this HAProxy config.
+    #[arg(long, value_name = "FILE")]
+    pub haproxy_config: Option<PathBuf>,
+    /// A custom HAProxy `log-format` string (repeatable).
+    #[arg(long = "log-format", value_name = "STR")]
+    pub log_formats: Vec<String>,
+}
+
+impl FormatArgs {
+    pub fn build_parser(&self) -> anyhow::Result<Parser> {
+        build_parser(self.haproxy_config.as_deref(), &self.log_formats)
+    }
+}
+
 /// Compiles user formats, naming unnamed ones like the fixtures do
 /// (`custom_json` for JSON-looking formats, else `custom`, numbered when repeated).
-pub fn build_parser(haproxy_config: Option<&Path>, extra: &[String]) -> anyhow::Result<Parser> {
+fn build_parser(haproxy_config: Option<&Path>, extra: &[String]) -> anyhow::Result<Parser> {
     let mut sources: Vec<(String, String)> = Vec::new();
     if let Some(path) = haproxy_config {
         let text = std::fs::read_to_string(path)

@@ -18,42 +18,38 @@ pub async fn run(parser: Arc<Parser>, mut rx: mpsc::Receiver<RawMessage>, stats:
 
 fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
     if msg.oversized {
-        stats
-            .oversized
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.oversized();
     }
-    let peer = msg.peer.ip().to_string();
     let rec = match parser.parse(&msg.bytes) {
         Ok(r) => r,
         Err(e) => {
             stats.parse_error(e.kind, || {
                 format!(
-                    "from {peer}: {e}: {:?}",
+                    "from {}: {e}: {:?}",
+                    msg.peer.ip(),
                     String::from_utf8_lossy(&msg.bytes[..msg.bytes.len().min(300)])
                 )
             });
             return;
         }
     };
-    stats
-        .parsed
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let host = rec.envelope.hostname.filter(|h| *h != "-").unwrap_or(&peer);
+    stats.parsed(matches!(rec.event, Event::Traffic(_)));
+    // The sender's address stands in for a header without a hostname; it is
+    // only formatted when a line is actually logged.
+    let peer = msg.peer.ip();
+    let hostname = rec.envelope.hostname.filter(|h| *h != "-");
+    let host: &dyn std::fmt::Display = match &hostname {
+        Some(h) => h,
+        None => &peer,
+    };
     match &rec.event {
-        Event::Traffic(_) => {
-            stats
-                .traffic
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        Event::Traffic(_) => {}
         Event::StateChange(s) => {
-            stats
-                .events
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let state = s.new_state.map_or("?", |x| x.as_str());
             let losing = matches!(s.new_state, Some(ServerState::Down | ServerState::Maint));
             if losing && !s.is_operator_action() {
                 tracing::warn!(
-                    host,
+                    host = %host,
                     backend = s.proxy,
                     server = s.server,
                     state,
@@ -67,7 +63,7 @@ fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
                 );
             } else {
                 tracing::info!(
-                    host,
+                    host = %host,
                     backend = s.proxy,
                     server = s.server,
                     state,
@@ -80,22 +76,16 @@ fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
             }
         }
         Event::BackendDown { proxy, proxy_type } => {
-            stats
-                .events
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(
-                host,
+                host = %host,
                 backend = *proxy,
                 proxy_type = *proxy_type,
                 "ALERT {proxy_type} {proxy} has no server available"
             );
         }
         Event::HealthCheck(h) => {
-            stats
-                .events
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(
-                host,
+                host = %host,
                 backend = h.proxy,
                 server = h.server,
                 result = h.result.as_str(),
@@ -104,10 +94,7 @@ fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
             );
         }
         Event::Other(o) => {
-            stats
-                .events
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(host, template = o.template(), "{}", rec.message);
+            tracing::debug!(host = %host, template = o.template(), "{}", rec.message);
         }
     }
 }

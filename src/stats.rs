@@ -48,6 +48,17 @@ impl Stats {
         self.queue_drops.fetch_add(1, Relaxed);
     }
 
+    pub fn oversized(&self) {
+        self.oversized.fetch_add(1, Relaxed);
+    }
+
+    /// A message that parsed: traffic lines and events are counted apart.
+    pub fn parsed(&self, traffic: bool) {
+        self.parsed.fetch_add(1, Relaxed);
+        let counter = if traffic { &self.traffic } else { &self.events };
+        counter.fetch_add(1, Relaxed);
+    }
+
     pub fn parse_error(&self, kind: ErrorKind, sample: impl FnOnce() -> String) {
         let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.parse_errors[i].fetch_add(1, Relaxed);

@@ -21,11 +21,16 @@ fn main() {
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let bodies: Vec<&str> = lines
-        .iter()
-        .filter_map(|l| std::str::from_utf8(l).ok())
-        .map(|l| hapwatch_parsers::parse_envelope(l).1)
-        .collect();
+    // Headers are stripped before timing, and only when the body alone is measured.
+    let bodies: Vec<&str> = if body_only {
+        lines
+            .iter()
+            .filter_map(|l| std::str::from_utf8(l).ok())
+            .map(|l| hapwatch_parsers::parse_envelope(l).1)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let parser = hapwatch_parsers::Parser::default();
     let mut best = f64::MAX;
     let mut ok = 0;

@@ -68,9 +68,7 @@ impl<'a> Cursor<'a> {
         self.pos = self.s.len();
         out
     }
-}
 
-impl<'a> Cursor<'a> {
     /// Reads `a/b/c…`, signed decimal integers separated by `/`, up to the next
     /// space (consumed) or the end, in one pass. Returns how many were read and
     /// a bit mask of those written with a `+` (logasap, redispatch).

@@ -12,16 +12,12 @@ use hapwatch_parsers::Parser;
 pub struct ParseArgs {
     /// Files to read (`-` or nothing: standard input).
     pub files: Vec<PathBuf>,
-    /// Learn custom formats from the `log-format` directives of this HAProxy config.
-    #[arg(long, value_name = "FILE")]
-    pub haproxy_config: Option<PathBuf>,
-    /// A custom HAProxy `log-format` string (repeatable).
-    #[arg(long = "log-format", value_name = "STR")]
-    pub log_formats: Vec<String>,
+    #[command(flatten)]
+    pub formats: crate::formats::FormatArgs,
 }
 
 pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
-    let parser = crate::formats::build_parser(args.haproxy_config.as_deref(), &args.log_formats)?;
+    let parser = args.formats.build_parser()?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let files = if args.files.is_empty() {

@@ -1,6 +1,5 @@
 //! `hapwatch serve`: the daemon.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +16,8 @@ pub struct ServeArgs {
     /// Where to receive syslog (repeatable).
     #[arg(long = "listen", value_name = "URL", default_value = DEFAULT_LISTEN)]
     pub listen: Vec<Listen>,
-    /// Learn custom formats from the `log-format` directives of this HAProxy config.
-    #[arg(long, value_name = "FILE")]
-    pub haproxy_config: Option<PathBuf>,
-    /// A custom HAProxy `log-format` string (repeatable).
-    #[arg(long = "log-format", value_name = "STR")]
-    pub log_formats: Vec<String>,
+    #[command(flatten)]
+    pub formats: crate::formats::FormatArgs,
     /// How often the daemon logs its own counters.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub stats_interval: Duration,
@@ -33,10 +28,7 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
-    let parser = Arc::new(crate::formats::build_parser(
-        args.haproxy_config.as_deref(),
-        &args.log_formats,
-    )?);
+    let parser = Arc::new(args.formats.build_parser()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
