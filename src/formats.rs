@@ -21,6 +21,19 @@ impl FormatArgs {
     pub fn build_parser(&self) -> anyhow::Result<Parser> {
         build_parser(self.haproxy_config.as_deref(), &self.log_formats)
     }
+
+    /// Command-line formats add to the config's; a HAProxy config given here replaces its.
+    pub fn apply(&self, parse: &mut crate::config::ParseConfig) {
+        if let Some(p) = &self.haproxy_config {
+            parse.haproxy_config = Some(p.clone());
+        }
+        parse.log_formats.extend(self.log_formats.iter().cloned());
+    }
+}
+
+/// The parser a config describes.
+pub fn parser_for(parse: &crate::config::ParseConfig) -> anyhow::Result<Parser> {
+    build_parser(parse.haproxy_config.as_deref(), &parse.log_formats)
 }
 
 /// Compiles user formats, naming unnamed ones like the fixtures do

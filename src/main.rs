@@ -1,10 +1,15 @@
 //! hapwatch: HAProxy's log stream as health alerts and a queryable history.
 
 mod cli;
+mod config;
 mod formats;
+mod hist;
 mod ingest;
 mod pipeline;
 mod stats;
+mod store;
+mod timezone;
+mod windows;
 
 use clap::Parser as _;
 

@@ -1,55 +1,294 @@
-//! Parse stage: raw messages in, events out. Until the incident engine and
-//! notification channels exist, alerts go to the log (the default channel).
+//! The parse-and-aggregate stage: raw messages in, events and closed windows
+//! out to the store. The daemon and `replay` share it; they differ only in
+//! which clock closes windows (the wall clock, or the newest line seen).
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use hapwatch_parsers::{Event, Parser, ServerState};
-use tokio::sync::mpsc;
+use hapwatch_parsers::json::record_to_json;
+use hapwatch_parsers::{parse_accept_date, Event, Parser, Record, ServerState};
 
-use crate::ingest::udp::RawMessage;
 use crate::stats::Stats;
+use crate::store::writer::{EventRow, WriteOp};
+use crate::timezone::Clock;
+use crate::windows::Windows;
 
-/// Consumes messages until every sender is gone.
-pub async fn run(parser: Arc<Parser>, mut rx: mpsc::Receiver<RawMessage>, stats: Arc<Stats>) {
-    while let Some(msg) = rx.recv().await {
-        handle(&parser, &msg, &stats);
+/// Events are sent to the store in batches of this size, or at each tick.
+const EVENT_BATCH: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSource {
+    /// The daemon: events at receive time, traffic at its accept date.
+    Live,
+    /// Files: every line at its own time (header date, accept date).
+    Replay,
+}
+
+pub struct Processor {
+    parser: Arc<Parser>,
+    clock: Clock,
+    windows: Windows,
+    events: Vec<EventRow>,
+    store: SyncSender<WriteOp>,
+    stats: Arc<Stats>,
+    time: TimeSource,
+    /// Replay: the newest line time seen, which closes windows, and the last
+    /// time known, for lines that carry none.
+    newest_ms: i64,
+    last_ms: i64,
+    /// Host identity of senders whose header names no host.
+    local_host: Box<str>,
+    peer_names: HashMap<IpAddr, Box<str>>,
+    /// The daemon reports state changes in its log; a replay does not.
+    log_events: bool,
+}
+
+impl Processor {
+    pub fn new(
+        parser: Arc<Parser>,
+        config: &crate::config::Config,
+        store: SyncSender<WriteOp>,
+        stats: Arc<Stats>,
+        time: TimeSource,
+    ) -> Self {
+        Processor {
+            parser,
+            clock: Clock::new(&config.parse.timezone),
+            windows: Windows::new(
+                config.storage.window,
+                config.storage.window_grace,
+                config.storage.samples_per_window,
+            ),
+            events: Vec::new(),
+            store,
+            stats,
+            time,
+            newest_ms: i64::MIN,
+            last_ms: crate::timezone::now_ms(),
+            local_host: local_hostname().into(),
+            peer_names: HashMap::new(),
+            log_events: time == TimeSource::Live,
+        }
+    }
+
+    /// Applies a reloaded config's parser and zone (SIGHUP).
+    pub fn reconfigure(&mut self, parser: Arc<Parser>, config: &crate::config::Config) {
+        self.parser = parser;
+        self.clock = Clock::new(&config.parse.timezone);
+    }
+
+    /// One message. `peer` is the sender (None: a local unix socket).
+    pub fn handle(
+        &mut self,
+        bytes: &[u8],
+        peer: Option<IpAddr>,
+        received_ms: i64,
+        oversized: bool,
+    ) {
+        if oversized {
+            self.stats.oversized();
+        }
+        let parser = self.parser.clone();
+        let rec = match parser.parse(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.parse_error(e.kind, || {
+                    let from = peer.map_or_else(|| "local socket".to_owned(), |p| p.to_string());
+                    format!(
+                        "from {from}: {e}: {:?}",
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                    )
+                });
+                return;
+            }
+        };
+        let traffic = matches!(rec.event, Event::Traffic(_));
+        self.stats.parsed(traffic);
+        let ts = match &rec.event {
+            Event::Traffic(t) => t
+                .accept_date
+                .and_then(parse_accept_date)
+                .and_then(|mut d| {
+                    // clf carries the milliseconds apart (`%ms`).
+                    if let Some(ms) = t.accept_ms.filter(|_| d.millis == 0) {
+                        d.millis = ms.min(999) as u16;
+                    }
+                    self.clock.accept_ms(&d)
+                })
+                .unwrap_or_else(|| self.fallback_ms(&rec, received_ms)),
+            _ if self.time == TimeSource::Live => received_ms,
+            _ => self.fallback_ms(&rec, received_ms),
+        };
+        self.last_ms = ts;
+        self.newest_ms = self.newest_ms.max(ts);
+        let host = match rec.envelope.hostname.filter(|h| *h != "-") {
+            Some(h) => h,
+            None => peer_name(&mut self.peer_names, &self.local_host, peer),
+        };
+        match &rec.event {
+            Event::Traffic(t) => {
+                self.windows
+                    .add(host, t, ts, || String::from_utf8_lossy(bytes).into_owned());
+            }
+            _ => {
+                if self.log_events {
+                    log_event(host, &rec);
+                }
+                self.events
+                    .push(event_row(&rec, host.to_owned(), ts, bytes));
+                if self.events.len() >= EVENT_BATCH {
+                    self.send_events();
+                }
+            }
+        }
+    }
+
+    /// Time of a line without an accept date: the header's in a replay, else receive time.
+    fn fallback_ms(&mut self, rec: &Record<'_>, received_ms: i64) -> i64 {
+        match self.time {
+            TimeSource::Live => received_ms,
+            TimeSource::Replay => rec
+                .envelope
+                .timestamp
+                .and_then(|t| self.clock.header_ms(t, received_ms))
+                .unwrap_or(self.last_ms),
+        }
+    }
+
+    /// Periodic work: close the windows that are due and send pending events.
+    pub fn tick(&mut self, now_ms: i64) {
+        let watermark = match self.time {
+            TimeSource::Live => now_ms,
+            TimeSource::Replay => self.newest_ms,
+        };
+        let closed = self.windows.close_before(watermark);
+        self.send_windows(closed);
+        self.send_events();
+    }
+
+    /// Closes every window and sends everything (shutdown, end of replay).
+    pub fn finish(&mut self) {
+        let closed = self.windows.close_all();
+        self.send_windows(closed);
+        self.send_events();
+    }
+
+    fn send_events(&mut self) {
+        if !self.events.is_empty() {
+            let batch = std::mem::take(&mut self.events);
+            // Blocking here backs up into the bounded ingest queue, where drops are counted.
+            let _ = self.store.send(WriteOp::Events(batch));
+        }
+    }
+
+    fn send_windows(&mut self, rows: Vec<crate::windows::WindowRow>) {
+        if !rows.is_empty() {
+            let _ = self.store.send(WriteOp::Windows(rows));
+        }
     }
 }
 
-fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
-    if msg.oversized {
-        stats.oversized();
-    }
-    let rec = match parser.parse(&msg.bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            stats.parse_error(e.kind, || {
-                format!(
-                    "from {}: {e}: {:?}",
-                    msg.peer.ip(),
-                    String::from_utf8_lossy(&msg.bytes[..msg.bytes.len().min(300)])
-                )
-            });
-            return;
-        }
+/// The sender's address names a host whose header has no hostname.
+fn peer_name<'a>(
+    names: &'a mut HashMap<IpAddr, Box<str>>,
+    local: &'a str,
+    peer: Option<IpAddr>,
+) -> &'a str {
+    let Some(ip) = peer else {
+        return local;
     };
-    stats.parsed(matches!(rec.event, Event::Traffic(_)));
-    // The sender's address stands in for a header without a hostname; it is
-    // only formatted when a line is actually logged.
-    let peer = msg.peer.ip();
-    let hostname = rec.envelope.hostname.filter(|h| *h != "-");
-    let host: &dyn std::fmt::Display = match &hostname {
-        Some(h) => h,
-        None => &peer,
+    if names.len() > 65_536 {
+        names.clear();
+    }
+    names.entry(ip).or_insert_with(|| ip.to_string().into())
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn event_row(rec: &Record<'_>, host: String, ts_ms: i64, raw: &[u8]) -> EventRow {
+    let mut row = EventRow {
+        ts_ms,
+        host,
+        kind: rec.event.kind(),
+        template: rec.event.template().to_owned(),
+        proxy: None,
+        server: None,
+        new_state: None,
+        old_state: None,
+        reason: None,
+        code: None,
+        info: None,
+        check_duration_ms: None,
+        active_left: None,
+        backup_left: None,
+        json: serde_json::Value::Object(record_to_json(rec)).to_string(),
+        raw: String::from_utf8_lossy(raw).trim_end().to_owned(),
     };
     match &rec.event {
+        Event::HealthCheck(h) => {
+            row.proxy = Some(h.proxy.into());
+            row.server = Some(h.server.into());
+            row.new_state = h.health_state.map(Into::into);
+            row.reason = Some(h.reason.into());
+            row.code = h.code;
+            row.info = h.info.map(Into::into);
+            row.check_duration_ms = h.check_duration_ms;
+        }
+        Event::StateChange(s) => {
+            row.proxy = Some(s.proxy.into());
+            row.server = Some(s.server.into());
+            row.new_state = s.new_state.map(|x| x.as_str().into());
+            row.old_state = s.old_state.map(|x| x.as_str().into());
+            row.reason = s.reason.or(s.cause).map(Into::into);
+            row.code = s.code;
+            row.info = s.info.map(Into::into);
+            row.check_duration_ms = s.check_duration_ms;
+            row.active_left = s.active_servers;
+            row.backup_left = s.backup_servers;
+        }
+        Event::BackendDown { proxy, .. } => {
+            row.proxy = Some((*proxy).into());
+            row.new_state = Some("DOWN".into());
+            row.active_left = Some(0);
+        }
+        Event::Other(o) => row.proxy = other_proxy(o).map(Into::into),
         Event::Traffic(_) => {}
+    }
+    row
+}
+
+fn other_proxy<'a>(o: &hapwatch_parsers::Other<'a>) -> Option<&'a str> {
+    use hapwatch_parsers::Other::*;
+    match o {
+        ProxyStopped { proxy, .. }
+        | ProxyHardStopped { proxy, .. }
+        | ProxyStarted { proxy }
+        | ProxyPaused { proxy, .. }
+        | ProxyResumed { proxy, .. }
+        | ProxyStopping { proxy, .. }
+        | ConnectFrom { proxy, .. } => Some(proxy),
+        ConnError { frontend, .. } => Some(frontend),
+        SoftStopTooLong | Process { .. } => None,
+    }
+}
+
+/// Until the incident engine exists, state changes are reported in the daemon's log.
+fn log_event(host: &str, rec: &Record<'_>) {
+    match &rec.event {
         Event::StateChange(s) => {
             let state = s.new_state.map_or("?", |x| x.as_str());
             let losing = matches!(s.new_state, Some(ServerState::Down | ServerState::Maint));
             if losing && !s.is_operator_action() {
                 tracing::warn!(
-                    host = %host,
+                    host,
                     backend = s.proxy,
                     server = s.server,
                     state,
@@ -63,7 +302,7 @@ fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
                 );
             } else {
                 tracing::info!(
-                    host = %host,
+                    host,
                     backend = s.proxy,
                     server = s.server,
                     state,
@@ -77,7 +316,7 @@ fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
         }
         Event::BackendDown { proxy, proxy_type } => {
             tracing::error!(
-                host = %host,
+                host,
                 backend = *proxy,
                 proxy_type = *proxy_type,
                 "ALERT {proxy_type} {proxy} has no server available"
@@ -85,7 +324,7 @@ fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
         }
         Event::HealthCheck(h) => {
             tracing::debug!(
-                host = %host,
+                host,
                 backend = h.proxy,
                 server = h.server,
                 result = h.result.as_str(),
@@ -94,7 +333,8 @@ fn handle(parser: &Parser, msg: &RawMessage, stats: &Stats) {
             );
         }
         Event::Other(o) => {
-            tracing::debug!(host = %host, template = o.template(), "{}", rec.message);
+            tracing::debug!(host, template = o.template(), "{}", rec.message);
         }
+        Event::Traffic(_) => {}
     }
 }

@@ -1,47 +1,101 @@
-//! The daemon's own counters, shared by the ingest and parse stages.
+//! The daemon's own counters, shared by the ingest, parse and store stages.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hapwatch_parsers::ErrorKind;
+
+/// Counters of one listener.
+#[derive(Default)]
+pub struct ListenerStats {
+    pub name: String,
+    pub received: AtomicU64,
+    pub bytes: AtomicU64,
+    /// From senders outside the allow-list.
+    pub denied: AtomicU64,
+    /// Inodes of this listener's UDP sockets, to read the kernel's drop counts.
+    pub udp_inodes: Mutex<Vec<u64>>,
+    /// The highest drop count read: the kernel forgets it when the socket closes.
+    drops_seen: AtomicU64,
+}
 
 #[derive(Default)]
 pub struct Stats {
     pub received: AtomicU64,
     pub bytes: AtomicU64,
     pub queue_drops: AtomicU64,
+    pub denied: AtomicU64,
     pub parsed: AtomicU64,
     pub traffic: AtomicU64,
     pub events: AtomicU64,
     pub oversized: AtomicU64,
+    pub rows_written: Arc<AtomicU64>,
+    pub write_errors: Arc<AtomicU64>,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
+    listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
     sample: Mutex<Option<String>>,
 }
 
-/// A point-in-time copy, for logging and tests.
+/// A point-in-time copy, for logging, storing and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub received: u64,
     pub bytes: u64,
     pub queue_drops: u64,
+    pub denied: u64,
+    pub socket_drops: u64,
     pub parsed: u64,
     pub traffic: u64,
     pub events: u64,
     pub oversized: u64,
+    pub rows_written: u64,
+    pub write_errors: u64,
     pub parse_errors: Vec<(&'static str, u64)>,
+    /// (listener, received, bytes, denied, socket drops)
+    pub listeners: Vec<(String, u64, u64, u64, u64)>,
 }
 
 impl Snapshot {
     pub fn parse_errors_total(&self) -> u64 {
         self.parse_errors.iter().map(|(_, n)| n).sum()
     }
+
+    /// `reason:count` of the reasons seen, joined by `sep`.
+    pub fn parse_errors_text(&self, sep: &str) -> String {
+        let seen: Vec<String> = self
+            .parse_errors
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k}:{n}"))
+            .collect();
+        seen.join(sep)
+    }
 }
 
 impl Stats {
-    pub fn datagram(&self, len: usize) {
+    pub fn listener(&self, name: String) -> Arc<ListenerStats> {
+        let l = Arc::new(ListenerStats {
+            name,
+            ..Default::default()
+        });
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(l.clone());
+        l
+    }
+
+    pub fn datagram(&self, listener: &ListenerStats, len: usize) {
         self.received.fetch_add(1, Relaxed);
         self.bytes.fetch_add(len as u64, Relaxed);
+        listener.received.fetch_add(1, Relaxed);
+        listener.bytes.fetch_add(len as u64, Relaxed);
+    }
+
+    pub fn denied(&self, listener: &ListenerStats) {
+        self.denied.fetch_add(1, Relaxed);
+        listener.denied.fetch_add(1, Relaxed);
     }
 
     pub fn queue_drop(&self) {
@@ -73,19 +127,47 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let listeners: Vec<(String, u64, u64, u64, u64)> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|l| {
+                let inodes = l
+                    .udp_inodes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                (
+                    l.name.clone(),
+                    l.received.load(Relaxed),
+                    l.bytes.load(Relaxed),
+                    l.denied.load(Relaxed),
+                    {
+                        let now = crate::ingest::kernel::udp_drops(&inodes);
+                        l.drops_seen.fetch_max(now, Relaxed).max(now)
+                    },
+                )
+            })
+            .collect();
         Snapshot {
             received: self.received.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             queue_drops: self.queue_drops.load(Relaxed),
+            denied: self.denied.load(Relaxed),
+            socket_drops: listeners.iter().map(|l| l.4).sum(),
             parsed: self.parsed.load(Relaxed),
             traffic: self.traffic.load(Relaxed),
             events: self.events.load(Relaxed),
             oversized: self.oversized.load(Relaxed),
+            rows_written: self.rows_written.load(Relaxed),
+            write_errors: self.write_errors.load(Relaxed),
             parse_errors: ErrorKind::ALL
                 .iter()
                 .zip(&self.parse_errors)
                 .map(|(k, n)| (k.as_str(), n.load(Relaxed)))
                 .collect(),
+            listeners,
         }
     }
 }

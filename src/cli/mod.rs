@@ -4,8 +4,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check_config;
+mod common;
+mod events;
+mod output;
 mod parse;
+mod replay;
 mod serve;
+mod stats;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,15 +26,27 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the daemon: receive HAProxy's syslog, parse it, alert to the log.
+    /// Run the daemon: receive HAProxy's syslog, store events and traffic windows.
     Serve(serve::ServeArgs),
+    /// Stored health checks, state changes, backend and proxy events.
+    Events(events::EventsArgs),
+    /// Traffic figures (requests, status classes, retries, latency percentiles) over any span.
+    Stats(stats::StatsArgs),
+    /// Backfill the store from log files (plain or .gz) or standard input.
+    Replay(replay::ReplayArgs),
     /// Parse syslog messages (one per line) and print what hapwatch sees, as JSON lines.
     Parse(parse::ParseArgs),
+    /// Validate a config file and show what it sets.
+    CheckConfig(check_config::CheckConfigArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Parse(args) => parse::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Stats(args) => stats::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Parse(args) => parse::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
     }
 }

@@ -1,40 +1,127 @@
-//! `hapwatch serve`: the daemon.
+//! `hapwatch serve`: the daemon. Sockets (tokio tasks) → a bounded queue →
+//! the parse/aggregate thread → the writer thread → SQLite.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::mpsc;
 
-use crate::ingest::listen::{Listen, DEFAULT_LISTEN};
-use crate::ingest::udp;
-use crate::stats::Stats;
+use crate::config::{Config, ListenerConfig};
+use crate::ingest::listen::Listen;
+use crate::ingest::{tcp, udp, unix, RawMessage, Sink};
+use crate::pipeline::{Processor, TimeSource};
+use crate::stats::{Snapshot, Stats};
+use crate::store::writer::{IngestRow, Retention, WriteOp, Writer};
+
+/// A reloaded parser and config, waiting for the pipeline thread to pick up.
+type Reload = Arc<Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>>;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Where to receive syslog (repeatable).
-    #[arg(long = "listen", value_name = "URL", default_value = DEFAULT_LISTEN)]
+    /// The hapwatch config (TOML); defaults apply without one.
+    #[arg(long, value_name = "FILE", env = "HAPWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where to receive syslog (repeatable); replaces the config's listeners.
+    /// udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH. Default udp://127.0.0.1:5140.
+    #[arg(long = "listen", value_name = "URL")]
     pub listen: Vec<Listen>,
+    /// The SQLite file (default: the config's, else hapwatch.db in the state directory).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
     #[command(flatten)]
     pub formats: crate::formats::FormatArgs,
-    /// How often the daemon logs its own counters.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub stats_interval: Duration,
-    /// Messages waiting between the sockets and the parser before new ones are dropped.
-    #[arg(long, default_value_t = 65_536)]
-    pub queue: usize,
+    /// How often the daemon logs and stores its own counters (default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub stats_interval: Option<Duration>,
+    /// Messages waiting for the parser before new ones are dropped (default 65536).
+    #[arg(long)]
+    pub queue: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The config file with this command line's overrides.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(self.config.as_deref())?;
+        if !self.listen.is_empty() {
+            c.listen = self
+                .listen
+                .iter()
+                .cloned()
+                .map(ListenerConfig::new)
+                .collect();
+        }
+        if let Some(db) = &self.db {
+            c.storage.path = Some(db.clone());
+        }
+        self.formats.apply(&mut c.parse);
+        if let Some(i) = self.stats_interval {
+            c.daemon.stats_interval = i;
+        }
+        if let Some(q) = self.queue {
+            c.daemon.queue = q.max(1);
+        }
+        Ok(c)
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
-    let parser = Arc::new(args.formats.build_parser()?);
+    let config = args.config()?;
+    let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
+    let db = config.db_path();
+    let conn = crate::store::open_write(&db)?;
+    tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");
+    let stats = Arc::new(Stats::default());
+    let writer = Writer::spawn(
+        conn,
+        Some(Retention {
+            windows: config.storage.retain_windows,
+            events: config.storage.retain_events,
+        }),
+        stats.rows_written.clone(),
+        stats.write_errors.clone(),
+    );
+    let (tx, rx) = mpsc::sync_channel::<RawMessage>(config.daemon.queue);
+    let reload: Reload = Arc::default();
+    let processor = {
+        let mut p = Processor::new(
+            parser,
+            &config,
+            writer.tx.clone(),
+            stats.clone(),
+            TimeSource::Live,
+        );
+        let (stats, store, reload) = (stats.clone(), writer.tx.clone(), reload.clone());
+        let interval = config.daemon.stats_interval;
+        std::thread::Builder::new()
+            .name("hapwatch-pipeline".into())
+            .spawn(move || process(&mut p, rx, &stats, &store, interval, &reload))
+            .context("cannot start the pipeline thread")?
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    rt.block_on(serve(args, parser))
+    let result = rt.block_on(listen_until_signal(
+        &args,
+        config,
+        tx,
+        stats.clone(),
+        reload,
+    ));
+    // The sockets are closed: the pipeline drains the queue, closes every window and stops.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let pipeline = processor.join();
+    writer.finish();
+    log_totals(&stats.snapshot());
+    if pipeline.is_err() {
+        anyhow::bail!("the pipeline thread failed; windows still open were lost");
+    }
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 fn init_tracing() {
@@ -50,69 +137,247 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn serve(args: ServeArgs, parser: Arc<hapwatch_parsers::Parser>) -> anyhow::Result<ExitCode> {
-    let stats = Arc::new(Stats::default());
-    let (tx, rx) = mpsc::channel(args.queue.max(1));
-    let mut receivers = Vec::new();
-    for l in &args.listen {
-        let Listen::Udp(addr) = l;
-        let socket = udp::bind(*addr)
-            .await
-            .with_context(|| format!("cannot bind udp://{addr}"))?;
-        tracing::info!(listen = %format!("udp://{}", socket.local_addr()?), "listening");
-        let (tx, stats) = (tx.clone(), stats.clone());
-        receivers.push(tokio::spawn(
-            async move { udp::run(socket, tx, &stats).await },
-        ));
+/// Binds every listener, then waits for SIGINT/SIGTERM (stop) and SIGHUP (reload).
+async fn listen_until_signal(
+    args: &ServeArgs,
+    config: Config,
+    tx: mpsc::SyncSender<RawMessage>,
+    stats: Arc<Stats>,
+    reload: Reload,
+) -> anyhow::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in config.listeners() {
+        let sink = Sink {
+            tx: tx.clone(),
+            stats: stats.clone(),
+            listener: stats.listener(l.url.to_string()),
+        };
+        match &l.url {
+            Listen::Udp(addr) => {
+                let (sockets, granted) = udp::bind(*addr, l.sockets, l.recv_buffer)
+                    .with_context(|| format!("cannot bind {}", l.url))?;
+                let bound = sockets[0].local_addr()?;
+                log_buffer(&l, granted);
+                tracing::info!(listen = %format!("udp://{bound}"), sockets = sockets.len(), "listening");
+                for s in sockets {
+                    if let Some(inode) = crate::ingest::kernel::socket_inode(&s) {
+                        sink.listener
+                            .udp_inodes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(inode);
+                    }
+                    tasks.spawn(udp::run(s, l.allow.clone(), sink.clone()));
+                }
+            }
+            Listen::Tcp(addr) => {
+                let listener = tcp::bind(*addr)
+                    .await
+                    .with_context(|| format!("cannot bind {}", l.url))?;
+                tracing::info!(listen = %format!("tcp://{}", listener.local_addr()?), "listening");
+                tasks.spawn(tcp::run(listener, l.allow.clone(), sink));
+            }
+            Listen::Unix(path) => {
+                if !l.allow.is_empty() {
+                    anyhow::bail!(
+                        "{}: `allow` does not apply to a unix socket (use socket_mode)",
+                        l.url
+                    );
+                }
+                let (socket, granted) = unix::bind(path, l.socket_mode, l.recv_buffer)
+                    .with_context(|| format!("cannot bind {}", l.url))?;
+                log_buffer(&l, granted);
+                tracing::info!(listen = %l.url, "listening");
+                tasks.spawn(unix::run(socket, sink));
+            }
+        }
     }
     drop(tx);
-    let parse = tokio::spawn(crate::pipeline::run(parser, rx, stats.clone()));
+    sd_ready();
 
-    let mut ticker = tokio::time::interval(args.stats_interval);
-    ticker.tick().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     loop {
         tokio::select! {
-            _ = ticker.tick() => log_stats("ingest", &stats),
-            _ = shutdown_signal() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => reload_config(args, &config, &reload),
         }
     }
     tracing::info!("shutting down");
-    // Stop the sockets, then let the parser drain what was already accepted.
-    for r in &receivers {
-        r.abort();
-    }
-    for r in receivers {
-        let _ = r.await;
-    }
-    parse.await.context("parse stage failed")?;
-    log_stats("totals", &stats);
-    Ok(ExitCode::SUCCESS)
+    tasks.shutdown().await;
+    Ok(())
 }
 
-fn log_stats(what: &str, stats: &Stats) {
-    let s = stats.snapshot();
-    let errors: Vec<String> = s
+fn log_buffer(l: &ListenerConfig, granted: usize) {
+    // Linux reports twice the usable size it granted.
+    if granted / 2 < l.recv_buffer {
+        tracing::warn!(
+            listen = %l.url, requested = l.recv_buffer, granted = granted / 2,
+            "the kernel granted a smaller receive buffer; raise net.core.rmem_max to avoid drops under bursts"
+        );
+    } else {
+        tracing::info!(listen = %l.url, recv_buffer = granted / 2, "receive buffer");
+    }
+}
+
+/// SIGHUP: formats and the timezone apply at once; listeners and the
+/// database path need a restart, which is said in the log.
+fn reload_config(
+    args: &ServeArgs,
+    running: &Config,
+    slot: &Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>,
+) {
+    let next = args
+        .config()
+        .and_then(|c| Ok((Arc::new(crate::formats::parser_for(&c.parse)?), c)));
+    match next {
+        Ok((parser, config)) => {
+            if config.db_path() != running.db_path()
+                || format!("{:?}", config.listeners()) != format!("{:?}", running.listeners())
+                || config.storage.window != running.storage.window
+            {
+                tracing::warn!("listeners, storage path and window size change only on restart");
+            }
+            tracing::info!(formats = parser.custom_formats().len(), "config reloaded");
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((parser, config));
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "config reload failed; keeping the running config")
+        }
+    }
+}
+
+/// Tells systemd (Type=notify) that the sockets are bound.
+fn sd_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = std::os::unix::net::UnixDatagram::unbound();
+    if let Ok(s) = sock {
+        let _ = s.send_to(b"READY=1", path);
+    }
+}
+
+/// The pipeline thread: parse and aggregate each message; once a second,
+/// close due windows; every stats interval, log and store the counters.
+fn process(
+    p: &mut Processor,
+    rx: mpsc::Receiver<RawMessage>,
+    stats: &Stats,
+    store: &mpsc::SyncSender<WriteOp>,
+    stats_interval: Duration,
+    reload: &Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>,
+) {
+    const TICK: Duration = Duration::from_secs(1);
+    let mut next_tick = Instant::now() + TICK;
+    let mut next_stats = Instant::now() + stats_interval;
+    let mut prev = stats.snapshot();
+    let mut prev_at = crate::timezone::now_ms();
+    let mut handled = 0u32;
+    loop {
+        match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(m) => {
+                p.handle(&m.bytes, m.peer, m.received_ms, m.oversized);
+                handled += 1;
+                // Reading the clock costs; under load, look at it every 256 messages.
+                if !handled.is_multiple_of(256) {
+                    continue;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if now < next_tick {
+            continue;
+        }
+        next_tick = now + TICK;
+        if let Some((parser, config)) = reload.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            p.reconfigure(parser, &config);
+        }
+        p.tick(crate::timezone::now_ms());
+        if now >= next_stats {
+            next_stats = now + stats_interval;
+            let at = crate::timezone::now_ms();
+            let snap = stats.snapshot();
+            report(&prev, &snap, at - prev_at, store, stats);
+            (prev, prev_at) = (snap, at);
+        }
+    }
+    p.finish();
+    let at = crate::timezone::now_ms();
+    report(&prev, &stats.snapshot(), at - prev_at, store, stats);
+}
+
+/// Logs one interval's counters and stores them as a row of `ingest_stats`.
+fn report(
+    prev: &Snapshot,
+    now: &Snapshot,
+    interval_ms: i64,
+    store: &mpsc::SyncSender<WriteOp>,
+    stats: &Stats,
+) {
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    let by_reason: serde_json::Map<String, serde_json::Value> = now
         .parse_errors
         .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{k}:{n}"))
+        .zip(&prev.parse_errors)
+        .filter(|((_, n), (_, p))| n > p)
+        .map(|((k, n), (_, p))| ((*k).to_owned(), (n - p).into()))
         .collect();
+    let listeners: Vec<serde_json::Value> = now
+        .listeners
+        .iter()
+        .map(|(name, rx, bytes, denied, drops)| {
+            let before = prev.listeners.iter().find(|l| &l.0 == name);
+            let b = |f: fn(&(String, u64, u64, u64, u64)) -> u64| before.map_or(0, f);
+            serde_json::json!({
+                "listener": name,
+                "received": d(*rx, b(|l| l.1)),
+                "bytes": d(*bytes, b(|l| l.2)),
+                "denied": d(*denied, b(|l| l.3)),
+                "socket_drops": d(*drops, b(|l| l.4)),
+            })
+        })
+        .collect();
+    let row = IngestRow {
+        ts_ms: crate::timezone::now_ms(),
+        interval_ms,
+        received: d(now.received, prev.received),
+        bytes: d(now.bytes, prev.bytes),
+        parsed: d(now.parsed, prev.parsed),
+        traffic: d(now.traffic, prev.traffic),
+        events: d(now.events, prev.events),
+        parse_errors: d(now.parse_errors_total(), prev.parse_errors_total()),
+        oversized: d(now.oversized, prev.oversized),
+        denied: d(now.denied, prev.denied),
+        queue_drops: d(now.queue_drops, prev.queue_drops),
+        socket_drops: d(now.socket_drops, prev.socket_drops),
+        rows_written: d(now.rows_written, prev.rows_written),
+        detail: serde_json::json!({ "parse_errors": by_reason, "listeners": listeners })
+            .to_string(),
+    };
     tracing::info!(
-        received = s.received, bytes = s.bytes, parsed = s.parsed, traffic = s.traffic,
-        events = s.events, parse_errors = s.parse_errors_total(), queue_drops = s.queue_drops,
-        oversized = s.oversized, by_reason = %errors.join(","),
-        "{what}"
+        received = row.received, bytes = row.bytes, parsed = row.parsed, traffic = row.traffic,
+        events = row.events, parse_errors = row.parse_errors, queue_drops = row.queue_drops,
+        socket_drops = row.socket_drops, denied = row.denied, oversized = row.oversized,
+        rows_written = row.rows_written, by_reason = %serde_json::Value::Object(by_reason),
+        "ingest"
     );
     if let Some(sample) = stats.take_sample() {
         tracing::warn!(%sample, "a message hapwatch could not parse (one sample per interval)");
     }
+    let _ = store.send(WriteOp::Ingest(row));
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+fn log_totals(s: &Snapshot) {
+    tracing::info!(
+        received = s.received, bytes = s.bytes, parsed = s.parsed, traffic = s.traffic,
+        events = s.events, parse_errors = s.parse_errors_total(), queue_drops = s.queue_drops,
+        socket_drops = s.socket_drops, denied = s.denied, oversized = s.oversized,
+        rows_written = s.rows_written, write_errors = s.write_errors, by_reason = %s.parse_errors_text(","),
+        "totals"
+    );
 }

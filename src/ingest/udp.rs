@@ -1,30 +1,45 @@
-//! The UDP syslog source: one datagram is one message.
+//! The UDP syslog source: one datagram is one message. Several sockets can
+//! share a port with SO_REUSEPORT so the kernel spreads senders across them.
 
 use std::net::SocketAddr;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
-/// One received datagram and who sent it (the host identity when the header has none).
-#[derive(Debug)]
-pub struct RawMessage {
-    pub peer: SocketAddr,
-    pub bytes: Vec<u8>,
-    /// The datagram filled the receive buffer: it was probably cut by the kernel.
-    pub oversized: bool,
+use super::listen::{allowed, Cidr};
+use super::{Sink, MAX_MESSAGE};
+
+/// Binds `count` sockets to `addr` (port 0: one free port for all) with the
+/// requested receive buffer. Returns them with the buffer the kernel granted.
+pub fn bind(
+    addr: SocketAddr,
+    count: usize,
+    recv_buffer: usize,
+) -> std::io::Result<(Vec<UdpSocket>, usize)> {
+    let mut sockets = Vec::new();
+    let mut addr = addr;
+    let mut granted = 0;
+    for _ in 0..count {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if count > 1 {
+            s.set_reuse_port(true)?;
+        }
+        // The kernel caps this at net.core.rmem_max; the caller logs what it got.
+        let _ = s.set_recv_buffer_size(recv_buffer);
+        granted = s.recv_buffer_size()?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        let std: std::net::UdpSocket = s.into();
+        addr = std.local_addr()?;
+        sockets.push(UdpSocket::from_std(std)?);
+    }
+    Ok((sockets, granted))
 }
 
-/// Largest UDP payload; HAProxy's `len` tops out at 65535.
-const MAX_DATAGRAM: usize = 65_535;
-
-pub async fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    UdpSocket::bind(addr).await
-}
-
-/// Reads datagrams until the channel closes. When the pipeline falls behind,
-/// datagrams are dropped and counted rather than blocking the socket.
-pub async fn run(socket: UdpSocket, tx: mpsc::Sender<RawMessage>, stats: &crate::stats::Stats) {
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+/// Reads datagrams until the pipeline is gone.
+pub async fn run(socket: UdpSocket, allow: Vec<Cidr>, sink: Sink) {
+    // One byte more than the largest datagram tells a cut one from a full one.
+    let mut buf = vec![0u8; MAX_MESSAGE + 1];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -33,16 +48,12 @@ pub async fn run(socket: UdpSocket, tx: mpsc::Sender<RawMessage>, stats: &crate:
                 continue;
             }
         };
-        stats.datagram(n);
-        let msg = RawMessage {
-            peer,
-            bytes: buf[..n.min(MAX_DATAGRAM)].to_vec(),
-            oversized: n > MAX_DATAGRAM,
-        };
-        match tx.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => stats.queue_drop(),
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        if !allowed(&allow, peer.ip()) {
+            sink.deny();
+            continue;
+        }
+        if !sink.deliver(Some(peer.ip()), &buf[..n.min(MAX_MESSAGE)], n > MAX_MESSAGE) {
+            return;
         }
     }
 }

@@ -1,0 +1,145 @@
+//! Human output: aligned tables, relative times, colour only on a terminal.
+
+use std::io::{IsTerminal as _, Write};
+
+pub struct Style {
+    colour: bool,
+}
+
+impl Style {
+    /// Colour when stdout is a terminal and NO_COLOR is unset.
+    pub fn detect() -> Style {
+        Style {
+            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    pub fn paint(&self, text: &str, code: &str) -> String {
+        if self.colour && !code.is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+pub const RED: &str = "31";
+pub const GREEN: &str = "32";
+pub const YELLOW: &str = "33";
+pub const DIM: &str = "2";
+pub const BOLD: &str = "1";
+
+/// A table whose cells may carry a colour; widths ignore the escape codes.
+pub struct Table {
+    header: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<(String, &'static str)>>,
+}
+
+impl Table {
+    /// Columns named with a leading `>` are right-aligned (numbers).
+    pub fn new(columns: &[&'static str]) -> Table {
+        Table {
+            header: columns.iter().map(|c| c.trim_start_matches('>')).collect(),
+            right: columns.iter().map(|c| c.starts_with('>')).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<(String, &'static str)>) {
+        self.rows.push(cells);
+    }
+
+    pub fn print(&self, style: &Style, out: &mut impl Write) -> std::io::Result<()> {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, (c, _)) in r.iter().enumerate() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: Vec<(String, &str)>, out: &mut dyn Write| -> std::io::Result<()> {
+            let last = cells.len().saturating_sub(1);
+            let mut s = String::new();
+            for (i, (text, code)) in cells.into_iter().enumerate() {
+                let pad = widths[i].saturating_sub(text.chars().count());
+                let painted = style.paint(&text, code);
+                if self.right[i] {
+                    s += &" ".repeat(pad);
+                    s += &painted;
+                } else {
+                    s += &painted;
+                    if i != last {
+                        s += &" ".repeat(pad);
+                    }
+                }
+                if i != last {
+                    s += "  ";
+                }
+            }
+            writeln!(out, "{}", s.trim_end())
+        };
+        line(
+            self.header.iter().map(|h| (h.to_string(), BOLD)).collect(),
+            out,
+        )?;
+        for r in &self.rows {
+            line(r.clone(), out)?;
+        }
+        Ok(())
+    }
+}
+
+/// `3m ago`, `2h ago`, `5d ago`, or `in 1m` for the future.
+pub fn relative(ms: i64, now_ms: i64) -> String {
+    let delta = (now_ms - ms) / 1000;
+    let (n, future) = (delta.unsigned_abs(), delta < 0);
+    let text = match n {
+        0..=59 => format!("{n}s"),
+        60..=3599 => format!("{}m", n / 60),
+        3600..=86_399 => format!("{}h", n / 3600),
+        _ => format!("{}d", n / 86_400),
+    };
+    if future {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+/// `2026-11-23 01:23:33` in the local zone.
+pub fn local_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = 10_000_000_000;
+        assert_eq!(relative(now - 5_000, now), "5s ago");
+        assert_eq!(relative(now - 3 * 60_000, now), "3m ago");
+        assert_eq!(relative(now - 26 * 3_600_000, now), "1d ago");
+        assert_eq!(relative(now + 60_000, now), "in 1m");
+    }
+
+    #[test]
+    fn tables_align_without_counting_colour() {
+        let mut t = Table::new(&["NAME", ">N"]);
+        t.row(vec![("a".into(), RED), ("1".into(), "")]);
+        t.row(vec![("long".into(), ""), ("100".into(), "")]);
+        let mut out = Vec::new();
+        t.print(&Style { colour: false }, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "NAME    N\na       1\nlong  100\n"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! `hapwatch stats`: traffic figures over any span, grouped and windowed,
+//! computed from the stored windows (histograms merge exactly).
+//! `hapwatch stats --self`: the daemon's own counters.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::common::{rfc3339, SpanArgs, StoreArgs};
+use super::output::{local_time, Style, Table, DIM, RED, YELLOW};
+use crate::store::queries::{self, WindowFilter};
+use crate::windows::Counts;
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Host,
+    Frontend,
+    Backend,
+    Server,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this backend.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Only this frontend.
+    #[arg(long)]
+    pub frontend: Option<String>,
+    /// Only this load balancer.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// One row per host, frontend, backend or server (backend/server).
+    #[arg(long, value_enum, default_value = "backend")]
+    pub by: By,
+    #[command(flatten)]
+    pub span: SpanArgs,
+    /// Split the span into windows of this length (a multiple of the stored window).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub window: Option<Duration>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// The daemon's own counters instead of traffic.
+    #[arg(long = "self")]
+    pub self_: bool,
+}
+
+/// One output row: a group over one span.
+struct Row {
+    start_s: i64,
+    end_s: i64,
+    host: Option<String>,
+    frontend: Option<String>,
+    backend: Option<String>,
+    server: Option<String>,
+    counts: Counts,
+}
+
+pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let now = crate::timezone::now_ms();
+    let (since_ms, until_ms) = args.span.resolve(now)?;
+    let conn = args.store.open_read()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = if args.self_ {
+        print_self(&conn, since_ms, args.json, &mut out)?
+    } else {
+        let rows = aggregate(&conn, &args, since_ms, until_ms)?;
+        if args.json {
+            rows.iter()
+                .try_for_each(|r| writeln!(out, "{}", json_row(r)))
+        } else {
+            print_table(&rows, &args, &mut out)
+        }
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn aggregate(
+    conn: &rusqlite::Connection,
+    args: &StatsArgs,
+    since_ms: i64,
+    until_ms: i64,
+) -> anyhow::Result<Vec<Row>> {
+    let (since_s, until_s) = (since_ms.div_euclid(1000), (until_ms + 999).div_euclid(1000));
+    let windows = queries::windows(
+        conn,
+        &WindowFilter {
+            since_s,
+            until_s,
+            host: args.host.clone(),
+            frontend: args.frontend.clone(),
+            backend: args.backend.clone(),
+            server: None,
+        },
+    )?;
+    let step = args.window.map(|w| w.as_secs().max(1) as i64);
+    let mut groups: BTreeMap<(i64, [Option<String>; 4]), Row> = BTreeMap::new();
+    for w in windows {
+        let start = step.map_or(since_s, |s| w.start.div_euclid(s) * s);
+        let end = step.map_or(until_s, |s| start + s);
+        let key = [
+            (args.by == By::Host).then(|| w.host.clone()),
+            (args.by == By::Frontend).then(|| w.frontend.clone()),
+            matches!(args.by, By::Backend | By::Server).then(|| w.backend.clone()),
+            (args.by == By::Server).then(|| w.server.clone()),
+        ];
+        let row = groups.entry((start, key.clone())).or_insert_with(|| {
+            let [host, frontend, backend, server] = key;
+            Row {
+                start_s: start,
+                end_s: end,
+                host,
+                frontend,
+                backend,
+                server,
+                counts: Counts::default(),
+            }
+        });
+        row.counts.merge(&w.counts);
+    }
+    Ok(groups.into_values().collect())
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 * 10_000.0 / whole as f64).round() / 100.0
+    }
+}
+
+fn rate(r: &Row) -> f64 {
+    let secs = (r.end_s - r.start_s).max(1) as f64;
+    (r.counts.requests as f64 / secs * 100.0).round() / 100.0
+}
+
+fn json_row(r: &Row) -> Value {
+    let c = &r.counts;
+    let q = |p: f64| c.t_total.quantile(p);
+    json!({
+        "host": r.host, "frontend": r.frontend, "backend": r.backend, "server": r.server,
+        "start": rfc3339(r.start_s * 1000), "end": rfc3339(r.end_s * 1000),
+        "requests": c.requests, "req_per_s": rate(r),
+        "s1xx": c.s1xx, "s2xx": c.s2xx, "s3xx": c.s3xx, "s4xx": c.s4xx, "s5xx": c.s5xx,
+        "s_other": c.s_other, "retries": c.retries, "redispatches": c.redispatches,
+        "term_client": c.term_client, "term_server": c.term_server, "term_proxy": c.term_proxy,
+        "term_resource": c.term_resource, "term_other": c.term_other, "bytes": c.bytes,
+        "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99),
+        "tr_p95_ms": c.t_response.quantile(0.95),
+    })
+}
+
+fn print_table(rows: &[Row], args: &StatsArgs, out: &mut impl Write) -> std::io::Result<()> {
+    let style = Style::detect();
+    if rows.is_empty() {
+        return writeln!(out, "{}", style.paint("no traffic in this span", DIM));
+    }
+    let group = match args.by {
+        By::Host => "HOST",
+        By::Frontend => "FRONTEND",
+        By::Backend => "BACKEND",
+        By::Server => "SERVER",
+    };
+    let mut columns = Vec::new();
+    if args.window.is_some() {
+        columns.push("START");
+    }
+    columns.extend([
+        group, ">REQ", ">REQ/S", ">4XX%", ">5XX%", ">RETRIES", ">REDISP", ">P50", ">P95", ">P99",
+    ]);
+    let mut t = Table::new(&columns);
+    let ms = |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{v}ms"));
+    for r in rows {
+        let c = &r.counts;
+        let name = match args.by {
+            By::Host => r.host.clone(),
+            By::Frontend => r.frontend.clone(),
+            By::Backend => r.backend.clone(),
+            By::Server => Some(format!(
+                "{}/{}",
+                r.backend.as_deref().unwrap_or(""),
+                r.server.as_deref().unwrap_or("")
+            )),
+        }
+        .unwrap_or_default();
+        let p5 = pct(c.s5xx, c.requests);
+        let mut cells = Vec::new();
+        if args.window.is_some() {
+            cells.push((local_time(r.start_s * 1000), ""));
+        }
+        cells.extend([
+            (name, ""),
+            (c.requests.to_string(), ""),
+            (format!("{:.2}", rate(r)), ""),
+            (format!("{:.2}", pct(c.s4xx, c.requests)), ""),
+            (
+                format!("{p5:.2}"),
+                if p5 >= 5.0 {
+                    RED
+                } else if p5 >= 1.0 {
+                    YELLOW
+                } else {
+                    ""
+                },
+            ),
+            (
+                c.retries.to_string(),
+                if c.retries > 0 { YELLOW } else { "" },
+            ),
+            (c.redispatches.to_string(), ""),
+            (ms(c.t_total.quantile(0.5)), ""),
+            (ms(c.t_total.quantile(0.95)), ""),
+            (ms(c.t_total.quantile(0.99)), ""),
+        ]);
+        t.row(cells);
+    }
+    t.print(&style, out)
+}
+
+fn print_self(
+    conn: &rusqlite::Connection,
+    since_ms: i64,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<std::io::Result<()>> {
+    let rows = queries::ingest_stats(conn, since_ms)?;
+    if json {
+        return Ok(rows.iter().try_for_each(|r| {
+            let detail: Value = serde_json::from_str(&r.detail).unwrap_or(Value::Null);
+            writeln!(
+                out,
+                "{}",
+                json!({
+                    "ts": rfc3339(r.ts_ms), "interval_ms": r.interval_ms, "received": r.received,
+                    "bytes": r.bytes, "parsed": r.parsed, "traffic": r.traffic, "events": r.events,
+                    "parse_errors": r.parse_errors, "oversized": r.oversized, "denied": r.denied,
+                    "queue_drops": r.queue_drops, "socket_drops": r.socket_drops,
+                    "rows_written": r.rows_written, "detail": detail,
+                })
+            )
+        }));
+    }
+    let style = Style::detect();
+    if rows.is_empty() {
+        return Ok(writeln!(
+            out,
+            "{}",
+            style.paint(
+                "no counters stored in this span (the daemon stores them every stats_interval)",
+                DIM
+            )
+        ));
+    }
+    let mut t = Table::new(&[
+        "TIME",
+        ">RECEIVED",
+        ">BYTES",
+        ">TRAFFIC",
+        ">EVENTS",
+        ">PARSE ERR",
+        ">DENIED",
+        ">QUEUE DROP",
+        ">SOCKET DROP",
+        ">ROWS",
+    ]);
+    let alarm = |n: u64| if n > 0 { RED } else { "" };
+    for r in &rows {
+        t.row(vec![
+            (local_time(r.ts_ms), ""),
+            (r.received.to_string(), ""),
+            (r.bytes.to_string(), ""),
+            (r.traffic.to_string(), ""),
+            (r.events.to_string(), ""),
+            (
+                r.parse_errors.to_string(),
+                if r.parse_errors > 0 { YELLOW } else { "" },
+            ),
+            (r.denied.to_string(), ""),
+            (r.queue_drops.to_string(), alarm(r.queue_drops)),
+            (r.socket_drops.to_string(), alarm(r.socket_drops)),
+            (r.rows_written.to_string(), ""),
+        ]);
+    }
+    Ok(t.print(&style, out))
+}

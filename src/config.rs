@@ -1,0 +1,294 @@
+//! The TOML configuration. Every key has a default, so hapwatch runs with no
+//! file; every key is documented in `packaging/hapwatch.toml`. Values are
+//! checked while deserializing so that errors carry the key's line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Deserializer};
+
+use crate::ingest::listen::{Cidr, Listen};
+use crate::timezone::Zone;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub storage: StorageConfig,
+    pub parse: ParseConfig,
+    /// `[[listen]]` tables; none means the default UDP listener.
+    pub listen: Vec<ListenerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(deserialize_with = "duration")]
+    pub stats_interval: Duration,
+    /// Messages waiting between the sockets and the parser.
+    #[serde(deserialize_with = "positive")]
+    pub queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The SQLite file; default `hapwatch.db` in the state directory.
+    pub path: Option<PathBuf>,
+    #[serde(deserialize_with = "window_span")]
+    pub window: Duration,
+    /// How long a window stays open in memory after it ends, for late lines.
+    #[serde(deserialize_with = "duration")]
+    pub window_grace: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub retain_windows: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub retain_events: Duration,
+    /// Raw lines kept per window and error class, as evidence.
+    pub samples_per_window: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParseConfig {
+    /// The zone of accept dates and syslog dates that carry none.
+    #[serde(deserialize_with = "zone")]
+    pub timezone: Zone,
+    /// Learn custom `log-format`s from this HAProxy config.
+    pub haproxy_config: Option<PathBuf>,
+    /// Custom `log-format` strings.
+    pub log_formats: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    #[serde(deserialize_with = "listen_url")]
+    pub url: Listen,
+    /// Source networks allowed to send; empty allows everyone.
+    #[serde(default, deserialize_with = "cidrs")]
+    pub allow: Vec<Cidr>,
+    /// Requested SO_RCVBUF (UDP, unix) in bytes; the kernel may grant less.
+    #[serde(default = "default_recv_buffer")]
+    pub recv_buffer: usize,
+    /// UDP sockets bound to the same address with SO_REUSEPORT.
+    #[serde(default = "one", deserialize_with = "positive")]
+    pub sockets: usize,
+    /// Permissions of a unix socket file, e.g. "0666".
+    #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+}
+
+impl ListenerConfig {
+    pub fn new(url: Listen) -> Self {
+        ListenerConfig {
+            url,
+            allow: Vec::new(),
+            recv_buffer: default_recv_buffer(),
+            sockets: 1,
+            socket_mode: default_socket_mode(),
+        }
+    }
+}
+
+fn default_recv_buffer() -> usize {
+    8 << 20
+}
+fn one() -> usize {
+    1
+}
+fn default_socket_mode() -> u32 {
+    0o666
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            stats_interval: Duration::from_secs(60),
+            queue: 65_536,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: None,
+            window: Duration::from_secs(60),
+            window_grace: Duration::from_secs(10),
+            retain_windows: Duration::from_secs(30 * 86_400),
+            retain_events: Duration::from_secs(365 * 86_400),
+            samples_per_window: 3,
+        }
+    }
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig {
+            timezone: Zone::Local,
+            haproxy_config: None,
+            log_formats: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Reads `path`, or returns the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Config::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// The SQLite file: the configured one, else `hapwatch.db` in the state directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| state_dir().join("hapwatch.db"))
+    }
+
+    /// The configured listeners, or the default one.
+    pub fn listeners(&self) -> Vec<ListenerConfig> {
+        if self.listen.is_empty() {
+            vec![ListenerConfig::new(
+                crate::ingest::listen::DEFAULT_LISTEN
+                    .parse()
+                    .expect("valid"),
+            )]
+        } else {
+            self.listen.clone()
+        }
+    }
+}
+
+/// systemd's `StateDirectory`, else the XDG state home, else the working directory.
+pub fn state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd may pass several, colon-separated; the first is ours.
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if !first.is_empty() {
+            return PathBuf::from(first);
+        }
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("hapwatch");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(h).join(".local/state/hapwatch");
+    }
+    PathBuf::from(".")
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"60s\" or \"30d\": {e}"
+        ))
+    })
+}
+
+fn window_span<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let span = duration(d)?;
+    let secs = span.as_secs();
+    if secs == 0 || span.subsec_nanos() != 0 || 86_400 % secs != 0 {
+        return Err(serde::de::Error::custom(format!(
+            "window {span:?} must be whole seconds that divide a day (10s, 1m, 5m, 1h…)"
+        )));
+    }
+    Ok(span)
+}
+
+fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
+}
+
+fn zone<'de, D: Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+fn listen_url<'de, D: Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let s = String::deserialize(d)?;
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a file mode like \"0660\"")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_means_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.storage.window, Duration::from_secs(60));
+        assert_eq!(c.listeners().len(), 1);
+        assert_eq!(c.storage.retain_events, Duration::from_secs(365 * 86_400));
+    }
+
+    #[test]
+    fn the_packaged_example_is_valid() {
+        let text = include_str!("../packaging/hapwatch.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert!(!c.listen.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let e = Config::from_toml("[storage]\nwindow = \"60s\"\nretain_window = \"3d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("retain_window"), "{e}");
+
+        let e = Config::from_toml("[storage]\n\nwindow = \"7m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("divide a day"), "{e}");
+
+        let e = Config::from_toml(
+            "[[listen]]\nurl = \"udp://127.0.0.1:1\"\nallow = [\"10.0.0.0/33\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 3") && e.contains("10.0.0.0/33"), "{e}");
+
+        let e = Config::from_toml("[parse]\ntimezone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("Mars/Olympus"), "{e}");
+    }
+}

@@ -1,0 +1,174 @@
+//! Latency histograms with fixed log-linear buckets: exact below 16 ms, then
+//! 16 buckets per power of two (each at most 6.25 % wide). Fixed buckets make
+//! histograms of different servers and windows merge exactly, by addition.
+
+/// Enough buckets for 2^40 ms; larger values share the last one.
+pub const BUCKETS: usize = 37 * 16 + 16;
+
+pub fn bucket_of(ms: u64) -> usize {
+    if ms < 16 {
+        return ms as usize;
+    }
+    let exp = 63 - ms.leading_zeros() as usize; // ≥ 4
+    let sub = ((ms >> (exp - 4)) & 15) as usize;
+    ((exp - 3) * 16 + sub).min(BUCKETS - 1)
+}
+
+/// The smallest and largest value a bucket holds.
+pub fn bucket_range(b: usize) -> (u64, u64) {
+    if b < 16 {
+        return (b as u64, b as u64);
+    }
+    let exp = b / 16 + 3;
+    let low = (16 + (b % 16) as u64) << (exp - 4);
+    (low, low + (1u64 << (exp - 4)) - 1)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Dense counts, allocated on the first value.
+    counts: Vec<u64>,
+}
+
+impl Histogram {
+    pub fn record(&mut self, ms: u64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
+        self.counts[bucket_of(ms)] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        if other.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    /// The value at quantile `q` (0..=1): the midpoint of the bucket that holds it.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (b, n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let (lo, hi) = bucket_range(b);
+                return Some(lo + (hi - lo) / 2);
+            }
+        }
+        None
+    }
+
+    /// Compact storage: (bucket gap, count) pairs of the non-empty buckets, as LEB128 varints.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut prev = 0usize;
+        for (b, &n) in self.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            put_varint(&mut out, (b - prev) as u64);
+            put_varint(&mut out, n);
+            prev = b;
+        }
+        out
+    }
+
+    /// Reads [`encode`](Self::encode)'s output; `None` if the bytes are not a histogram.
+    pub fn decode(mut bytes: &[u8]) -> Option<Histogram> {
+        let mut h = Histogram::default();
+        let mut b = 0usize;
+        while !bytes.is_empty() {
+            b += usize::try_from(get_varint(&mut bytes)?).ok()?;
+            let n = get_varint(&mut bytes)?;
+            if b >= BUCKETS {
+                return None;
+            }
+            if h.counts.is_empty() {
+                h.counts = vec![0; BUCKETS];
+            }
+            h.counts[b] += n;
+        }
+        Some(h)
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn buckets_tile_the_number_line() {
+        let mut next = 0;
+        for b in 0..BUCKETS - 1 {
+            let (lo, hi) = bucket_range(b);
+            assert_eq!(lo, next, "bucket {b}");
+            assert_eq!(bucket_of(lo), b);
+            assert_eq!(bucket_of(hi), b);
+            assert!(hi - lo <= lo / 16, "bucket {b} is wider than 6.25 %");
+            next = hi + 1;
+        }
+    }
+
+    #[test]
+    fn quantiles_of_small_values_are_exact() {
+        let mut h = Histogram::default();
+        for v in 1..=10 {
+            h.record(v);
+        }
+        assert_eq!(h.quantile(0.5), Some(5));
+        assert_eq!(h.quantile(0.99), Some(10));
+        assert_eq!(Histogram::default().quantile(0.5), None);
+    }
+
+    proptest! {
+        #[test]
+        fn merging_equals_recording_everything(a in proptest::collection::vec(0u64..10_000_000, 0..200),
+                                               b in proptest::collection::vec(0u64..10_000_000, 0..200)) {
+            let (mut ha, mut hb, mut all) = (Histogram::default(), Histogram::default(), Histogram::default());
+            a.iter().for_each(|v| { ha.record(*v); all.record(*v) });
+            b.iter().for_each(|v| { hb.record(*v); all.record(*v) });
+            let mut merged = Histogram::decode(&ha.encode()).unwrap();
+            merged.merge(&Histogram::decode(&hb.encode()).unwrap());
+            prop_assert_eq!(merged.encode(), all.encode());
+            if let Some(p) = all.quantile(0.95) {
+                let mut sorted: Vec<u64> = a.iter().chain(&b).copied().collect();
+                sorted.sort_unstable();
+                let exact = sorted[((0.95 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+                prop_assert!(p.abs_diff(exact) <= exact / 16 + 1, "p95 {} vs exact {}", p, exact);
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Reads for the CLI. Each filter maps onto an index: events by (proxy, ts)
+//! or ts, windows by (backend, start) or the primary key's leading start.
+
+use rusqlite::types::Value;
+use rusqlite::Connection;
+
+use super::writer::IngestRow;
+use crate::hist::Histogram;
+use crate::windows::{Counts, WindowRow};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub host: String,
+    pub kind: String,
+    pub template: String,
+    pub proxy: Option<String>,
+    pub server: Option<String>,
+    pub json: String,
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub backend: Option<String>,
+    pub server: Option<String>,
+    pub host: Option<String>,
+    /// A kind (`state_change`) or a template (`srv_down`).
+    pub kind: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A WHERE clause built from optional equality filters.
+struct Where {
+    sql: String,
+    args: Vec<Value>,
+}
+
+impl Where {
+    fn new(first: &str, args: Vec<Value>) -> Self {
+        Where {
+            sql: format!(" WHERE {first}"),
+            args,
+        }
+    }
+
+    fn eq(&mut self, column: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.args.push(Value::Text(v.clone()));
+            self.sql += &format!(" AND {column} = ?{}", self.args.len());
+        }
+    }
+}
+
+pub fn events(conn: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut w = Where::new(
+        "ts >= ?1 AND ts < ?2",
+        vec![f.since_ms.into(), f.until_ms.into()],
+    );
+    w.eq("proxy", &f.backend);
+    w.eq("server", &f.server);
+    w.eq("host", &f.host);
+    if let Some(k) = &f.kind {
+        w.args.push(Value::Text(k.clone()));
+        let n = w.args.len();
+        w.sql += &format!(" AND (kind = ?{n} OR template = ?{n})");
+    }
+    let limit = f.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+    // The newest N when limited, shown oldest first.
+    let sql = format!(
+        "SELECT * FROM (SELECT id, ts, host, kind, template, proxy, server, json, raw FROM events{}
+         ORDER BY ts DESC, id DESC{limit}) ORDER BY ts, id",
+        w.sql
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(w.args), |r| {
+        Ok(StoredEvent {
+            id: r.get(0)?,
+            ts_ms: r.get(1)?,
+            host: r.get(2)?,
+            kind: r.get(3)?,
+            template: r.get(4)?,
+            proxy: r.get(5)?,
+            server: r.get(6)?,
+            json: r.get(7)?,
+            raw: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WindowFilter {
+    pub since_s: i64,
+    pub until_s: i64,
+    pub host: Option<String>,
+    pub frontend: Option<String>,
+    pub backend: Option<String>,
+    pub server: Option<String>,
+}
+
+/// Windows that overlap [since, until).
+pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<WindowRow>> {
+    // Windows are at most a day long, which bounds the index range scan.
+    let mut w = Where::new(
+        "start >= ?1 - 86400 AND start + span_s > ?1 AND start < ?2",
+        vec![f.since_s.into(), f.until_s.into()],
+    );
+    w.eq("backend", &f.backend);
+    w.eq("server", &f.server);
+    w.eq("host", &f.host);
+    w.eq("frontend", &f.frontend);
+    let sql = format!(
+        "SELECT start, span_s, host, frontend, backend, server, requests, s1xx, s2xx, s3xx, s4xx,
+            s5xx, s_other, retries, redispatches, term_client, term_server, term_proxy,
+            term_resource, term_other, bytes, t_total_hist, t_response_hist
+         FROM windows{} ORDER BY start",
+        w.sql
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(w.args), |r| {
+        let hist = |i: usize| -> rusqlite::Result<Histogram> {
+            let b: Vec<u8> = r.get(i)?;
+            Histogram::decode(&b).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Blob,
+                    "not a histogram".into(),
+                )
+            })
+        };
+        Ok(WindowRow {
+            start: r.get(0)?,
+            span_s: r.get(1)?,
+            host: r.get(2)?,
+            frontend: r.get(3)?,
+            backend: r.get(4)?,
+            server: r.get(5)?,
+            counts: Counts {
+                requests: r.get(6)?,
+                s1xx: r.get(7)?,
+                s2xx: r.get(8)?,
+                s3xx: r.get(9)?,
+                s4xx: r.get(10)?,
+                s5xx: r.get(11)?,
+                s_other: r.get(12)?,
+                retries: r.get(13)?,
+                redispatches: r.get(14)?,
+                term_client: r.get(15)?,
+                term_server: r.get(16)?,
+                term_proxy: r.get(17)?,
+                term_resource: r.get(18)?,
+                term_other: r.get(19)?,
+                bytes: r.get(20)?,
+                t_total: hist(21)?,
+                t_response: hist(22)?,
+            },
+            samples: Vec::new(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// The daemon's interval counters since `since_ms`, oldest first.
+pub fn ingest_stats(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<IngestRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT ts, interval_ms, received, bytes, parsed, traffic, events, parse_errors, oversized,
+            denied, queue_drops, socket_drops, rows_written, detail
+         FROM ingest_stats WHERE ts >= ?1 ORDER BY ts",
+    )?;
+    let rows = stmt.query_map([since_ms], |r| {
+        Ok(IngestRow {
+            ts_ms: r.get(0)?,
+            interval_ms: r.get(1)?,
+            received: r.get(2)?,
+            bytes: r.get(3)?,
+            parsed: r.get(4)?,
+            traffic: r.get(5)?,
+            events: r.get(6)?,
+            parse_errors: r.get(7)?,
+            oversized: r.get(8)?,
+            denied: r.get(9)?,
+            queue_drops: r.get(10)?,
+            socket_drops: r.get(11)?,
+            rows_written: r.get(12)?,
+            detail: r.get(13)?,
+        })
+    })?;
+    rows.collect()
+}

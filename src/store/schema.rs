@@ -1,0 +1,159 @@
+//! Schema migrations, recorded in a version table. Each step runs once, in
+//! its own transaction; a file from a newer hapwatch is refused, not guessed at.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration N brings the schema from version N to N + 1.
+const MIGRATIONS: &[&str] = &[
+    // 1: events, windows, evidence samples, the daemon's own counters.
+    "CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,              -- Unix ms
+        host TEXT NOT NULL,
+        kind TEXT NOT NULL,               -- health_check, state_change, backend_down, other
+        template TEXT NOT NULL,
+        proxy TEXT,
+        server TEXT,
+        new_state TEXT,
+        old_state TEXT,
+        reason TEXT,
+        code INTEGER,
+        info TEXT,
+        check_duration_ms INTEGER,
+        active_left INTEGER,
+        backup_left INTEGER,
+        json TEXT NOT NULL,               -- the event as `hapwatch parse` prints it
+        raw TEXT NOT NULL
+    );
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX events_proxy_ts ON events (proxy, ts);
+    CREATE TABLE windows (
+        start INTEGER NOT NULL,           -- Unix s
+        span_s INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        frontend TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        server TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        s1xx INTEGER NOT NULL, s2xx INTEGER NOT NULL, s3xx INTEGER NOT NULL,
+        s4xx INTEGER NOT NULL, s5xx INTEGER NOT NULL, s_other INTEGER NOT NULL,
+        retries INTEGER NOT NULL,
+        redispatches INTEGER NOT NULL,
+        term_client INTEGER NOT NULL, term_server INTEGER NOT NULL,
+        term_proxy INTEGER NOT NULL, term_resource INTEGER NOT NULL, term_other INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        t_total_hist BLOB NOT NULL,
+        t_response_hist BLOB NOT NULL,
+        PRIMARY KEY (start, span_s, host, frontend, backend, server)
+    ) WITHOUT ROWID;
+    CREATE INDEX windows_backend_start ON windows (backend, start);
+    CREATE TABLE samples (
+        start INTEGER NOT NULL,
+        span_s INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        frontend TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        server TEXT NOT NULL,
+        class TEXT NOT NULL,              -- 5xx, termination
+        raw TEXT NOT NULL
+    );
+    CREATE INDEX samples_start ON samples (start);
+    CREATE TABLE ingest_stats (
+        ts INTEGER NOT NULL,              -- Unix ms, end of the interval
+        interval_ms INTEGER NOT NULL,
+        received INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        parsed INTEGER NOT NULL,
+        traffic INTEGER NOT NULL,
+        events INTEGER NOT NULL,
+        parse_errors INTEGER NOT NULL,
+        oversized INTEGER NOT NULL,
+        denied INTEGER NOT NULL,
+        queue_drops INTEGER NOT NULL,
+        socket_drops INTEGER NOT NULL,
+        rows_written INTEGER NOT NULL,
+        detail TEXT NOT NULL              -- JSON: parse errors by reason, per-listener figures
+    );
+    CREATE INDEX ingest_stats_ts ON ingest_stats (ts);",
+];
+
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )
+}
+
+pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(err)?;
+    let found = version(conn).map_err(err)?;
+    if found > CURRENT {
+        return Err(StoreError::TooNew {
+            path: path.display().to_string(),
+            found,
+            known: CURRENT,
+        });
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let step = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.execute_batch(sql)?;
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [n as i64 + 1],
+            )?;
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(e) = step() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err(e));
+        }
+        tracing::info!(path = %path.display(), version = n + 1, "database schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let conn = Connection::open(&path).unwrap();
+        migrate(&conn, &path).unwrap();
+        migrate(&conn, &path).unwrap();
+        assert_eq!(version(&conn).unwrap(), CURRENT);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, CURRENT);
+        conn.execute("INSERT INTO schema_version VALUES (?1)", [CURRENT + 1])
+            .unwrap();
+        assert!(matches!(
+            migrate(&conn, &path),
+            Err(StoreError::TooNew { .. })
+        ));
+    }
+}

@@ -1,0 +1,290 @@
+//! The single writer: a thread that owns the write connection and commits
+//! whatever has queued up in one transaction, plus background retention.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{params, Connection};
+
+use crate::hist::Histogram;
+use crate::windows::WindowRow;
+
+/// One stored health/state/proxy event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub ts_ms: i64,
+    pub host: String,
+    pub kind: &'static str,
+    pub template: String,
+    pub proxy: Option<String>,
+    pub server: Option<String>,
+    pub new_state: Option<String>,
+    pub old_state: Option<String>,
+    pub reason: Option<String>,
+    pub code: Option<i64>,
+    pub info: Option<String>,
+    pub check_duration_ms: Option<u64>,
+    pub active_left: Option<u32>,
+    pub backup_left: Option<u32>,
+    /// The event as `hapwatch parse` prints it.
+    pub json: String,
+    pub raw: String,
+}
+
+/// The daemon's counters over one interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestRow {
+    pub ts_ms: i64,
+    pub interval_ms: i64,
+    pub received: u64,
+    pub bytes: u64,
+    pub parsed: u64,
+    pub traffic: u64,
+    pub events: u64,
+    pub parse_errors: u64,
+    pub oversized: u64,
+    pub denied: u64,
+    pub queue_drops: u64,
+    pub socket_drops: u64,
+    pub rows_written: u64,
+    pub detail: String,
+}
+
+pub enum WriteOp {
+    Events(Vec<EventRow>),
+    Windows(Vec<WindowRow>),
+    Ingest(IngestRow),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub windows: Duration,
+    pub events: Duration,
+}
+
+/// Ops a transaction takes at most; bounds how long a reader can wait.
+const MAX_BATCH: usize = 512;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// `hist_merge(a, b)`: the sum of two encoded histograms, for upserts of late windows.
+pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "hist_merge",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let a: Vec<u8> = ctx.get(0)?;
+            let b: Vec<u8> = ctx.get(1)?;
+            let bad = || rusqlite::Error::UserFunctionError("hist_merge: not a histogram".into());
+            let mut h = Histogram::decode(&a).ok_or_else(bad)?;
+            h.merge(&Histogram::decode(&b).ok_or_else(bad)?);
+            Ok(h.encode())
+        },
+    )
+}
+
+pub struct Writer {
+    pub tx: SyncSender<WriteOp>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writer thread. `rows_written` counts committed rows; `write_errors` failed batches.
+    pub fn spawn(
+        conn: Connection,
+        retention: Option<Retention>,
+        rows_written: Arc<AtomicU64>,
+        write_errors: Arc<AtomicU64>,
+    ) -> Writer {
+        let (tx, rx) = mpsc::sync_channel::<WriteOp>(1024);
+        let handle = std::thread::Builder::new()
+            .name("hapwatch-writer".into())
+            .spawn(move || {
+                let mut last_prune: Option<Instant> = None;
+                loop {
+                    if let Some(r) = retention {
+                        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                            prune(&conn, r);
+                            last_prune = Some(Instant::now());
+                        }
+                    }
+                    let first = match rx.recv_timeout(PRUNE_EVERY) {
+                        Ok(op) => op,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(op) => batch.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                    match write_batch(&conn, &batch) {
+                        Ok(rows) => {
+                            rows_written.fetch_add(rows, Relaxed);
+                        }
+                        Err(e) => {
+                            write_errors.fetch_add(1, Relaxed);
+                            tracing::error!(error = %e, ops = batch.len(), "database write failed; this batch is lost");
+                        }
+                    }
+                }
+            })
+            .expect("spawn the writer thread");
+        Writer { tx, handle }
+    }
+
+    /// Commits what is queued, then stops the thread.
+    pub fn finish(self) {
+        drop(self.tx);
+        let _ = self.handle.join();
+    }
+}
+
+fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
+    let tx = conn.unchecked_transaction()?;
+    let mut rows = 0u64;
+    for op in batch {
+        match op {
+            WriteOp::Events(events) => {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO events (ts, host, kind, template, proxy, server, new_state, old_state,
+                        reason, code, info, check_duration_ms, active_left, backup_left, json, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                )?;
+                for e in events {
+                    stmt.execute(params![
+                        e.ts_ms,
+                        e.host,
+                        e.kind,
+                        e.template,
+                        e.proxy,
+                        e.server,
+                        e.new_state,
+                        e.old_state,
+                        e.reason,
+                        e.code,
+                        e.info,
+                        e.check_duration_ms,
+                        e.active_left,
+                        e.backup_left,
+                        e.json,
+                        e.raw
+                    ])?;
+                    rows += 1;
+                }
+            }
+            WriteOp::Windows(windows) => rows += write_windows(&tx, windows)?,
+            WriteOp::Ingest(s) => {
+                tx.prepare_cached(
+                    "INSERT INTO ingest_stats (ts, interval_ms, received, bytes, parsed, traffic, events,
+                        parse_errors, oversized, denied, queue_drops, socket_drops, rows_written, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?
+                .execute(params![
+                    s.ts_ms, s.interval_ms, s.received, s.bytes, s.parsed, s.traffic, s.events,
+                    s.parse_errors, s.oversized, s.denied, s.queue_drops, s.socket_drops,
+                    s.rows_written, s.detail
+                ])?;
+                rows += 1;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(rows)
+}
+
+fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusqlite::Result<u64> {
+    // A window closed earlier and re-opened by late lines merges into its row.
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO windows (start, span_s, host, frontend, backend, server, requests,
+            s1xx, s2xx, s3xx, s4xx, s5xx, s_other, retries, redispatches,
+            term_client, term_server, term_proxy, term_resource, term_other, bytes,
+            t_total_hist, t_response_hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+            ?18, ?19, ?20, ?21, ?22, ?23)
+         ON CONFLICT (start, span_s, host, frontend, backend, server) DO UPDATE SET
+            requests = requests + excluded.requests,
+            s1xx = s1xx + excluded.s1xx, s2xx = s2xx + excluded.s2xx, s3xx = s3xx + excluded.s3xx,
+            s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx,
+            s_other = s_other + excluded.s_other,
+            retries = retries + excluded.retries,
+            redispatches = redispatches + excluded.redispatches,
+            term_client = term_client + excluded.term_client,
+            term_server = term_server + excluded.term_server,
+            term_proxy = term_proxy + excluded.term_proxy,
+            term_resource = term_resource + excluded.term_resource,
+            term_other = term_other + excluded.term_other,
+            bytes = bytes + excluded.bytes,
+            t_total_hist = hist_merge(t_total_hist, excluded.t_total_hist),
+            t_response_hist = hist_merge(t_response_hist, excluded.t_response_hist)",
+    )?;
+    let mut sample = tx.prepare_cached(
+        "INSERT INTO samples (start, span_s, host, frontend, backend, server, class, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut rows = 0;
+    for w in windows {
+        let c = &w.counts;
+        upsert.execute(params![
+            w.start,
+            w.span_s,
+            w.host,
+            w.frontend,
+            w.backend,
+            w.server,
+            c.requests,
+            c.s1xx,
+            c.s2xx,
+            c.s3xx,
+            c.s4xx,
+            c.s5xx,
+            c.s_other,
+            c.retries,
+            c.redispatches,
+            c.term_client,
+            c.term_server,
+            c.term_proxy,
+            c.term_resource,
+            c.term_other,
+            c.bytes,
+            c.t_total.encode(),
+            c.t_response.encode()
+        ])?;
+        rows += 1;
+        for (class, raw) in &w.samples {
+            sample.execute(params![
+                w.start, w.span_s, w.host, w.frontend, w.backend, w.server, class, raw
+            ])?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+fn prune(conn: &Connection, r: Retention) {
+    let now = crate::timezone::now_ms();
+    let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
+    let events_before_ms = now - r.events.as_millis() as i64;
+    let result = (|| -> rusqlite::Result<usize> {
+        let tx = conn.unchecked_transaction()?;
+        let mut n = tx.execute("DELETE FROM windows WHERE start < ?1", [windows_before_s])?;
+        n += tx.execute("DELETE FROM samples WHERE start < ?1", [windows_before_s])?;
+        n += tx.execute(
+            "DELETE FROM ingest_stats WHERE ts < ?1",
+            [windows_before_s * 1000],
+        )?;
+        n += tx.execute("DELETE FROM events WHERE ts < ?1", [events_before_ms])?;
+        tx.commit()?;
+        Ok(n)
+    })();
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "retention: pruned old rows"),
+        Err(e) => tracing::warn!(error = %e, "retention: pruning failed"),
+    }
+}

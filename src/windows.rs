@@ -1,0 +1,284 @@
+//! Per-window traffic aggregation keyed by (host, frontend, backend, server).
+//! Windows are aligned on Unix time; a line goes to the window of its own
+//! event time, however late it arrives. Closed windows leave as rows; a late
+//! line re-opens its window and the store merges the two rows.
+
+use std::collections::HashMap;
+
+use hapwatch_parsers::{TerminationClass, Traffic};
+
+use crate::hist::Histogram;
+
+/// The figures of one window, mergeable by addition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub s1xx: u64,
+    pub s2xx: u64,
+    pub s3xx: u64,
+    pub s4xx: u64,
+    pub s5xx: u64,
+    /// No HTTP status: tcplog sessions and `-1` (no response).
+    pub s_other: u64,
+    pub retries: u64,
+    pub redispatches: u64,
+    pub term_client: u64,
+    pub term_server: u64,
+    pub term_proxy: u64,
+    pub term_resource: u64,
+    /// Killed by an admin or the process (`D`, `K`, `U`).
+    pub term_other: u64,
+    pub bytes: u64,
+    /// Ta (httplog) or Tt (tcplog), ms.
+    pub t_total: Histogram,
+    /// Tr, the server's response time, ms.
+    pub t_response: Histogram,
+}
+
+impl Counts {
+    pub fn add(&mut self, t: &Traffic<'_>) {
+        self.requests += 1;
+        match t.status {
+            Some(100..=199) => self.s1xx += 1,
+            Some(200..=299) => self.s2xx += 1,
+            Some(300..=399) => self.s3xx += 1,
+            Some(400..=499) => self.s4xx += 1,
+            Some(500..=599) => self.s5xx += 1,
+            _ => self.s_other += 1,
+        }
+        self.retries += u64::from(t.retries.unwrap_or(0));
+        self.redispatches += u64::from(t.redispatched);
+        match t.termination_class() {
+            TerminationClass::Client => self.term_client += 1,
+            TerminationClass::Server => self.term_server += 1,
+            TerminationClass::Proxy => self.term_proxy += 1,
+            TerminationClass::Resource => self.term_resource += 1,
+            TerminationClass::Killed => self.term_other += 1,
+            TerminationClass::Normal | TerminationClass::Local => {}
+        }
+        self.bytes += t.bytes_read.unwrap_or(0);
+        // -1 means the phase was never reached: no latency to record.
+        if let Some(total) = t.t_active.or(t.t_total).filter(|v| *v >= 0) {
+            self.t_total.record(total as u64);
+        }
+        if let Some(tr) = t.t_response.filter(|v| *v >= 0) {
+            self.t_response.record(tr as u64);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.s1xx += o.s1xx;
+        self.s2xx += o.s2xx;
+        self.s3xx += o.s3xx;
+        self.s4xx += o.s4xx;
+        self.s5xx += o.s5xx;
+        self.s_other += o.s_other;
+        self.retries += o.retries;
+        self.redispatches += o.redispatches;
+        self.term_client += o.term_client;
+        self.term_server += o.term_server;
+        self.term_proxy += o.term_proxy;
+        self.term_resource += o.term_resource;
+        self.term_other += o.term_other;
+        self.bytes += o.bytes;
+        self.t_total.merge(&o.t_total);
+        self.t_response.merge(&o.t_response);
+    }
+}
+
+/// Which error a kept raw line illustrates.
+pub fn sample_class(t: &Traffic<'_>) -> Option<&'static str> {
+    if matches!(t.status, Some(500..=599)) {
+        return Some("5xx");
+    }
+    match t.termination_class() {
+        TerminationClass::Normal | TerminationClass::Local => None,
+        _ => Some("termination"),
+    }
+}
+
+/// One closed window, ready for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    /// Unix seconds of the window's start.
+    pub start: i64,
+    pub span_s: i64,
+    pub host: String,
+    pub frontend: String,
+    pub backend: String,
+    pub server: String,
+    pub counts: Counts,
+    /// (class, raw line) evidence.
+    pub samples: Vec<(&'static str, String)>,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+struct Key {
+    start: i64,
+    host: u32,
+    frontend: u32,
+    backend: u32,
+    server: u32,
+}
+
+#[derive(Default)]
+struct Open {
+    counts: Counts,
+    samples: Vec<(&'static str, String)>,
+}
+
+pub struct Windows {
+    span_ms: i64,
+    grace_ms: i64,
+    samples_per_window: usize,
+    /// Names are interned so the per-line key is four integers.
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    open: HashMap<Key, Open>,
+}
+
+impl Windows {
+    pub fn new(
+        span: std::time::Duration,
+        grace: std::time::Duration,
+        samples_per_window: usize,
+    ) -> Self {
+        Windows {
+            span_ms: (span.as_millis() as i64).max(1000),
+            grace_ms: grace.as_millis() as i64,
+            samples_per_window,
+            ids: HashMap::new(),
+            names: Vec::new(),
+            open: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    /// Counts one traffic line at its event time `ts_ms`; `raw` is kept as
+    /// evidence when the line shows an error and the window has room.
+    pub fn add(&mut self, host: &str, t: &Traffic<'_>, ts_ms: i64, raw: impl FnOnce() -> String) {
+        let key = Key {
+            start: ts_ms.div_euclid(self.span_ms) * self.span_ms / 1000,
+            host: self.intern(host),
+            frontend: self.intern(t.frontend.unwrap_or("")),
+            backend: self.intern(t.backend.unwrap_or("")),
+            server: self.intern(t.server.unwrap_or("")),
+        };
+        let limit = self.samples_per_window;
+        let w = self.open.entry(key).or_default();
+        w.counts.add(t);
+        if let Some(class) = sample_class(t) {
+            if w.samples.iter().filter(|(c, _)| *c == class).count() < limit {
+                w.samples.push((class, raw()));
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn open_windows(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Closes every window that ended at least the grace period before `watermark_ms`.
+    pub fn close_before(&mut self, watermark_ms: i64) -> Vec<WindowRow> {
+        let cutoff_start_s = watermark_ms
+            .saturating_sub(self.grace_ms + self.span_ms)
+            .div_euclid(1000);
+        let closing: Vec<Key> = self
+            .open
+            .keys()
+            .filter(|k| k.start <= cutoff_start_s)
+            .copied()
+            .collect();
+        self.take(closing)
+    }
+
+    /// Closes everything (shutdown, end of a replay).
+    pub fn close_all(&mut self) -> Vec<WindowRow> {
+        let all: Vec<Key> = self.open.keys().copied().collect();
+        let rows = self.take(all);
+        // Nothing refers to the names any more: let a long-lived daemon forget old ones.
+        self.ids.clear();
+        self.names.clear();
+        rows
+    }
+
+    fn take(&mut self, keys: Vec<Key>) -> Vec<WindowRow> {
+        let span_s = self.span_ms / 1000;
+        keys.into_iter()
+            .filter_map(|k| {
+                let w = self.open.remove(&k)?;
+                Some(WindowRow {
+                    start: k.start,
+                    span_s,
+                    host: self.names[k.host as usize].to_string(),
+                    frontend: self.names[k.frontend as usize].to_string(),
+                    backend: self.names[k.backend as usize].to_string(),
+                    server: self.names[k.server as usize].to_string(),
+                    counts: w.counts,
+                    samples: w.samples,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hapwatch_parsers::{Event, Parser};
+    use std::time::Duration;
+
+    fn traffic_of<'a>(p: &'a Parser, line: &'a str) -> Box<Traffic<'a>> {
+        match p.parse_message(line).unwrap() {
+            Event::Traffic(t) => t,
+            other => panic!("not traffic: {other:?}"),
+        }
+    }
+
+    const OK: &str = "10.0.0.1:4242 [23/Nov/2026:01:23:33.398] fe_http be_app/app1 0/0/1/2/3 200 512 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\"";
+    const ERR: &str = "10.0.0.1:4242 [23/Nov/2026:01:23:34.000] fe_http be_app/app1 0/0/1/-1/40 503 212 - - SC-- 1/1/0/0/1 0/0 \"GET / HTTP/1.1\"";
+
+    #[test]
+    fn lines_land_in_their_own_window_and_close_after_the_grace() {
+        let p = Parser::new(vec![]);
+        let mut w = Windows::new(Duration::from_secs(60), Duration::from_secs(10), 1);
+        let ok = traffic_of(&p, OK);
+        let err = traffic_of(&p, ERR);
+        w.add("lb1", &ok, 60_000 + 5, || "ok".into());
+        w.add("lb1", &err, 60_000 + 59_999, || "err1".into());
+        w.add("lb1", &err, 60_000 + 30_000, || "err2".into());
+        w.add("lb1", &ok, 120_000, || "next".into());
+        assert_eq!(w.open_windows(), 2);
+        // 60 s window [60, 120) closes at 120 s + 10 s grace.
+        assert!(w.close_before(129_999).is_empty());
+        let rows = w.close_before(130_000);
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!((r.start, r.span_s, r.server.as_str()), (60, 60, "app1"));
+        let c = &r.counts;
+        assert_eq!(
+            (c.requests, c.s2xx, c.s5xx, c.retries, c.term_server),
+            (3, 1, 2, 2, 2)
+        );
+        assert_eq!(c.bytes, 512 + 2 * 212);
+        assert_eq!(c.t_response.total(), 1, "Tr = -1 is not a latency");
+        assert_eq!(c.t_total.total(), 3);
+        assert_eq!(
+            r.samples,
+            vec![("5xx", "err1".to_string())],
+            "one sample per class"
+        );
+        assert_eq!(w.close_all().len(), 1);
+    }
+}

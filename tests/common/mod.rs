@@ -1,0 +1,241 @@
+//! Shared by the integration tests: real fixtures, a running daemon, the CLI.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/haproxy-2.6")
+        .join(name)
+}
+
+/// The captured datagrams of a stream, byte for byte.
+pub fn datagrams(stream: &str) -> Vec<Vec<u8>> {
+    std::fs::read_to_string(fixture(&format!("{stream}.datagrams.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            base64::engine::general_purpose::STANDARD
+                .decode(v["b64"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The labels of a stream, one per datagram.
+pub fn expected(stream: &str) -> Vec<Value> {
+    std::fs::read_to_string(fixture(&format!("{stream}.expected.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Traffic per (backend, server, minute start as RFC 3339, UTC), from the labels.
+pub type Expected = BTreeMap<(String, String, String), Counts>;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub s2xx: u64,
+    pub s4xx: u64,
+    pub s5xx: u64,
+    pub s_other: u64,
+    pub retries: u64,
+}
+
+pub fn expected_windows(labels: &[Value], into: &mut Expected) {
+    for l in labels
+        .iter()
+        .filter(|l| l["kind"] == "http" || l["kind"] == "tcp")
+    {
+        let date = l["accept_date"].as_str().unwrap();
+        // dd/Mon/yyyy:HH:MM:SS — the captures are all from November 2026, in UTC.
+        assert_eq!(&date[2..11], "/Nov/2026", "{date}");
+        let start = format!(
+            "2026-11-{}T{}:{}:00Z",
+            &date[0..2],
+            &date[12..14],
+            &date[15..17]
+        );
+        let key = (
+            l["backend"].as_str().unwrap().to_owned(),
+            l["server"].as_str().unwrap().to_owned(),
+            start,
+        );
+        let c = into.entry(key).or_default();
+        c.requests += 1;
+        match l["status"].as_i64() {
+            Some(200..=299) => c.s2xx += 1,
+            Some(400..=499) => c.s4xx += 1,
+            Some(500..=599) => c.s5xx += 1,
+            Some(100..=399) => {}
+            _ => c.s_other += 1,
+        }
+        c.retries += l["retries"].as_u64().unwrap_or(0);
+    }
+}
+
+/// The same figures as `hapwatch stats --by server --window 1m --json` reports them.
+pub fn stored_windows(rows: &[Value]) -> Expected {
+    let mut m = Expected::new();
+    for r in rows {
+        let key = (
+            r["backend"].as_str().unwrap().to_owned(),
+            r["server"].as_str().unwrap().to_owned(),
+            r["start"].as_str().unwrap().to_owned(),
+        );
+        let c = m.entry(key).or_default();
+        c.requests += r["requests"].as_u64().unwrap();
+        c.s2xx += r["s2xx"].as_u64().unwrap();
+        c.s4xx += r["s4xx"].as_u64().unwrap();
+        c.s5xx += r["s5xx"].as_u64().unwrap();
+        c.s_other += r["s_other"].as_u64().unwrap();
+        c.retries += r["retries"].as_u64().unwrap();
+    }
+    m
+}
+
+/// Runs the CLI; returns stdout, and panics with stderr on failure.
+pub fn hapwatch(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("HAPWATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hapwatch {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn json_lines(args: &[&str]) -> Vec<Value> {
+    hapwatch(args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `hapwatch serve` child whose log lines are collected.
+pub struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `serve --config FILE` and waits until `listeners` sockets are bound.
+    pub fn start(config: &Path, listeners: usize) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+            .args(["serve", "--stats-interval", "200ms", "--config"])
+            .arg(config)
+            .env("HAPWATCH_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Daemon {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        };
+        d.wait_for(|seen| seen.iter().filter(|l| l.contains("listening")).count() == listeners);
+        d
+    }
+
+    fn wait_for(&mut self, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!(
+                    "daemon did not get there; its log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits until the daemon's interval counters add up to `n` received messages.
+    pub fn wait_received(&mut self, n: u64) {
+        self.wait_for(|seen| {
+            seen.iter()
+                .filter(|l| l.contains(" ingest "))
+                .map(|l| field(l, "received"))
+                .sum::<u64>()
+                >= n
+        });
+    }
+
+    /// SIGTERM, a clean exit, and the whole log.
+    pub fn stop(mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        self.seen.extend(self.lines.iter());
+        assert!(
+            exit.success(),
+            "serve exits cleanly on SIGTERM:\n{}",
+            self.seen.join("\n")
+        );
+        self.seen
+    }
+}
+
+/// The value of `key=` in a tracing line.
+pub fn field(line: &str, key: &str) -> u64 {
+    let start = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()
+        + 2;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Sends datagrams paced so the kernel's receive buffer never overflows:
+/// these tests are about accounting, not load.
+pub fn send_udp(port: u16, datagrams: &[Vec<u8>]) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for d in datagrams {
+        sock.send_to(d, ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}

@@ -1,0 +1,143 @@
+//! `hapwatch replay` backfills the same tables from log files as rsyslog writes them.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+
+#[test]
+fn replay_of_plain_and_gzip_files_matches_the_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    // rsyslog's file format is the forwarded line without its PRI.
+    let lines: Vec<Vec<u8>> = datagrams("rsyslog-fwd-default")
+        .into_iter()
+        .map(|d| {
+            let end = d.iter().position(|&b| b == b'>').unwrap();
+            let mut l = d[end + 1..].to_vec();
+            if l.last() != Some(&b'\n') {
+                l.push(b'\n');
+            }
+            l
+        })
+        .collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let plain = dir.path().join("haproxy.log.1");
+    std::fs::write(&plain, first.concat()).unwrap();
+    let gz = dir.path().join("haproxy.log.2.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&second.concat()).unwrap();
+    enc.finish().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n",
+            dir.path().join("r.db"),
+            fixture("config/haproxy-default.cfg")
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+
+    let summary = hapwatch(&[
+        "replay",
+        "--config",
+        cfg,
+        plain.to_str().unwrap(),
+        gz.to_str().unwrap(),
+    ]);
+    assert!(
+        summary.contains(&format!("replayed {} lines", lines.len())),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("lines/s") && summary.contains("0 unparsed"),
+        "{summary}"
+    );
+
+    let labels = expected("rsyslog-fwd-default");
+    let mut want = Expected::new();
+    expected_windows(&labels, &mut want);
+    let rows = json_lines(&[
+        "stats",
+        "--config",
+        cfg,
+        "--by",
+        "server",
+        "--window",
+        "1m",
+        "--json",
+        "--since",
+        "2026-11-23T00:00:00Z",
+        "--until",
+        "2026-11-24T00:00:00Z",
+    ]);
+    assert_eq!(stored_windows(&rows), want);
+
+    // Events take the time of their own line.
+    let events = json_lines(&["events", "--config", cfg, "--since", "3650d", "--json"]);
+    let want_events = labels
+        .iter()
+        .filter(|l| l["kind"] != "http" && l["kind"] != "tcp")
+        .count();
+    assert_eq!(events.len(), want_events);
+    for e in &events {
+        let header = e["syslog"]["timestamp"].as_str().unwrap(); // "Nov 23 01:23:33"
+        let ts = e["ts"].as_str().unwrap();
+        assert!(
+            ts.ends_with(&format!("-11-23T{}Z", &header[7..])),
+            "{ts} vs {header}"
+        );
+        assert_eq!(e["host"], "localhost");
+    }
+}
+
+#[test]
+fn stdin_and_a_missing_database_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("none.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["events", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    assert!(!db.exists(), "queries never create the file");
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["replay", "--db", db.to_str().unwrap(), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Nov 23 01:23:33 lb1 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.\nnot a haproxy line")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let summary = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        summary.contains("replayed 2 lines") && summary.contains("1 unparsed"),
+        "{summary}"
+    );
+    let events = json_lines(&[
+        "events",
+        "--db",
+        db.to_str().unwrap(),
+        "--since",
+        "3650d",
+        "--server",
+        "be_x/s1",
+        "--json",
+    ]);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["host"], "lb1");
+    assert_eq!(events[0]["new_state"], "DOWN");
+}

@@ -1,0 +1,308 @@
+//! A running `hapwatch serve` fed real HAProxy datagrams over UDP, TCP and a
+//! unix socket; the SQLite file is then read back through the CLI.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+
+use common::*;
+use serde_json::Value;
+
+const SPAN: [&str; 4] = [
+    "--since",
+    "2026-11-23T00:00:00Z",
+    "--until",
+    "2026-11-24T00:00:00Z",
+];
+
+fn write_config(dir: &std::path::Path, listeners: &str) -> std::path::PathBuf {
+    let cfg = dir.join("hapwatch.toml");
+    let haproxy = fixture("config/haproxy-default.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n{listeners}",
+            dir.join("h.db"),
+            haproxy
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// (template, message, header hostname): what identifies an event in labels and in `events --json`.
+fn event_key(e: &Value) -> (String, String, String) {
+    (
+        e["template"].as_str().unwrap().to_owned(),
+        e["message"].as_str().unwrap().to_owned(),
+        e["syslog"]["hostname"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn fixtures_over_udp_tcp_and_unix_are_stored_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp) = (free_port(), free_port());
+    let sock = dir.path().join("log.sock");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\nallow = [\"127.0.0.0/8\"]\n\
+             [[listen]]\nurl = \"tcp://127.0.0.1:{tcp}\"\n\
+             [[listen]]\nurl = \"unix://{}\"\n",
+            sock.display()
+        ),
+    );
+    let mut daemon = Daemon::start(&cfg, 3);
+
+    // UDP: HAProxy's own default header (no hostname: the sender's address names it).
+    let default = datagrams("default");
+    send_udp(udp, &default);
+    // TCP: rsyslog forwarding (hostname "localhost"), octet-counted frames.
+    let rsyslog = datagrams("rsyslog-fwd-default");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    for d in &rsyslog {
+        let body = d.strip_suffix(b"\n").unwrap_or(d);
+        stream
+            .write_all(format!("{} ", body.len()).as_bytes())
+            .unwrap();
+        stream.write_all(body).unwrap();
+    }
+    drop(stream);
+    // Unix datagrams: HAProxy's `log /path` (RFC 5424 with hostname lb-lab-01).
+    let rfc5424 = datagrams("fmt-rfc5424");
+    let unix = UnixDatagram::unbound().unwrap();
+    for d in &rfc5424 {
+        unix.send_to(d, &sock).unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    let sent = (default.len() + rsyslog.len() + rfc5424.len()) as u64;
+    daemon.wait_received(sent);
+    let log = daemon.stop();
+
+    let totals = log
+        .iter()
+        .find(|l| l.contains(" totals "))
+        .expect("a totals line");
+    assert_eq!(field(totals, "received"), sent);
+    assert_eq!(field(totals, "parsed"), sent);
+    assert_eq!(field(totals, "queue_drops"), 0);
+    assert_eq!(field(totals, "socket_drops"), 0);
+
+    // Every traffic line is in its server's window, with its status class.
+    let db = dir.path().join("h.db");
+    let db = db.to_str().unwrap();
+    let mut want = Expected::new();
+    let labels: Vec<Vec<Value>> = ["default", "rsyslog-fwd-default", "fmt-rfc5424"]
+        .iter()
+        .map(|s| expected(s))
+        .collect();
+    labels.iter().for_each(|l| expected_windows(l, &mut want));
+    let mut args = vec![
+        "stats", "--db", db, "--by", "server", "--window", "1m", "--json",
+    ];
+    args.extend(SPAN);
+    let rows = json_lines(&args);
+    assert_eq!(stored_windows(&rows), want);
+    for r in &rows {
+        assert!(r["p50_ms"].is_u64() || r["p50_ms"].is_null(), "{r}");
+        assert!(
+            r["host"].is_null() && r["frontend"].is_null(),
+            "grouped away: {r}"
+        );
+    }
+
+    // Host identity: the header's hostname, else the sender (or this machine for unix).
+    let mut args = vec!["stats", "--db", db, "--by", "host", "--json"];
+    args.extend(SPAN);
+    let hosts: BTreeMap<String, u64> = json_lines(&args)
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_owned(),
+                r["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let traffic = |l: &[Value]| {
+        l.iter()
+            .filter(|x| x["kind"] == "http" || x["kind"] == "tcp")
+            .count() as u64
+    };
+    assert_eq!(
+        hosts.get("127.0.0.1"),
+        Some(&traffic(&labels[0])),
+        "{hosts:?}"
+    );
+    assert_eq!(
+        hosts.get("localhost"),
+        Some(&traffic(&labels[1])),
+        "{hosts:?}"
+    );
+    assert_eq!(
+        hosts.get("lb-lab-01"),
+        Some(&traffic(&labels[2])),
+        "{hosts:?}"
+    );
+
+    // Every health, state and proxy event is stored, as `parse` prints it.
+    let events = json_lines(&["events", "--db", db, "--since", "3650d", "--json"]);
+    let mut got: Vec<_> = events.iter().map(event_key).collect();
+    got.sort();
+    let mut want: Vec<_> = labels
+        .iter()
+        .flatten()
+        .filter(|l| l["kind"] != "http" && l["kind"] != "tcp")
+        .map(event_key)
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(events
+        .iter()
+        .all(|e| e["ts"].as_str().is_some_and(|t| t.ends_with('Z'))));
+
+    // Filters: one server's state changes.
+    let downs = json_lines(&[
+        "events",
+        "--db",
+        db,
+        "--since",
+        "3650d",
+        "--server",
+        "be_app/app4",
+        "--kind",
+        "srv_down",
+        "--json",
+    ]);
+    let want_downs = labels
+        .iter()
+        .flatten()
+        .filter(|l| l["template"] == "srv_down" && l["proxy"] == "be_app" && l["server"] == "app4")
+        .count();
+    assert!(want_downs > 0);
+    assert_eq!(downs.len(), want_downs);
+
+    // The human table names the event and the server.
+    let table = hapwatch(&[
+        "events",
+        "--db",
+        db,
+        "--since",
+        "3650d",
+        "--kind",
+        "backend_down",
+    ]);
+    assert!(table.starts_with("WHEN"), "{table}");
+    assert!(
+        table.contains("be_solo") && table.contains("backend_no_server"),
+        "{table}"
+    );
+
+    // The daemon stored its own counters.
+    let me = json_lines(&["stats", "--self", "--db", db, "--since", "1h", "--json"]);
+    assert_eq!(
+        me.iter()
+            .map(|r| r["received"].as_u64().unwrap())
+            .sum::<u64>(),
+        sent
+    );
+    assert_eq!(
+        me.iter()
+            .map(|r| r["traffic"].as_u64().unwrap())
+            .sum::<u64>(),
+        want_traffic(&labels)
+    );
+}
+
+fn want_traffic(labels: &[Vec<Value>]) -> u64 {
+    labels
+        .iter()
+        .flatten()
+        .filter(|x| x["kind"] == "http" || x["kind"] == "tcp")
+        .count() as u64
+}
+
+#[test]
+fn bad_input_is_counted_and_the_daemon_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp, denied) = (free_port(), free_port(), free_port());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[listen]]\nurl = \"tcp://127.0.0.1:{tcp}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{denied}\"\nallow = [\"10.0.0.0/8\"]\n"
+        ),
+    );
+    let mut daemon = Daemon::start(&cfg, 3);
+    let good = datagrams("default");
+    let mut bad: Vec<Vec<u8>> = vec![
+        b"\xff\xfe\x00garbage".to_vec(),
+        // The largest UDP payload IPv4 carries.
+        vec![b'A'; 65_507],
+        b"<129>Nov 23 01:23:33 haproxy[1]: Server be_ap".to_vec(),
+        b"<134>Nov 23 01:23:33 haproxy[1]: something else entirely".to_vec(),
+        b"<134>Nov 23 01:23:33 haproxy[1]: 127.0.0.1:1 [23/Nov/2026:01:23:33.398] fe be/s 0/0/0/3/\xc3".to_vec(),
+    ];
+    bad.push(
+        (0..200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    );
+    send_udp(udp, &bad);
+    send_udp(udp, &good);
+    // Over TCP: a 70,000-byte line is cut at 64 KiB, counted, and the stream goes on.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    stream.write_all(&vec![b'x'; 70_000]).unwrap();
+    stream.write_all(b"\n").unwrap();
+    stream.write_all(&good[0]).unwrap();
+    drop(stream);
+    // From outside the allow-list: counted and dropped.
+    send_udp(denied, &good[..3]);
+    let received = (bad.len() + good.len() + 2) as u64;
+    daemon.wait_received(received);
+    let log = daemon.stop();
+
+    let totals = log
+        .iter()
+        .find(|l| l.contains(" totals "))
+        .expect("a totals line");
+    assert_eq!(field(totals, "received"), received);
+    assert_eq!(field(totals, "parsed"), good.len() as u64 + 1);
+    assert_eq!(field(totals, "parse_errors"), bad.len() as u64 + 1);
+    assert_eq!(field(totals, "oversized"), 1);
+    assert_eq!(field(totals, "denied"), 3);
+    assert!(
+        log.iter().any(|l| l.contains("could not parse")),
+        "a bad sample is logged"
+    );
+
+    let alerts: Vec<&String> = log.iter().filter(|l| l.contains("ALERT")).collect();
+    assert!(
+        alerts
+            .iter()
+            .any(|l| l.contains("server be_app/app4 is DOWN")),
+        "{alerts:#?}"
+    );
+    assert!(alerts
+        .iter()
+        .any(|l| l.contains("backend be_solo has no server available")));
+    // Operator actions (drain, maintenance, CLI) are logged but are not alerts.
+    assert!(!alerts
+        .iter()
+        .any(|l| l.contains("changed from CLI") || l.contains("is MAINT")));
+
+    let db = dir.path().join("h.db");
+    let me = json_lines(&["stats", "--self", "--db", db.to_str().unwrap(), "--json"]);
+    let sum = |k: &str| me.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("parse_errors"), bad.len() as u64 + 1);
+    assert_eq!(sum("denied"), 3);
+    let reasons: u64 = me
+        .iter()
+        .flat_map(|r| r["detail"]["parse_errors"].as_object().unwrap().values())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(reasons, bad.len() as u64 + 1, "every failure has a reason");
+}
