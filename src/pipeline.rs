@@ -17,6 +17,8 @@ use crate::windows::Windows;
 
 /// Events are sent to the store in batches of this size, or at each tick.
 const EVENT_BATCH: usize = 256;
+/// Parsed messages are added to the shared counters this many at a time, or at each tick.
+const COUNT_BATCH: u64 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeSource {
@@ -43,6 +45,8 @@ pub struct Processor {
     peer_names: HashMap<IpAddr, Box<str>>,
     /// The daemon reports state changes in its log; a replay does not.
     log_events: bool,
+    /// (traffic, events) parsed but not yet added to the shared counters.
+    counted: (u64, u64),
 }
 
 impl Processor {
@@ -70,6 +74,7 @@ impl Processor {
             local_host: local_hostname().into(),
             peer_names: HashMap::new(),
             log_events: time == TimeSource::Live,
+            counted: (0, 0),
         }
     }
 
@@ -104,8 +109,14 @@ impl Processor {
                 return;
             }
         };
-        let traffic = matches!(rec.event, Event::Traffic(_));
-        self.stats.parsed(traffic);
+        if matches!(rec.event, Event::Traffic(_)) {
+            self.counted.0 += 1;
+        } else {
+            self.counted.1 += 1;
+        }
+        if self.counted.0 + self.counted.1 >= COUNT_BATCH {
+            self.publish_counts();
+        }
         let ts = match &rec.event {
             Event::Traffic(t) => t
                 .accept_date
@@ -157,8 +168,14 @@ impl Processor {
         }
     }
 
-    /// Periodic work: close the windows that are due and send pending events.
+    fn publish_counts(&mut self) {
+        let (traffic, events) = std::mem::take(&mut self.counted);
+        self.stats.add_parsed(traffic, events);
+    }
+
+    /// Periodic work: close the windows that are due, send pending events, publish counts.
     pub fn tick(&mut self, now_ms: i64) {
+        self.publish_counts();
         let watermark = match self.time {
             TimeSource::Live => now_ms,
             TimeSource::Replay => self.newest_ms,
@@ -170,6 +187,7 @@ impl Processor {
 
     /// Closes every window and sends everything (shutdown, end of replay).
     pub fn finish(&mut self) {
+        self.publish_counts();
         let closed = self.windows.close_all();
         self.send_windows(closed);
         self.send_events();

@@ -3,10 +3,11 @@
 //! event time, however late it arrives. Closed windows leave as rows; a late
 //! line re-opens its window and the store merges the two rows.
 
-use std::collections::HashMap;
-
 use hapwatch_parsers::{TerminationClass, Traffic};
 
+use std::hash::{BuildHasher as _, Hasher as _};
+
+use crate::fasthash::{FastMap, FastState};
 use crate::hist::Histogram;
 
 /// The figures of one window, mergeable by addition.
@@ -133,9 +134,13 @@ pub struct Windows {
     grace_ms: i64,
     samples_per_window: usize,
     /// Names are interned so the per-line key is four integers.
-    ids: HashMap<Box<str>, u32>,
+    ids: FastMap<Box<str>, u32>,
     names: Vec<Box<str>>,
-    open: HashMap<Key, Open>,
+    /// (host, frontend, backend, server) by the hash of the four names: one
+    /// probe per line instead of four. A collision falls back to `intern`.
+    routes: FastMap<u64, [u32; 4]>,
+    hasher: FastState,
+    open: FastMap<Key, Open>,
 }
 
 impl Windows {
@@ -148,10 +153,34 @@ impl Windows {
             span_ms: (span.as_millis() as i64).max(1000),
             grace_ms: grace.as_millis() as i64,
             samples_per_window,
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             names: Vec::new(),
-            open: HashMap::new(),
+            routes: FastMap::default(),
+            hasher: FastState::default(),
+            open: FastMap::default(),
         }
+    }
+
+    fn route(&mut self, names: [&str; 4]) -> [u32; 4] {
+        let mut h = self.hasher.build_hasher();
+        for n in names {
+            h.write(n.as_bytes());
+            h.write_u8(0xff); // not UTF-8: no name can run into the next
+        }
+        let hash = h.finish();
+        if let Some(ids) = self.routes.get(&hash) {
+            if ids
+                .iter()
+                .zip(names)
+                .all(|(id, n)| &*self.names[*id as usize] == n)
+            {
+                return *ids;
+            }
+            return names.map(|n| self.intern(n));
+        }
+        let ids = names.map(|n| self.intern(n));
+        self.routes.insert(hash, ids);
+        ids
     }
 
     fn intern(&mut self, name: &str) -> u32 {
@@ -167,12 +196,18 @@ impl Windows {
     /// Counts one traffic line at its event time `ts_ms`; `raw` is kept as
     /// evidence when the line shows an error and the window has room.
     pub fn add(&mut self, host: &str, t: &Traffic<'_>, ts_ms: i64, raw: impl FnOnce() -> String) {
+        let [host, frontend, backend, server] = self.route([
+            host,
+            t.frontend.unwrap_or(""),
+            t.backend.unwrap_or(""),
+            t.server.unwrap_or(""),
+        ]);
         let key = Key {
             start: ts_ms.div_euclid(self.span_ms) * self.span_ms / 1000,
-            host: self.intern(host),
-            frontend: self.intern(t.frontend.unwrap_or("")),
-            backend: self.intern(t.backend.unwrap_or("")),
-            server: self.intern(t.server.unwrap_or("")),
+            host,
+            frontend,
+            backend,
+            server,
         };
         let limit = self.samples_per_window;
         let w = self.open.entry(key).or_default();
@@ -210,6 +245,7 @@ impl Windows {
         // Nothing refers to the names any more: let a long-lived daemon forget old ones.
         self.ids.clear();
         self.names.clear();
+        self.routes.clear();
         rows
     }
 

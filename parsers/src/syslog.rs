@@ -228,15 +228,16 @@ fn host_tag(s: &str, format: HeaderFormat, with_host: bool) -> Option<(Envelope<
     let mut env = Envelope::new(format);
     let mut rest = s;
     if with_host {
-        let (host, r) = s.split_once(' ')?;
-        if host.is_empty() {
+        let sp = memchr::memchr(b' ', s.as_bytes())?;
+        if sp == 0 {
             return None;
         }
-        env.hostname = Some(host);
-        rest = r;
+        env.hostname = Some(&s[..sp]);
+        rest = &s[sp + 1..];
     }
     let rb = rest.as_bytes();
-    let sp = rb.iter().take(64).position(|&c| c == b' ')?;
+    // A tag is short; a longer first word means this is not `TAG[PID]:`.
+    let sp = memchr::memchr(b' ', &rb[..rb.len().min(64)])?;
     if sp < 2 || rb[sp - 1] != b':' {
         return None;
     }

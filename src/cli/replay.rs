@@ -70,7 +70,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 .name(format!("hapwatch-replay-{i}"))
                 .spawn(move || {
                     for block in rx {
-                        for line in block.split(|&b| b == b'\n') {
+                        let mut start = 0;
+                        for end in memchr::memchr_iter(b'\n', &block) {
+                            let line = &block[start..end];
+                            start = end + 1;
                             let line = line.strip_suffix(b"\r").unwrap_or(line);
                             if !line.is_empty() {
                                 p.handle(line, None, now, false);
@@ -85,16 +88,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
 
     let progress = Progress::new(&args.files);
-    let mut lines = 0u64;
     let mut next = 0usize;
     let mut read_result = Ok(());
     for path in &args.files {
         let r = read_blocks(path, &progress, |block| {
-            lines += bytecount_lines(&block);
             // Blocks go round the workers; a full queue is back-pressure, never a drop.
             let _ = queues[next % queues.len()].send(block);
             next += 1;
-            progress.show(lines, started);
+            let s = stats.snapshot();
+            progress.show(s.parsed + s.parse_errors_total(), started);
         });
         if let Err(e) = r {
             read_result = Err(e);
@@ -139,10 +141,6 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bytecount_lines(block: &[u8]) -> u64 {
-    block.iter().filter(|&&b| b == b'\n').count() as u64
-}
-
 /// Reads a file (gzip when its name ends in .gz or it starts with gzip's magic)
 /// and calls `each` with blocks that end on a line boundary.
 fn read_blocks(
@@ -157,29 +155,33 @@ fn read_blocks(
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
         )
     };
-    let mut counted = BufReader::with_capacity(
-        BLOCK,
-        Counting {
-            inner: raw,
-            read: progress.read.clone(),
-        },
-    );
-    let gz = path.extension().is_some_and(|e| e == "gz")
-        || std::io::BufRead::fill_buf(&mut counted).is_ok_and(|b| b.starts_with(&[0x1f, 0x8b]));
+    let mut counted = Counting {
+        inner: raw,
+        read: progress.read.clone(),
+    };
+    // Peek at the first bytes for gzip's magic, then put them back in front.
+    let mut head = Vec::with_capacity(2);
+    (&mut counted)
+        .take(2)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let gz = path.extension().is_some_and(|e| e == "gz") || head.starts_with(&[0x1f, 0x8b]);
+    let counted = std::io::Cursor::new(head).chain(counted);
+    // No BufReader for plain files: blocks are read straight into their own buffers.
     let mut input: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(counted))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(counted)))
     } else {
         Box::new(counted)
     };
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut block = std::mem::take(&mut carry);
-        let filled = block.len();
-        block.resize(filled + BLOCK, 0);
-        let n = input
-            .read(&mut block[filled..])
+        block.reserve(BLOCK);
+        // `take` + `read_to_end` fills the spare capacity without zeroing it first.
+        let n = (&mut input)
+            .take(BLOCK as u64)
+            .read_to_end(&mut block)
             .with_context(|| format!("reading {}", path.display()))?;
-        block.truncate(filled + n);
         if n == 0 {
             if !block.is_empty() {
                 block.push(b'\n');

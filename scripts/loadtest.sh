@@ -1,0 +1,28 @@
+#!/bin/sh
+# Load test: a release `hapwatch serve` on one UDP port, the fixture load
+# generator on the other core, then sent vs. counted into windows, drops,
+# CPU and peak RSS. Usage: scripts/loadtest.sh [SECONDS] [RATE|max]
+set -eu
+secs=${1:-60}
+rate=${2:-max}
+port=5199
+dir=$(mktemp -d)
+cargo build --release --quiet --bin hapwatch --example loadgen
+bin=target/release/hapwatch
+HAPWATCH_LOG=info $bin serve --db "$dir/h.db" --stats-interval 10s \
+    --listen udp://127.0.0.1:$port 2>"$dir/serve.log" &
+pid=$!
+sleep 1
+ticks=$(getconf CLK_TCK)
+cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
+target/release/examples/loadgen --to 127.0.0.1:$port --rate "$rate" --seconds "$secs"
+sleep 2
+cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+grep VmHWM /proc/$pid/status
+kill -TERM $pid
+wait $pid
+echo "hapwatch CPU: $(( (cpu1 - cpu0) * 100 / ticks / secs ))% of one core over ${secs}s"
+grep ' totals ' "$dir/serve.log" | sed 's/.*totals //'
+$bin stats --db "$dir/h.db" --since 3650d --by host --json |
+    sed 's/.*"requests":\([0-9]*\).*/counted into windows: \1/'
+rm -rf "$dir"
