@@ -306,3 +306,36 @@ fn bad_input_is_counted_and_the_daemon_keeps_running() {
         .sum();
     assert_eq!(reasons, bad.len() as u64 + 1, "every failure has a reason");
 }
+
+#[test]
+fn sighup_applies_new_log_formats_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let listen = format!("[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n");
+    let cfg = dir.path().join("hapwatch.toml");
+    let db = dir.path().join("h.db");
+    std::fs::write(&cfg, format!("[storage]\npath = {db:?}\n{listen}")).unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+
+    // fe_custom's JSON format is only known from the HAProxy config.
+    let labels = expected("default");
+    let i = labels
+        .iter()
+        .position(|l| l["template"] == "custom_json")
+        .unwrap();
+    let line = datagrams("default").swap_remove(i);
+    send_udp(udp, std::slice::from_ref(&line));
+    daemon.wait_received(1);
+
+    let cfg_with_formats = write_config(dir.path(), &listen);
+    assert_eq!(cfg_with_formats, cfg);
+    daemon.signal("-HUP");
+    daemon.wait_log("reloaded config applied");
+    send_udp(udp, std::slice::from_ref(&line));
+    daemon.wait_received(2);
+    let log = daemon.stop();
+
+    let totals = log.iter().find(|l| l.contains(" totals ")).unwrap();
+    assert_eq!(field(totals, "parse_errors"), 1, "before the reload");
+    assert_eq!(field(totals, "traffic"), 1, "after the reload");
+}

@@ -296,6 +296,7 @@ fn process(
         next_tick = now + TICK;
         if let Some((parser, config)) = reload.lock().unwrap_or_else(|e| e.into_inner()).take() {
             p.reconfigure(parser, &config);
+            tracing::info!("reloaded config applied to the pipeline");
         }
         p.tick(crate::timezone::now_ms());
         if now >= next_stats {

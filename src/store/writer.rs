@@ -288,3 +288,105 @@ fn prune(conn: &Connection, r: Retention) {
         Err(e) => tracing::warn!(error = %e, "retention: pruning failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::queries::{self, WindowFilter};
+    use crate::windows::{Counts, WindowRow};
+
+    fn window(requests: u64, latencies: &[u64]) -> WindowRow {
+        let mut counts = Counts {
+            requests,
+            s5xx: requests,
+            ..Default::default()
+        };
+        latencies.iter().for_each(|v| counts.t_total.record(*v));
+        WindowRow {
+            start: 1_795_395_600,
+            span_s: 60,
+            host: "lb1".into(),
+            frontend: "fe".into(),
+            backend: "be".into(),
+            server: "s1".into(),
+            counts,
+            samples: vec![("5xx", format!("line {requests}"))],
+        }
+    }
+
+    #[test]
+    fn a_window_written_twice_is_merged_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let rows = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let w = Writer::spawn(
+            crate::store::open_write(&path).unwrap(),
+            None,
+            rows.clone(),
+            errors.clone(),
+        );
+        w.tx.send(WriteOp::Windows(vec![window(2, &[5, 700])]))
+            .unwrap();
+        // A late line re-opened the window after it was stored.
+        w.tx.send(WriteOp::Windows(vec![window(1, &[40])])).unwrap();
+        w.finish();
+        assert_eq!(errors.load(Relaxed), 0);
+        assert_eq!(rows.load(Relaxed), 4, "two window rows and two samples");
+
+        let conn = crate::store::open_read(&path).unwrap();
+        let stored = queries::windows(
+            &conn,
+            &WindowFilter {
+                since_s: 0,
+                until_s: i64::MAX / 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(stored.len(), 1);
+        let c = &stored[0].counts;
+        assert_eq!((c.requests, c.s5xx), (3, 3));
+        let mut all = crate::hist::Histogram::default();
+        [5, 700, 40].iter().for_each(|v| all.record(*v));
+        assert_eq!(c.t_total, all);
+        let samples: i64 = conn
+            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(samples, 2);
+    }
+
+    #[test]
+    fn retention_prunes_only_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let conn = crate::store::open_write(&path).unwrap();
+        let mut old = window(1, &[1]);
+        old.start = 0;
+        let recent = WindowRow {
+            start: crate::timezone::now_ms() / 1000 - 60,
+            ..window(1, &[1])
+        };
+        write_batch(&conn, &[WriteOp::Windows(vec![old, recent])]).unwrap();
+        prune(
+            &conn,
+            Retention {
+                windows: Duration::from_secs(3600),
+                events: Duration::from_secs(3600),
+            },
+        );
+        let left: Vec<i64> = conn
+            .prepare("SELECT start FROM windows")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0] > 0);
+        let samples: i64 = conn
+            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(samples, 1, "the old window's evidence went with it");
+    }
+}

@@ -172,6 +172,19 @@ impl Daemon {
         d
     }
 
+    /// Waits for a log line containing `text`.
+    pub fn wait_log(&mut self, text: &str) {
+        self.wait_for(|seen| seen.iter().any(|l| l.contains(text)));
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     fn wait_for(&mut self, done: impl Fn(&[String]) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done(&self.seen) {
@@ -188,10 +201,15 @@ impl Daemon {
 
     /// Waits until the daemon's interval counters add up to `n` received messages.
     pub fn wait_received(&mut self, n: u64) {
+        self.wait_counter("received", n);
+    }
+
+    /// Waits until the interval counter `key` (received, traffic, …) adds up to `n`.
+    pub fn wait_counter(&mut self, key: &str, n: u64) {
         self.wait_for(|seen| {
             seen.iter()
                 .filter(|l| l.contains(" ingest "))
-                .map(|l| field(l, "received"))
+                .map(|l| field(l, key))
                 .sum::<u64>()
                 >= n
         });
@@ -199,11 +217,7 @@ impl Daemon {
 
     /// SIGTERM, a clean exit, and the whole log.
     pub fn stop(mut self) -> Vec<String> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.signal("-TERM");
         let exit = self.child.wait().unwrap();
         self.seen.extend(self.lines.iter());
         assert!(
