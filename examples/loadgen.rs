@@ -5,6 +5,10 @@
 //!
 //! With `--file PATH --lines N` it writes N lines as rsyslog writes them to a
 //! file instead (`Nov 23 01:23:33 localhost haproxy[pid]: …`), for `replay`.
+//! With `--history PATH --days N` it writes a synthetic history ending now:
+//! one httplog line per minute for each of 20 servers over N days, and a
+//! state change every few minutes over a year (dates in UTC), to measure
+//! queries on a store of realistic size.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -34,6 +38,8 @@ fn main() {
     let mut seconds = 60u64;
     let mut file: Option<String> = None;
     let mut file_lines = 2_000_000usize;
+    let mut history: Option<String> = None;
+    let mut days = 30i64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value after the flag");
@@ -43,8 +49,13 @@ fn main() {
             "--seconds" => seconds = value().parse().expect("--seconds N"),
             "--file" => file = Some(value()),
             "--lines" => file_lines = value().parse().expect("--lines N"),
+            "--history" => history = Some(value()),
+            "--days" => days = value().parse().expect("--days N"),
             _ => panic!("usage: loadgen [--to HOST:PORT] [--rate N|max] [--seconds S]"),
         }
+    }
+    if let Some(path) = history {
+        return write_history(&path, days);
     }
     if let Some(path) = file {
         return write_file(&path, file_lines);
@@ -103,4 +114,64 @@ fn write_file(path: &str, n: usize) {
     }
     out.flush().unwrap();
     println!("wrote {n} httplog lines ({bytes} bytes) to {path}");
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// (year, month, day) of days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, usize, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m as usize, d)
+}
+
+fn write_history(path: &str, days: i64) {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the file"));
+    let (mut traffic, mut events) = (0u64, 0u64);
+    let stamp = |t: i64| {
+        let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+        let s = t.rem_euclid(86_400);
+        let hms = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+        (
+            format!("{} {d:2} {hms}", MONTHS[m - 1]),
+            format!("{d:02}/{}/{y}:{hms}.000", MONTHS[m - 1]),
+        )
+    };
+    // A state change every 157 s for a year: ~200k events.
+    let mut t = now - 365 * 86_400;
+    let mut up = false;
+    while t < now - 60 {
+        let (header, _) = stamp(t);
+        let srv = (t / 157) % 20;
+        let state = if up { "UP" } else { "DOWN" };
+        writeln!(out, "{header} lb1 haproxy[1]: Server be_{}/s{srv} is {state}, reason: Layer4 timeout, check duration: 2001ms. 9 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.", srv / 10).unwrap();
+        up = !up;
+        events += 1;
+        t += 157;
+    }
+    let mut t = now - days * 86_400;
+    while t < now - 60 {
+        let (header, accept) = stamp(t);
+        for srv in 0..20 {
+            let status = if srv == 7 && t % 600 == 0 { 503 } else { 200 };
+            writeln!(out, "{header} lb1 haproxy[1]: 10.0.0.{srv}:4242 [{accept}] fe_main be_{}/s{srv} 0/0/1/{}/{} {status} 512 - - ---- 1/1/0/0/0 0/0 \"GET /x HTTP/1.1\"", srv / 10, srv + 2, srv + 3).unwrap();
+            traffic += 1;
+        }
+        t += 60;
+    }
+    out.flush().unwrap();
+    println!("wrote {traffic} traffic lines ({days} days, 20 servers, one a minute each) and {events} events (a year) to {path}");
 }

@@ -85,21 +85,29 @@ impl Histogram {
     }
 
     /// Reads [`encode`](Self::encode)'s output; `None` if the bytes are not a histogram.
-    pub fn decode(mut bytes: &[u8]) -> Option<Histogram> {
+    pub fn decode(bytes: &[u8]) -> Option<Histogram> {
         let mut h = Histogram::default();
+        h.merge_encoded(bytes).then_some(h)
+    }
+
+    /// Adds an encoded histogram without decoding it into one first; false
+    /// (and nothing added past the fault) if the bytes are not a histogram.
+    pub fn merge_encoded(&mut self, mut bytes: &[u8]) -> bool {
         let mut b = 0usize;
         while !bytes.is_empty() {
-            b += usize::try_from(get_varint(&mut bytes)?).ok()?;
-            let n = get_varint(&mut bytes)?;
+            let (Some(gap), Some(n)) = (get_varint(&mut bytes), get_varint(&mut bytes)) else {
+                return false;
+            };
+            b = b.saturating_add(usize::try_from(gap).unwrap_or(usize::MAX));
             if b >= BUCKETS {
-                return None;
+                return false;
             }
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS];
+            if self.counts.is_empty() {
+                self.counts = vec![0; BUCKETS];
             }
-            h.counts[b] += n;
+            self.counts[b] += n;
         }
-        Some(h)
+        true
     }
 }
 

@@ -2,7 +2,7 @@
 //! computed from the stored windows (histograms merge exactly).
 //! `hapwatch stats --self`: the daemon's own counters.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -92,43 +92,68 @@ fn aggregate(
     until_ms: i64,
 ) -> anyhow::Result<Vec<Row>> {
     let (since_s, until_s) = (since_ms.div_euclid(1000), (until_ms + 999).div_euclid(1000));
-    let windows = queries::windows(
-        conn,
-        &WindowFilter {
-            since_s,
-            until_s,
-            host: args.host.clone(),
-            frontend: args.frontend.clone(),
-            backend: args.backend.clone(),
-            server: None,
-        },
-    )?;
+    let filter = WindowFilter {
+        since_s,
+        until_s,
+        host: args.host.clone(),
+        frontend: args.frontend.clone(),
+        backend: args.backend.clone(),
+        server: None,
+    };
     let step = args.window.map(|w| w.as_secs().max(1) as i64);
-    let mut groups: BTreeMap<(i64, [Option<String>; 4]), Row> = BTreeMap::new();
-    for w in windows {
+    let mut rows: Vec<Row> = Vec::new();
+    // Group key → index in `rows`; the key is built in a reused buffer so a
+    // row of an existing group allocates nothing.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut key = String::new();
+    queries::for_each_window(conn, &filter, |w| {
+        // A --window shorter than the stored windows cannot split them.
+        let step = step.map(|s| s.max(w.span_s));
         let start = step.map_or(since_s, |s| w.start.div_euclid(s) * s);
-        let end = step.map_or(until_s, |s| start + s);
-        let key = [
-            (args.by == By::Host).then(|| w.host.clone()),
-            (args.by == By::Frontend).then(|| w.frontend.clone()),
-            matches!(args.by, By::Backend | By::Server).then(|| w.backend.clone()),
-            (args.by == By::Server).then(|| w.server.clone()),
+        let fields = [
+            (args.by == By::Host).then_some(w.host),
+            (args.by == By::Frontend).then_some(w.frontend),
+            matches!(args.by, By::Backend | By::Server).then_some(w.backend),
+            (args.by == By::Server).then_some(w.server),
         ];
-        let row = groups.entry((start, key.clone())).or_insert_with(|| {
-            let [host, frontend, backend, server] = key;
-            Row {
-                start_s: start,
-                end_s: end,
-                host,
-                frontend,
-                backend,
-                server,
-                counts: Counts::default(),
+        key.clear();
+        key += &start.to_string();
+        for f in fields.iter().flatten() {
+            key.push('\0');
+            key += f;
+        }
+        let i = match index.get(key.as_str()) {
+            Some(i) => *i,
+            None => {
+                let [host, frontend, backend, server] = fields.map(|f| f.map(str::to_owned));
+                rows.push(Row {
+                    start_s: start,
+                    end_s: step.map_or(until_s, |s| start + s),
+                    host,
+                    frontend,
+                    backend,
+                    server,
+                    counts: Counts::default(),
+                });
+                index.insert(key.clone(), rows.len() - 1);
+                rows.len() - 1
             }
-        });
-        row.counts.merge(&w.counts);
-    }
-    Ok(groups.into_values().collect())
+        };
+        let c = &mut rows[i].counts;
+        c.merge(&w.counts);
+        c.t_total.merge_encoded(w.t_total);
+        c.t_response.merge_encoded(w.t_response);
+    })?;
+    rows.sort_by(|a, b| {
+        (a.start_s, &a.host, &a.frontend, &a.backend, &a.server).cmp(&(
+            b.start_s,
+            &b.host,
+            &b.frontend,
+            &b.backend,
+            &b.server,
+        ))
+    });
+    Ok(rows)
 }
 
 fn pct(part: u64, whole: u64) -> f64 {

@@ -6,7 +6,9 @@ use rusqlite::Connection;
 
 use super::writer::IngestRow;
 use crate::hist::Histogram;
-use crate::windows::{Counts, WindowRow};
+use crate::windows::Counts;
+#[cfg(test)]
+use crate::windows::WindowRow;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -102,8 +104,27 @@ pub struct WindowFilter {
     pub server: Option<String>,
 }
 
-/// Windows that overlap [since, until).
-pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<WindowRow>> {
+/// One stored window, borrowed from the result row: nothing is allocated
+/// per row, so a month of windows aggregates in a single pass.
+pub struct WindowRef<'a> {
+    pub start: i64,
+    pub span_s: i64,
+    pub host: &'a str,
+    pub frontend: &'a str,
+    pub backend: &'a str,
+    pub server: &'a str,
+    /// Every figure but the histograms, which stay encoded.
+    pub counts: Counts,
+    pub t_total: &'a [u8],
+    pub t_response: &'a [u8],
+}
+
+/// Calls `each` with every window that overlaps [since, until), oldest first.
+pub fn for_each_window(
+    conn: &Connection,
+    f: &WindowFilter,
+    mut each: impl FnMut(&WindowRef<'_>),
+) -> rusqlite::Result<()> {
     // Windows are at most a day long, which bounds the index range scan.
     let mut w = Where::new(
         "start >= ?1 - 86400 AND start + span_s > ?1 AND start < ?2",
@@ -121,24 +142,25 @@ pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<Wind
         w.sql
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(w.args), |r| {
-        let hist = |i: usize| -> rusqlite::Result<Histogram> {
-            let b: Vec<u8> = r.get(i)?;
-            Histogram::decode(&b).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Blob,
-                    "not a histogram".into(),
-                )
+    let mut rows = stmt.query(rusqlite::params_from_iter(w.args))?;
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| -> rusqlite::Result<&str> {
+            r.get_ref(i)?.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
             })
         };
-        Ok(WindowRow {
+        let blob = |i: usize| -> rusqlite::Result<&[u8]> {
+            r.get_ref(i)?.as_blob().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, e.into())
+            })
+        };
+        each(&WindowRef {
             start: r.get(0)?,
             span_s: r.get(1)?,
-            host: r.get(2)?,
-            frontend: r.get(3)?,
-            backend: r.get(4)?,
-            server: r.get(5)?,
+            host: text(2)?,
+            frontend: text(3)?,
+            backend: text(4)?,
+            server: text(5)?,
             counts: Counts {
                 requests: r.get(6)?,
                 s1xx: r.get(7)?,
@@ -155,13 +177,36 @@ pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<Wind
                 term_resource: r.get(18)?,
                 term_other: r.get(19)?,
                 bytes: r.get(20)?,
-                t_total: hist(21)?,
-                t_response: hist(22)?,
+                t_total: Histogram::default(),
+                t_response: Histogram::default(),
             },
+            t_total: blob(21)?,
+            t_response: blob(22)?,
+        });
+    }
+    Ok(())
+}
+
+/// Windows that overlap [since, until), decoded.
+#[cfg(test)]
+pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<WindowRow>> {
+    let mut out = Vec::new();
+    for_each_window(conn, f, |w| {
+        let mut counts = w.counts.clone();
+        counts.t_total.merge_encoded(w.t_total);
+        counts.t_response.merge_encoded(w.t_response);
+        out.push(WindowRow {
+            start: w.start,
+            span_s: w.span_s,
+            host: w.host.into(),
+            frontend: w.frontend.into(),
+            backend: w.backend.into(),
+            server: w.server.into(),
+            counts,
             samples: Vec::new(),
-        })
+        });
     })?;
-    rows.collect()
+    Ok(out)
 }
 
 /// The daemon's interval counters since `since_ms`, oldest first.
