@@ -24,33 +24,79 @@ pub fn bucket_range(b: usize) -> (u64, u64) {
     (low, low + (1u64 << (exp - 4)) - 1)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Histogram {
-    /// Dense counts, allocated on the first value.
-    counts: Vec<u64>,
+/// Buckets stay a sorted list up to this many, then become a dense array:
+/// most windows of one server see a handful of distinct latencies, and a
+/// dense array per window cost page faults and a 600-bucket encode.
+const SPARSE_MAX: usize = 24;
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// (bucket, count), sorted by bucket, counts > 0.
+    Sparse(Vec<(u16, u64)>),
+    Dense(Box<[u64; BUCKETS]>),
 }
+
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    repr: Repr,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            repr: Repr::Sparse(Vec::new()),
+        }
+    }
+}
+
+impl PartialEq for Histogram {
+    fn eq(&self, other: &Self) -> bool {
+        self.buckets().eq(other.buckets())
+    }
+}
+
+impl Eq for Histogram {}
 
 impl Histogram {
     pub fn record(&mut self, ms: u64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS];
+        self.add(bucket_of(ms), 1);
+    }
+
+    fn add(&mut self, bucket: usize, n: u64) {
+        match &mut self.repr {
+            Repr::Dense(counts) => counts[bucket] += n,
+            Repr::Sparse(pairs) => match pairs.binary_search_by_key(&(bucket as u16), |p| p.0) {
+                Ok(i) => pairs[i].1 += n,
+                Err(i) if pairs.len() < SPARSE_MAX => pairs.insert(i, (bucket as u16, n)),
+                Err(_) => {
+                    let mut counts = Box::new([0u64; BUCKETS]);
+                    for (b, c) in pairs.iter() {
+                        counts[usize::from(*b)] = *c;
+                    }
+                    counts[bucket] += n;
+                    self.repr = Repr::Dense(counts);
+                }
+            },
         }
-        self.counts[bucket_of(ms)] += 1;
+    }
+
+    /// The non-empty buckets in order, as (bucket, count).
+    fn buckets(&self) -> Box<dyn Iterator<Item = (usize, u64)> + '_> {
+        match &self.repr {
+            Repr::Sparse(pairs) => Box::new(pairs.iter().map(|(b, n)| (usize::from(*b), *n))),
+            Repr::Dense(counts) => {
+                Box::new(counts.iter().copied().enumerate().filter(|(_, n)| *n > 0))
+            }
+        }
     }
 
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.buckets().map(|(_, n)| n).sum()
     }
 
     pub fn merge(&mut self, other: &Histogram) {
-        if other.counts.is_empty() {
-            return;
-        }
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS];
-        }
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
+        for (b, n) in other.buckets() {
+            self.add(b, n);
         }
     }
 
@@ -62,7 +108,7 @@ impl Histogram {
         }
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
         let mut seen = 0;
-        for (b, n) in self.counts.iter().enumerate() {
+        for (b, n) in self.buckets() {
             seen += n;
             if seen >= rank {
                 let (lo, hi) = bucket_range(b);
@@ -76,7 +122,7 @@ impl Histogram {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut prev = 0usize;
-        for (b, &n) in self.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+        for (b, n) in self.buckets() {
             put_varint(&mut out, (b - prev) as u64);
             put_varint(&mut out, n);
             prev = b;
@@ -102,10 +148,9 @@ impl Histogram {
             if b >= BUCKETS {
                 return false;
             }
-            if self.counts.is_empty() {
-                self.counts = vec![0; BUCKETS];
+            if n > 0 {
+                self.add(b, n);
             }
-            self.counts[b] += n;
         }
         true
     }
