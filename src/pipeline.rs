@@ -306,7 +306,7 @@ fn log_event(host: &str, rec: &Record<'_>) {
             let losing = matches!(s.new_state, Some(ServerState::Down | ServerState::Maint));
             if losing && !s.is_operator_action() {
                 tracing::warn!(
-                    host,
+                    host = %host,
                     backend = s.proxy,
                     server = s.server,
                     state,
@@ -320,7 +320,7 @@ fn log_event(host: &str, rec: &Record<'_>) {
                 );
             } else {
                 tracing::info!(
-                    host,
+                    host = %host,
                     backend = s.proxy,
                     server = s.server,
                     state,
@@ -334,7 +334,7 @@ fn log_event(host: &str, rec: &Record<'_>) {
         }
         Event::BackendDown { proxy, proxy_type } => {
             tracing::error!(
-                host,
+                host = %host,
                 backend = *proxy,
                 proxy_type = *proxy_type,
                 "ALERT {proxy_type} {proxy} has no server available"
@@ -342,7 +342,7 @@ fn log_event(host: &str, rec: &Record<'_>) {
         }
         Event::HealthCheck(h) => {
             tracing::debug!(
-                host,
+                host = %host,
                 backend = h.proxy,
                 server = h.server,
                 result = h.result.as_str(),
@@ -351,7 +351,7 @@ fn log_event(host: &str, rec: &Record<'_>) {
             );
         }
         Event::Other(o) => {
-            tracing::debug!(host, template = o.template(), "{}", rec.message);
+            tracing::debug!(host = %host, template = o.template(), "{}", rec.message);
         }
         Event::Traffic(_) => {}
     }

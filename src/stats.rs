@@ -98,8 +98,8 @@ impl Stats {
         listener.denied.fetch_add(1, Relaxed);
     }
 
-    pub fn queue_drop(&self) {
-        self.queue_drops.fetch_add(1, Relaxed);
+    pub fn queue_drops(&self, n: u64) {
+        self.queue_drops.fetch_add(n, Relaxed);
     }
 
     pub fn oversized(&self) {

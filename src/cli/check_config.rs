@@ -36,14 +36,39 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "  windows   {} (grace {}), kept {}; events kept {}",
-        humantime::format_duration(s.window),
-        humantime::format_duration(s.window_grace),
-        humantime::format_duration(s.retain_windows),
-        humantime::format_duration(s.retain_events)
+        short(s.window),
+        short(s.window_grace),
+        short(s.retain_windows),
+        short(s.retain_events)
     )?;
     writeln!(out, "  timezone  {}", config.parse.timezone)?;
     for f in parser.custom_formats() {
         writeln!(out, "  format    {}: {}", f.name(), f.source())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `365d`, `1h`, `90s`: the largest unit that divides the duration.
+fn short(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_in_their_largest_unit() {
+        assert_eq!(short(Duration::from_secs(365 * 86_400)), "365d");
+        assert_eq!(short(Duration::from_secs(60)), "1m");
+        assert_eq!(short(Duration::from_secs(90)), "90s");
+    }
 }

@@ -35,7 +35,7 @@ pub async fn run(listener: TcpListener, allow: Vec<Cidr>, sink: Sink) {
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, sink: Sink) {
+async fn connection(mut stream: TcpStream, peer: SocketAddr, mut sink: Sink) {
     tracing::debug!(%peer, "TCP sender connected");
     let mut framer = Framer::new(MAX_MESSAGE);
     let mut buf = vec![0u8; 64 * 1024];
@@ -51,14 +51,18 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, sink: Sink) {
         };
         framer.push(&buf[..n], &mut frames);
         for f in frames.drain(..) {
-            if !sink.deliver(Some(peer.ip()), &f.bytes, f.oversized) {
+            if !sink.push(Some(peer.ip()), &f.bytes, f.oversized) {
                 return;
             }
+        }
+        if !sink.flush() {
+            return;
         }
     }
     framer.finish(&mut frames);
     for f in frames.drain(..) {
-        sink.deliver(Some(peer.ip()), &f.bytes, f.oversized);
+        sink.push(Some(peer.ip()), &f.bytes, f.oversized);
     }
+    sink.flush();
     tracing::debug!(%peer, "TCP sender disconnected");
 }

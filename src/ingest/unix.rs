@@ -31,17 +31,27 @@ pub fn bind(path: &Path, mode: u32, recv_buffer: usize) -> std::io::Result<(Unix
     Ok((UnixDatagram::from_std(sock)?, granted))
 }
 
-pub async fn run(socket: UnixDatagram, sink: Sink) {
+pub async fn run(socket: UnixDatagram, mut sink: Sink) {
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     loop {
-        let n = match socket.recv(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "unix socket receive failed");
-                continue;
+        if let Err(e) = socket.readable().await {
+            tracing::warn!(error = %e, "unix socket failed");
+            return;
+        }
+        for _ in 0..4096 {
+            let n = match socket.try_recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unix socket receive failed");
+                    break;
+                }
+            };
+            if !sink.push(None, &buf[..n.min(MAX_MESSAGE)], n > MAX_MESSAGE) {
+                return;
             }
-        };
-        if !sink.deliver(None, &buf[..n.min(MAX_MESSAGE)], n > MAX_MESSAGE) {
+        }
+        if !sink.flush() {
             return;
         }
     }
