@@ -1,17 +1,13 @@
 //! `hapwatch parse` as a user runs it: a captured stream on stdin, JSON lines out.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use base64::Engine as _;
 use serde_json::{Map, Value};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/haproxy-2.6")
-        .join(name)
-}
+mod common;
+
+use common::{datagrams, expected, fixture};
 
 fn run_parse(args: &[&str], stdin: &[u8]) -> (String, std::process::ExitStatus) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
@@ -31,14 +27,8 @@ fn run_parse(args: &[&str], stdin: &[u8]) -> (String, std::process::ExitStatus) 
 
 #[test]
 fn a_whole_rsyslog_stream_matches_its_labels() {
-    let datagrams =
-        std::fs::read_to_string(fixture("rsyslog-fwd-default.datagrams.jsonl")).unwrap();
     let mut input = Vec::new();
-    for l in datagrams.lines() {
-        let d: Value = serde_json::from_str(l).unwrap();
-        let mut bytes = base64::engine::general_purpose::STANDARD
-            .decode(d["b64"].as_str().unwrap())
-            .unwrap();
+    for mut bytes in datagrams("rsyslog-fwd-default") {
         // rsyslog forwards without a trailing LF: one message per line here.
         if bytes.last() != Some(&b'\n') {
             bytes.push(b'\n');
@@ -48,12 +38,14 @@ fn a_whole_rsyslog_stream_matches_its_labels() {
     let cfg = fixture("config/haproxy-rsyslog.cfg");
     let (out, status) = run_parse(&["--haproxy-config", cfg.to_str().unwrap()], &input);
     assert!(status.success());
-    let expected = std::fs::read_to_string(fixture("rsyslog-fwd-default.expected.jsonl")).unwrap();
+    let expected = expected("rsyslog-fwd-default");
     let got: Vec<&str> = out.lines().collect();
-    assert_eq!(got.len(), expected.lines().count());
-    for (g, e) in got.iter().zip(expected.lines()) {
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(expected) {
         let g: Map<String, Value> = serde_json::from_str(g).unwrap();
-        let mut e: Map<String, Value> = serde_json::from_str(e).unwrap();
+        let Value::Object(mut e) = e else {
+            panic!("a label is an object")
+        };
         for k in ["i", "len", "json_valid"] {
             e.remove(k);
         }
