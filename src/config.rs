@@ -19,6 +19,7 @@ pub struct Config {
     pub parse: ParseConfig,
     /// `[[listen]]` tables; none means the default UDP listener.
     pub listen: Vec<ListenerConfig>,
+    pub incidents: crate::incidents::IncidentsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,7 +195,7 @@ pub fn state_dir() -> PathBuf {
     PathBuf::from(".")
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|e| {
         serde::de::Error::custom(format!(

@@ -5,6 +5,7 @@ mod config;
 mod fasthash;
 mod formats;
 mod hist;
+mod incidents;
 mod ingest;
 mod pipeline;
 mod stats;

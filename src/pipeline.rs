@@ -8,8 +8,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use hapwatch_parsers::json::record_to_json;
-use hapwatch_parsers::{parse_accept_date, Event, Parser, Record, ServerState};
+use hapwatch_parsers::{parse_accept_date, Event, Parser, Record};
 
+use crate::incidents::{Change, Engine, Severity};
 use crate::stats::Stats;
 use crate::store::writer::{EventRow, WriteOp};
 use crate::timezone::Clock;
@@ -47,6 +48,10 @@ pub struct Processor {
     log_events: bool,
     /// (traffic, events) parsed but not yet added to the shared counters.
     counted: (u64, u64),
+    /// The daemon's incident engine; a replay has none.
+    engine: Option<Engine>,
+    /// The last host reported to the engine as alive, and when.
+    seen: (String, i64),
 }
 
 impl Processor {
@@ -75,7 +80,15 @@ impl Processor {
             peer_names: HashMap::new(),
             log_events: time == TimeSource::Live,
             counted: (0, 0),
+            engine: None,
+            seen: (String::new(), i64::MIN),
         }
+    }
+
+    /// Events and time now also open and resolve incidents.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// Applies a reloaded config's parser and zone (SIGHUP).
@@ -138,6 +151,16 @@ impl Processor {
             Some(h) => h,
             None => peer_name(&mut self.peer_names, &self.local_host, peer),
         };
+        if let Some(engine) = &mut self.engine {
+            // Liveness per host, at most once a second per host run.
+            if self.seen.0 != host || received_ms - self.seen.1 >= 1000 {
+                self.seen.0.clear();
+                self.seen.0.push_str(host);
+                self.seen.1 = received_ms;
+                let changes = engine.seen(host, received_ms);
+                apply(&self.store, changes);
+            }
+        }
         match &rec.event {
             Event::Traffic(t) => {
                 self.windows
@@ -146,6 +169,10 @@ impl Processor {
             _ => {
                 if self.log_events {
                     log_event(host, &rec);
+                }
+                if let Some(engine) = &mut self.engine {
+                    let changes = engine.on_event(host, &rec.event, ts, rec.message);
+                    apply(&self.store, changes);
                 }
                 self.events
                     .push(event_row(&rec, host.to_owned(), ts, bytes));
@@ -176,6 +203,10 @@ impl Processor {
     /// Periodic work: close the windows that are due, send pending events, publish counts.
     pub fn tick(&mut self, now_ms: i64) {
         self.publish_counts();
+        if let Some(engine) = &mut self.engine {
+            let changes = engine.tick(now_ms);
+            apply(&self.store, changes);
+        }
         let watermark = match self.time {
             TimeSource::Live => now_ms,
             TimeSource::Replay => self.newest_ms,
@@ -298,61 +329,38 @@ fn other_proxy<'a>(o: &hapwatch_parsers::Other<'a>) -> Option<&'a str> {
     }
 }
 
-/// Until the incident engine exists, state changes are reported in the daemon's log.
+/// Every event at debug level; what matters is logged by `apply` as incidents.
 fn log_event(host: &str, rec: &Record<'_>) {
-    match &rec.event {
-        Event::StateChange(s) => {
-            let state = s.new_state.map_or("?", |x| x.as_str());
-            let losing = matches!(s.new_state, Some(ServerState::Down | ServerState::Maint));
-            if losing && !s.is_operator_action() {
-                tracing::warn!(
-                    host = %host,
-                    backend = s.proxy,
-                    server = s.server,
-                    state,
-                    reason = s.reason,
-                    cause = s.cause,
-                    active_left = s.active_servers,
-                    backup_left = s.backup_servers,
-                    "ALERT server {}/{} is {state}",
-                    s.proxy,
-                    s.server
-                );
-            } else {
-                tracing::info!(
-                    host = %host,
-                    backend = s.proxy,
-                    server = s.server,
-                    state,
-                    cause = s.cause,
-                    operator = s.is_operator_action(),
-                    "server {}/{} is {state}",
-                    s.proxy,
-                    s.server
-                );
-            }
-        }
-        Event::BackendDown { proxy, proxy_type } => {
-            tracing::error!(
-                host = %host,
-                backend = *proxy,
-                proxy_type = *proxy_type,
-                "ALERT {proxy_type} {proxy} has no server available"
-            );
-        }
-        Event::HealthCheck(h) => {
-            tracing::debug!(
-                host = %host,
-                backend = h.proxy,
-                server = h.server,
-                result = h.result.as_str(),
-                reason = h.reason,
-                "check"
-            );
-        }
-        Event::Other(o) => {
-            tracing::debug!(host = %host, template = o.template(), "{}", rec.message);
-        }
-        Event::Traffic(_) => {}
+    tracing::debug!(host = %host, kind = rec.event.kind(), template = rec.event.template(), "{}", rec.message);
+}
+
+/// Logs incident changes (the alert channel of last resort) and stores them.
+fn apply(store: &SyncSender<WriteOp>, changes: Vec<Change>) {
+    if changes.is_empty() {
+        return;
     }
+    for c in &changes {
+        match c {
+            Change::Opened(i) => {
+                let (id, host, summary) = (i.id, i.host.as_str(), i.summary.as_str());
+                let reason = i.detail.get("reason").and_then(|r| r.as_str());
+                match i.severity {
+                    Severity::Critical => {
+                        tracing::error!(incident = id, host, reason, "ALERT {summary}")
+                    }
+                    Severity::Warning => {
+                        tracing::warn!(incident = id, host, reason, "ALERT {summary}")
+                    }
+                    Severity::Info => tracing::info!(incident = id, host, "{summary}"),
+                }
+            }
+            Change::Resolved {
+                id, summary, note, ..
+            } => {
+                tracing::info!(incident = id, "RESOLVED {summary}: {note}");
+            }
+            Change::Timeline { id, text, .. } => tracing::debug!(incident = id, "{text}"),
+        }
+    }
+    let _ = store.send(WriteOp::Incidents(changes));
 }

@@ -339,3 +339,73 @@ fn sighup_applies_new_log_formats_without_a_restart() {
     assert_eq!(field(totals, "parse_errors"), 1, "before the reload");
     assert_eq!(field(totals, "traffic"), 1, "after the reload");
 }
+
+#[test]
+fn incidents_survive_a_restart_without_realerting() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let cfg = write_config(
+        dir.path(),
+        &format!("[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
+    );
+    let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec();
+    let up = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.".to_vec();
+
+    let mut daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, std::slice::from_ref(&down));
+    daemon.wait_received(1);
+    let log = daemon.stop();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("ALERT server be_x/s1 is DOWN"))
+            .count(),
+        1
+    );
+
+    // The same DOWN again after a restart: still the one open incident.
+    let mut daemon = Daemon::start(&cfg, 1);
+    daemon.wait_log("incidents still open from the last run");
+    send_udp(udp, &[down, up]);
+    daemon.wait_received(2);
+    let log = daemon.stop();
+    assert!(
+        !log.iter().any(|l| l.contains("ALERT")),
+        "no second alert: {log:#?}"
+    );
+    assert!(log
+        .iter()
+        .any(|l| l.contains("RESOLVED server be_x/s1 is DOWN")));
+
+    let db = dir.path().join("h.db");
+    let db = db.to_str().unwrap();
+    let incidents = json_lines(&["incidents", "--db", db, "--json"]);
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let i = &incidents[0];
+    assert_eq!(
+        (i["kind"].as_str(), i["severity"].as_str()),
+        (Some("server_down"), Some("warning"))
+    );
+    assert_eq!(i["detail"]["reason"], "Layer4 timeout");
+    assert!(i["resolved_at"].is_string());
+    assert_eq!(i["resolution"], "UP again");
+
+    let id = i["id"].to_string();
+    let one = json_lines(&["incident", "--db", db, &id, "--json"]);
+    let timeline: Vec<&str> = one[0]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        timeline[0].starts_with("opened: server be_x/s1 is DOWN"),
+        "{timeline:?}"
+    );
+    assert!(timeline.iter().any(|t| t.contains("is UP")), "{timeline:?}");
+    assert_eq!(timeline.last(), Some(&"resolved: UP again"));
+    let text = hapwatch(&["incident", "--db", db, &id]);
+    assert!(
+        text.starts_with(&format!("#{id} server be_x/s1 is DOWN")),
+        "{text}"
+    );
+}

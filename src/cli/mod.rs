@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod check_config;
 mod common;
 mod events;
+mod incidents;
 mod output;
 mod parse;
 mod replay;
@@ -28,6 +29,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: receive HAProxy's syslog, store events and traffic windows.
     Serve(serve::ServeArgs),
+    /// Incidents (server down, backend down, flapping, silence, …) with durations and MTTR.
+    Incidents(incidents::IncidentsArgs),
+    /// One incident: its timeline and the traffic before it opened.
+    Incident(incidents::IncidentArgs),
     /// Stored health checks, state changes, backend and proxy events.
     Events(events::EventsArgs),
     /// Traffic figures (requests, status classes, retries, latency percentiles) over any span.
@@ -44,6 +49,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
+        Command::Incidents(args) => incidents::run_list(args),
+        Command::Incident(args) => incidents::run_one(args),
         Command::Stats(args) => stats::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Parse(args) => parse::run(args),

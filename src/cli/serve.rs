@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::config::{Config, ListenerConfig};
+use crate::incidents::Engine;
 use crate::ingest::listen::Listen;
 use crate::ingest::{tcp, udp, unix, Batch, Sink, BATCH_MESSAGES};
 use crate::pipeline::{Processor, TimeSource};
@@ -87,6 +88,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
     let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
     let reload: Reload = Arc::default();
+    let engine = {
+        // Carry on where the last run stopped: open incidents and each server's last state.
+        let conn = crate::store::open_read(&db)?;
+        let since = crate::timezone::now_ms() - config.storage.retain_events.as_millis() as i64;
+        let (next_id, open, fleet) = crate::store::incidents::restore(&conn, since)
+            .context("cannot read the open incidents")?;
+        if !open.is_empty() {
+            tracing::info!(open = open.len(), "incidents still open from the last run");
+        }
+        Engine::new(config.incidents.clone(), next_id, open, fleet)
+    };
     let processor = {
         let mut p = Processor::new(
             parser,
@@ -94,12 +106,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             writer.tx.clone(),
             stats.clone(),
             TimeSource::Live,
-        );
+        )
+        .with_engine(engine);
         let (stats, store, reload) = (stats.clone(), writer.tx.clone(), reload.clone());
         let interval = config.daemon.stats_interval;
+        let baseline = (stats.snapshot(), crate::timezone::now_ms());
         std::thread::Builder::new()
             .name("hapwatch-pipeline".into())
-            .spawn(move || process(&mut p, rx, &stats, &store, interval, &reload))
+            .spawn(move || process(&mut p, rx, &stats, &store, interval, &reload, baseline))
             .context("cannot start the pipeline thread")?
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -266,12 +280,13 @@ fn process(
     store: &mpsc::SyncSender<WriteOp>,
     stats_interval: Duration,
     reload: &Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>,
+    baseline: (Snapshot, i64),
 ) {
     const TICK: Duration = Duration::from_secs(1);
     let mut next_tick = Instant::now() + TICK;
     let mut next_stats = Instant::now() + stats_interval;
-    let mut prev = stats.snapshot();
-    let mut prev_at = crate::timezone::now_ms();
+    // Taken before any socket is bound, so the first interval misses nothing.
+    let (mut prev, mut prev_at) = baseline;
     let mut handled = 0u32;
     loop {
         match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {

@@ -1,5 +1,6 @@
 //! The SQLite file: one writer thread, read-only connections for queries.
 
+pub mod incidents;
 pub mod queries;
 pub mod schema;
 pub mod writer;

@@ -79,6 +79,29 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL              -- JSON: parse errors by reason, per-listener figures
     );
     CREATE INDEX ingest_stats_ts ON ingest_stats (ts);",
+    // 2: incidents and their timelines.
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,           -- assigned by the incident engine
+        key TEXT NOT NULL,                -- server:HOST:BACKEND/SERVER, backend:HOST:BACKEND, …
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        host TEXT NOT NULL,
+        backend TEXT,
+        server TEXT,
+        opened_at INTEGER NOT NULL,       -- Unix ms
+        resolved_at INTEGER,
+        summary TEXT NOT NULL,
+        resolution TEXT,
+        detail TEXT NOT NULL              -- JSON evidence known at opening
+    );
+    CREATE INDEX incidents_opened ON incidents (opened_at);
+    CREATE INDEX incidents_open ON incidents (resolved_at) WHERE resolved_at IS NULL;
+    CREATE TABLE incident_timeline (
+        incident_id INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX incident_timeline_id ON incident_timeline (incident_id, ts);",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -55,6 +55,7 @@ pub struct IngestRow {
 
 pub enum WriteOp {
     Events(Vec<EventRow>),
+    Incidents(Vec<crate::incidents::Change>),
     Windows(Vec<WindowRow>),
     Ingest(IngestRow),
 }
@@ -179,6 +180,7 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                 }
             }
             WriteOp::Windows(windows) => rows += write_windows(&tx, windows)?,
+            WriteOp::Incidents(changes) => rows += write_incidents(&tx, changes)?,
             WriteOp::Ingest(s) => {
                 tx.prepare_cached(
                     "INSERT INTO ingest_stats (ts, interval_ms, received, bytes, parsed, traffic, events,
@@ -266,6 +268,44 @@ fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusql
     Ok(rows)
 }
 
+fn write_incidents(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &[crate::incidents::Change],
+) -> rusqlite::Result<u64> {
+    use crate::incidents::Change;
+    let mut timeline = tx.prepare_cached(
+        "INSERT INTO incident_timeline (incident_id, ts, text) VALUES (?1, ?2, ?3)",
+    )?;
+    for c in changes {
+        match c {
+            Change::Opened(i) => {
+                tx.prepare_cached(
+                    "INSERT INTO incidents (id, key, kind, severity, host, backend, server, opened_at, summary, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?
+                .execute(params![
+                    i.id, i.key, i.kind.as_str(), i.severity.as_str(), i.host, i.backend, i.server,
+                    i.opened_ms, i.summary, serde_json::Value::Object(i.detail.clone()).to_string()
+                ])?;
+                timeline.execute(params![i.id, i.opened_ms, format!("opened: {}", i.summary)])?;
+            }
+            Change::Timeline { id, ts_ms, text } => {
+                timeline.execute(params![id, ts_ms, text])?;
+            }
+            Change::Resolved {
+                id, ts_ms, note, ..
+            } => {
+                tx.prepare_cached(
+                    "UPDATE incidents SET resolved_at = ?2, resolution = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, ts_ms, note])?;
+                timeline.execute(params![id, ts_ms, format!("resolved: {note}")])?;
+            }
+        }
+    }
+    Ok(changes.len() as u64)
+}
+
 fn prune(conn: &Connection, r: Retention) {
     let now = crate::timezone::now_ms();
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
@@ -279,6 +319,16 @@ fn prune(conn: &Connection, r: Retention) {
             [windows_before_s * 1000],
         )?;
         n += tx.execute("DELETE FROM events WHERE ts < ?1", [events_before_ms])?;
+        // Incidents are kept as long as events; open ones whatever their age.
+        n += tx.execute(
+            "DELETE FROM incident_timeline WHERE incident_id IN
+               (SELECT id FROM incidents WHERE resolved_at < ?1)",
+            [events_before_ms],
+        )?;
+        n += tx.execute(
+            "DELETE FROM incidents WHERE resolved_at < ?1",
+            [events_before_ms],
+        )?;
         tx.commit()?;
         Ok(n)
     })();

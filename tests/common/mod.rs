@@ -219,13 +219,23 @@ impl Daemon {
     pub fn stop(mut self) -> Vec<String> {
         self.signal("-TERM");
         let exit = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
+        // The reader thread ends with the child's stderr.
+        let rest: Vec<String> = self.lines.iter().collect();
+        self.seen.extend(rest);
         assert!(
             exit.success(),
             "serve exits cleanly on SIGTERM:\n{}",
             self.seen.join("\n")
         );
-        self.seen
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Daemon {
+    /// A failed test must not leave its daemon running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,85 @@
+//! What hapwatch believes about every server and backend it has heard of,
+//! from health checks and state changes, per load balancer.
+
+use std::collections::{HashMap, VecDeque};
+
+/// (host, backend, server)
+pub type ServerKey = (String, String, String);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// UP, DOWN, MAINT, DRAIN, STOPPING (as HAProxy prints them).
+    pub state: String,
+    pub since_ms: i64,
+    /// The last failed check's reason, kept as evidence.
+    pub last_failure: Option<String>,
+    /// Servers of the backend left after the last change, as HAProxy counted them.
+    pub active_left: Option<u32>,
+    pub backup_left: Option<u32>,
+    /// Times of recent UP/DOWN changes, for flap detection.
+    pub changes: VecDeque<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Fleet {
+    pub servers: HashMap<ServerKey, ServerStatus>,
+}
+
+impl Fleet {
+    pub fn server(&mut self, host: &str, backend: &str, server: &str) -> &mut ServerStatus {
+        self.servers
+            .entry((host.to_owned(), backend.to_owned(), server.to_owned()))
+            .or_default()
+    }
+
+    /// Servers of one backend currently DOWN, and how many HAProxy says are
+    /// still active: their sum estimates the backend's size (servers that never
+    /// changed state are not otherwise known).
+    pub fn backend_down_share(&self, host: &str, backend: &str, active_left: u32) -> (usize, f64) {
+        let down = self
+            .servers
+            .iter()
+            .filter(|((h, b, _), s)| h == host && b == backend && s.state == "DOWN")
+            .count();
+        let total = down + active_left as usize;
+        let share = if total == 0 {
+            0.0
+        } else {
+            down as f64 / total as f64
+        };
+        (down, share)
+    }
+
+    /// Records an UP/DOWN change and returns how many fell within `period_ms`.
+    pub fn note_change(&mut self, key: &ServerKey, ts_ms: i64, period_ms: i64) -> usize {
+        let s = self.servers.entry(key.clone()).or_default();
+        s.changes.push_back(ts_ms);
+        while s.changes.front().is_some_and(|t| *t < ts_ms - period_ms) {
+            s.changes.pop_front();
+        }
+        s.changes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_outside_the_period_are_forgotten() {
+        let mut f = Fleet::default();
+        let key = ("lb".to_owned(), "be".to_owned(), "s1".to_owned());
+        assert_eq!(f.note_change(&key, 0, 600_000), 1);
+        assert_eq!(f.note_change(&key, 300_000, 600_000), 2);
+        assert_eq!(f.note_change(&key, 900_001, 600_000), 1);
+    }
+
+    #[test]
+    fn down_share_counts_known_down_servers_and_the_active_left() {
+        let mut f = Fleet::default();
+        f.server("lb", "be", "s1").state = "DOWN".into();
+        f.server("lb", "be", "s2").state = "UP".into();
+        f.server("lb2", "be", "s1").state = "DOWN".into();
+        assert_eq!(f.backend_down_share("lb", "be", 3), (1, 0.25));
+    }
+}

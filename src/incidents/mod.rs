@@ -1,0 +1,538 @@
+//! The incident engine: health and state events in, incident changes out
+//! (opened, a timeline entry, resolved). It owns the fleet state; storing
+//! and notifying are the caller's.
+
+pub mod fleet;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hapwatch_parsers::{CheckResult, Event, ServerState, StateChange};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use fleet::{Fleet, ServerKey};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    ServerDown,
+    BackendDown,
+    BackendDegraded,
+    Flapping,
+    Operator,
+    Silence,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::ServerDown,
+        Kind::BackendDown,
+        Kind::BackendDegraded,
+        Kind::Flapping,
+        Kind::Operator,
+        Kind::Silence,
+    ];
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ServerDown => "server_down",
+            Kind::BackendDown => "backend_down",
+            Kind::BackendDegraded => "backend_degraded",
+            Kind::Flapping => "flapping",
+            Kind::Operator => "operator",
+            Kind::Silence => "silence",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub id: i64,
+    /// What it is about, e.g. `server:lb1:be_api/api3`: one open incident per key.
+    pub key: String,
+    pub kind: Kind,
+    pub severity: Severity,
+    pub host: String,
+    pub backend: Option<String>,
+    pub server: Option<String>,
+    pub opened_ms: i64,
+    pub summary: String,
+    /// Evidence known when it opened: check reason, servers left, …
+    pub detail: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Opened(Incident),
+    Timeline {
+        id: i64,
+        ts_ms: i64,
+        text: String,
+    },
+    Resolved {
+        id: i64,
+        ts_ms: i64,
+        summary: String,
+        note: String,
+    },
+}
+
+/// `[incidents]` in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IncidentsConfig {
+    /// More than this many UP/DOWN changes of one server…
+    pub flap_changes: usize,
+    /// …within this period make it flapping.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub flap_period: Duration,
+    /// A flapping server stable this long is resolved.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub flap_quiet: Duration,
+    /// Share of a backend's servers DOWN above which it is degraded (0 disables).
+    pub degraded_share: f64,
+    /// No message from a host heard before for this long (0 disables).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub silence_after: Duration,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            flap_changes: 4,
+            flap_period: Duration::from_secs(600),
+            flap_quiet: Duration::from_secs(600),
+            degraded_share: 0.25,
+            silence_after: Duration::from_secs(300),
+        }
+    }
+}
+
+pub struct Engine {
+    cfg: IncidentsConfig,
+    next_id: i64,
+    open: HashMap<String, Incident>,
+    fleet: Fleet,
+    last_seen: HashMap<String, i64>,
+}
+
+fn server_key(host: &str, backend: &str, server: &str) -> ServerKey {
+    (host.to_owned(), backend.to_owned(), server.to_owned())
+}
+
+impl Engine {
+    /// `open` and `fleet` come from the store, so a restart neither re-alerts
+    /// nor forgets; `next_id` follows the largest stored id.
+    pub fn new(cfg: IncidentsConfig, next_id: i64, open: Vec<Incident>, fleet: Fleet) -> Engine {
+        Engine {
+            cfg,
+            next_id,
+            open: open.into_iter().map(|i| (i.key.clone(), i)).collect(),
+            fleet,
+            last_seen: HashMap::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.open.values()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        out: &mut Vec<Change>,
+        key: String,
+        kind: Kind,
+        severity: Severity,
+        (host, backend, server): (&str, Option<&str>, Option<&str>),
+        ts_ms: i64,
+        summary: String,
+        detail: Map<String, Value>,
+    ) -> i64 {
+        if let Some(existing) = self.open.get(&key) {
+            return existing.id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let incident = Incident {
+            id,
+            key: key.clone(),
+            kind,
+            severity,
+            host: host.to_owned(),
+            backend: backend.map(str::to_owned),
+            server: server.map(str::to_owned),
+            opened_ms: ts_ms,
+            summary,
+            detail,
+        };
+        out.push(Change::Opened(incident.clone()));
+        self.open.insert(key, incident);
+        id
+    }
+
+    fn resolve(&mut self, out: &mut Vec<Change>, key: &str, ts_ms: i64, note: String) {
+        if let Some(i) = self.open.remove(key) {
+            out.push(Change::Resolved {
+                id: i.id,
+                ts_ms,
+                summary: i.summary,
+                note,
+            });
+        }
+    }
+
+    fn timeline(&self, out: &mut Vec<Change>, key: &str, ts_ms: i64, text: &str) {
+        if let Some(i) = self.open.get(key) {
+            out.push(Change::Timeline {
+                id: i.id,
+                ts_ms,
+                text: text.to_owned(),
+            });
+        }
+    }
+
+    /// A health, state or proxy event from `host`; `message` goes into timelines.
+    pub fn on_event(
+        &mut self,
+        host: &str,
+        event: &Event<'_>,
+        ts_ms: i64,
+        message: &str,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        match event {
+            Event::HealthCheck(h) => {
+                if h.result == CheckResult::Failed {
+                    let reason = match h.info {
+                        Some(info) => format!("{} ({info})", h.reason),
+                        None => h.reason.to_owned(),
+                    };
+                    self.fleet.server(host, h.proxy, h.server).last_failure = Some(reason);
+                }
+                for kind in ["server", "flapping"] {
+                    self.timeline(
+                        &mut out,
+                        &format!("{kind}:{host}:{}/{}", h.proxy, h.server),
+                        ts_ms,
+                        message,
+                    );
+                }
+            }
+            Event::StateChange(s) => self.on_state(&mut out, host, s, ts_ms, message),
+            Event::BackendDown { proxy, proxy_type } => {
+                let key = format!("backend:{host}:{proxy}");
+                let mut detail = Map::new();
+                detail.insert("proxy_type".into(), json!(proxy_type));
+                self.open(
+                    &mut out,
+                    key.clone(),
+                    Kind::BackendDown,
+                    Severity::Critical,
+                    (host, Some(proxy), None),
+                    ts_ms,
+                    format!("{proxy_type} {proxy} has no server available"),
+                    detail,
+                );
+                self.timeline(&mut out, &key, ts_ms, message);
+            }
+            Event::Other(_) | Event::Traffic(_) => {}
+        }
+        out
+    }
+
+    fn on_state(
+        &mut self,
+        out: &mut Vec<Change>,
+        host: &str,
+        s: &StateChange<'_>,
+        ts_ms: i64,
+        message: &str,
+    ) {
+        let (be, srv) = (s.proxy, s.server);
+        let key = server_key(host, be, srv);
+        let state = s.new_state.map_or("?", |x| x.as_str());
+        {
+            let status = self.fleet.server(host, be, srv);
+            status.state = state.to_owned();
+            status.since_ms = ts_ms;
+            status.active_left = s.active_servers.or(status.active_left);
+            status.backup_left = s.backup_servers.or(status.backup_left);
+        }
+        let target = (host, Some(be), Some(srv));
+        if s.is_operator_action() {
+            let op_key = format!("operator:{host}:{be}/{srv}");
+            if matches!(
+                s.new_state,
+                Some(ServerState::Maint | ServerState::Drain | ServerState::Down)
+            ) {
+                let cause = s.cause.map_or(String::new(), |c| format!(" ({c})"));
+                self.open(
+                    out,
+                    op_key.clone(),
+                    Kind::Operator,
+                    Severity::Info,
+                    target,
+                    ts_ms,
+                    format!("server {be}/{srv} set to {state} by an operator{cause}"),
+                    Map::new(),
+                );
+                self.timeline(out, &op_key, ts_ms, message);
+            } else {
+                self.timeline(out, &op_key, ts_ms, message);
+                self.resolve(out, &op_key, ts_ms, format!("server is {state} again"));
+            }
+            return;
+        }
+        let server_k = format!("server:{host}:{be}/{srv}");
+        let flap_k = format!("flapping:{host}:{be}/{srv}");
+        let degraded_k = format!("degraded:{host}:{be}");
+        match s.new_state {
+            Some(ServerState::Down) => {
+                if !self.flapping(out, &key, ts_ms, message) {
+                    let last_failure = self.fleet.server(host, be, srv).last_failure.clone();
+                    let mut detail = Map::new();
+                    detail.insert(
+                        "reason".into(),
+                        json!(s.reason.map(str::to_owned).or(last_failure)),
+                    );
+                    detail.insert("active_left".into(), json!(s.active_servers));
+                    detail.insert("backup_left".into(), json!(s.backup_servers));
+                    self.open(
+                        out,
+                        server_k.clone(),
+                        Kind::ServerDown,
+                        Severity::Warning,
+                        target,
+                        ts_ms,
+                        format!("server {be}/{srv} is DOWN"),
+                        detail,
+                    );
+                    self.timeline(out, &server_k, ts_ms, message);
+                }
+                if let Some(active) = s.active_servers {
+                    let (down, share) = self.fleet.backend_down_share(host, be, active);
+                    if self.cfg.degraded_share > 0.0 && share > self.cfg.degraded_share {
+                        let mut detail = Map::new();
+                        detail.insert("down".into(), json!(down));
+                        detail.insert("active_left".into(), json!(active));
+                        self.open(
+                            out,
+                            degraded_k.clone(),
+                            Kind::BackendDegraded,
+                            Severity::Warning,
+                            (host, Some(be), None),
+                            ts_ms,
+                            format!(
+                                "backend {be} has {down} of {} servers DOWN",
+                                down + active as usize
+                            ),
+                            detail,
+                        );
+                        self.timeline(out, &degraded_k, ts_ms, message);
+                    }
+                }
+            }
+            Some(ServerState::Up) => {
+                self.flapping(out, &key, ts_ms, message);
+                self.timeline(out, &server_k, ts_ms, message);
+                self.resolve(out, &server_k, ts_ms, "UP again".into());
+                let backend_k = format!("backend:{host}:{be}");
+                self.timeline(out, &backend_k, ts_ms, message);
+                self.resolve(out, &backend_k, ts_ms, format!("server {srv} is UP"));
+                let active = s.active_servers.unwrap_or(0);
+                let (_, share) = self.fleet.backend_down_share(host, be, active);
+                if share <= self.cfg.degraded_share {
+                    self.resolve(out, &degraded_k, ts_ms, format!("server {srv} is UP"));
+                }
+            }
+            _ => {
+                self.timeline(out, &server_k, ts_ms, message);
+                self.timeline(out, &flap_k, ts_ms, message);
+            }
+        }
+    }
+
+    /// Counts an UP/DOWN change; true when the server is flapping (its
+    /// incident is then open and has the change in its timeline).
+    fn flapping(
+        &mut self,
+        out: &mut Vec<Change>,
+        key: &ServerKey,
+        ts_ms: i64,
+        message: &str,
+    ) -> bool {
+        let changes = self
+            .fleet
+            .note_change(key, ts_ms, self.cfg.flap_period.as_millis() as i64);
+        let (host, be, srv) = key;
+        let flap_k = format!("flapping:{host}:{be}/{srv}");
+        if !self.open.contains_key(&flap_k) {
+            if changes <= self.cfg.flap_changes {
+                return false;
+            }
+            self.open_flapping(out, host, be, srv, ts_ms, changes);
+        }
+        self.timeline(out, &flap_k, ts_ms, message);
+        true
+    }
+
+    /// A flapping incident absorbs the server's DOWN incident.
+    fn open_flapping(
+        &mut self,
+        out: &mut Vec<Change>,
+        host: &str,
+        be: &str,
+        srv: &str,
+        ts_ms: i64,
+        changes: usize,
+    ) {
+        let mut detail = Map::new();
+        detail.insert("changes".into(), json!(changes));
+        let period = humantime::format_duration(self.cfg.flap_period);
+        let id = self.open(
+            out,
+            format!("flapping:{host}:{be}/{srv}"),
+            Kind::Flapping,
+            Severity::Warning,
+            (host, Some(be), Some(srv)),
+            ts_ms,
+            format!("server {be}/{srv} is flapping ({changes} changes in {period})"),
+            detail,
+        );
+        self.resolve(
+            out,
+            &format!("server:{host}:{be}/{srv}"),
+            ts_ms,
+            format!("superseded by flapping incident #{id}"),
+        );
+    }
+
+    /// A message from `host` arrived: it is not silent.
+    pub fn seen(&mut self, host: &str, ts_ms: i64) -> Vec<Change> {
+        let mut out = Vec::new();
+        match self.last_seen.get_mut(host) {
+            Some(t) => *t = (*t).max(ts_ms),
+            None => {
+                self.last_seen.insert(host.to_owned(), ts_ms);
+            }
+        }
+        let key = format!("silence:{host}");
+        if self.open.contains_key(&key) {
+            self.resolve(&mut out, &key, ts_ms, "logs arrive again".into());
+        }
+        out
+    }
+
+    /// Time-driven changes: silent hosts, flapping servers that settled.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Change> {
+        let mut out = Vec::new();
+        let silence = self.cfg.silence_after.as_millis() as i64;
+        if silence > 0 {
+            let silent: Vec<(String, i64)> = self
+                .last_seen
+                .iter()
+                .filter(|(h, t)| {
+                    now_ms - **t >= silence && !self.open.contains_key(&format!("silence:{h}"))
+                })
+                .map(|(h, t)| (h.clone(), *t))
+                .collect();
+            for (host, last) in silent {
+                let mut detail = Map::new();
+                detail.insert("last_message_ms".into(), json!(last));
+                let quiet = humantime::format_duration(Duration::from_secs(
+                    ((now_ms - last) / 1000) as u64,
+                ));
+                self.open(
+                    &mut out,
+                    format!("silence:{host}"),
+                    Kind::Silence,
+                    Severity::Warning,
+                    (&host, None, None),
+                    now_ms,
+                    format!("no log from {host} for {quiet}"),
+                    detail,
+                );
+            }
+        }
+        let quiet = self.cfg.flap_quiet.as_millis() as i64;
+        let settled: Vec<(String, ServerKey)> = self
+            .open
+            .values()
+            .filter(|i| i.kind == Kind::Flapping)
+            .filter_map(|i| {
+                let key = server_key(&i.host, i.backend.as_deref()?, i.server.as_deref()?);
+                let last = self
+                    .fleet
+                    .servers
+                    .get(&key)?
+                    .changes
+                    .back()
+                    .copied()
+                    .unwrap_or(i.opened_ms);
+                (now_ms - last >= quiet).then(|| (i.key.clone(), key))
+            })
+            .collect();
+        for (flap_key, (host, be, srv)) in settled {
+            let state = self.fleet.server(&host, &be, &srv).state.clone();
+            self.resolve(
+                &mut out,
+                &flap_key,
+                now_ms,
+                format!(
+                    "stable ({state}) for {}",
+                    humantime::format_duration(self.cfg.flap_quiet)
+                ),
+            );
+            if state == "DOWN" {
+                let mut detail = Map::new();
+                detail.insert(
+                    "reason".into(),
+                    json!(self.fleet.server(&host, &be, &srv).last_failure),
+                );
+                self.open(
+                    &mut out,
+                    format!("server:{host}:{be}/{srv}"),
+                    Kind::ServerDown,
+                    Severity::Warning,
+                    (&host, Some(&be), Some(&srv)),
+                    now_ms,
+                    format!("server {be}/{srv} is DOWN"),
+                    detail,
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

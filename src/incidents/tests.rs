@@ -1,0 +1,202 @@
+use super::*;
+use hapwatch_parsers::Parser;
+
+const MIN: i64 = 60_000;
+
+fn feed(engine: &mut Engine, host: &str, message: &str, ts_ms: i64) -> Vec<Change> {
+    let parser = Parser::new(vec![]);
+    let event = parser.parse_message(message).unwrap();
+    engine.on_event(host, &event, ts_ms, message)
+}
+
+fn down(srv: &str, active: u32) -> String {
+    format!("Server be_app/{srv} is DOWN, reason: Layer4 timeout, check duration: 2001ms. {active} active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.")
+}
+
+fn up(srv: &str, active: u32) -> String {
+    format!("Server be_app/{srv} is UP. {active} active and 0 backup servers online. 0 sessions requeued, 0 total in queue.")
+}
+
+fn opened(changes: &[Change]) -> Vec<&Incident> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Opened(i) => Some(i),
+            _ => None,
+        })
+        .collect()
+}
+
+fn resolved(changes: &[Change]) -> Vec<i64> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Resolved { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn engine() -> Engine {
+    Engine::new(IncidentsConfig::default(), 1, vec![], Fleet::default())
+}
+
+#[test]
+fn a_down_server_opens_one_incident_and_up_resolves_it() {
+    let mut e = engine();
+    let c = feed(&mut e, "lb1", &down("app1", 3), 0);
+    let o = opened(&c);
+    assert_eq!(o.len(), 1);
+    assert_eq!(
+        (o[0].kind, o[0].severity),
+        (Kind::ServerDown, Severity::Warning)
+    );
+    assert_eq!(o[0].summary, "server be_app/app1 is DOWN");
+    assert_eq!(o[0].detail["reason"], "Layer4 timeout");
+    assert_eq!(o[0].detail["active_left"], 3);
+    let id = o[0].id;
+    // HAProxy repeats nothing, but a duplicate line must not open a second incident.
+    assert!(opened(&feed(&mut e, "lb1", &down("app1", 3), 1000)).is_empty());
+    // Another load balancer's view of the same server is its own incident.
+    assert_eq!(
+        opened(&feed(&mut e, "lb2", &down("app1", 3), 1000)).len(),
+        1
+    );
+    let c = feed(&mut e, "lb1", &up("app1", 4), 2 * MIN);
+    assert_eq!(resolved(&c), vec![id]);
+    assert_eq!(e.open_incidents().count(), 1, "lb2's stays open");
+}
+
+#[test]
+fn the_last_failed_check_is_the_reason_when_the_state_line_has_none() {
+    let mut e = engine();
+    feed(&mut e, "lb1", "Health check for server be_app/app2 failed, reason: Layer4 connection problem, info: \"Connection refused\", check duration: 0ms, status: 0/2 DOWN.", 0);
+    let c = feed(&mut e, "lb1", "Server be_app/app2 is DOWN. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.", 10);
+    assert_eq!(
+        opened(&c)[0].detail["reason"],
+        "Layer4 connection problem (Connection refused)"
+    );
+}
+
+#[test]
+fn a_backend_without_servers_is_critical_until_any_server_is_up() {
+    let mut e = engine();
+    let c = feed(&mut e, "lb1", "backend be_app has no server available!", 0);
+    let o = opened(&c);
+    assert_eq!(
+        (o[0].kind, o[0].severity),
+        (Kind::BackendDown, Severity::Critical)
+    );
+    let id = o[0].id;
+    let c = feed(&mut e, "lb1", &up("app3", 1), MIN);
+    assert!(resolved(&c).contains(&id));
+}
+
+#[test]
+fn flapping_absorbs_the_changes_and_resolves_once_stable() {
+    let mut e = engine();
+    let mut all = Vec::new();
+    for i in 0..10 {
+        let line = if i % 2 == 0 {
+            down("app1", 3)
+        } else {
+            up("app1", 4)
+        };
+        all.extend(feed(&mut e, "lb1", &line, i * 12_000));
+    }
+    let o = opened(&all);
+    let kinds: Vec<Kind> = o.iter().map(|i| i.kind).collect();
+    // DOWN #1 (resolved by UP), DOWN #2 (open when the 5th change makes it flap), then one flapping.
+    assert_eq!(
+        kinds,
+        vec![Kind::ServerDown, Kind::ServerDown, Kind::Flapping]
+    );
+    let flap = o[2].id;
+    assert!(
+        o[2].summary.contains("is flapping (5 changes in 10m)"),
+        "{}",
+        o[2].summary
+    );
+    // Nothing more opens while it flaps; later changes are timeline entries.
+    let after = all
+        .iter()
+        .position(|c| matches!(c, Change::Opened(i) if i.id == flap))
+        .unwrap();
+    assert!(opened(&all[after + 1..]).is_empty());
+    assert!(all[after + 1..]
+        .iter()
+        .any(|c| matches!(c, Change::Timeline { id, .. } if *id == flap)));
+    // It ends UP; stable for the quiet period → resolved, and no DOWN incident follows.
+    assert!(e.tick(108_000 + 9 * MIN).is_empty());
+    let c = e.tick(108_000 + 10 * MIN);
+    assert_eq!(resolved(&c), vec![flap]);
+    assert!(opened(&c).is_empty());
+    assert_eq!(e.open_incidents().count(), 0);
+}
+
+#[test]
+fn a_flapping_server_that_settles_down_gets_a_down_incident() {
+    let mut e = engine();
+    for i in 0..5 {
+        let line = if i % 2 == 0 {
+            down("app1", 3)
+        } else {
+            up("app1", 4)
+        };
+        feed(&mut e, "lb1", &line, i * 1000);
+    }
+    let c = e.tick(4000 + 10 * MIN);
+    assert_eq!(resolved(&c).len(), 1);
+    assert_eq!(opened(&c)[0].kind, Kind::ServerDown);
+}
+
+#[test]
+fn operator_actions_are_info_incidents_not_outages() {
+    let mut e = engine();
+    let c = feed(&mut e, "lb1", "Server be_agent/ag1 is going DOWN for maintenance. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.", 0);
+    let o = opened(&c);
+    assert_eq!(o.len(), 1);
+    assert_eq!((o[0].kind, o[0].severity), (Kind::Operator, Severity::Info));
+    let c = feed(
+        &mut e,
+        "lb1",
+        "Server be_agent/ag1 is UP/READY (leaving forced maintenance).",
+        MIN,
+    );
+    assert_eq!(resolved(&c), vec![o[0].id]);
+}
+
+#[test]
+fn a_quarter_of_a_backend_down_is_degraded() {
+    let mut e = engine();
+    assert!(opened(&feed(&mut e, "lb1", &down("app1", 3), 0))
+        .iter()
+        .all(|i| i.kind != Kind::BackendDegraded));
+    let c = feed(&mut e, "lb1", &down("app2", 2), 1000);
+    let degraded: Vec<_> = opened(&c)
+        .into_iter()
+        .filter(|i| i.kind == Kind::BackendDegraded)
+        .collect();
+    assert_eq!(degraded.len(), 1);
+    assert_eq!(
+        degraded[0].summary,
+        "backend be_app has 2 of 4 servers DOWN"
+    );
+    let c = feed(&mut e, "lb1", &up("app2", 3), 2000);
+    assert!(resolved(&c).contains(&degraded[0].id));
+}
+
+#[test]
+fn a_silent_host_opens_an_incident_that_its_next_message_resolves() {
+    let mut e = engine();
+    e.seen("lb1", 0);
+    assert!(e.tick(4 * MIN).is_empty());
+    let c = e.tick(5 * MIN);
+    let o = opened(&c);
+    assert_eq!(
+        (o[0].kind, o[0].summary.as_str()),
+        (Kind::Silence, "no log from lb1 for 5m")
+    );
+    assert!(e.tick(6 * MIN).is_empty(), "opened once");
+    assert_eq!(resolved(&e.seen("lb1", 7 * MIN)), vec![o[0].id]);
+}
