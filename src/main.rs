@@ -7,6 +7,7 @@ mod formats;
 mod hist;
 mod incidents;
 mod ingest;
+mod notify;
 mod pipeline;
 mod stats;
 mod store;
@@ -16,6 +17,8 @@ mod windows;
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
+    // reqwest is built without a TLS provider of its own: ring, as lettre uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

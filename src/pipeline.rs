@@ -52,6 +52,8 @@ pub struct Processor {
     engine: Option<Engine>,
     /// The last host reported to the engine as alive, and when.
     seen: (String, i64),
+    /// Where incident changes are notified.
+    channels: Vec<crate::notify::ChannelConfig>,
 }
 
 impl Processor {
@@ -82,6 +84,7 @@ impl Processor {
             counted: (0, 0),
             engine: None,
             seen: (String::new(), i64::MIN),
+            channels: config.channel.clone(),
         }
     }
 
@@ -95,6 +98,7 @@ impl Processor {
     pub fn reconfigure(&mut self, parser: Arc<Parser>, config: &crate::config::Config) {
         self.parser = parser;
         self.clock = Clock::new(&config.parse.timezone);
+        self.channels = config.channel.clone();
     }
 
     /// One message. `peer` is the sender (None: a local unix socket).
@@ -158,7 +162,7 @@ impl Processor {
                 self.seen.0.push_str(host);
                 self.seen.1 = received_ms;
                 let changes = engine.seen(host, received_ms);
-                apply(&self.store, changes);
+                apply(&self.store, &self.channels, changes);
             }
         }
         match &rec.event {
@@ -172,7 +176,7 @@ impl Processor {
                 }
                 if let Some(engine) = &mut self.engine {
                     let changes = engine.on_event(host, &rec.event, ts, rec.message);
-                    apply(&self.store, changes);
+                    apply(&self.store, &self.channels, changes);
                 }
                 self.events
                     .push(event_row(&rec, host.to_owned(), ts, bytes));
@@ -205,7 +209,7 @@ impl Processor {
         self.publish_counts();
         if let Some(engine) = &mut self.engine {
             let changes = engine.tick(now_ms);
-            apply(&self.store, changes);
+            apply(&self.store, &self.channels, changes);
         }
         let watermark = match self.time {
             TimeSource::Live => now_ms,
@@ -335,7 +339,11 @@ fn log_event(host: &str, rec: &Record<'_>) {
 }
 
 /// Logs incident changes (the alert channel of last resort) and stores them.
-fn apply(store: &SyncSender<WriteOp>, changes: Vec<Change>) {
+fn apply(
+    store: &SyncSender<WriteOp>,
+    channels: &[crate::notify::ChannelConfig],
+    changes: Vec<Change>,
+) {
     if changes.is_empty() {
         return;
     }
@@ -355,12 +363,13 @@ fn apply(store: &SyncSender<WriteOp>, changes: Vec<Change>) {
                 }
             }
             Change::Resolved {
-                id, summary, note, ..
+                id, incident, note, ..
             } => {
-                tracing::info!(incident = id, "RESOLVED {summary}: {note}");
+                tracing::info!(incident = id, "RESOLVED {}: {note}", incident.summary);
             }
             Change::Timeline { id, text, .. } => tracing::debug!(incident = id, "{text}"),
         }
     }
-    let _ = store.send(WriteOp::Incidents(changes));
+    let notifications = crate::notify::route(channels, &changes, crate::timezone::now_ms());
+    let _ = store.send(WriteOp::Incidents(changes, notifications));
 }

@@ -80,10 +80,7 @@ pub fn parse_time(s: &str, now_ms: i64) -> anyhow::Result<i64> {
         .as_millisecond())
 }
 
-/// RFC 3339 in UTC, for JSON.
-pub fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
-}
+pub use crate::timezone::rfc3339;
 
 #[cfg(test)]
 mod tests {

@@ -76,7 +76,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let conn = crate::store::open_write(&db)?;
     tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");
     let stats = Arc::new(Stats::default());
-    let writer = Writer::spawn(
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let writer = Writer::spawn_waking(
         conn,
         Some(Retention {
             windows: config.storage.retain_windows,
@@ -84,6 +85,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }),
         stats.rows_written.clone(),
         stats.write_errors.clone(),
+        Some(outbox_wake.clone()),
     );
     // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
     let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
@@ -121,6 +123,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    let delivery = rt.spawn(crate::notify::outbox::run(
+        db.clone(),
+        config.channel.clone(),
+        config.notify.clone(),
+        writer.tx.clone(),
+        outbox_wake,
+    ));
+    if config.channel.is_empty() {
+        tracing::info!("no notification channel configured: incidents go to this log only");
+    }
     let result = rt.block_on(listen_until_signal(
         &args,
         config,
@@ -128,6 +140,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         stats.clone(),
         reload,
     ));
+    delivery.abort();
     // The sockets are closed: the pipeline drains the queue, closes every window and stops.
     rt.shutdown_timeout(Duration::from_secs(1));
     let pipeline = processor.join();

@@ -96,10 +96,11 @@ pub enum Change {
         ts_ms: i64,
         text: String,
     },
+    /// `incident` is as it was opened: notifications are routed by it.
     Resolved {
         id: i64,
         ts_ms: i64,
-        summary: String,
+        incident: Box<Incident>,
         note: String,
     },
 }
@@ -204,7 +205,7 @@ impl Engine {
             out.push(Change::Resolved {
                 id: i.id,
                 ts_ms,
-                summary: i.summary,
+                incident: Box::new(i),
                 note,
             });
         }

@@ -102,6 +102,23 @@ const MIGRATIONS: &[&str] = &[
         text TEXT NOT NULL
     );
     CREATE INDEX incident_timeline_id ON incident_timeline (incident_id, ts);",
+    // 3: the notification outbox.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        status TEXT NOT NULL,             -- firing, resolved
+        payload TEXT NOT NULL,            -- the body, built when the change happened
+        created_at INTEGER NOT NULL,      -- Unix ms
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        delivered_at INTEGER,
+        failed_at INTEGER,                -- given up (expired)
+        last_error TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (incident_id, channel)
+        WHERE delivered_at IS NULL AND failed_at IS NULL;
+    CREATE INDEX outbox_incident ON outbox (incident_id);",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

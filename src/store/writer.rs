@@ -55,7 +55,13 @@ pub struct IngestRow {
 
 pub enum WriteOp {
     Events(Vec<EventRow>),
-    Incidents(Vec<crate::incidents::Change>),
+    /// Incident changes and the notifications they cause, committed together.
+    Incidents(
+        Vec<crate::incidents::Change>,
+        Vec<crate::notify::Notification>,
+    ),
+    /// Outcomes of delivery attempts.
+    Deliveries(Vec<crate::notify::outbox::Attempt>),
     Windows(Vec<WindowRow>),
     Ingest(IngestRow),
 }
@@ -100,6 +106,17 @@ impl Writer {
         rows_written: Arc<AtomicU64>,
         write_errors: Arc<AtomicU64>,
     ) -> Writer {
+        Writer::spawn_waking(conn, retention, rows_written, write_errors, None)
+    }
+
+    /// As [`spawn`](Self::spawn); `outbox` is woken after a commit that queued notifications.
+    pub fn spawn_waking(
+        conn: Connection,
+        retention: Option<Retention>,
+        rows_written: Arc<AtomicU64>,
+        write_errors: Arc<AtomicU64>,
+        outbox: Option<Arc<tokio::sync::Notify>>,
+    ) -> Writer {
         let (tx, rx) = mpsc::sync_channel::<WriteOp>(1024);
         let handle = std::thread::Builder::new()
             .name("hapwatch-writer".into())
@@ -127,6 +144,12 @@ impl Writer {
                     match write_batch(&conn, &batch) {
                         Ok(rows) => {
                             rows_written.fetch_add(rows, Relaxed);
+                            let queued = batch
+                                .iter()
+                                .any(|op| matches!(op, WriteOp::Incidents(_, n) if !n.is_empty()));
+                            if let (true, Some(wake)) = (queued, &outbox) {
+                                wake.notify_one();
+                            }
                         }
                         Err(e) => {
                             write_errors.fetch_add(1, Relaxed);
@@ -180,7 +203,27 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                 }
             }
             WriteOp::Windows(windows) => rows += write_windows(&tx, windows)?,
-            WriteOp::Incidents(changes) => rows += write_incidents(&tx, changes)?,
+            WriteOp::Incidents(changes, notifications) => {
+                rows += write_incidents(&tx, changes)?;
+                rows += write_notifications(&tx, notifications)?;
+            }
+            WriteOp::Deliveries(attempts) => {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE outbox SET attempts = ?2, delivered_at = ?3, next_attempt_at = ?4,
+                        failed_at = CASE WHEN ?5 THEN ?4 END, last_error = ?6 WHERE id = ?1",
+                )?;
+                for a in attempts {
+                    stmt.execute(params![
+                        a.id,
+                        a.attempts,
+                        a.delivered_ms,
+                        a.next_attempt_ms,
+                        a.failed,
+                        a.error
+                    ])?;
+                    rows += 1;
+                }
+            }
             WriteOp::Ingest(s) => {
                 tx.prepare_cached(
                     "INSERT INTO ingest_stats (ts, interval_ms, received, bytes, parsed, traffic, events,
@@ -306,6 +349,26 @@ fn write_incidents(
     Ok(changes.len() as u64)
 }
 
+fn write_notifications(
+    tx: &rusqlite::Transaction<'_>,
+    notifications: &[crate::notify::Notification],
+) -> rusqlite::Result<u64> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO outbox (incident_id, channel, status, payload, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?;
+    for n in notifications {
+        stmt.execute(params![
+            n.incident_id,
+            n.channel,
+            n.status,
+            n.payload,
+            n.created_ms
+        ])?;
+    }
+    Ok(notifications.len() as u64)
+}
+
 fn prune(conn: &Connection, r: Retention) {
     let now = crate::timezone::now_ms();
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
@@ -327,6 +390,10 @@ fn prune(conn: &Connection, r: Retention) {
         )?;
         n += tx.execute(
             "DELETE FROM incidents WHERE resolved_at < ?1",
+            [events_before_ms],
+        )?;
+        n += tx.execute(
+            "DELETE FROM outbox WHERE delivered_at < ?1 OR failed_at < ?1",
             [events_before_ms],
         )?;
         tx.commit()?;

@@ -263,3 +263,108 @@ pub fn send_udp(port: u16, datagrams: &[Vec<u8>]) {
         std::thread::sleep(Duration::from_micros(100));
     }
 }
+
+/// An accepted request: lower-cased headers and the body.
+pub type Request = (Vec<(String, String)>, String);
+
+/// A real HTTP/1.1 receiver on loopback for webhook tests: it answers the
+/// scripted statuses in turn (then 200) and keeps the requests it accepted.
+pub struct Receiver {
+    pub port: u16,
+    pub accepted: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+    pub attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Receiver {
+    pub fn start(port: u16, script: Vec<u16>) -> Receiver {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (acc, att) = (accepted.clone(), attempts.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Head, then as much body as Content-Length says.
+                let (head_end, length) = loop {
+                    let Ok(n) = s.read(&mut chunk) else {
+                        break (0, 0);
+                    };
+                    if n == 0 {
+                        break (0, 0);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                if head_end == 0 {
+                    continue;
+                }
+                while buf.len() < head_end + length {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let n = att.fetch_add(1, Ordering::SeqCst);
+                let status = script.get(n).copied().unwrap_or(200);
+                if status == 200 {
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let headers = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+                        .collect();
+                    let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                    acc.lock().unwrap().push((headers, body));
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+        Receiver {
+            port,
+            accepted,
+            attempts,
+        }
+    }
+
+    /// Waits until `n` requests were accepted; returns their (headers, body).
+    pub fn wait_accepted(&self, n: usize) -> Vec<Request> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.accepted.lock().unwrap().clone();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} webhooks arrived",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Daemon {
+    /// SIGKILL: no drain, no flush.
+    pub fn kill(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+}

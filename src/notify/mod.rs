@@ -1,0 +1,257 @@
+//! Notifications: which channels hear about an incident change, and what
+//! they are sent. Rows go to the durable outbox with the incident change that
+//! caused them; `outbox.rs` delivers them.
+
+pub mod outbox;
+pub mod payload;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::incidents::{Change, Incident, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelType {
+    /// hapwatch's own JSON (see README).
+    Webhook,
+    Slack,
+    Teams,
+    Pagerduty,
+    Alertmanager,
+}
+
+/// `[[channel]]` in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ChannelType,
+    pub url: String,
+    /// Incidents below this severity are not sent ("info", "warning", "critical").
+    #[serde(default = "default_min_severity", deserialize_with = "severity")]
+    pub min_severity: Severity,
+    /// Only incidents of these backends; empty: all.
+    #[serde(default)]
+    pub backends: Vec<String>,
+    /// Send a notice when an incident is resolved.
+    #[serde(default = "yes")]
+    pub resolved: bool,
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub timeout: Duration,
+    /// Signs the body: `X-Hapwatch-Signature: sha256=<hex HMAC-SHA256>`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// PagerDuty's integration key.
+    #[serde(default)]
+    pub routing_key: Option<String>,
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Warning
+}
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn severity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Severity, D::Error> {
+    let s = String::deserialize(d)?;
+    Severity::parse(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!("{s:?} is not a severity (info, warning, critical)"))
+    })
+}
+
+/// `[notify]` in the config: retries of the outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// First retry delay; it doubles per attempt up to `retry_max`, with ±20 % jitter.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub retry_min: Duration,
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub retry_max: Duration,
+    /// A notification not delivered within this time is given up (and logged).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub expire_after: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            expire_after: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// One notification to store in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub incident_id: i64,
+    pub channel: String,
+    /// "firing" or "resolved".
+    pub status: &'static str,
+    pub payload: String,
+    pub created_ms: i64,
+}
+
+impl ChannelConfig {
+    fn wants(&self, i: &Incident) -> bool {
+        i.severity >= self.min_severity
+            && (self.backends.is_empty()
+                || i.backend
+                    .as_ref()
+                    .is_some_and(|b| self.backends.contains(b)))
+    }
+}
+
+/// The notifications a batch of incident changes causes.
+pub fn route(channels: &[ChannelConfig], changes: &[Change], now_ms: i64) -> Vec<Notification> {
+    let mut out = Vec::new();
+    for c in changes {
+        let (incident, resolved) = match c {
+            Change::Opened(i) => (i, None),
+            Change::Resolved {
+                incident,
+                ts_ms,
+                note,
+                ..
+            } => (&**incident, Some((*ts_ms, note.as_str()))),
+            Change::Timeline { .. } => continue,
+        };
+        for ch in channels.iter().filter(|ch| ch.wants(incident)) {
+            if resolved.is_some() && !ch.resolved {
+                continue;
+            }
+            out.push(Notification {
+                incident_id: incident.id,
+                channel: ch.name.clone(),
+                status: if resolved.is_some() {
+                    "resolved"
+                } else {
+                    "firing"
+                },
+                payload: payload::build(ch, incident, resolved).to_string(),
+                created_ms: now_ms,
+            });
+        }
+    }
+    out
+}
+
+/// `[hapwatch] DOWN be_api/api3 (Layer4 timeout) — 3 of 4 servers left`, or `RESOLVED …`.
+pub fn title(i: &Incident, resolved: bool) -> String {
+    let word = if resolved {
+        "RESOLVED"
+    } else {
+        i.severity_word()
+    };
+    let mut t = format!("[hapwatch] {word} {}", i.subject());
+    if let Some(reason) = i.detail.get("reason").and_then(|r| r.as_str()) {
+        t += &format!(" ({reason})");
+    }
+    if let Some(active) = i.detail.get("active_left").and_then(|a| a.as_u64()) {
+        t += &format!(" — {active} active servers left");
+    }
+    t
+}
+
+impl Incident {
+    fn severity_word(&self) -> &'static str {
+        use crate::incidents::Kind::*;
+        match self.kind {
+            ServerDown | BackendDown => "DOWN",
+            BackendDegraded => "DEGRADED",
+            Flapping => "FLAPPING",
+            Silence => "SILENT",
+            Operator => "MAINTENANCE",
+        }
+    }
+
+    /// What the incident is about, for titles.
+    fn subject(&self) -> String {
+        match (&self.backend, &self.server) {
+            (Some(b), Some(s)) => format!("{b}/{s} on {}", self.host),
+            (Some(b), None) => format!("{b} on {}", self.host),
+            _ => self.host.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::{Incident, Kind};
+
+    fn incident(severity: Severity, backend: &str) -> Incident {
+        let mut detail = serde_json::Map::new();
+        detail.insert("reason".into(), "Layer4 timeout".into());
+        detail.insert("active_left".into(), 3.into());
+        Incident {
+            id: 7,
+            key: format!("server:lb1:{backend}/s1"),
+            kind: Kind::ServerDown,
+            severity,
+            host: "lb1".into(),
+            backend: Some(backend.into()),
+            server: Some("s1".into()),
+            opened_ms: 1_795_395_600_000,
+            summary: format!("server {backend}/s1 is DOWN"),
+            detail,
+        }
+    }
+
+    fn channel(text: &str) -> ChannelConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn channels_filter_by_severity_and_backend_and_pair_resolves() {
+        let all = channel("name = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n");
+        let api_only = channel("name = \"b\"\ntype = \"slack\"\nurl = \"http://y\"\nbackends = [\"be_api\"]\nresolved = false\n");
+        let critical = channel(
+            "name = \"c\"\ntype = \"webhook\"\nurl = \"http://z\"\nmin_severity = \"critical\"\n",
+        );
+        let channels = [all, api_only, critical];
+        let i = incident(Severity::Warning, "be_api");
+        let opened = route(&channels, &[Change::Opened(i.clone())], 0);
+        let names: Vec<&str> = opened.iter().map(|n| n.channel.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let resolved = Change::Resolved {
+            id: 7,
+            ts_ms: 1,
+            incident: Box::new(i),
+            note: "UP again".into(),
+        };
+        let names: Vec<(String, &str)> = route(&channels, &[resolved], 0)
+            .into_iter()
+            .map(|n| (n.channel, n.status))
+            .collect();
+        assert_eq!(names, [("a".to_owned(), "resolved")]);
+        assert!(route(
+            &channels,
+            &[Change::Opened(incident(Severity::Info, "be_api"))],
+            0
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn titles_say_what_why_and_what_is_left() {
+        let i = incident(Severity::Warning, "be_api");
+        assert_eq!(
+            title(&i, false),
+            "[hapwatch] DOWN be_api/s1 on lb1 (Layer4 timeout) — 3 active servers left"
+        );
+        assert!(title(&i, true).starts_with("[hapwatch] RESOLVED be_api/s1 on lb1"));
+    }
+}

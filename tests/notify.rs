@@ -1,0 +1,118 @@
+//! Webhook delivery from a running daemon to a real HTTP receiver: signed,
+//! in order, retried until accepted, and kept across a SIGKILL.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
+
+fn config(dir: &std::path::Path, udp: u16, hook: u16) -> std::path::PathBuf {
+    let cfg = dir.join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[notify]\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\nsecret = \"s3cret\"\n",
+            dir.join("h.db")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[test]
+fn a_down_and_up_become_a_signed_firing_then_resolved_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let udp = free_port();
+    let daemon = Daemon::start(&config(dir.path(), udp, receiver.port), 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    receiver.wait_accepted(1);
+    send_udp(udp, &[UP.to_vec()]);
+    let got = receiver.wait_accepted(2);
+    daemon.stop();
+
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(bodies[0]["status"], "firing");
+    assert_eq!(bodies[1]["status"], "resolved");
+    assert_eq!(bodies[0]["incident"]["id"], bodies[1]["incident"]["id"]);
+    assert_eq!(bodies[0]["incident"]["kind"], "server_down");
+    assert_eq!(bodies[0]["incident"]["detail"]["reason"], "Layer4 timeout");
+    assert_eq!(bodies[1]["incident"]["resolution"], "UP again");
+    assert!(bodies[0]["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("[hapwatch] DOWN be_x/s1 on 127.0.0.1 (Layer4 timeout)"));
+    for (headers, body) in &got {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
+        let want: String = ring::hmac::sign(&key, body.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            header(headers, "x-hapwatch-signature"),
+            format!("sha256={want}")
+        );
+        assert_eq!(header(headers, "content-type"), "application/json");
+    }
+}
+
+#[test]
+fn a_receiver_answering_500_gets_the_notification_once_it_answers_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![500, 503]);
+    let udp = free_port();
+    let mut daemon = Daemon::start(&config(dir.path(), udp, receiver.port), 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    receiver.wait_accepted(1);
+    daemon.wait_log("notification delivered");
+    let log = daemon.stop();
+    assert_eq!(
+        receiver.attempts.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "two failures, one success"
+    );
+    assert_eq!(receiver.accepted.lock().unwrap().len(), 1, "delivered once");
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("notification failed; will retry"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn notifications_pending_at_a_sigkill_are_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, hook) = (free_port(), free_port());
+    let cfg = config(dir.path(), udp, hook);
+    // Nothing listens on the webhook's port yet.
+    let mut daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    daemon.wait_log("notification failed; will retry");
+    daemon.kill();
+
+    let receiver = Receiver::start(hook, vec![]);
+    let daemon = Daemon::start(&cfg, 1);
+    let got = receiver.wait_accepted(1);
+    daemon.stop();
+    let body: Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["incident"]["summary"], "server be_x/s1 is DOWN");
+    assert_eq!(receiver.accepted.lock().unwrap().len(), 1);
+}
