@@ -27,8 +27,7 @@ fn receiver(listener: TcpListener, tx: mpsc::Sender<(Instant, String)>) {
         let Ok(mut s) = stream else { continue };
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
-        loop {
-            let Ok(n) = s.read(&mut chunk) else { break };
+        while let Ok(n) = s.read(&mut chunk) {
             if n == 0 {
                 break;
             }
