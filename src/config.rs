@@ -150,7 +150,24 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        Config::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+        let config = Config::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks across keys that deserializing cannot make.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for ch in &self.channel {
+            if !names.insert(ch.name.as_str()) {
+                return Err(format!("two channels are named {:?}", ch.name));
+            }
+            ch.validate()?;
+        }
+        Ok(())
     }
 
     /// The SQLite file: the configured one, else `hapwatch.db` in the state directory.
@@ -268,6 +285,7 @@ mod tests {
         let text = include_str!("../packaging/hapwatch.toml");
         let c = Config::from_toml(text).unwrap();
         assert!(!c.listen.is_empty());
+        c.validate().unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! they are sent. Rows go to the durable outbox with the incident change that
 //! caused them; `outbox.rs` delivers them.
 
+pub mod email;
 pub mod outbox;
 pub mod payload;
 
@@ -20,6 +21,20 @@ pub enum ChannelType {
     Teams,
     Pagerduty,
     Alertmanager,
+    /// SMTP, with lettre.
+    Email,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which must succeed (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on localhost.
+    None,
 }
 
 /// `[[channel]]` in the config.
@@ -29,7 +44,9 @@ pub struct ChannelConfig {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ChannelType,
-    pub url: String,
+    /// Where webhooks are posted.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Incidents below this severity are not sent ("info", "warning", "critical").
     #[serde(default = "default_min_severity", deserialize_with = "severity")]
     pub min_severity: Severity,
@@ -50,6 +67,68 @@ pub struct ChannelConfig {
     /// PagerDuty's integration key.
     #[serde(default)]
     pub routing_key: Option<String>,
+    /// Email: the SMTP server.
+    #[serde(default)]
+    pub smtp_host: Option<String>,
+    /// Default: 587 with STARTTLS, 465 with TLS, 25 without.
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// AUTH credentials, when the server wants them.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// A PEM file of extra CA certificates to trust (a private relay).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl ChannelConfig {
+    /// What serde cannot check field by field: the keys each type needs.
+    pub fn validate(&self) -> Result<(), String> {
+        let need = |what: &str| {
+            format!(
+                "channel {:?} (type {:?}) needs `{what}`",
+                self.name, self.kind
+            )
+        };
+        match self.kind {
+            ChannelType::Email => {
+                if self.smtp_host.is_none() {
+                    return Err(need("smtp_host"));
+                }
+                let from = self.from.as_deref().ok_or_else(|| need("from"))?;
+                if self.to.is_empty() {
+                    return Err(need("to"));
+                }
+                for a in self.to.iter().map(String::as_str).chain([from]) {
+                    a.parse::<lettre::message::Mailbox>().map_err(|e| {
+                        format!(
+                            "channel {:?}: {a:?} is not an email address: {e}",
+                            self.name
+                        )
+                    })?;
+                }
+                if self.username.is_some() != self.password.is_some() {
+                    return Err(need("username and password together"));
+                }
+            }
+            ChannelType::Pagerduty if self.routing_key.is_none() => {
+                return Err(need("routing_key"))
+            }
+            _ => {}
+        }
+        if self.kind != ChannelType::Email && self.url.is_none() {
+            return Err(need("url"));
+        }
+        Ok(())
+    }
 }
 
 fn default_min_severity() -> Severity {
@@ -91,6 +170,20 @@ impl Default for NotifyConfig {
             expire_after: Duration::from_secs(86_400),
         }
     }
+}
+
+/// An error with its causes, each said once (some errors already print their source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg += &format!(": {text}");
+        }
+        src = s.source();
+    }
+    msg
 }
 
 /// One notification to store in the outbox.
@@ -217,6 +310,11 @@ mod tests {
     #[test]
     fn channels_filter_by_severity_and_backend_and_pair_resolves() {
         let all = channel("name = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n");
+        assert!(all.validate().is_ok());
+        let mail = channel(
+            "name = \"m\"\ntype = \"email\"\nsmtp_host = \"mx\"\nfrom = \"hapwatch@example.org\"\n",
+        );
+        assert!(mail.validate().unwrap_err().contains("needs `to`"));
         let api_only = channel("name = \"b\"\ntype = \"slack\"\nurl = \"http://y\"\nbackends = [\"be_api\"]\nresolved = false\n");
         let critical = channel(
             "name = \"c\"\ntype = \"webhook\"\nurl = \"http://z\"\nmin_severity = \"critical\"\n",

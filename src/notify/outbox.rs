@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use super::{ChannelConfig, NotifyConfig};
+use super::{ChannelConfig, ChannelType, NotifyConfig};
 use crate::store::writer::WriteOp;
 
 /// One pending row, as the delivery task reads it.
@@ -90,9 +90,23 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-async fn send(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Result<(), String> {
+/// How a channel is reached.
+#[derive(Clone)]
+enum Sender {
+    Http(reqwest::Client),
+    Smtp(lettre::AsyncSmtpTransport<lettre::Tokio1Executor>),
+}
+
+async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), String> {
+    match via {
+        Sender::Http(client) => post(client, ch, payload).await,
+        Sender::Smtp(transport) => super::email::send(transport, ch, payload).await,
+    }
+}
+
+async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Result<(), String> {
     let mut req = client
-        .post(&ch.url)
+        .post(ch.url.as_deref().unwrap_or_default())
         .timeout(ch.timeout)
         .header("content-type", "application/json")
         .header(
@@ -105,16 +119,11 @@ async fn send(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Re
             signature(secret, payload.as_bytes()),
         );
     }
-    let resp = req.body(payload.to_owned()).send().await.map_err(|e| {
-        // reqwest's Display hides the cause (connection refused, timeout…).
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg += &format!(": {s}");
-            src = s.source();
-        }
-        msg
-    })?;
+    let resp = req
+        .body(payload.to_owned())
+        .send()
+        .await
+        .map_err(|e| super::error_chain(&e))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
@@ -152,8 +161,23 @@ pub async fn run(
             return;
         }
     };
-    let channels: HashMap<String, ChannelConfig> =
-        channels.into_iter().map(|c| (c.name.clone(), c)).collect();
+    let mut senders: HashMap<String, (ChannelConfig, Sender)> = HashMap::new();
+    // Configured but unusable (a bad CA file…): rows wait for a fixed config and restart.
+    let mut unusable = std::collections::HashSet::new();
+    for ch in channels {
+        let sender = match ch.kind {
+            ChannelType::Email => match super::email::transport(&ch) {
+                Ok(t) => Sender::Smtp(t),
+                Err(e) => {
+                    tracing::error!(channel = ch.name, error = %e, "email channel unusable; its notifications wait in the outbox");
+                    unusable.insert(ch.name.clone());
+                    continue;
+                }
+            },
+            _ => Sender::Http(client.clone()),
+        };
+        senders.insert(ch.name.clone(), (ch, sender));
+    }
     // Rows attempted whose outcome the writer has not committed yet: (id → attempts recorded).
     let mut in_flight: HashMap<i64, i64> = HashMap::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Attempt>();
@@ -165,11 +189,11 @@ pub async fn run(
         });
         in_flight.retain(|id, recorded| rows.iter().any(|r| r.id == *id && r.attempts < *recorded));
         for row in rows {
-            if in_flight.contains_key(&row.id) {
+            if in_flight.contains_key(&row.id) || unusable.contains(&row.channel) {
                 continue;
             }
             in_flight.insert(row.id, row.attempts + 1);
-            let Some(ch) = channels.get(&row.channel).cloned() else {
+            let Some((ch, via)) = senders.get(&row.channel).cloned() else {
                 tracing::warn!(
                     channel = row.channel,
                     "notification for a channel no longer configured; giving it up"
@@ -184,9 +208,9 @@ pub async fn run(
                 });
                 continue;
             };
-            let (client, done_tx, cfg) = (client.clone(), done_tx.clone(), cfg.clone());
+            let (done_tx, cfg) = (done_tx.clone(), cfg.clone());
             tokio::spawn(async move {
-                let result = send(&client, &ch, &row.payload).await;
+                let result = send(&via, &ch, &row.payload).await;
                 let at = crate::timezone::now_ms();
                 let attempts = row.attempts + 1;
                 let attempt = match result {

@@ -91,5 +91,6 @@ pub fn build(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) ->
             }
             json!([alert])
         }
+        ChannelType::Email => super::email::render(ch, i, resolved),
     }
 }

@@ -1,0 +1,138 @@
+//! Email notifications with lettre: SMTP with STARTTLS or implicit TLS and
+//! AUTH. A resolve threads under its firing (Message-ID / In-Reply-To).
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::{json, Value};
+
+use super::{title, ChannelConfig, SmtpTls};
+use crate::incidents::Incident;
+use crate::timezone::rfc3339;
+
+fn message_id(ch: &ChannelConfig, i: &Incident, status: &str) -> String {
+    let domain = ch
+        .from
+        .as_deref()
+        .and_then(|f| f.rsplit_once('@'))
+        .map_or("hapwatch.invalid", |(_, d)| d.trim_end_matches('>'));
+    format!("<hapwatch-{}-{status}@{domain}>", i.id)
+}
+
+/// Subject, body and threading ids, stored in the outbox as they were when the change happened.
+pub fn render(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) -> Value {
+    let status = if resolved.is_some() {
+        "resolved"
+    } else {
+        "firing"
+    };
+    let mut body = format!("{}\n\n", i.summary);
+    body += &format!(
+        "incident   #{} ({}, {})\n",
+        i.id,
+        i.kind.as_str(),
+        i.severity.as_str()
+    );
+    body += &format!("host       {}\n", i.host);
+    if let Some(b) = &i.backend {
+        body += &format!("backend    {b}\n");
+    }
+    if let Some(s) = &i.server {
+        body += &format!("server     {s}\n");
+    }
+    body += &format!("opened     {}\n", rfc3339(i.opened_ms));
+    if let Some((ts, why)) = resolved {
+        body += &format!(
+            "resolved   {} after {}s: {why}\n",
+            rfc3339(ts),
+            (ts - i.opened_ms) / 1000
+        );
+    }
+    for (k, v) in &i.detail {
+        if !v.is_null() {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            body += &format!("{k:<10} {v}\n");
+        }
+    }
+    body += &format!(
+        "\nTimeline and the traffic before it opened: hapwatch incident {}\n",
+        i.id
+    );
+    json!({
+        "subject": title(i, resolved.is_some()),
+        "body": body,
+        "message_id": message_id(ch, i, status),
+        "in_reply_to": resolved.map(|_| message_id(ch, i, "firing")),
+    })
+}
+
+/// A transport for the channel; built once per channel and reused.
+pub fn transport(ch: &ChannelConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let host = ch.smtp_host.clone().ok_or("no smtp_host")?;
+    let mut params = TlsParameters::builder(host.clone());
+    if let Some(path) = &ch.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        let cert =
+            Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        params = params.add_root_certificate(cert);
+    }
+    let params = params.build_rustls().map_err(|e| e.to_string())?;
+    let (tls, port) = match ch.tls {
+        SmtpTls::Starttls => (Tls::Required(params), 587),
+        SmtpTls::Tls => (Tls::Wrapper(params), 465),
+        SmtpTls::None => (Tls::None, 25),
+    };
+    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(ch.smtp_port.unwrap_or(port))
+        .tls(tls)
+        .timeout(Some(ch.timeout.max(Duration::from_secs(1))));
+    if let (Some(u), Some(p)) = (&ch.username, &ch.password) {
+        b = b.credentials(Credentials::new(u.clone(), p.clone()));
+    }
+    Ok(b.build())
+}
+
+pub async fn send(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    ch: &ChannelConfig,
+    payload: &str,
+) -> Result<(), String> {
+    let v: Value = serde_json::from_str(payload).map_err(|e| format!("bad stored mail: {e}"))?;
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let from: Mailbox = ch
+        .from
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("from: {e}"))?;
+    let mut m = Message::builder()
+        .from(from)
+        .subject(text("subject"))
+        .message_id(Some(text("message_id")));
+    for to in &ch.to {
+        m = m.to(to.parse().map_err(|e| format!("to {to:?}: {e}"))?);
+    }
+    if let Some(parent) = v.get("in_reply_to").and_then(Value::as_str) {
+        m = m
+            .in_reply_to(parent.to_owned())
+            .references(parent.to_owned());
+    }
+    let message = m
+        .header(ContentType::TEXT_PLAIN)
+        .body(text("body"))
+        .map_err(|e| e.to_string())?;
+    transport
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| super::error_chain(&e))
+}

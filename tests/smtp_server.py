@@ -1,0 +1,54 @@
+"""A real SMTP server for hapwatch's tests: Debian's aiosmtpd, with STARTTLS
+required and AUTH (user/pass) required. Run with /usr/bin/python3:
+
+    smtp_server.py PORT CERT KEY OUT.jsonl
+
+Each accepted message is appended to OUT.jsonl; "ready" is printed once
+listening; it stops when stdin closes.
+"""
+import email
+import email.policy
+import json
+import ssl
+import sys
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+port, cert, key, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        text = envelope.content.decode("utf-8", "replace")
+        msg = email.message_from_string(text, policy=email.policy.default)
+        header = lambda name: str(msg[name]) if msg[name] else None
+        with open(out, "a") as f:
+            f.write(json.dumps({
+                "subject": header("Subject"),
+                "message_id": header("Message-ID"),
+                "in_reply_to": header("In-Reply-To"),
+                "body": msg.get_content(),
+                "from": envelope.mail_from,
+                "to": envelope.rcpt_tos,
+                "tls": session.ssl is not None,
+                "login": session.auth_data.decode() if session.authenticated and session.auth_data else None,
+            }) + "\n")
+        return "250 OK"
+
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"hapwatch" and auth_data.password == b"s3cret"
+    return AuthResult(success=ok, auth_data=auth_data.login if ok else None)
+
+
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+controller = Controller(
+    Handler(), hostname="127.0.0.1", port=port, tls_context=context,
+    require_starttls=True, authenticator=authenticate, auth_required=True,
+)
+controller.start()
+print("ready", flush=True)
+sys.stdin.read()
+controller.stop()
