@@ -20,6 +20,7 @@ pub struct Config {
     /// `[[listen]]` tables; none means the default UDP listener.
     pub listen: Vec<ListenerConfig>,
     pub incidents: crate::incidents::IncidentsConfig,
+    pub rules: crate::rules::RulesConfig,
     pub notify: crate::notify::NotifyConfig,
     /// `[[channel]]` tables: where notifications go; none means the log only.
     pub channel: Vec<crate::notify::ChannelConfig>,

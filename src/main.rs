@@ -9,6 +9,7 @@ mod incidents;
 mod ingest;
 mod notify;
 mod pipeline;
+mod rules;
 mod stats;
 mod store;
 mod timezone;

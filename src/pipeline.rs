@@ -54,6 +54,9 @@ pub struct Processor {
     seen: (String, i64),
     /// Where incident changes are notified.
     channels: Vec<crate::notify::ChannelConfig>,
+    /// Traffic rules, judged at receive time (daemon only).
+    rates: crate::rules::Rates,
+    rules: crate::rules::RulesConfig,
 }
 
 impl Processor {
@@ -85,6 +88,8 @@ impl Processor {
             engine: None,
             seen: (String::new(), i64::MIN),
             channels: config.channel.clone(),
+            rates: crate::rules::Rates::default(),
+            rules: config.rules.clone(),
         }
     }
 
@@ -99,6 +104,7 @@ impl Processor {
         self.parser = parser;
         self.clock = Clock::new(&config.parse.timezone);
         self.channels = config.channel.clone();
+        self.rules = config.rules.clone();
     }
 
     /// One message. `peer` is the sender (None: a local unix socket).
@@ -169,6 +175,9 @@ impl Processor {
             Event::Traffic(t) => {
                 self.windows
                     .add(host, t, ts, || String::from_utf8_lossy(bytes).into_owned());
+                if self.engine.is_some() {
+                    self.rates.add(host, t, received_ms);
+                }
             }
             _ => {
                 if self.log_events {
@@ -208,7 +217,11 @@ impl Processor {
     pub fn tick(&mut self, now_ms: i64) {
         self.publish_counts();
         if let Some(engine) = &mut self.engine {
-            let changes = engine.tick(now_ms);
+            let mut changes = engine.tick(now_ms);
+            let hold = self.rules.hold.as_millis() as i64;
+            for (host, backend, reading) in self.rates.evaluate(&self.rules, now_ms) {
+                changes.extend(engine.on_reading(&host, &backend, &reading, now_ms, hold));
+            }
             apply(&self.store, &self.channels, changes);
         }
         let watermark = match self.time {

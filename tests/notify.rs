@@ -116,3 +116,84 @@ fn notifications_pending_at_a_sigkill_are_delivered_after_the_restart() {
     assert_eq!(body["incident"]["summary"], "server be_x/s1 is DOWN");
     assert_eq!(receiver.accepted.lock().unwrap().len(), 1);
 }
+
+/// An httplog line accepted now (UTC), so its window is the current minute.
+fn traffic_now(status: u16) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (days, secs) = (now.div_euclid(86_400), now.rem_euclid(86_400));
+    // Civil date from days since 1970 (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][m as usize - 1];
+    format!(
+        "<134>Nov 23 01:23:33 haproxy[1]: 10.0.0.1:4242 [{d:02}/{month}/{y}:{:02}:{:02}:{:02}.000] fe be_api/api1 0/0/1/5/6 {status} 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\"",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, receiver.port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replace("[notify]", "[parse]\ntimezone = \"UTC\"\n[notify]");
+    std::fs::write(&cfg, text).unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+
+    // 40 × 503 among 60 requests: 67 % 5xx.
+    let mut burst: Vec<Vec<u8>> = (0..40).map(|_| traffic_now(503)).collect();
+    burst.extend((0..20).map(|_| traffic_now(200)));
+    send_udp(udp, &burst);
+    let got = receiver.wait_accepted(1);
+    // Healthy traffic brings the share under 2.5 %: 40 of 2,060.
+    send_udp(
+        udp,
+        &(0..2000).map(|_| traffic_now(200)).collect::<Vec<_>>(),
+    );
+    let got2 = receiver.wait_accepted(2);
+    daemon.wait_log("RESOLVED backend be_api");
+    let log = daemon.stop();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.contains("ALERT backend be_api: 5xx share"))
+            .count(),
+        1,
+        "fired once"
+    );
+
+    let firing: Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(firing["status"], "firing");
+    assert_eq!(firing["incident"]["kind"], "rule");
+    assert_eq!(firing["incident"]["detail"]["rule"], "5xx_share");
+    assert!(firing["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("[hapwatch] ERRORS be_api on 127.0.0.1"));
+    let resolved: Value = serde_json::from_str(&got2[1].1).unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["incident"]["id"], firing["incident"]["id"]);
+
+    let db = dir.path().join("h.db");
+    let id = firing["incident"]["id"].to_string();
+    let one = json_lines(&["incident", "--db", db.to_str().unwrap(), &id, "--json"]);
+    let evidence = one[0]["evidence"].as_array().unwrap();
+    let s5xx: u64 = evidence.iter().map(|e| e["s5xx"].as_u64().unwrap()).sum();
+    assert_eq!(s5xx, 40, "the burst is in the evidence: {evidence:?}");
+}

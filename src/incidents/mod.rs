@@ -44,16 +44,19 @@ pub enum Kind {
     Flapping,
     Operator,
     Silence,
+    /// A traffic rule (5xx share, latency, …) over its threshold.
+    Rule,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::ServerDown,
         Kind::BackendDown,
         Kind::BackendDegraded,
         Kind::Flapping,
         Kind::Operator,
         Kind::Silence,
+        Kind::Rule,
     ];
 
     pub fn parse(s: &str) -> Option<Kind> {
@@ -68,6 +71,7 @@ impl Kind {
             Kind::Flapping => "flapping",
             Kind::Operator => "operator",
             Kind::Silence => "silence",
+            Kind::Rule => "rule",
         }
     }
 }
@@ -138,6 +142,8 @@ impl Default for IncidentsConfig {
 
 pub struct Engine {
     cfg: IncidentsConfig,
+    /// Rule conditions seen true, waiting out their hold time: key → since.
+    pending: HashMap<String, i64>,
     next_id: i64,
     open: HashMap<String, Incident>,
     fleet: Fleet,
@@ -154,6 +160,7 @@ impl Engine {
     pub fn new(cfg: IncidentsConfig, next_id: i64, open: Vec<Incident>, fleet: Fleet) -> Engine {
         Engine {
             cfg,
+            pending: HashMap::new(),
             next_id,
             open: open.into_iter().map(|i| (i.key.clone(), i)).collect(),
             fleet,
@@ -435,6 +442,74 @@ impl Engine {
             ts_ms,
             format!("superseded by flapping incident #{id}"),
         );
+    }
+
+    /// A traffic rule's reading for one backend (once a second).
+    pub fn on_reading(
+        &mut self,
+        host: &str,
+        backend: &str,
+        r: &crate::rules::Reading,
+        now_ms: i64,
+        hold_ms: i64,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        let key = format!("rule:{host}:{backend}:{}", r.rule);
+        let firing = self.open.contains_key(&key);
+        let show = |v: f64| match r.rule {
+            "retries_per_s" => format!("{v:.2}/s"),
+            "p95_ms" => format!("{v:.0} ms"),
+            _ => format!("{:.1} %", v * 100.0),
+        };
+        let what = r.rule.replace('_', " ");
+        match r.value {
+            Some(v) if !firing && v > r.fire => {
+                let since = *self.pending.entry(key.clone()).or_insert(now_ms);
+                if now_ms - since >= hold_ms {
+                    self.pending.remove(&key);
+                    let mut detail = Map::new();
+                    detail.insert("rule".into(), json!(r.rule));
+                    detail.insert("value".into(), json!(v));
+                    detail.insert("threshold".into(), json!(r.fire));
+                    detail.insert("requests".into(), json!(r.requests));
+                    self.open(
+                        &mut out,
+                        key,
+                        Kind::Rule,
+                        Severity::Warning,
+                        (host, Some(backend), None),
+                        now_ms,
+                        format!(
+                            "backend {backend}: {what} {} (fires above {})",
+                            show(v),
+                            show(r.fire)
+                        ),
+                        detail,
+                    );
+                }
+            }
+            Some(v) if firing && v < r.resolve => {
+                self.resolve(
+                    &mut out,
+                    &key,
+                    now_ms,
+                    format!("{what} {} is under {}", show(v), show(r.resolve)),
+                );
+            }
+            None if firing => {
+                self.resolve(
+                    &mut out,
+                    &key,
+                    now_ms,
+                    "too little traffic left to judge".into(),
+                );
+            }
+            Some(v) if v > r.fire => {}
+            _ => {
+                self.pending.remove(&key);
+            }
+        }
+        out
     }
 
     /// A message from `host` arrived: it is not silent.

@@ -200,3 +200,42 @@ fn a_silent_host_opens_an_incident_that_its_next_message_resolves() {
     assert!(e.tick(6 * MIN).is_empty(), "opened once");
     assert_eq!(resolved(&e.seen("lb1", 7 * MIN)), vec![o[0].id]);
 }
+
+#[test]
+fn a_rule_fires_after_its_hold_and_resolves_under_the_lower_threshold() {
+    use crate::rules::Reading;
+    let mut e = engine();
+    let reading = |v: Option<f64>| Reading {
+        rule: "5xx_share",
+        value: v,
+        fire: 0.05,
+        resolve: 0.025,
+        requests: 100,
+    };
+    assert!(
+        e.on_reading("lb1", "be_api", &reading(Some(0.2)), 0, 2000)
+            .is_empty(),
+        "held"
+    );
+    let c = e.on_reading("lb1", "be_api", &reading(Some(0.2)), 2000, 2000);
+    let o = opened(&c);
+    assert_eq!(o.len(), 1);
+    assert_eq!(
+        o[0].summary,
+        "backend be_api: 5xx share 20.0 % (fires above 5.0 %)"
+    );
+    // Between the thresholds: still firing (hysteresis).
+    assert!(e
+        .on_reading("lb1", "be_api", &reading(Some(0.04)), 3000, 2000)
+        .is_empty());
+    assert_eq!(
+        resolved(&e.on_reading("lb1", "be_api", &reading(Some(0.01)), 4000, 2000)),
+        vec![o[0].id]
+    );
+    // A blip shorter than the hold never fires.
+    e.on_reading("lb1", "be_api", &reading(Some(0.2)), 5000, 2000);
+    e.on_reading("lb1", "be_api", &reading(Some(0.0)), 6000, 2000);
+    assert!(e
+        .on_reading("lb1", "be_api", &reading(Some(0.2)), 7500, 2000)
+        .is_empty());
+}

@@ -267,6 +267,11 @@ impl Incident {
             Flapping => "FLAPPING",
             Silence => "SILENT",
             Operator => "MAINTENANCE",
+            Rule => match self.detail.get("rule").and_then(|r| r.as_str()) {
+                Some("p95_ms") => "SLOW",
+                Some("retries_per_s") => "RETRIES",
+                _ => "ERRORS",
+            },
         }
     }
 

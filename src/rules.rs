@@ -1,0 +1,273 @@
+//! Traffic rules per backend over a sliding window: 5xx and 4xx shares,
+//! retries + redispatches per second, p95 of Ta, and the share of sessions
+//! the server side ended. Traffic is counted into one-second buckets at
+//! receive time; each second the window's sums are checked against the
+//! thresholds, with hysteresis and an optional hold time before firing.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use hapwatch_parsers::{TerminationClass, Traffic};
+use serde::Deserialize;
+
+use crate::hist::Histogram;
+
+/// `[rules]` in the config. A threshold of 0 disables its rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// The sliding window the figures are computed over.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub window: Duration,
+    /// Fewer requests than this in the window: ratio rules do not judge.
+    pub min_requests: u64,
+    /// A condition must hold this long before its incident opens.
+    #[serde(rename = "for", deserialize_with = "crate::config::duration")]
+    pub hold: Duration,
+    /// Share of 5xx responses (0.05 = 5 %) that fires, and the share under which it resolves.
+    pub error_5xx: f64,
+    pub error_5xx_resolve: f64,
+    pub error_4xx: f64,
+    pub error_4xx_resolve: f64,
+    /// Retries + redispatches per second.
+    pub retries_per_s: f64,
+    pub retries_per_s_resolve: f64,
+    /// p95 of Ta (Tt for tcplog), in ms.
+    pub p95_ms: f64,
+    pub p95_ms_resolve: f64,
+    /// Share of sessions ended on the server side (termination state S…).
+    pub server_terminations: f64,
+    pub server_terminations_resolve: f64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            window: Duration::from_secs(60),
+            min_requests: 20,
+            hold: Duration::ZERO,
+            error_5xx: 0.05,
+            error_5xx_resolve: 0.025,
+            error_4xx: 0.0,
+            error_4xx_resolve: 0.0,
+            retries_per_s: 0.0,
+            retries_per_s_resolve: 0.0,
+            p95_ms: 0.0,
+            p95_ms_resolve: 0.0,
+            server_terminations: 0.0,
+            server_terminations_resolve: 0.0,
+        }
+    }
+}
+
+/// One rule's reading for one backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// `5xx_share`, `4xx_share`, `retries_per_s`, `p95_ms`, `server_terminations`.
+    pub rule: &'static str,
+    /// None: not enough requests to judge.
+    pub value: Option<f64>,
+    pub fire: f64,
+    pub resolve: f64,
+    pub requests: u64,
+}
+
+#[derive(Default)]
+struct Second {
+    at_s: i64,
+    requests: u64,
+    s4xx: u64,
+    s5xx: u64,
+    retries: u64,
+    term_server: u64,
+    latency: Histogram,
+}
+
+/// Per (host, backend) one-second buckets covering the window.
+#[derive(Default)]
+pub struct Rates {
+    /// Keyed by `host NUL backend`, so a line is looked up without allocating.
+    backends: HashMap<String, (String, String, VecDeque<Second>)>,
+    key: String,
+}
+
+impl Rates {
+    pub fn add(&mut self, host: &str, t: &Traffic<'_>, now_ms: i64) {
+        let backend = t.backend.unwrap_or("");
+        self.key.clear();
+        self.key.push_str(host);
+        self.key.push('\0');
+        self.key.push_str(backend);
+        if !self.backends.contains_key(self.key.as_str()) {
+            let entry = (host.to_owned(), backend.to_owned(), VecDeque::new());
+            self.backends.insert(self.key.clone(), entry);
+        }
+        let (_, _, seconds) = self
+            .backends
+            .get_mut(self.key.as_str())
+            .expect("inserted above");
+        let at_s = now_ms.div_euclid(1000);
+        if seconds.back().is_none_or(|s| s.at_s != at_s) {
+            seconds.push_back(Second {
+                at_s,
+                ..Default::default()
+            });
+        }
+        let s = seconds.back_mut().expect("just pushed");
+        s.requests += 1;
+        match t.status {
+            Some(400..=499) => s.s4xx += 1,
+            Some(500..=599) => s.s5xx += 1,
+            _ => {}
+        }
+        s.retries += u64::from(t.retries.unwrap_or(0)) + u64::from(t.redispatched);
+        if t.termination_class() == TerminationClass::Server {
+            s.term_server += 1;
+        }
+        if let Some(v) = t.t_active.or(t.t_total).filter(|v| *v >= 0) {
+            s.latency.record(v as u64);
+        }
+    }
+
+    /// Drops seconds older than the window, then reads every enabled rule of every backend.
+    pub fn evaluate(&mut self, cfg: &RulesConfig, now_ms: i64) -> Vec<(String, String, Reading)> {
+        let window_s = cfg.window.as_secs().max(1) as i64;
+        let oldest = now_ms.div_euclid(1000) - window_s;
+        let mut out = Vec::new();
+        self.backends.retain(|_, (host, backend, seconds)| {
+            while seconds.front().is_some_and(|s| s.at_s <= oldest) {
+                seconds.pop_front();
+            }
+            let (mut requests, mut s4xx, mut s5xx, mut retries, mut term) = (0, 0, 0, 0, 0);
+            let mut latency = Histogram::default();
+            for s in seconds.iter() {
+                requests += s.requests;
+                s4xx += s.s4xx;
+                s5xx += s.s5xx;
+                retries += s.retries;
+                term += s.term_server;
+                latency.merge(&s.latency);
+            }
+            let enough = requests >= cfg.min_requests.max(1);
+            let share = |n: u64| enough.then(|| n as f64 / requests as f64);
+            let rules: [(&'static str, Option<f64>, f64, f64); 5] = [
+                (
+                    "5xx_share",
+                    share(s5xx),
+                    cfg.error_5xx,
+                    cfg.error_5xx_resolve,
+                ),
+                (
+                    "4xx_share",
+                    share(s4xx),
+                    cfg.error_4xx,
+                    cfg.error_4xx_resolve,
+                ),
+                (
+                    "retries_per_s",
+                    Some(retries as f64 / window_s as f64),
+                    cfg.retries_per_s,
+                    cfg.retries_per_s_resolve,
+                ),
+                (
+                    "p95_ms",
+                    if enough {
+                        latency.quantile(0.95).map(|v| v as f64)
+                    } else {
+                        None
+                    },
+                    cfg.p95_ms,
+                    cfg.p95_ms_resolve,
+                ),
+                (
+                    "server_terminations",
+                    share(term),
+                    cfg.server_terminations,
+                    cfg.server_terminations_resolve,
+                ),
+            ];
+            for (rule, value, fire, resolve) in rules {
+                if fire > 0.0 {
+                    let resolve = if resolve > 0.0 {
+                        resolve.min(fire)
+                    } else {
+                        fire
+                    };
+                    out.push((
+                        host.clone(),
+                        backend.clone(),
+                        Reading {
+                            rule,
+                            value,
+                            fire,
+                            resolve,
+                            requests,
+                        },
+                    ));
+                }
+            }
+            // A backend with no traffic left in the window is forgotten once read as empty.
+            !seconds.is_empty()
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hapwatch_parsers::{Event, Parser};
+
+    fn line(status: u16) -> String {
+        format!("10.0.0.1:1 [23/Nov/2026:01:23:33.398] fe be_api/s1 0/0/1/2/30 {status} 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\"")
+    }
+
+    fn feed(rates: &mut Rates, parser: &Parser, status: u16, n: usize, at_ms: i64) {
+        let l = line(status);
+        let Event::Traffic(t) = parser.parse_message(&l).unwrap() else {
+            panic!()
+        };
+        for _ in 0..n {
+            rates.add("lb1", &t, at_ms);
+        }
+    }
+
+    #[test]
+    fn the_5xx_share_is_read_over_the_window_and_needs_enough_requests() {
+        let parser = Parser::new(vec![]);
+        let cfg = RulesConfig::default();
+        let mut rates = Rates::default();
+        feed(&mut rates, &parser, 503, 5, 1_000);
+        let r = rates.evaluate(&cfg, 1_500);
+        assert_eq!(r.len(), 1, "only the 5xx rule is on by default");
+        assert_eq!(r[0].2.value, None, "5 requests are too few to judge");
+        feed(&mut rates, &parser, 200, 15, 2_000);
+        let r = rates.evaluate(&cfg, 2_500);
+        assert_eq!(r[0].2.value, Some(0.25));
+        assert_eq!(
+            (r[0].2.fire, r[0].2.resolve, r[0].2.requests),
+            (0.05, 0.025, 20)
+        );
+        // A minute later the window is empty and the backend is forgotten.
+        assert_eq!(rates.evaluate(&cfg, 62_500)[0].2.value, None);
+        assert!(rates.evaluate(&cfg, 63_000).is_empty());
+    }
+
+    #[test]
+    fn latency_and_retry_rules_when_enabled() {
+        let parser = Parser::new(vec![]);
+        let cfg = RulesConfig {
+            p95_ms: 25.0,
+            retries_per_s: 1.0,
+            error_5xx: 0.0,
+            ..Default::default()
+        };
+        let mut rates = Rates::default();
+        feed(&mut rates, &parser, 200, 30, 1_000);
+        let r = rates.evaluate(&cfg, 1_500);
+        let p95 = r.iter().find(|x| x.2.rule == "p95_ms").unwrap();
+        assert!(p95.2.value.unwrap() >= 29.0, "{p95:?}");
+        let retries = r.iter().find(|x| x.2.rule == "retries_per_s").unwrap();
+        assert_eq!(retries.2.value, Some(0.0));
+    }
+}
