@@ -92,7 +92,7 @@ fn main() {
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
-             [[channel]]\nname = \"bench\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\nresolved = false\n",
+             [notify]\ngroup_wait = \"0s\"\n[[channel]]\nname = \"bench\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\nresolved = false\n",
             dir.join("l.db")
         ),
     )

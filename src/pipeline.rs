@@ -52,8 +52,9 @@ pub struct Processor {
     engine: Option<Engine>,
     /// The last host reported to the engine as alive, and when.
     seen: (String, i64),
-    /// Where incident changes are notified.
+    /// Where incident changes are notified, and the changes waiting to be grouped.
     channels: Vec<crate::notify::ChannelConfig>,
+    grouper: crate::notify::group::Grouper,
     /// Traffic rules, judged at receive time (daemon only).
     rates: crate::rules::Rates,
     rules: crate::rules::RulesConfig,
@@ -88,6 +89,7 @@ impl Processor {
             engine: None,
             seen: (String::new(), i64::MIN),
             channels: config.channel.clone(),
+            grouper: crate::notify::group::Grouper::new(config.notify.group_wait),
             rates: crate::rules::Rates::default(),
             rules: config.rules.clone(),
         }
@@ -168,7 +170,7 @@ impl Processor {
                 self.seen.0.push_str(host);
                 self.seen.1 = received_ms;
                 let changes = engine.seen(host, received_ms);
-                apply(&self.store, &self.channels, changes);
+                apply(&self.store, &self.channels, &mut self.grouper, changes);
             }
         }
         match &rec.event {
@@ -185,7 +187,7 @@ impl Processor {
                 }
                 if let Some(engine) = &mut self.engine {
                     let changes = engine.on_event(host, &rec.event, ts, rec.message);
-                    apply(&self.store, &self.channels, changes);
+                    apply(&self.store, &self.channels, &mut self.grouper, changes);
                 }
                 self.events
                     .push(event_row(&rec, host.to_owned(), ts, bytes));
@@ -213,6 +215,19 @@ impl Processor {
         self.stats.add_parsed(traffic, events);
     }
 
+    /// When grouped notifications are next due, if any wait.
+    pub fn next_group_deadline(&self) -> Option<i64> {
+        self.grouper.next_deadline()
+    }
+
+    /// Sends the groups whose wait is over (`i64::MAX`: all of them).
+    pub fn flush_groups(&mut self, now_ms: i64) {
+        let due = self.grouper.due(&self.channels, now_ms);
+        if !due.is_empty() {
+            let _ = self.store.send(WriteOp::Incidents(Vec::new(), due));
+        }
+    }
+
     /// Periodic work: close the windows that are due, send pending events, publish counts.
     pub fn tick(&mut self, now_ms: i64) {
         self.publish_counts();
@@ -222,7 +237,7 @@ impl Processor {
             for (host, backend, reading) in self.rates.evaluate(&self.rules, now_ms) {
                 changes.extend(engine.on_reading(&host, &backend, &reading, now_ms, hold));
             }
-            apply(&self.store, &self.channels, changes);
+            apply(&self.store, &self.channels, &mut self.grouper, changes);
         }
         let watermark = match self.time {
             TimeSource::Live => now_ms,
@@ -236,6 +251,7 @@ impl Processor {
     /// Closes every window and sends everything (shutdown, end of replay).
     pub fn finish(&mut self) {
         self.publish_counts();
+        self.flush_groups(i64::MAX);
         let closed = self.windows.close_all();
         self.send_windows(closed);
         self.send_events();
@@ -355,6 +371,7 @@ fn log_event(host: &str, rec: &Record<'_>) {
 fn apply(
     store: &SyncSender<WriteOp>,
     channels: &[crate::notify::ChannelConfig],
+    grouper: &mut crate::notify::group::Grouper,
     changes: Vec<Change>,
 ) {
     if changes.is_empty() {
@@ -383,6 +400,7 @@ fn apply(
             Change::Timeline { id, text, .. } => tracing::debug!(incident = id, "{text}"),
         }
     }
-    let notifications = crate::notify::route(channels, &changes, crate::timezone::now_ms());
+    let items = crate::notify::items(channels, &changes);
+    let notifications = grouper.push(channels, items, crate::timezone::now_ms());
     let _ = store.send(WriteOp::Incidents(changes, notifications));
 }

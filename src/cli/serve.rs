@@ -302,7 +302,12 @@ fn process(
     let (mut prev, mut prev_at) = baseline;
     let mut handled = 0u32;
     loop {
-        match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+        // Grouped notifications are due between ticks: wake for them too.
+        let group_due = p
+            .next_group_deadline()
+            .map(|t| Duration::from_millis((t - crate::timezone::now_ms()).max(0) as u64));
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(group_due.map_or(wait, |g| g.min(wait))) {
             Ok(batch) => {
                 for m in batch.iter() {
                     p.handle(m.bytes, m.peer, batch.received_ms, m.oversized);
@@ -315,6 +320,11 @@ fn process(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if p.next_group_deadline()
+            .is_some_and(|t| t <= crate::timezone::now_ms())
+        {
+            p.flush_groups(crate::timezone::now_ms());
         }
         let now = Instant::now();
         if now < next_tick {

@@ -10,7 +10,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
 
-use super::{title, ChannelConfig, SmtpTls};
+use super::{group_title, title, ChannelConfig, Item, SmtpTls};
 use crate::incidents::Incident;
 use crate::timezone::rfc3339;
 
@@ -67,6 +67,28 @@ pub fn render(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) -
         "body": body,
         "message_id": message_id(ch, i, status),
         "in_reply_to": resolved.map(|_| message_id(ch, i, "firing")),
+    })
+}
+
+/// One mail for several changes of a backend.
+pub fn render_group(ch: &ChannelConfig, items: &[Item]) -> Value {
+    let mut body = String::new();
+    for it in items {
+        let resolved = it.resolved.as_ref().map(|(ts, why)| (*ts, why.as_str()));
+        let one = render(ch, &it.incident, resolved);
+        body += one["body"].as_str().unwrap_or_default();
+        body += "\n";
+    }
+    let status = if items.iter().any(|i| i.resolved.is_none()) {
+        "firing"
+    } else {
+        "resolved"
+    };
+    json!({
+        "subject": group_title(items),
+        "body": body,
+        "message_id": message_id(ch, &items[0].incident, &format!("group-{status}")),
+        "in_reply_to": null,
     })
 }
 

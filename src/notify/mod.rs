@@ -3,6 +3,7 @@
 //! caused them; `outbox.rs` delivers them.
 
 pub mod email;
+pub mod group;
 pub mod outbox;
 pub mod payload;
 
@@ -160,6 +161,9 @@ pub struct NotifyConfig {
     /// A notification not delivered within this time is given up (and logged).
     #[serde(deserialize_with = "crate::config::duration")]
     pub expire_after: Duration,
+    /// Changes of one backend within this wait become one notification ("0s": none).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub group_wait: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -168,6 +172,7 @@ impl Default for NotifyConfig {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             expire_after: Duration::from_secs(86_400),
+            group_wait: Duration::from_secs(2),
         }
     }
 }
@@ -191,6 +196,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 pub struct Notification {
     pub incident_id: i64,
     pub channel: String,
+    /// `host/backend` (or `host`): delivery keeps order within it.
+    pub group_key: String,
     /// "firing" or "resolved".
     pub status: &'static str,
     pub payload: String,
@@ -207,8 +214,27 @@ impl ChannelConfig {
     }
 }
 
-/// The notifications a batch of incident changes causes.
-pub fn route(channels: &[ChannelConfig], changes: &[Change], now_ms: i64) -> Vec<Notification> {
+/// An incident change one channel wants to hear about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub channel: usize,
+    pub incident: Incident,
+    /// (when, why) for a resolved notice.
+    pub resolved: Option<(i64, String)>,
+}
+
+impl Item {
+    pub fn group_key(&self) -> String {
+        let i = &self.incident;
+        match &i.backend {
+            Some(b) => format!("{}/{b}", i.host),
+            None => i.host.clone(),
+        }
+    }
+}
+
+/// Which channels hear about which changes.
+pub fn items(channels: &[ChannelConfig], changes: &[Change]) -> Vec<Item> {
     let mut out = Vec::new();
     for c in changes {
         let (incident, resolved) = match c {
@@ -218,27 +244,106 @@ pub fn route(channels: &[ChannelConfig], changes: &[Change], now_ms: i64) -> Vec
                 ts_ms,
                 note,
                 ..
-            } => (&**incident, Some((*ts_ms, note.as_str()))),
+            } => (&**incident, Some((*ts_ms, note.clone()))),
             Change::Timeline { .. } => continue,
         };
-        for ch in channels.iter().filter(|ch| ch.wants(incident)) {
+        for (n, ch) in channels
+            .iter()
+            .enumerate()
+            .filter(|(_, ch)| ch.wants(incident))
+        {
             if resolved.is_some() && !ch.resolved {
                 continue;
             }
-            out.push(Notification {
-                incident_id: incident.id,
-                channel: ch.name.clone(),
-                status: if resolved.is_some() {
-                    "resolved"
-                } else {
-                    "firing"
-                },
-                payload: payload::build(ch, incident, resolved).to_string(),
-                created_ms: now_ms,
+            out.push(Item {
+                channel: n,
+                incident: incident.clone(),
+                resolved: resolved.clone(),
             });
         }
     }
     out
+}
+
+/// The notification(s) for one channel's items of one group: one for the
+/// group, except PagerDuty, whose events each carry one incident's dedup key.
+pub fn render(ch: &ChannelConfig, items: &[Item], now_ms: i64) -> Vec<Notification> {
+    let one = |it: &Item, payload: serde_json::Value| Notification {
+        incident_id: it.incident.id,
+        channel: ch.name.clone(),
+        group_key: it.group_key(),
+        status: if it.resolved.is_some() {
+            "resolved"
+        } else {
+            "firing"
+        },
+        payload: payload.to_string(),
+        created_ms: now_ms,
+    };
+    let single = |it: &Item| {
+        let resolved = it.resolved.as_ref().map(|(ts, why)| (*ts, why.as_str()));
+        let payload = match ch.kind {
+            ChannelType::Email => email::render(ch, &it.incident, resolved),
+            _ => payload::build(ch, &it.incident, resolved),
+        };
+        one(it, payload)
+    };
+    match items {
+        [] => Vec::new(),
+        [it] => vec![single(it)],
+        _ if ch.kind == ChannelType::Pagerduty => items.iter().map(single).collect(),
+        [first, ..] => {
+            let payload = match ch.kind {
+                ChannelType::Email => email::render_group(ch, items),
+                _ => payload::build_group(ch, items),
+            };
+            let mut n = one(first, payload);
+            if items.iter().any(|i| i.resolved.is_none()) {
+                n.status = "firing";
+            }
+            vec![n]
+        }
+    }
+}
+
+/// The notifications a batch of changes causes when nothing is grouped.
+#[cfg(test)]
+pub fn route(channels: &[ChannelConfig], changes: &[Change], now_ms: i64) -> Vec<Notification> {
+    items(channels, changes)
+        .iter()
+        .flat_map(|it| render(&channels[it.channel], std::slice::from_ref(it), now_ms))
+        .collect()
+}
+
+/// `[hapwatch] DOWN 3 of be_api on lb1: s1, s2, s3`, or `[hapwatch] 2 changes on be_api on lb1`.
+pub fn group_title(items: &[Item]) -> String {
+    let first = &items[0];
+    let same = items.iter().all(|i| {
+        i.incident.kind == first.incident.kind && i.resolved.is_some() == first.resolved.is_some()
+    });
+    let place = match &first.incident.backend {
+        Some(b) => format!("{b} on {}", first.incident.host),
+        None => first.incident.host.clone(),
+    };
+    if same {
+        let word = if first.resolved.is_some() {
+            "RESOLVED"
+        } else {
+            first.incident.severity_word()
+        };
+        let names: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i.incident.server.as_deref())
+            .collect();
+        let names = if names.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", names.join(", "))
+        };
+        format!("[hapwatch] {word} {} of {place}{names}", items.len())
+    } else {
+        format!("[hapwatch] {} changes on {place}", items.len())
+    }
 }
 
 /// `[hapwatch] DOWN be_api/api3 (Layer4 timeout) — 3 of 4 servers left`, or `RESOLVED …`.
@@ -259,7 +364,7 @@ pub fn title(i: &Incident, resolved: bool) -> String {
 }
 
 impl Incident {
-    fn severity_word(&self) -> &'static str {
+    pub fn severity_word(&self) -> &'static str {
         use crate::incidents::Kind::*;
         match self.kind {
             ServerDown | BackendDown => "DOWN",

@@ -1,6 +1,6 @@
 //! Delivery of the outbox: a task that sends due notifications, retries
 //! failures with exponential backoff and jitter until they expire, and keeps
-//! order per incident and channel (a resolve never overtakes its firing).
+//! order per channel and backend (a resolve never overtakes its firing).
 //! Rows live in SQLite, so a restart, even after SIGKILL, resumes delivery.
 
 use std::collections::HashMap;
@@ -37,13 +37,13 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// The oldest undelivered row of each (incident, channel) that is due.
+/// The oldest undelivered row of each (channel, backend) that is due.
 pub fn due(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Pending>> {
     let mut stmt = conn.prepare_cached(
         "SELECT o.id, o.incident_id, o.channel, o.payload, o.attempts, o.created_at FROM outbox o
          WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?1
            AND o.id = (SELECT min(p.id) FROM outbox p
-                       WHERE p.incident_id = o.incident_id AND p.channel = o.channel
+                       WHERE p.channel = o.channel AND p.group_key = o.group_key
                          AND p.delivered_at IS NULL AND p.failed_at IS NULL)
          ORDER BY o.id LIMIT 256",
     )?;
@@ -281,6 +281,7 @@ mod tests {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             expire_after: Duration::from_secs(3600),
+            group_wait: Duration::ZERO,
         };
         for (attempts, base) in [(1, 1000.0), (2, 2000.0), (3, 4000.0), (10, 60_000.0)] {
             let d = backoff(&cfg, attempts, 42).as_millis() as f64;

@@ -2,9 +2,68 @@
 
 use serde_json::{json, Value};
 
-use super::{title, ChannelConfig, ChannelType};
+use super::{group_title, title, ChannelConfig, ChannelType, Item};
 use crate::incidents::{Incident, Severity};
 use crate::timezone::rfc3339;
+
+fn incident_json(i: &Incident, resolved: Option<(i64, &str)>) -> Value {
+    json!({
+        "id": i.id, "key": i.key, "kind": i.kind.as_str(), "severity": i.severity.as_str(),
+        "host": i.host, "backend": i.backend, "server": i.server, "summary": i.summary,
+        "status": if resolved.is_some() { "resolved" } else { "firing" },
+        "opened_at": rfc3339(i.opened_ms),
+        "resolved_at": resolved.map(|(ts, _)| rfc3339(ts)),
+        "resolution": resolved.map(|(_, why)| why),
+        "detail": i.detail,
+    })
+}
+
+/// Several changes of one backend in one body (not PagerDuty, not email).
+pub fn build_group(ch: &ChannelConfig, items: &[Item]) -> Value {
+    let heading = group_title(items);
+    fn resolved(it: &Item) -> Option<(i64, &str)> {
+        it.resolved.as_ref().map(|(ts, why)| (*ts, why.as_str()))
+    }
+    let status = if items.iter().any(|i| i.resolved.is_none()) {
+        "firing"
+    } else {
+        "resolved"
+    };
+    let lines: Vec<String> = items
+        .iter()
+        .map(|it| match &it.resolved {
+            Some((_, why)) => format!("RESOLVED {}: {why}", it.incident.summary),
+            None => it.incident.summary.clone(),
+        })
+        .collect();
+    match ch.kind {
+        ChannelType::Slack => json!({ "text": format!("{heading}\n{}", lines.join("\n")) }),
+        ChannelType::Alertmanager => Value::Array(
+            items
+                .iter()
+                .flat_map(|it| match build(ch, &it.incident, resolved(it)) {
+                    Value::Array(a) => a,
+                    other => vec![other],
+                })
+                .collect(),
+        ),
+        ChannelType::Teams => {
+            let mut card = build(ch, &items[0].incident, resolved(&items[0]));
+            card["attachments"][0]["content"]["body"] = json!([
+                { "type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": true },
+                { "type": "TextBlock", "text": lines.join("\n\n"), "wrap": true },
+            ]);
+            card
+        }
+        _ => json!({
+            "version": 1,
+            "status": status,
+            "title": heading,
+            "incident": incident_json(&items[0].incident, resolved(&items[0])),
+            "incidents": items.iter().map(|it| incident_json(&it.incident, resolved(it))).collect::<Vec<_>>(),
+        }),
+    }
+}
 
 /// `resolved` is (when, why) for a resolved notice.
 pub fn build(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) -> Value {
@@ -19,14 +78,8 @@ pub fn build(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) ->
             "version": 1,
             "status": status,
             "title": heading,
-            "incident": {
-                "id": i.id, "key": i.key, "kind": i.kind.as_str(), "severity": i.severity.as_str(),
-                "host": i.host, "backend": i.backend, "server": i.server, "summary": i.summary,
-                "opened_at": rfc3339(i.opened_ms),
-                "resolved_at": resolved.map(|(ts, _)| rfc3339(ts)),
-                "resolution": resolved.map(|(_, why)| why),
-                "detail": i.detail,
-            },
+            "incident": incident_json(i, resolved),
+            "incidents": [incident_json(i, resolved)],
         }),
         ChannelType::Slack => {
             let icon = match (resolved.is_some(), i.severity) {

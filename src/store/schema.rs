@@ -105,8 +105,9 @@ const MIGRATIONS: &[&str] = &[
     // 3: the notification outbox.
     "CREATE TABLE outbox (
         id INTEGER PRIMARY KEY,
-        incident_id INTEGER NOT NULL,
+        incident_id INTEGER NOT NULL,     -- the first incident of a grouped notification
         channel TEXT NOT NULL,
+        group_key TEXT NOT NULL,          -- host/backend: delivered in order within it
         status TEXT NOT NULL,             -- firing, resolved
         payload TEXT NOT NULL,            -- the body, built when the change happened
         created_at INTEGER NOT NULL,      -- Unix ms
@@ -116,7 +117,7 @@ const MIGRATIONS: &[&str] = &[
         failed_at INTEGER,                -- given up (expired)
         last_error TEXT
     );
-    CREATE INDEX outbox_pending ON outbox (incident_id, channel)
+    CREATE INDEX outbox_pending ON outbox (channel, group_key)
         WHERE delivered_at IS NULL AND failed_at IS NULL;
     CREATE INDEX outbox_incident ON outbox (incident_id);",
 ];

@@ -354,13 +354,14 @@ fn write_notifications(
     notifications: &[crate::notify::Notification],
 ) -> rusqlite::Result<u64> {
     let mut stmt = tx.prepare_cached(
-        "INSERT INTO outbox (incident_id, channel, status, payload, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO outbox (incident_id, channel, group_key, status, payload, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
     )?;
     for n in notifications {
         stmt.execute(params![
             n.incident_id,
             n.channel,
+            n.group_key,
             n.status,
             n.payload,
             n.created_ms
