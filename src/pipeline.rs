@@ -11,6 +11,7 @@ use hapwatch_parsers::json::record_to_json;
 use hapwatch_parsers::{parse_accept_date, Event, Parser, Record};
 
 use crate::incidents::{Change, Engine, Severity};
+use crate::notify::notifier::Notifier;
 use crate::stats::Stats;
 use crate::store::writer::{EventRow, WriteOp};
 use crate::timezone::Clock;
@@ -53,8 +54,7 @@ pub struct Processor {
     /// The last host reported to the engine as alive, and when.
     seen: (String, i64),
     /// Where incident changes are notified, and the changes waiting to be grouped.
-    channels: Vec<crate::notify::ChannelConfig>,
-    grouper: crate::notify::group::Grouper,
+    notifier: Notifier,
     /// Traffic rules, judged at receive time (daemon only).
     rates: crate::rules::Rates,
     rules: crate::rules::RulesConfig,
@@ -88,16 +88,16 @@ impl Processor {
             counted: (0, 0),
             engine: None,
             seen: (String::new(), i64::MIN),
-            channels: config.channel.clone(),
-            grouper: crate::notify::group::Grouper::new(config.notify.group_wait),
+            notifier: Notifier::new(config),
             rates: crate::rules::Rates::default(),
             rules: config.rules.clone(),
         }
     }
 
-    /// Events and time now also open and resolve incidents.
-    pub fn with_engine(mut self, engine: Engine) -> Self {
+    /// Events and time now also open and resolve incidents; silences are read from `conn`.
+    pub fn with_engine(mut self, engine: Engine, conn: rusqlite::Connection) -> Self {
         self.engine = Some(engine);
+        self.notifier.read_silences_from(conn);
         self
     }
 
@@ -105,7 +105,7 @@ impl Processor {
     pub fn reconfigure(&mut self, parser: Arc<Parser>, config: &crate::config::Config) {
         self.parser = parser;
         self.clock = Clock::new(&config.parse.timezone);
-        self.channels = config.channel.clone();
+        self.notifier.reconfigure(config);
         self.rules = config.rules.clone();
     }
 
@@ -170,7 +170,7 @@ impl Processor {
                 self.seen.0.push_str(host);
                 self.seen.1 = received_ms;
                 let changes = engine.seen(host, received_ms);
-                apply(&self.store, &self.channels, &mut self.grouper, changes);
+                apply(&self.store, &mut self.notifier, changes);
             }
         }
         match &rec.event {
@@ -187,7 +187,7 @@ impl Processor {
                 }
                 if let Some(engine) = &mut self.engine {
                     let changes = engine.on_event(host, &rec.event, ts, rec.message);
-                    apply(&self.store, &self.channels, &mut self.grouper, changes);
+                    apply(&self.store, &mut self.notifier, changes);
                 }
                 self.events
                     .push(event_row(&rec, host.to_owned(), ts, bytes));
@@ -217,12 +217,12 @@ impl Processor {
 
     /// When grouped notifications are next due, if any wait.
     pub fn next_group_deadline(&self) -> Option<i64> {
-        self.grouper.next_deadline()
+        self.notifier.next_deadline()
     }
 
     /// Sends the groups whose wait is over (`i64::MAX`: all of them).
     pub fn flush_groups(&mut self, now_ms: i64) {
-        let due = self.grouper.due(&self.channels, now_ms);
+        let due = self.notifier.due(now_ms);
         if !due.is_empty() {
             let _ = self.store.send(WriteOp::Incidents(Vec::new(), due));
         }
@@ -232,12 +232,13 @@ impl Processor {
     pub fn tick(&mut self, now_ms: i64) {
         self.publish_counts();
         if let Some(engine) = &mut self.engine {
+            self.notifier.refresh(now_ms);
             let mut changes = engine.tick(now_ms);
             let hold = self.rules.hold.as_millis() as i64;
             for (host, backend, reading) in self.rates.evaluate(&self.rules, now_ms) {
                 changes.extend(engine.on_reading(&host, &backend, &reading, now_ms, hold));
             }
-            apply(&self.store, &self.channels, &mut self.grouper, changes);
+            apply(&self.store, &mut self.notifier, changes);
         }
         let watermark = match self.time {
             TimeSource::Live => now_ms,
@@ -368,12 +369,7 @@ fn log_event(host: &str, rec: &Record<'_>) {
 }
 
 /// Logs incident changes (the alert channel of last resort) and stores them.
-fn apply(
-    store: &SyncSender<WriteOp>,
-    channels: &[crate::notify::ChannelConfig],
-    grouper: &mut crate::notify::group::Grouper,
-    changes: Vec<Change>,
-) {
+fn apply(store: &SyncSender<WriteOp>, notifier: &mut Notifier, changes: Vec<Change>) {
     if changes.is_empty() {
         return;
     }
@@ -400,7 +396,6 @@ fn apply(
             Change::Timeline { id, text, .. } => tracing::debug!(incident = id, "{text}"),
         }
     }
-    let items = crate::notify::items(channels, &changes);
-    let notifications = grouper.push(channels, items, crate::timezone::now_ms());
+    let notifications = notifier.changes(&changes, crate::timezone::now_ms());
     let _ = store.send(WriteOp::Incidents(changes, notifications));
 }

@@ -197,3 +197,65 @@ fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
     let s5xx: u64 = evidence.iter().map(|e| e["s5xx"].as_u64().unwrap()).sum();
     assert_eq!(s5xx, 40, "the burst is in the evidence: {evidence:?}");
 }
+
+#[test]
+fn silences_hold_notifications_and_test_alert_and_outbox_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg_s = cfg.to_str().unwrap();
+
+    // test-alert reaches the channel directly.
+    let out = hapwatch(&["test-alert", "--config", cfg_s]);
+    assert_eq!(out.trim(), "ops: sent");
+    let test: Value = serde_json::from_str(&receiver.wait_accepted(1)[0].1).unwrap();
+    assert!(test["title"].as_str().unwrap().contains("be_test/test1"));
+
+    let mut daemon = Daemon::start(&cfg, 1);
+    let added = hapwatch(&[
+        "silence",
+        "add",
+        "--config",
+        cfg_s,
+        "--backend",
+        "be_x",
+        "--for",
+        "1h",
+        "--reason",
+        "deploy",
+    ]);
+    assert!(added.starts_with("silence #1 until"), "{added}");
+    let list = json_lines(&["silence", "list", "--config", cfg_s, "--json"]);
+    assert_eq!((list.len(), list[0]["backend"].as_str()), (1, Some("be_x")));
+    // The daemon reads silences every second.
+    daemon.wait_log("silences changed active=1");
+    send_udp(udp, &[DOWN.to_vec()]);
+    daemon.wait_log("silenced: not notified");
+    hapwatch(&["silence", "remove", "--config", cfg_s, "1"]);
+    // Another backend is not silenced.
+    let other = String::from_utf8(DOWN.to_vec())
+        .unwrap()
+        .replace("be_x/s1", "be_y/s9");
+    send_udp(udp, &[other.into_bytes()]);
+    let got = receiver.wait_accepted(2);
+    // be_x's recovery: its DOWN was never sent, so neither is its resolve.
+    send_udp(udp, &[UP.to_vec()]);
+    daemon.wait_log("RESOLVED server be_x/s1 is DOWN");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    daemon.stop();
+    assert_eq!(
+        receiver.accepted.lock().unwrap().len(),
+        2,
+        "test alert + be_y only"
+    );
+    let body: Value = serde_json::from_str(&got[1].1).unwrap();
+    assert_eq!(body["incident"]["backend"], "be_y");
+
+    let outbox = json_lines(&["outbox", "--config", cfg_s, "--all", "--json"]);
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(
+        (outbox[0]["state"].as_str(), outbox[0]["attempts"].as_i64()),
+        (Some("delivered"), Some(1))
+    );
+}

@@ -8,11 +8,14 @@ mod check_config;
 mod common;
 mod events;
 mod incidents;
+mod outbox;
 mod output;
 mod parse;
 mod replay;
 mod serve;
+mod silence;
 mod stats;
+mod test_alert;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +36,12 @@ pub enum Command {
     Incidents(incidents::IncidentsArgs),
     /// One incident: its timeline and the traffic before it opened.
     Incident(incidents::IncidentArgs),
+    /// Hold notifications for a backend, server or host during a deploy.
+    Silence(silence::SilenceArgs),
+    /// Notifications waiting, retried or given up.
+    Outbox(outbox::OutboxArgs),
+    /// Send a test notification through each channel now.
+    TestAlert(test_alert::TestAlertArgs),
     /// Stored health checks, state changes, backend and proxy events.
     Events(events::EventsArgs),
     /// Traffic figures (requests, status classes, retries, latency percentiles) over any span.
@@ -49,6 +58,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
+        Command::Silence(args) => silence::run(args),
+        Command::Outbox(args) => outbox::run(args),
+        Command::TestAlert(args) => test_alert::run(args),
         Command::Incidents(args) => incidents::run_list(args),
         Command::Incident(args) => incidents::run_one(args),
         Command::Stats(args) => stats::run(args),

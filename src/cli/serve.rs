@@ -109,7 +109,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             stats.clone(),
             TimeSource::Live,
         )
-        .with_engine(engine);
+        .with_engine(engine, crate::store::open_read(&db)?);
         let (stats, store, reload) = (stats.clone(), writer.tx.clone(), reload.clone());
         let interval = config.daemon.stats_interval;
         let baseline = (stats.snapshot(), crate::timezone::now_ms());

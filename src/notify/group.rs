@@ -40,7 +40,10 @@ impl Grouper {
     ) -> Vec<Notification> {
         let mut out = Vec::new();
         for it in items {
-            if self.suppressed.remove(&(it.channel, it.incident.id)) && it.resolved.is_some() {
+            if self.suppressed.contains(&(it.channel, it.incident.id)) {
+                if it.resolved.is_some() {
+                    self.suppressed.remove(&(it.channel, it.incident.id));
+                }
                 continue;
             }
             if self.wait_ms == 0 {
@@ -84,6 +87,11 @@ impl Grouper {
             group.items.push(it);
         }
         out
+    }
+
+    /// Neither this incident's firing nor its resolve goes to this channel.
+    pub fn suppress(&mut self, channel: usize, incident: i64) {
+        self.suppressed.insert((channel, incident));
     }
 
     /// When the next group is due.

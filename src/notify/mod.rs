@@ -4,6 +4,7 @@
 
 pub mod email;
 pub mod group;
+pub mod notifier;
 pub mod outbox;
 pub mod payload;
 

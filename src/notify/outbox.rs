@@ -136,6 +136,19 @@ async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Re
     }
 }
 
+/// Sends one payload now, outside the outbox (`hapwatch test-alert`).
+pub async fn send_now(ch: &ChannelConfig, payload: &str) -> Result<(), String> {
+    let via = match ch.kind {
+        ChannelType::Email => Sender::Smtp(super::email::transport(ch)?),
+        _ => Sender::Http(
+            reqwest::Client::builder()
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    send(&via, ch, payload).await
+}
+
 /// Runs until the process stops. `wake` is signalled when rows are committed.
 pub async fn run(
     db: std::path::PathBuf,

@@ -3,6 +3,7 @@
 pub mod incidents;
 pub mod queries;
 pub mod schema;
+pub mod silences;
 pub mod writer;
 
 use std::path::Path;

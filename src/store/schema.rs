@@ -119,7 +119,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_pending ON outbox (channel, group_key)
         WHERE delivered_at IS NULL AND failed_at IS NULL;
-    CREATE INDEX outbox_incident ON outbox (incident_id);",
+    CREATE INDEX outbox_incident ON outbox (incident_id);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        host TEXT,                        -- NULL: any
+        backend TEXT,
+        server TEXT,
+        created_at INTEGER NOT NULL,      -- Unix ms
+        until INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    );",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

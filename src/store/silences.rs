@@ -1,0 +1,63 @@
+//! Silences: notifications about matching incidents are not sent while one
+//! is active (the incidents are still recorded). Written by the CLI, read by
+//! the daemon each second.
+
+use rusqlite::{params, Connection};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silence {
+    pub id: i64,
+    pub host: Option<String>,
+    pub backend: Option<String>,
+    pub server: Option<String>,
+    pub created_ms: i64,
+    pub until_ms: i64,
+    pub reason: String,
+}
+
+impl Silence {
+    pub fn matches(&self, i: &crate::incidents::Incident) -> bool {
+        let eq = |want: &Option<String>, got: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == got)
+        };
+        eq(&self.host, Some(&i.host))
+            && eq(&self.backend, i.backend.as_deref())
+            && eq(&self.server, i.server.as_deref())
+    }
+}
+
+pub fn add(conn: &Connection, s: &Silence) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO silences (host, backend, server, created_at, until, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![s.host, s.backend, s.server, s.created_ms, s.until_ms, s.reason],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Ends a silence now; false if there is no such active silence.
+pub fn end(conn: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE silences SET until = ?2 WHERE id = ?1 AND until > ?2",
+        params![id, now_ms],
+    )? > 0)
+}
+
+/// Active at `now_ms`, or every one with `all`.
+pub fn list(conn: &Connection, now_ms: i64, all: bool) -> rusqlite::Result<Vec<Silence>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, host, backend, server, created_at, until, reason FROM silences
+         WHERE ?2 OR until > ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![now_ms, all], |r| {
+        Ok(Silence {
+            id: r.get(0)?,
+            host: r.get(1)?,
+            backend: r.get(2)?,
+            server: r.get(3)?,
+            created_ms: r.get(4)?,
+            until_ms: r.get(5)?,
+            reason: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
