@@ -149,3 +149,140 @@ frontend fe_origin
     ]);
     assert!(checks.iter().any(|c| c["result"] == "failed"), "{checks:?}");
 }
+
+/// A backend server we can kill and start again: Python's http.server.
+fn origin(port: u16, dir: &std::path::Path) -> std::process::Child {
+    let child = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[test]
+fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_webhooks() {
+    if !std::path::Path::new(HAPROXY).exists() || !common::smtp::aiosmtpd_available() {
+        assert!(
+            std::env::var_os("HAPWATCH_E2E").is_none(),
+            "HAPWATCH_E2E=1 but haproxy or aiosmtpd is missing"
+        );
+        eprintln!("skipped: needs haproxy and python3-aiosmtpd");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::smtp::certificates(dir.path());
+    let (log_port, front, web1, smtp_port) = (free_port(), free_port(), free_port(), free_port());
+    let smtp = common::smtp::Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
+    let hooks = Receiver::start(0, vec![]);
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[incidents]\ndegraded_share = 0\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{log_port}\"\n\
+             [[channel]]\nname = \"ops-mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\n\
+             username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\n\
+             from = \"hapwatch@example.org\"\nto = [\"ops@example.org\"]\n\
+             [[channel]]\nname = \"ops-hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
+            dir.path().join("e2e.db"),
+            hooks.port
+        ),
+    )
+    .unwrap();
+    let mut origin1 = origin(web1, dir.path());
+    let daemon = Daemon::start(&cfg, 1);
+    let haproxy_cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &haproxy_cfg,
+        format!(
+            "global
+    log 127.0.0.1:{log_port} local0
+defaults
+    mode http
+    log global
+    option httplog
+    option log-health-checks
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend fe_e2e
+    bind 127.0.0.1:{front}
+    default_backend be_web
+backend be_web
+    server web1 127.0.0.1:{web1} check inter 100ms fall 2 rise 2
+    server web2 127.0.0.1:{front} check inter 1s
+"
+        ),
+    )
+    .unwrap();
+    let mut haproxy = Command::new(HAPROXY)
+        .args(["-db", "-f"])
+        .arg(&haproxy_cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Kill web1: one DOWN mail and one firing webhook.
+    std::thread::sleep(Duration::from_millis(500));
+    origin1.kill().unwrap();
+    origin1.wait().unwrap();
+    let mails = smtp.wait_mails(1);
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[hapwatch] DOWN be_web/web1 on 127.0.0.1"),
+        "{mails:?}"
+    );
+    let fired = hooks.wait_accepted(1);
+    // Start it again: one resolved mail, threaded, and one resolved webhook.
+    let mut origin1 = origin(web1, dir.path());
+    let mails = smtp.wait_mails(2);
+    let resolved = hooks.wait_accepted(2);
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    let _ = origin1.kill();
+    let _ = origin1.wait();
+    std::thread::sleep(Duration::from_millis(2500));
+    daemon.stop();
+
+    assert_eq!(
+        smtp.mails().len(),
+        2,
+        "exactly one DOWN and one resolved mail: {:?}",
+        smtp.mails()
+    );
+    assert!(mails[1]["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("[hapwatch] RESOLVED be_web/web1"));
+    assert_eq!(mails[1]["in_reply_to"], mails[0]["message_id"]);
+    assert_eq!(
+        hooks.accepted.lock().unwrap().len(),
+        2,
+        "exactly two webhooks"
+    );
+    let first: serde_json::Value = serde_json::from_str(&fired[0].1).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&resolved[1].1).unwrap();
+    assert_eq!(
+        (first["status"].as_str(), second["status"].as_str()),
+        (Some("firing"), Some("resolved"))
+    );
+    assert_eq!(first["incident"]["id"], second["incident"]["id"]);
+    assert_eq!(first["incident"]["server"], "web1");
+}

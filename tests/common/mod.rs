@@ -1,6 +1,8 @@
 //! Shared by the integration tests: real fixtures, a running daemon, the CLI.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,148 @@
+//! A real SMTP server for the tests: Debian's aiosmtpd (tests/smtp_server.py),
+//! STARTTLS and AUTH required, with a test CA made by openssl.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+pub fn aiosmtpd_available() -> bool {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("HAPWATCH_E2E").is_none(),
+            "HAPWATCH_E2E=1 but python3-aiosmtpd is missing"
+        );
+        eprintln!("skipped: python3-aiosmtpd is not installed");
+    }
+    ok
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it:
+/// (CA certificate, server certificate, server key).
+pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |name: &str| dir.join(name);
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=hapwatch test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+pub struct Smtp {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Smtp {
+    pub fn start(port: u16, cert: &Path, key: &Path, out: &Path) -> Smtp {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .args([cert, key, out])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Smtp {
+            child,
+            out: out.to_owned(),
+        }
+    }
+
+    pub fn mails(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn wait_mails(&self, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let m = self.mails();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} mails arrived",
+                m.len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
