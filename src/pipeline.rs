@@ -239,6 +239,10 @@ impl Processor {
                 changes.extend(engine.on_reading(&host, &backend, &reading, now_ms, hold));
             }
             apply(&self.store, &mut self.notifier, changes);
+            let reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
+            if !reminders.is_empty() {
+                let _ = self.store.send(WriteOp::Incidents(Vec::new(), reminders));
+            }
         }
         let watermark = match self.time {
             TimeSource::Live => now_ms,

@@ -168,7 +168,6 @@ impl Engine {
         }
     }
 
-    #[cfg(test)]
     pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
         self.open.values()
     }

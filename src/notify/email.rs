@@ -62,11 +62,18 @@ pub fn render(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) -
         "\nTimeline and the traffic before it opened: hapwatch incident {}\n",
         i.id
     );
+    // A reminder threads under the first mail, with an id of its own.
+    let reminder = i.detail.get("reminder_ms").and_then(Value::as_i64);
+    let own = match reminder {
+        Some(at) => message_id(ch, i, &format!("reminder-{at}")),
+        None => message_id(ch, i, status),
+    };
+    let parent = (resolved.is_some() || reminder.is_some()).then(|| message_id(ch, i, "firing"));
     json!({
         "subject": title(i, resolved.is_some()),
         "body": body,
-        "message_id": message_id(ch, i, status),
-        "in_reply_to": resolved.map(|_| message_id(ch, i, "firing")),
+        "message_id": own,
+        "in_reply_to": parent,
     })
 }
 

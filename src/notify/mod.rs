@@ -165,6 +165,9 @@ pub struct NotifyConfig {
     /// Changes of one backend within this wait become one notification ("0s": none).
     #[serde(deserialize_with = "crate::config::duration")]
     pub group_wait: Duration,
+    /// A critical incident still open is notified again this often ("0s": never).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub repeat_critical: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -174,6 +177,7 @@ impl Default for NotifyConfig {
             retry_max: Duration::from_secs(300),
             expire_after: Duration::from_secs(86_400),
             group_wait: Duration::from_secs(2),
+            repeat_critical: Duration::from_secs(4 * 3600),
         }
     }
 }

@@ -10,6 +10,9 @@ use crate::store::silences::{self, Silence};
 
 pub struct Notifier {
     channels: Vec<ChannelConfig>,
+    repeat_ms: i64,
+    /// Critical incidents: when they were last notified.
+    last_notified: std::collections::HashMap<i64, i64>,
     grouper: Grouper,
     silences: Vec<Silence>,
     /// Reads the silences the CLI adds.
@@ -20,6 +23,8 @@ impl Notifier {
     pub fn new(config: &crate::config::Config) -> Notifier {
         Notifier {
             channels: config.channel.clone(),
+            repeat_ms: config.notify.repeat_critical.as_millis() as i64,
+            last_notified: Default::default(),
             grouper: Grouper::new(config.notify.group_wait),
             silences: Vec::new(),
             conn: None,
@@ -53,12 +58,56 @@ impl Notifier {
 
     /// Notifications due now for these changes (others wait for their group).
     pub fn changes(&mut self, changes: &[Change], now_ms: i64) -> Vec<Notification> {
-        let mut wanted = items(&self.channels, changes);
+        for c in changes {
+            if let Change::Opened(i) = c {
+                self.last_notified.insert(i.id, now_ms);
+            }
+        }
+        let wanted = items(&self.channels, changes);
+        self.route(wanted, now_ms, true)
+    }
+
+    /// Critical incidents open for another `repeat_critical` are notified again.
+    pub fn reminders<'a>(
+        &mut self,
+        open: impl Iterator<Item = &'a crate::incidents::Incident>,
+        now_ms: i64,
+    ) -> Vec<Notification> {
+        if self.repeat_ms <= 0 {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
+        let mut still_open = std::collections::HashSet::new();
+        for i in open.filter(|i| i.severity == crate::incidents::Severity::Critical) {
+            still_open.insert(i.id);
+            // An incident restored at start-up counts from now: a restart does not re-alert.
+            let last = *self.last_notified.entry(i.id).or_insert(now_ms);
+            if now_ms - last >= self.repeat_ms {
+                self.last_notified.insert(i.id, now_ms);
+                let mut reminder = i.clone();
+                let hours = (now_ms - i.opened_ms) as f64 / 3_600_000.0;
+                reminder.summary = format!("{} (still open after {hours:.1} h)", i.summary);
+                reminder.detail.insert("reminder_ms".into(), now_ms.into());
+                due.push(Change::Opened(reminder));
+            }
+        }
+        self.last_notified.retain(|id, _| still_open.contains(id));
+        let wanted = items(&self.channels, &due);
+        self.route(wanted, now_ms, false)
+    }
+
+    /// Drops what a silence covers; `first` notices also hold back their later resolve.
+    fn route(
+        &mut self,
+        mut wanted: Vec<super::Item>,
+        now_ms: i64,
+        first: bool,
+    ) -> Vec<Notification> {
         wanted.retain(|it| {
             let Some(s) = self.silences.iter().find(|s| s.matches(&it.incident)) else {
                 return true;
             };
-            if it.resolved.is_none() {
+            if it.resolved.is_none() && first {
                 tracing::info!(
                     incident = it.incident.id,
                     silence = s.id,
@@ -79,5 +128,51 @@ impl Notifier {
 
     pub fn due(&mut self, now_ms: i64) -> Vec<Notification> {
         self.grouper.due(&self.channels, now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::{Incident, Kind, Severity};
+
+    #[test]
+    fn critical_incidents_are_reminded_every_repeat_interval() {
+        let config: crate::config::Config = toml::from_str(
+            "[notify]\ngroup_wait = \"0s\"\nrepeat_critical = \"1h\"\n\
+             [[channel]]\nname = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n",
+        )
+        .unwrap();
+        let mut n = Notifier::new(&config);
+        let i = Incident {
+            id: 3,
+            key: "backend:lb1:be".into(),
+            kind: Kind::BackendDown,
+            severity: Severity::Critical,
+            host: "lb1".into(),
+            backend: Some("be".into()),
+            server: None,
+            opened_ms: 0,
+            summary: "backend be has no server available".into(),
+            detail: Default::default(),
+        };
+        assert_eq!(n.changes(&[Change::Opened(i.clone())], 0).len(), 1);
+        assert!(n.reminders([&i].into_iter(), 3_599_999).is_empty());
+        let r = n.reminders([&i].into_iter(), 3_600_000);
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].payload.contains("still open after 1.0 h"),
+            "{}",
+            r[0].payload
+        );
+        assert!(
+            n.reminders([&i].into_iter(), 3_600_001).is_empty(),
+            "once per interval"
+        );
+        assert!(n.reminders(std::iter::empty(), 9_000_000).is_empty());
+        assert!(
+            n.last_notified.is_empty(),
+            "resolved incidents are forgotten"
+        );
     }
 }

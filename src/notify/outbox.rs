@@ -295,6 +295,7 @@ mod tests {
             retry_max: Duration::from_secs(60),
             expire_after: Duration::from_secs(3600),
             group_wait: Duration::ZERO,
+            repeat_critical: Duration::ZERO,
         };
         for (attempts, base) in [(1, 1000.0), (2, 2000.0), (3, 4000.0), (10, 60_000.0)] {
             let d = backoff(&cfg, attempts, 42).as_millis() as f64;
