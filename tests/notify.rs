@@ -259,3 +259,58 @@ fn silences_hold_notifications_and_test_alert_and_outbox_report() {
         (Some("delivered"), Some(1))
     );
 }
+
+#[test]
+fn a_flapping_server_is_one_flapping_notification_and_one_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, receiver.port);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[notify]", "[incidents]\nflap_quiet = \"3s\"\n[notify]"),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    // 10 changes, DOWN and UP in turn, ending UP.
+    for i in 0..10 {
+        send_udp(
+            udp,
+            &[if i % 2 == 0 {
+                DOWN.to_vec()
+            } else {
+                UP.to_vec()
+            }],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = receiver.wait_accepted(2);
+    daemon.wait_log("RESOLVED server be_x/s1 is flapping");
+    // Nothing else follows once it is stable (the group wait is 2 s).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    daemon.stop();
+    assert_eq!(receiver.accepted.lock().unwrap().len(), 2, "not 10");
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(
+        (
+            bodies[0]["status"].as_str(),
+            bodies[0]["incident"]["kind"].as_str()
+        ),
+        (Some("firing"), Some("flapping"))
+    );
+    assert_eq!(
+        (
+            bodies[1]["status"].as_str(),
+            bodies[1]["incident"]["kind"].as_str()
+        ),
+        (Some("resolved"), Some("flapping"))
+    );
+    assert!(bodies[0]["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("[hapwatch] FLAPPING be_x/s1"));
+}
