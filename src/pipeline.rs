@@ -178,7 +178,7 @@ impl Processor {
                 self.windows
                     .add(host, t, ts, || String::from_utf8_lossy(bytes).into_owned());
                 if self.engine.is_some() {
-                    self.rates.add(host, t, received_ms);
+                    self.rates.add(host, t, received_ms, self.rules.per_server);
                 }
             }
             _ => {
@@ -186,7 +186,8 @@ impl Processor {
                     log_event(host, &rec);
                 }
                 if let Some(engine) = &mut self.engine {
-                    let changes = engine.on_event(host, &rec.event, ts, rec.message);
+                    let mut changes = engine.on_event(host, &rec.event, ts, rec.message);
+                    add_evidence(&self.rates, &mut changes);
                     apply(&self.store, &mut self.notifier, changes);
                 }
                 self.events
@@ -235,9 +236,10 @@ impl Processor {
             self.notifier.refresh(now_ms);
             let mut changes = engine.tick(now_ms);
             let hold = self.rules.hold.as_millis() as i64;
-            for (host, backend, reading) in self.rates.evaluate(&self.rules, now_ms) {
-                changes.extend(engine.on_reading(&host, &backend, &reading, now_ms, hold));
+            for (subject, reading) in self.rates.evaluate(&self.rules, now_ms) {
+                changes.extend(engine.on_reading(&subject, &reading, now_ms, hold));
             }
+            add_evidence(&self.rates, &mut changes);
             apply(&self.store, &mut self.notifier, changes);
             let reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
             if !reminders.is_empty() {
@@ -370,6 +372,24 @@ fn other_proxy<'a>(o: &hapwatch_parsers::Other<'a>) -> Option<&'a str> {
 /// Every event at debug level; what matters is logged by `apply` as incidents.
 fn log_event(host: &str, rec: &Record<'_>) {
     tracing::debug!(host = %host, kind = rec.event.kind(), template = rec.event.template(), "{}", rec.message);
+}
+
+/// Adds the last window's traffic of the incident's backend (or server) to
+/// its evidence, as it was when the incident opened.
+fn add_evidence(rates: &crate::rules::Rates, changes: &mut [Change]) {
+    for c in changes {
+        if let Change::Opened(i) = c {
+            let Some(backend) = i.backend.as_deref() else {
+                continue;
+            };
+            let figures = rates
+                .figures(&i.host, backend, i.server.as_deref())
+                .or_else(|| rates.figures(&i.host, backend, None));
+            if let Some(f) = figures {
+                i.detail.insert("last_window".into(), f);
+            }
+        }
+    }
 }
 
 /// Logs incident changes (the alert channel of last resort) and stores them.

@@ -38,6 +38,8 @@ pub struct RulesConfig {
     /// Share of sessions ended on the server side (termination state S…).
     pub server_terminations: f64,
     pub server_terminations_resolve: f64,
+    /// Judge each server too, not only each backend.
+    pub per_server: bool,
 }
 
 impl Default for RulesConfig {
@@ -56,6 +58,7 @@ impl Default for RulesConfig {
             p95_ms_resolve: 0.0,
             server_terminations: 0.0,
             server_terminations_resolve: 0.0,
+            per_server: false,
         }
     }
 }
@@ -83,27 +86,79 @@ struct Second {
     latency: Histogram,
 }
 
-/// Per (host, backend) one-second buckets covering the window.
+/// What a rule is about: a backend, or one of its servers (`per_server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub host: String,
+    pub backend: String,
+    pub server: Option<String>,
+}
+
+/// A window's totals for one subject.
+#[derive(Default)]
+struct Sums {
+    requests: u64,
+    s4xx: u64,
+    s5xx: u64,
+    retries: u64,
+    term_server: u64,
+    latency: Histogram,
+}
+
+fn sums(seconds: &VecDeque<Second>) -> Sums {
+    let mut t = Sums::default();
+    for s in seconds {
+        t.requests += s.requests;
+        t.s4xx += s.s4xx;
+        t.s5xx += s.s5xx;
+        t.retries += s.retries;
+        t.term_server += s.term_server;
+        t.latency.merge(&s.latency);
+    }
+    t
+}
+
+/// One-second buckets covering the window, per backend (and per server when asked).
 #[derive(Default)]
 pub struct Rates {
-    /// Keyed by `host NUL backend`, so a line is looked up without allocating.
-    backends: HashMap<String, (String, String, VecDeque<Second>)>,
+    /// Keyed by `host NUL backend NUL server`, so a line is looked up without allocating.
+    subjects: HashMap<String, (Subject, VecDeque<Second>)>,
     key: String,
 }
 
 impl Rates {
-    pub fn add(&mut self, host: &str, t: &Traffic<'_>, now_ms: i64) {
+    pub fn add(&mut self, host: &str, t: &Traffic<'_>, now_ms: i64, per_server: bool) {
         let backend = t.backend.unwrap_or("");
-        self.key.clear();
-        self.key.push_str(host);
-        self.key.push('\0');
-        self.key.push_str(backend);
-        if !self.backends.contains_key(self.key.as_str()) {
-            let entry = (host.to_owned(), backend.to_owned(), VecDeque::new());
-            self.backends.insert(self.key.clone(), entry);
+        self.bump(host, backend, None, t, now_ms);
+        if per_server {
+            self.bump(host, backend, Some(t.server.unwrap_or("")), t, now_ms);
         }
-        let (_, _, seconds) = self
-            .backends
+    }
+
+    fn bump(
+        &mut self,
+        host: &str,
+        backend: &str,
+        server: Option<&str>,
+        t: &Traffic<'_>,
+        now_ms: i64,
+    ) {
+        self.key.clear();
+        for part in [host, backend, server.unwrap_or("\u{1}")] {
+            self.key.push_str(part);
+            self.key.push('\0');
+        }
+        if !self.subjects.contains_key(self.key.as_str()) {
+            let subject = Subject {
+                host: host.to_owned(),
+                backend: backend.to_owned(),
+                server: server.map(str::to_owned),
+            };
+            self.subjects
+                .insert(self.key.clone(), (subject, VecDeque::new()));
+        }
+        let (_, seconds) = self
+            .subjects
             .get_mut(self.key.as_str())
             .expect("inserted above");
         let at_s = now_ms.div_euclid(1000);
@@ -129,59 +184,74 @@ impl Rates {
         }
     }
 
-    /// Drops seconds older than the window, then reads every enabled rule of every backend.
-    pub fn evaluate(&mut self, cfg: &RulesConfig, now_ms: i64) -> Vec<(String, String, Reading)> {
+    /// The window's figures of a backend (or one server), as incident evidence.
+    pub fn figures(
+        &self,
+        host: &str,
+        backend: &str,
+        server: Option<&str>,
+    ) -> Option<serde_json::Value> {
+        let (_, seconds) = self.subjects.values().find(|(s, _)| {
+            s.host == host && s.backend == backend && s.server.as_deref() == server
+        })?;
+        let t = sums(seconds);
+        let share = |n: u64| {
+            if t.requests == 0 {
+                0.0
+            } else {
+                n as f64 / t.requests as f64
+            }
+        };
+        Some(serde_json::json!({
+            "requests": t.requests,
+            "5xx_share": share(t.s5xx),
+            "4xx_share": share(t.s4xx),
+            "retries": t.retries,
+            "server_terminations": t.term_server,
+            "p95_ms": t.latency.quantile(0.95),
+        }))
+    }
+
+    /// Drops seconds older than the window, then reads every enabled rule of every subject.
+    pub fn evaluate(&mut self, cfg: &RulesConfig, now_ms: i64) -> Vec<(Subject, Reading)> {
         let window_s = cfg.window.as_secs().max(1) as i64;
         let oldest = now_ms.div_euclid(1000) - window_s;
         let mut out = Vec::new();
-        self.backends.retain(|_, (host, backend, seconds)| {
+        self.subjects.retain(|_, (subject, seconds)| {
             while seconds.front().is_some_and(|s| s.at_s <= oldest) {
                 seconds.pop_front();
             }
-            let (mut requests, mut s4xx, mut s5xx, mut retries, mut term) = (0, 0, 0, 0, 0);
-            let mut latency = Histogram::default();
-            for s in seconds.iter() {
-                requests += s.requests;
-                s4xx += s.s4xx;
-                s5xx += s.s5xx;
-                retries += s.retries;
-                term += s.term_server;
-                latency.merge(&s.latency);
-            }
-            let enough = requests >= cfg.min_requests.max(1);
-            let share = |n: u64| enough.then(|| n as f64 / requests as f64);
+            let t = sums(seconds);
+            let enough = t.requests >= cfg.min_requests.max(1);
+            let share = |n: u64| enough.then(|| n as f64 / t.requests as f64);
+            let p95 = if enough {
+                t.latency.quantile(0.95).map(|v| v as f64)
+            } else {
+                None
+            };
             let rules: [(&'static str, Option<f64>, f64, f64); 5] = [
                 (
                     "5xx_share",
-                    share(s5xx),
+                    share(t.s5xx),
                     cfg.error_5xx,
                     cfg.error_5xx_resolve,
                 ),
                 (
                     "4xx_share",
-                    share(s4xx),
+                    share(t.s4xx),
                     cfg.error_4xx,
                     cfg.error_4xx_resolve,
                 ),
                 (
                     "retries_per_s",
-                    Some(retries as f64 / window_s as f64),
+                    Some(t.retries as f64 / window_s as f64),
                     cfg.retries_per_s,
                     cfg.retries_per_s_resolve,
                 ),
-                (
-                    "p95_ms",
-                    if enough {
-                        latency.quantile(0.95).map(|v| v as f64)
-                    } else {
-                        None
-                    },
-                    cfg.p95_ms,
-                    cfg.p95_ms_resolve,
-                ),
+                ("p95_ms", p95, cfg.p95_ms, cfg.p95_ms_resolve),
                 (
                     "server_terminations",
-                    share(term),
+                    share(t.term_server),
                     cfg.server_terminations,
                     cfg.server_terminations_resolve,
                 ),
@@ -193,20 +263,17 @@ impl Rates {
                     } else {
                         fire
                     };
-                    out.push((
-                        host.clone(),
-                        backend.clone(),
-                        Reading {
-                            rule,
-                            value,
-                            fire,
-                            resolve,
-                            requests,
-                        },
-                    ));
+                    let reading = Reading {
+                        rule,
+                        value,
+                        fire,
+                        resolve,
+                        requests: t.requests,
+                    };
+                    out.push((subject.clone(), reading));
                 }
             }
-            // A backend with no traffic left in the window is forgotten once read as empty.
+            // A subject with no traffic left in the window is forgotten once read as empty.
             !seconds.is_empty()
         });
         out
@@ -228,7 +295,7 @@ mod tests {
             panic!()
         };
         for _ in 0..n {
-            rates.add("lb1", &t, at_ms);
+            rates.add("lb1", &t, at_ms, true);
         }
     }
 
@@ -239,17 +306,32 @@ mod tests {
         let mut rates = Rates::default();
         feed(&mut rates, &parser, 503, 5, 1_000);
         let r = rates.evaluate(&cfg, 1_500);
-        assert_eq!(r.len(), 1, "only the 5xx rule is on by default");
-        assert_eq!(r[0].2.value, None, "5 requests are too few to judge");
+        assert_eq!(
+            r.len(),
+            2,
+            "only the 5xx rule is on by default, for the backend and its server"
+        );
+        assert!(
+            r.iter().all(|x| x.1.value.is_none()),
+            "5 requests are too few to judge"
+        );
         feed(&mut rates, &parser, 200, 15, 2_000);
         let r = rates.evaluate(&cfg, 2_500);
-        assert_eq!(r[0].2.value, Some(0.25));
+        let backend = r.iter().find(|x| x.0.server.is_none()).unwrap();
+        assert_eq!(backend.1.value, Some(0.25));
         assert_eq!(
-            (r[0].2.fire, r[0].2.resolve, r[0].2.requests),
+            (backend.1.fire, backend.1.resolve, backend.1.requests),
             (0.05, 0.025, 20)
         );
+        assert!(r
+            .iter()
+            .any(|x| x.0.server.as_deref() == Some("s1") && x.1.value == Some(0.25)));
+        assert_eq!(
+            rates.figures("lb1", "be_api", None).unwrap()["requests"],
+            20
+        );
         // A minute later the window is empty and the backend is forgotten.
-        assert_eq!(rates.evaluate(&cfg, 62_500)[0].2.value, None);
+        assert_eq!(rates.evaluate(&cfg, 62_500)[0].1.value, None);
         assert!(rates.evaluate(&cfg, 63_000).is_empty());
     }
 
@@ -265,9 +347,9 @@ mod tests {
         let mut rates = Rates::default();
         feed(&mut rates, &parser, 200, 30, 1_000);
         let r = rates.evaluate(&cfg, 1_500);
-        let p95 = r.iter().find(|x| x.2.rule == "p95_ms").unwrap();
-        assert!(p95.2.value.unwrap() >= 29.0, "{p95:?}");
-        let retries = r.iter().find(|x| x.2.rule == "retries_per_s").unwrap();
-        assert_eq!(retries.2.value, Some(0.0));
+        let p95 = r.iter().find(|x| x.1.rule == "p95_ms").unwrap();
+        assert!(p95.1.value.unwrap() >= 29.0, "{p95:?}");
+        let retries = r.iter().find(|x| x.1.rule == "retries_per_s").unwrap();
+        assert_eq!(retries.1.value, Some(0.0));
     }
 }

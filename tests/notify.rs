@@ -182,6 +182,10 @@ fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
     assert_eq!(firing["status"], "firing");
     assert_eq!(firing["incident"]["kind"], "rule");
     assert_eq!(firing["incident"]["detail"]["rule"], "5xx_share");
+    // Evidence: the last window's traffic as the incident opened.
+    let window = &firing["incident"]["detail"]["last_window"];
+    assert!(window["requests"].as_u64().unwrap() >= 20, "{window}");
+    assert!(window["5xx_share"].as_f64().unwrap() > 0.05, "{window}");
     assert!(firing["title"]
         .as_str()
         .unwrap()

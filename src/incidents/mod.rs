@@ -446,14 +446,22 @@ impl Engine {
     /// A traffic rule's reading for one backend (once a second).
     pub fn on_reading(
         &mut self,
-        host: &str,
-        backend: &str,
+        subject: &crate::rules::Subject,
         r: &crate::rules::Reading,
         now_ms: i64,
         hold_ms: i64,
     ) -> Vec<Change> {
         let mut out = Vec::new();
-        let key = format!("rule:{host}:{backend}:{}", r.rule);
+        let (host, backend) = (subject.host.as_str(), subject.backend.as_str());
+        let server = subject.server.as_deref();
+        let key = match server {
+            Some(s) => format!("rule:{host}:{backend}/{s}:{}", r.rule),
+            None => format!("rule:{host}:{backend}:{}", r.rule),
+        };
+        let name = match server {
+            Some(s) => format!("server {backend}/{s}"),
+            None => format!("backend {backend}"),
+        };
         let firing = self.open.contains_key(&key);
         let show = |v: f64| match r.rule {
             "retries_per_s" => format!("{v:.2}/s"),
@@ -476,13 +484,9 @@ impl Engine {
                         key,
                         Kind::Rule,
                         Severity::Warning,
-                        (host, Some(backend), None),
+                        (host, Some(backend), server),
                         now_ms,
-                        format!(
-                            "backend {backend}: {what} {} (fires above {})",
-                            show(v),
-                            show(r.fire)
-                        ),
+                        format!("{name}: {what} {} (fires above {})", show(v), show(r.fire)),
                         detail,
                     );
                 }

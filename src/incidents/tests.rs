@@ -203,8 +203,13 @@ fn a_silent_host_opens_an_incident_that_its_next_message_resolves() {
 
 #[test]
 fn a_rule_fires_after_its_hold_and_resolves_under_the_lower_threshold() {
-    use crate::rules::Reading;
+    use crate::rules::{Reading, Subject};
     let mut e = engine();
+    let be = Subject {
+        host: "lb1".into(),
+        backend: "be_api".into(),
+        server: None,
+    };
     let reading = |v: Option<f64>| Reading {
         rule: "5xx_share",
         value: v,
@@ -213,11 +218,10 @@ fn a_rule_fires_after_its_hold_and_resolves_under_the_lower_threshold() {
         requests: 100,
     };
     assert!(
-        e.on_reading("lb1", "be_api", &reading(Some(0.2)), 0, 2000)
-            .is_empty(),
+        e.on_reading(&be, &reading(Some(0.2)), 0, 2000).is_empty(),
         "held"
     );
-    let c = e.on_reading("lb1", "be_api", &reading(Some(0.2)), 2000, 2000);
+    let c = e.on_reading(&be, &reading(Some(0.2)), 2000, 2000);
     let o = opened(&c);
     assert_eq!(o.len(), 1);
     assert_eq!(
@@ -226,16 +230,16 @@ fn a_rule_fires_after_its_hold_and_resolves_under_the_lower_threshold() {
     );
     // Between the thresholds: still firing (hysteresis).
     assert!(e
-        .on_reading("lb1", "be_api", &reading(Some(0.04)), 3000, 2000)
+        .on_reading(&be, &reading(Some(0.04)), 3000, 2000)
         .is_empty());
     assert_eq!(
-        resolved(&e.on_reading("lb1", "be_api", &reading(Some(0.01)), 4000, 2000)),
+        resolved(&e.on_reading(&be, &reading(Some(0.01)), 4000, 2000)),
         vec![o[0].id]
     );
     // A blip shorter than the hold never fires.
-    e.on_reading("lb1", "be_api", &reading(Some(0.2)), 5000, 2000);
-    e.on_reading("lb1", "be_api", &reading(Some(0.0)), 6000, 2000);
+    e.on_reading(&be, &reading(Some(0.2)), 5000, 2000);
+    e.on_reading(&be, &reading(Some(0.0)), 6000, 2000);
     assert!(e
-        .on_reading("lb1", "be_api", &reading(Some(0.2)), 7500, 2000)
+        .on_reading(&be, &reading(Some(0.2)), 7500, 2000)
         .is_empty());
 }
