@@ -57,6 +57,16 @@ fn a_down_and_up_become_a_signed_firing_then_resolved_webhook() {
         .as_str()
         .unwrap()
         .starts_with("[hapwatch] DOWN be_x/s1 on 127.0.0.1 (Layer4 timeout)"));
+    let id = bodies[0]["incident"]["id"].to_string();
+    let db = dir.path().join("h.db");
+    let one = json_lines(&["incident", "--db", db.to_str().unwrap(), &id, "--json"]);
+    let deliveries = one[0]["deliveries"].as_array().unwrap();
+    let states: Vec<(&str, bool)> = deliveries
+        .iter()
+        .map(|d| (d["status"].as_str().unwrap(), d["delivered_at"].is_string()))
+        .collect();
+    assert_eq!(states, [("firing", true), ("resolved", true)]);
+
     for (headers, body) in &got {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
         let want: String = ring::hmac::sign(&key, body.as_bytes())

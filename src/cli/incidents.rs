@@ -202,6 +202,7 @@ pub fn run_one(args: IncidentArgs) -> anyhow::Result<ExitCode> {
     };
     let timeline = incidents::timeline(&conn, args.id)?;
     let evidence = evidence(&conn, &s)?;
+    let deliveries = incidents::deliveries(&conn, args.id)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = if args.json {
         let mut v = json_row(&s, now);
@@ -216,9 +217,17 @@ pub fn run_one(args: IncidentArgs) -> anyhow::Result<ExitCode> {
                        "retries": c.retries, "p95_ms": c.t_total.quantile(0.95)})
             })
             .collect();
+        v["deliveries"] = deliveries
+            .iter()
+            .map(|d| {
+                json!({"channel": d.channel, "status": d.status, "attempts": d.attempts,
+                       "delivered_at": d.delivered_ms.map(rfc3339),
+                       "failed": d.failed, "last_error": d.last_error})
+            })
+            .collect();
         writeln!(out, "{v}")
     } else {
-        print_one(&s, &timeline, &evidence, now, &mut out)
+        print_one(&s, &timeline, &evidence, &deliveries, now, &mut out)
     };
     write_out(result.and_then(|()| out.flush()))
 }
@@ -227,6 +236,7 @@ fn print_one(
     s: &StoredIncident,
     timeline: &[(i64, String)],
     evidence: &[(i64, Counts)],
+    deliveries: &[incidents::Delivery],
     now: i64,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
@@ -306,12 +316,28 @@ fn print_one(
         }
         t.print(&style, out)?;
     }
-    writeln!(
-        out,
-        "\n{}",
-        style.paint(
-            "notifications: not sent yet (email and webhooks come with the outbox)",
-            DIM
-        )
-    )
+    writeln!(out, "\n{}", style.paint("notifications", BOLD))?;
+    if deliveries.is_empty() {
+        return writeln!(
+            out,
+            "  {}",
+            style.paint("none (no channel wanted it, or a silence held it)", DIM)
+        );
+    }
+    for d in deliveries {
+        let state = match (d.delivered_ms, d.failed) {
+            (Some(at), _) => format!("delivered {}", local_time(at)),
+            (None, true) => format!("given up: {}", d.last_error.as_deref().unwrap_or("")),
+            (None, false) => format!(
+                "pending: {}",
+                d.last_error.as_deref().unwrap_or("not tried yet")
+            ),
+        };
+        writeln!(
+            out,
+            "  {:<12} {:<9} {} (attempts: {})",
+            d.channel, d.status, state, d.attempts
+        )?;
+    }
+    Ok(())
 }
