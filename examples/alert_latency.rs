@@ -2,7 +2,11 @@
 //! request arriving at a local HTTP receiver, over 1,000 events, while
 //! traffic lines flow at 50k/s. Needs a release build of the binary:
 //!
-//! cargo build --release && cargo run --release --example alert_latency
+//! cargo build --release && cargo run --release --example alert_latency [EVENTS] [email]
+//!
+//! With `email`, the channel is SMTP to Debian's aiosmtpd (tests/smtp_server.py,
+//! STARTTLS and AUTH, certificates made with openssl) and the time is taken
+//! when the server has accepted the mail.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
@@ -69,11 +73,91 @@ fn traffic_lines() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Starts aiosmtpd on `port` with a fresh CA; returns (server, CA file, mail log).
+fn smtp_server(
+    dir: &std::path::Path,
+    port: u16,
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=bench CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let mails = dir.join("mails.jsonl");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_server.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .args([dir.join("cert.pem"), dir.join("key.pem"), mails.clone()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3-aiosmtpd");
+    let mut ready = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+    (child, dir.join("ca.pem"), mails)
+}
+
 fn main() {
     let events: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
+    let email = std::env::args().nth(2).is_some_and(|a| a == "email");
     let bin = std::env::current_exe()
         .unwrap()
         .parent()
@@ -88,11 +172,23 @@ fn main() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || receiver(listener, tx));
     let cfg = dir.join("c.toml");
+    let mut smtp = None;
+    let channel = if email {
+        let port = free_port();
+        let (child, ca, mails) = smtp_server(&dir, port);
+        smtp = Some((child, mails));
+        format!(
+            "[[channel]]\nname = \"bench\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+             username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\nfrom = \"hapwatch@example.org\"\n\
+             to = [\"ops@example.org\"]\nresolved = false\n"
+        )
+    } else {
+        format!("[[channel]]\nname = \"bench\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\nresolved = false\n")
+    };
     std::fs::write(
         &cfg,
         format!(
-            "[storage]\npath = {:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
-             [notify]\ngroup_wait = \"0s\"\n[[channel]]\nname = \"bench\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\nresolved = false\n",
+            "[storage]\npath = {:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n[notify]\ngroup_wait = \"0s\"\n{channel}",
             dir.join("l.db")
         ),
     )
@@ -136,14 +232,29 @@ fn main() {
         let sent = Instant::now();
         sock.send_to(down.as_bytes(), ("127.0.0.1", udp)).unwrap();
         let want = format!("be_lat/s{i} on");
-        loop {
-            let (at, body) = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a webhook within 10 s");
-            if body.contains(&want) {
-                latencies.push(at.duration_since(sent));
-                break;
-            }
+        match &smtp {
+            None => loop {
+                let (at, body) = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a webhook within 10 s");
+                if body.contains(&want) {
+                    latencies.push(at.duration_since(sent));
+                    break;
+                }
+            },
+            // The mail log grows by one line per accepted mail.
+            Some((_, mails)) => loop {
+                let n = std::fs::read_to_string(mails).map_or(0, |t| t.lines().count());
+                if n > i {
+                    latencies.push(sent.elapsed());
+                    break;
+                }
+                assert!(
+                    sent.elapsed() < Duration::from_secs(10),
+                    "a mail within 10 s"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            },
         }
         // Back UP, so the backend never counts as degraded.
         let up = format!("<133>Nov 23 01:23:34 haproxy[1]: Server be_lat/s{i} is UP. 100 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.");
@@ -153,13 +264,18 @@ fn main() {
     let rate = traffic.join().unwrap();
     let _ = daemon.kill();
     let _ = daemon.wait();
+    if let Some((mut child, _)) = smtp {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let _ = std::fs::remove_dir_all(&dir);
     latencies.sort();
     let q = |p: f64| {
         latencies[((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1]
     };
     println!(
-        "{events} DOWN events with {rate:.0} traffic lines/s: datagram → webhook p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{events} DOWN events with {rate:.0} traffic lines/s: datagram → {} p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        if email { "mail accepted" } else { "webhook" },
         q(0.5).as_secs_f64() * 1e3,
         q(0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3

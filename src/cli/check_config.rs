@@ -42,6 +42,26 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         short(s.retain_events)
     )?;
     writeln!(out, "  timezone  {}", config.parse.timezone)?;
+    if config.channel.is_empty() {
+        writeln!(out, "  channels  none: incidents go to the log only")?;
+    }
+    for ch in &config.channel {
+        let target = match &ch.url {
+            Some(u) => u.clone(),
+            None => format!(
+                "{} → {}",
+                ch.smtp_host.as_deref().unwrap_or("?"),
+                ch.to.join(", ")
+            ),
+        };
+        writeln!(
+            out,
+            "  channel   {} ({:?}, {} and above): {target}",
+            ch.name,
+            ch.kind,
+            ch.min_severity.as_str()
+        )?;
+    }
     for f in parser.custom_formats() {
         writeln!(out, "  format    {}: {}", f.name(), f.source())?;
     }
