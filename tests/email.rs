@@ -77,6 +77,15 @@ fn a_down_and_its_recovery_are_two_threaded_mails_over_starttls_with_auth() {
         body.contains("resolved") && body.contains("UP again"),
         "{body}"
     );
+    // The timeline, as stored when the mail left.
+    assert!(
+        body.contains("Timeline:") && body.contains("opened: server be_x/s1 is DOWN"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Server be_x/s1 is UP, reason: Layer7 check passed"),
+        "{body}"
+    );
 }
 
 #[test]

@@ -59,7 +59,7 @@ pub fn render(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) -
         }
     }
     body += &format!(
-        "\nTimeline and the traffic before it opened: hapwatch incident {}\n",
+        "\nThe traffic before it opened and its notifications: hapwatch incident {}\n",
         i.id
     );
     // A reminder threads under the first mail, with an id of its own.

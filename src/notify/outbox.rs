@@ -136,6 +136,28 @@ async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Re
     }
 }
 
+/// A mail's body ends with the incident's timeline as stored when it is sent.
+fn with_timeline(conn: &Connection, row: &Pending) -> String {
+    let Ok(serde_json::Value::Object(mut mail)) = serde_json::from_str(&row.payload) else {
+        return row.payload.clone();
+    };
+    let timeline = crate::store::incidents::timeline(conn, row.incident_id).unwrap_or_default();
+    if timeline.is_empty() {
+        return row.payload.clone();
+    }
+    let mut body = mail
+        .get("body")
+        .and_then(|b| b.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    body += "\nTimeline:\n";
+    for (ts, text) in timeline {
+        body += &format!("  {}  {text}\n", crate::timezone::rfc3339(ts));
+    }
+    mail.insert("body".into(), body.into());
+    serde_json::Value::Object(mail).to_string()
+}
+
 /// Sends one payload now, outside the outbox (`hapwatch test-alert`).
 pub async fn send_now(ch: &ChannelConfig, payload: &str) -> Result<(), String> {
     let via = match ch.kind {
@@ -222,8 +244,12 @@ pub async fn run(
                 continue;
             };
             let (done_tx, cfg) = (done_tx.clone(), cfg.clone());
+            let payload = match ch.kind {
+                ChannelType::Email => with_timeline(&conn, &row),
+                _ => row.payload.clone(),
+            };
             tokio::spawn(async move {
-                let result = send(&via, &ch, &row.payload).await;
+                let result = send(&via, &ch, &payload).await;
                 let at = crate::timezone::now_ms();
                 let attempts = row.attempts + 1;
                 let attempt = match result {
