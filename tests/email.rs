@@ -62,7 +62,7 @@ fn a_down_and_its_recovery_are_two_threaded_mails_over_starttls_with_auth() {
     }
     assert_eq!(
         mails[0]["subject"],
-        "[hapwatch] DOWN be_x/s1 on 127.0.0.1 (Layer4 timeout) — 3 active servers left"
+        "[hapwatch] DOWN be_x/s1 on 127.0.0.1 (Layer4 timeout) — 3 of 4 servers left"
     );
     assert!(mails[1]["subject"]
         .as_str()
@@ -105,6 +105,38 @@ fn a_mail_server_down_for_a_while_gets_the_mail_once_it_is_back() {
     daemon.stop();
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "delivered once");
+    assert!(mails[0]["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("[hapwatch] DOWN be_x/s1"));
+}
+
+#[test]
+fn implicit_tls_works_too() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (udp, smtp_port) = (free_port(), free_port());
+    let smtp = Smtp::start_mode(
+        smtp_port,
+        &cert,
+        &key,
+        &dir.path().join("mails.jsonl"),
+        "tls",
+    );
+    let cfg = config(dir.path(), udp, smtp_port, &ca);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("tls = \"starttls\"", "tls = \"tls\"");
+    std::fs::write(&cfg, text).unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    // That server speaks only TLS from the first byte: a mail arriving is the proof.
+    let mails = smtp.wait_mails(1);
+    daemon.stop();
+    assert_eq!(mails[0]["login"], "hapwatch", "AUTH was used");
     assert!(mails[0]["subject"]
         .as_str()
         .unwrap()

@@ -1,7 +1,7 @@
 """A real SMTP server for hapwatch's tests: Debian's aiosmtpd, with STARTTLS
 required and AUTH (user/pass) required. Run with /usr/bin/python3:
 
-    smtp_server.py PORT CERT KEY OUT.jsonl
+    smtp_server.py PORT CERT KEY OUT.jsonl [starttls|tls]
 
 Each accepted message is appended to OUT.jsonl; "ready" is printed once
 listening; it stops when stdin closes.
@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port, cert, key, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+mode = sys.argv[5] if len(sys.argv) > 5 else "starttls"
 
 
 class Handler:
@@ -44,10 +45,18 @@ def authenticate(server, session, envelope, mechanism, auth_data):
 
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
-controller = Controller(
-    Handler(), hostname="127.0.0.1", port=port, tls_context=context,
-    require_starttls=True, authenticator=authenticate, auth_required=True,
-)
+if mode == "tls":
+    # Implicit TLS (SMTPS, port 465 style): TLS from the first byte. aiosmtpd
+    # only counts STARTTLS as TLS when offering AUTH, hence auth_require_tls off.
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, ssl_context=context,
+        authenticator=authenticate, auth_required=True, auth_require_tls=False,
+    )
+else:
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=port, tls_context=context,
+        require_starttls=True, authenticator=authenticate, auth_required=True,
+    )
 controller.start()
 print("ready", flush=True)
 sys.stdin.read()

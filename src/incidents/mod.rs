@@ -334,6 +334,11 @@ impl Engine {
                     );
                     detail.insert("active_left".into(), json!(s.active_servers));
                     detail.insert("backup_left".into(), json!(s.backup_servers));
+                    if let Some(active) = s.active_servers {
+                        // Known DOWN servers plus those HAProxy still counts active.
+                        let (down, _) = self.fleet.backend_down_share(host, be, active);
+                        detail.insert("servers".into(), json!(down + active as usize));
+                    }
                     self.open(
                         out,
                         server_k.clone(),

@@ -362,8 +362,11 @@ pub fn title(i: &Incident, resolved: bool) -> String {
     if let Some(reason) = i.detail.get("reason").and_then(|r| r.as_str()) {
         t += &format!(" ({reason})");
     }
-    if let Some(active) = i.detail.get("active_left").and_then(|a| a.as_u64()) {
-        t += &format!(" — {active} active servers left");
+    let active = i.detail.get("active_left").and_then(|a| a.as_u64());
+    match (active, i.detail.get("servers").and_then(|a| a.as_u64())) {
+        (Some(active), Some(total)) => t += &format!(" — {active} of {total} servers left"),
+        (Some(active), None) => t += &format!(" — {active} active servers left"),
+        _ => {}
     }
     t
 }
@@ -464,6 +467,12 @@ mod tests {
         assert_eq!(
             title(&i, false),
             "[hapwatch] DOWN be_api/s1 on lb1 (Layer4 timeout) — 3 active servers left"
+        );
+        let mut counted = i.clone();
+        counted.detail.insert("servers".into(), 4.into());
+        assert_eq!(
+            title(&counted, false),
+            "[hapwatch] DOWN be_api/s1 on lb1 (Layer4 timeout) — 3 of 4 servers left"
         );
         assert!(title(&i, true).starts_with("[hapwatch] RESOLVED be_api/s1 on lb1"));
     }

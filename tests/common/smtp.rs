@@ -95,11 +95,17 @@ pub struct Smtp {
 
 impl Smtp {
     pub fn start(port: u16, cert: &Path, key: &Path, out: &Path) -> Smtp {
+        Smtp::start_mode(port, cert, key, out, "starttls")
+    }
+
+    /// `mode`: "starttls" or "tls" (implicit TLS).
+    pub fn start_mode(port: u16, cert: &Path, key: &Path, out: &Path, mode: &str) -> Smtp {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg(port.to_string())
             .args([cert, key, out])
+            .arg(mode)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
