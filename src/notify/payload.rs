@@ -147,3 +147,83 @@ pub fn build(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) ->
         ChannelType::Email => super::email::render(ch, i, resolved),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::Kind;
+
+    fn incident() -> Incident {
+        let mut detail = serde_json::Map::new();
+        detail.insert("reason".into(), "Layer4 timeout".into());
+        Incident {
+            id: 9,
+            key: "server:lb1:be_api/s1".into(),
+            kind: Kind::ServerDown,
+            severity: Severity::Warning,
+            host: "lb1".into(),
+            backend: Some("be_api".into()),
+            server: Some("s1".into()),
+            opened_ms: 1_795_395_600_000,
+            summary: "server be_api/s1 is DOWN".into(),
+            detail,
+        }
+    }
+
+    fn channel(kind: &str) -> ChannelConfig {
+        toml::from_str(&format!(
+            "name = \"c\"\ntype = \"{kind}\"\nurl = \"http://x\"\nrouting_key = \"R0UT1NG\"\n"
+        ))
+        .unwrap()
+    }
+
+    const RESOLVED: Option<(i64, &str)> = Some((1_795_395_660_000, "UP again"));
+
+    #[test]
+    fn pagerduty_triggers_and_resolves_the_same_dedup_key() {
+        let ch = channel("pagerduty");
+        let fire = build(&ch, &incident(), None);
+        let done = build(&ch, &incident(), RESOLVED);
+        assert_eq!(fire["event_action"], "trigger");
+        assert_eq!(done["event_action"], "resolve");
+        assert_eq!(fire["dedup_key"], done["dedup_key"]);
+        assert_eq!(fire["routing_key"], "R0UT1NG");
+        assert_eq!(fire["payload"]["severity"], "warning");
+        assert_eq!(fire["payload"]["source"], "lb1");
+    }
+
+    #[test]
+    fn alertmanager_alerts_end_when_resolved() {
+        let ch = channel("alertmanager");
+        let fire = build(&ch, &incident(), None);
+        assert_eq!(fire[0]["labels"]["alertname"], "hapwatch_server_down");
+        assert_eq!(fire[0]["startsAt"], "2026-11-23T01:00:00Z");
+        assert!(fire[0].get("endsAt").is_none());
+        let done = build(&ch, &incident(), RESOLVED);
+        assert_eq!(done[0]["endsAt"], "2026-11-23T01:01:00Z");
+    }
+
+    #[test]
+    fn slack_and_teams_carry_the_title() {
+        let slack = build(&channel("slack"), &incident(), None);
+        assert!(slack["text"]
+            .as_str()
+            .unwrap()
+            .contains("[hapwatch] DOWN be_api/s1 on lb1 (Layer4 timeout)"));
+        let teams = build(&channel("teams"), &incident(), RESOLVED);
+        let card = &teams["attachments"][0];
+        assert_eq!(
+            card["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        assert_eq!(card["content"]["type"], "AdaptiveCard");
+        assert!(card["content"]["body"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[hapwatch] RESOLVED"));
+        assert!(card["content"]["body"][1]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("UP again"));
+    }
+}
