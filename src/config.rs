@@ -24,6 +24,15 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// `[[channel]]` tables: where notifications go; none means the log only.
     pub channel: Vec<crate::notify::ChannelConfig>,
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the status endpoints, off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// e.g. "127.0.0.1:9140".
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -81,7 +81,7 @@ impl Histogram {
     }
 
     /// The non-empty buckets in order, as (bucket, count).
-    fn buckets(&self) -> Box<dyn Iterator<Item = (usize, u64)> + '_> {
+    pub fn buckets(&self) -> Box<dyn Iterator<Item = (usize, u64)> + '_> {
         match &self.repr {
             Repr::Sparse(pairs) => Box::new(pairs.iter().map(|(b, n)| (usize::from(*b), *n))),
             Repr::Dense(counts) => {

@@ -55,6 +55,9 @@ pub struct Processor {
     seen: (String, i64),
     /// Where incident changes are notified, and the changes waiting to be grouped.
     notifier: Notifier,
+    /// Totals since start and the view the HTTP endpoints serve (daemon only).
+    totals: crate::observe::TrafficTotals,
+    observed: Option<Arc<crate::observe::Observed>>,
     /// Traffic rules, judged at receive time (daemon only).
     rates: crate::rules::Rates,
     rules: crate::rules::RulesConfig,
@@ -90,6 +93,8 @@ impl Processor {
             seen: (String::new(), i64::MIN),
             notifier: Notifier::new(config),
             rates: crate::rules::Rates::default(),
+            totals: Default::default(),
+            observed: None,
             rules: config.rules.clone(),
         }
     }
@@ -179,6 +184,7 @@ impl Processor {
                     .add(host, t, ts, || String::from_utf8_lossy(bytes).into_owned());
                 if self.engine.is_some() {
                     self.rates.add(host, t, received_ms, self.rules.per_server);
+                    self.totals.add(host, t);
                 }
             }
             _ => {
@@ -216,6 +222,55 @@ impl Processor {
         self.stats.add_parsed(traffic, events);
     }
 
+    /// Publishes what the HTTP endpoints show, each tick.
+    pub fn with_observed(mut self, observed: Arc<crate::observe::Observed>) -> Self {
+        self.observed = Some(observed);
+        self
+    }
+
+    fn publish(&self, now_ms: i64) {
+        let (Some(observed), Some(engine)) = (&self.observed, &self.engine) else {
+            return;
+        };
+        let traffic = self.totals.snapshot();
+        let mut servers: Vec<crate::observe::ServerView> = engine
+            .fleet()
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.state.is_empty())
+            .map(|((host, backend, server), s)| crate::observe::ServerView {
+                host: host.clone(),
+                backend: backend.clone(),
+                server: server.clone(),
+                state: s.state.clone(),
+            })
+            .collect();
+        // Servers only seen serving traffic are up as far as the logs tell.
+        for (r, _) in &traffic {
+            let known = servers
+                .iter()
+                .any(|s| s.host == r.host && s.backend == r.backend && s.server == r.server);
+            if !known && !r.server.starts_with('<') && !r.server.is_empty() {
+                servers.push(crate::observe::ServerView {
+                    host: r.host.clone(),
+                    backend: r.backend.clone(),
+                    server: r.server.clone(),
+                    state: "UP".into(),
+                });
+            }
+        }
+        let mut open_incidents = [0u64; 3];
+        for i in engine.open_incidents() {
+            open_incidents[i.severity as usize] += 1;
+        }
+        observed.publish(crate::observe::View {
+            traffic,
+            servers,
+            open_incidents,
+            updated_ms: now_ms,
+        });
+    }
+
     /// When grouped notifications are next due, if any wait.
     pub fn next_group_deadline(&self) -> Option<i64> {
         self.notifier.next_deadline()
@@ -245,6 +300,7 @@ impl Processor {
             if !reminders.is_empty() {
                 let _ = self.store.send(WriteOp::Incidents(Vec::new(), reminders));
             }
+            self.publish(now_ms);
         }
         let watermark = match self.time {
             TimeSource::Live => now_ms,

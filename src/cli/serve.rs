@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Messages waiting for the parser before new ones are dropped (default 65536).
     #[arg(long)]
     pub queue: Option<usize>,
+    /// Serve /healthz, /metrics and /health/haproxy here (e.g. 127.0.0.1:9140).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl ServeArgs {
@@ -63,6 +66,9 @@ impl ServeArgs {
         }
         if let Some(q) = self.queue {
             c.daemon.queue = q.max(1);
+        }
+        if let Some(addr) = self.http {
+            c.http.listen = Some(addr);
         }
         Ok(c)
     }
@@ -88,6 +94,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(outbox_wake.clone()),
     );
     // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
+    let observed = Arc::new(crate::observe::Observed::default());
     let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
     let reload: Reload = Arc::default();
     let engine = {
@@ -109,7 +116,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             stats.clone(),
             TimeSource::Live,
         )
-        .with_engine(engine, crate::store::open_read(&db)?);
+        .with_engine(engine, crate::store::open_read(&db)?)
+        .with_observed(observed.clone());
         let (stats, store, reload) = (stats.clone(), writer.tx.clone(), reload.clone());
         let interval = config.daemon.stats_interval;
         let baseline = (stats.snapshot(), crate::timezone::now_ms());
@@ -123,6 +131,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    if let Some(addr) = config.http.listen {
+        let listener = rt
+            .block_on(crate::http::bind(addr))
+            .with_context(|| format!("cannot bind the HTTP server on {addr}"))?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the HTTP endpoints are reachable from the network");
+        }
+        tracing::info!(http = %listener.local_addr()?, "serving /healthz, /metrics, /health/haproxy");
+        let state = Arc::new(crate::http::State {
+            observed: observed.clone(),
+            stats: stats.clone(),
+            started_ms: crate::timezone::now_ms(),
+        });
+        rt.spawn(crate::http::serve(listener, state));
+    }
     let delivery = rt.spawn(crate::notify::outbox::run(
         db.clone(),
         config.channel.clone(),

@@ -169,6 +169,10 @@ impl Engine {
         }
     }
 
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
     pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
         self.open.values()
     }

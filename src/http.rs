@@ -1,0 +1,320 @@
+//! The optional HTTP server: `/healthz`, `/metrics` (Prometheus text) and
+//! `/health/haproxy[/backend/NAME]`, the backends' health as the logs tell it,
+//! for uptime monitors that cannot reach HAProxy's stats socket.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+use crate::observe::{cumulative, Observed, View, LE_MS};
+use crate::stats::Stats;
+
+/// What the handlers read.
+pub struct State {
+    pub observed: Arc<Observed>,
+    pub stats: Arc<Stats>,
+    pub started_ms: i64,
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves until the task is dropped; one task per connection.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
+    reply(status, "application/json", v.to_string())
+}
+
+pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::GET {
+        return json_reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "GET only"}));
+    }
+    let path = req.uri().path();
+    match path {
+        "/healthz" => {
+            let now = crate::timezone::now_ms();
+            // The pipeline publishes every second: a stale view means it is stuck.
+            let updated = state.observed.view().updated_ms;
+            let stuck = updated > 0 && now - updated > 10_000;
+            json_reply(
+                if stuck {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                },
+                json!({
+                    "status": if stuck { "stuck" } else { "ok" },
+                    "uptime_s": (now - state.started_ms) / 1000,
+                    "pipeline_age_ms": (updated > 0).then_some(now - updated),
+                    "received": state.stats.received.load(std::sync::atomic::Ordering::Relaxed),
+                }),
+            )
+        }
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics(state, &state.observed.view()),
+        ),
+        "/health/haproxy" => health(&state.observed.view(), None),
+        _ => match path.strip_prefix("/health/haproxy/backend/") {
+            Some(name) if !name.is_empty() => health(&state.observed.view(), Some(name)),
+            _ => json_reply(StatusCode::NOT_FOUND, json!({"error": "no such path"})),
+        },
+    }
+}
+
+/// ok (200), degraded (200, with counts), all_down (503); 404 for an unknown backend.
+fn health(view: &View, backend: Option<&str>) -> Response<Full<Bytes>> {
+    let servers: Vec<_> = view
+        .servers
+        .iter()
+        .filter(|s| backend.is_none_or(|b| s.backend == b))
+        .collect();
+    if servers.is_empty() {
+        return match backend {
+            Some(b) => json_reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("no backend {b:?} seen in the logs")}),
+            ),
+            None => json_reply(
+                StatusCode::OK,
+                json!({"status": "ok", "down": 0, "total": 0}),
+            ),
+        };
+    }
+    let down = servers.iter().filter(|s| s.state != "UP").count();
+    let total = servers.len();
+    let (status, word) = match down {
+        0 => (StatusCode::OK, "ok"),
+        d if d == total => (StatusCode::SERVICE_UNAVAILABLE, "all_down"),
+        _ => (StatusCode::OK, "degraded"),
+    };
+    let not_up: Vec<String> = servers
+        .iter()
+        .filter(|s| s.state != "UP")
+        .map(|s| format!("{}/{} {} on {}", s.backend, s.server, s.state, s.host))
+        .collect();
+    json_reply(
+        status,
+        json!({"status": word, "down": down, "total": total, "not_up": not_up}),
+    )
+}
+
+/// Prometheus label values escape `\`, `"` and newlines.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn metrics(state: &State, view: &View) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    let s = state.stats.snapshot();
+    let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    };
+    counter(
+        &mut out,
+        "hapwatch_received_total",
+        "Messages received.",
+        s.received,
+    );
+    counter(
+        &mut out,
+        "hapwatch_received_bytes_total",
+        "Bytes received.",
+        s.bytes,
+    );
+    counter(
+        &mut out,
+        "hapwatch_parsed_total",
+        "Messages parsed.",
+        s.parsed,
+    );
+    counter(
+        &mut out,
+        "hapwatch_queue_drops_total",
+        "Messages dropped because the parser fell behind.",
+        s.queue_drops,
+    );
+    counter(
+        &mut out,
+        "hapwatch_socket_drops_total",
+        "Datagrams the kernel dropped on hapwatch's sockets.",
+        s.socket_drops,
+    );
+    counter(
+        &mut out,
+        "hapwatch_denied_total",
+        "Messages from senders outside the allow-list.",
+        s.denied,
+    );
+    counter(
+        &mut out,
+        "hapwatch_rows_written_total",
+        "Rows written to SQLite.",
+        state.stats.rows_written.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "hapwatch_write_errors_total",
+        "Failed SQLite batches.",
+        state.stats.write_errors.load(Relaxed),
+    );
+    let _ = writeln!(out, "# HELP hapwatch_parse_errors_total Messages that did not parse, by reason.\n# TYPE hapwatch_parse_errors_total counter");
+    for (reason, n) in &s.parse_errors {
+        let _ = writeln!(
+            out,
+            "hapwatch_parse_errors_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    let _ = writeln!(out, "# HELP hapwatch_incidents_open Open incidents by severity.\n# TYPE hapwatch_incidents_open gauge");
+    for (i, sev) in ["info", "warning", "critical"].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "hapwatch_incidents_open{{severity=\"{sev}\"}} {}",
+            view.open_incidents[i]
+        );
+    }
+
+    let mut traffic = view.traffic.clone();
+    traffic.sort_by(|a, b| {
+        (&a.0.host, &a.0.backend, &a.0.server).cmp(&(&b.0.host, &b.0.backend, &b.0.server))
+    });
+    let labels = |r: &crate::observe::Route| {
+        format!(
+            "host=\"{}\",backend=\"{}\",server=\"{}\"",
+            label(&r.host),
+            label(&r.backend),
+            label(&r.server)
+        )
+    };
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    // The per-route counters, each one family.
+    type Field = fn(&crate::observe::Totals) -> u64;
+    let counters: [(&str, &str, Field); 4] = [
+        (
+            "haproxy_log_requests_total",
+            "Requests (tcplog: sessions) logged, per server.",
+            |t| t.requests,
+        ),
+        ("haproxy_log_retries_total", "Connection retries.", |t| {
+            t.retries
+        }),
+        (
+            "haproxy_log_redispatches_total",
+            "Redispatches to another server.",
+            |t| t.redispatches,
+        ),
+        ("haproxy_log_bytes_total", "Bytes sent to clients.", |t| {
+            t.bytes
+        }),
+    ];
+    for (name, help, field) in counters {
+        family(&mut out, name, "counter", help);
+        for (r, t) in &traffic {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(r), field(t));
+        }
+    }
+    family(
+        &mut out,
+        "haproxy_log_responses_total",
+        "counter",
+        "Responses by status class (other: none, tcplog).",
+    );
+    for (r, t) in &traffic {
+        for (class, n) in ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
+            .iter()
+            .zip(t.classes)
+        {
+            let _ = writeln!(
+                out,
+                "haproxy_log_responses_total{{{},class=\"{class}\"}} {n}",
+                labels(r)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "haproxy_log_duration_ms",
+        "histogram",
+        "Ta (Tt for tcplog) in ms.",
+    );
+    for (r, t) in &traffic {
+        let l = labels(r);
+        for (le, n) in LE_MS.iter().zip(cumulative(&t.latency)) {
+            let _ = writeln!(out, "haproxy_log_duration_ms_bucket{{{l},le=\"{le}\"}} {n}");
+        }
+        let count = t.latency.total();
+        let _ = writeln!(
+            out,
+            "haproxy_log_duration_ms_bucket{{{l},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "haproxy_log_duration_ms_sum{{{l}}} {}",
+            t.latency_sum_ms
+        );
+        let _ = writeln!(out, "haproxy_log_duration_ms_count{{{l}}} {count}");
+    }
+    family(
+        &mut out,
+        "haproxy_log_server_up",
+        "gauge",
+        "1 when the server's last logged state is UP.",
+    );
+    let mut servers = view.servers.clone();
+    servers.sort_by(|a, b| (&a.host, &a.backend, &a.server).cmp(&(&b.host, &b.backend, &b.server)));
+    for s in &servers {
+        let _ = writeln!(
+            out,
+            "haproxy_log_server_up{{host=\"{}\",backend=\"{}\",server=\"{}\",state=\"{}\"}} {}",
+            label(&s.host),
+            label(&s.backend),
+            label(&s.server),
+            label(&s.state),
+            u8::from(s.state == "UP")
+        );
+    }
+    out
+}
