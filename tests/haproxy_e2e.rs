@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -285,4 +286,127 @@ backend be_web
     );
     assert_eq!(first["incident"]["id"], second["incident"]["id"]);
     assert_eq!(first["incident"]["server"], "web1");
+}
+
+#[test]
+fn rsyslog_relays_haproxy_to_hapwatch_with_the_shipped_snippet() {
+    const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+    if !std::path::Path::new(HAPROXY).exists() || !std::path::Path::new(RSYSLOGD).exists() {
+        assert!(
+            std::env::var_os("HAPWATCH_E2E").is_none(),
+            "HAPWATCH_E2E=1 but haproxy or rsyslog is missing"
+        );
+        eprintln!("skipped: needs haproxy and rsyslog");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (hapwatch_port, rsyslog_port, front, dead) =
+        (free_port(), free_port(), free_port(), free_port());
+    let cfg = dir.path().join("hapwatch.toml");
+    let db = dir.path().join("rs.db");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{hapwatch_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+
+    // rsyslog with its own UDP input and the snippet we ship, pointed at this hapwatch.
+    let snippet = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/rsyslog-hapwatch.conf"),
+    )
+    .unwrap()
+    .replace("port=\"5140\"", &format!("port=\"{hapwatch_port}\""));
+    assert!(
+        snippet.contains(&hapwatch_port.to_string()),
+        "the snippet forwards to port 5140"
+    );
+    let rsyslog_conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &rsyslog_conf,
+        format!(
+            "global(workDirectory=\"{}\")\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{rsyslog_port}\")\n{snippet}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut rsyslog = Command::new(RSYSLOGD)
+        .args(["-n", "-f"])
+        .arg(&rsyslog_conf)
+        .arg("-i")
+        .arg(dir.path().join("rsyslog.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let haproxy_cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &haproxy_cfg,
+        format!(
+            "global
+    log 127.0.0.1:{rsyslog_port} local0
+defaults
+    mode http
+    log global
+    option httplog
+    option log-health-checks
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend fe_rs
+    bind 127.0.0.1:{front}
+    default_backend be_rs
+backend be_rs
+    server dead1 127.0.0.1:{dead} check inter 100ms fall 2
+"
+        ),
+    )
+    .unwrap();
+    let mut haproxy = Command::new(HAPROXY)
+        .args(["-db", "-f"])
+        .arg(&haproxy_cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let db_arg = db.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let events = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+            .args([
+                "events",
+                "--db",
+                db_arg,
+                "--server",
+                "be_rs/dead1",
+                "--kind",
+                "srv_down",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() && !out.stdout.is_empty() {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no srv_down relayed; daemon log:\n{}",
+            daemon.seen.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    let _ = rsyslog.kill();
+    let _ = rsyslog.wait();
+    daemon.stop();
+    let event: serde_json::Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
+    // rsyslog's forwarding format carries a hostname, which becomes the host.
+    assert_eq!(event["syslog"]["format"], "rfc3164", "{event}");
+    assert_eq!(event["host"], event["syslog"]["hostname"]);
+    assert_eq!(event["server"], "dead1");
 }

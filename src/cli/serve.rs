@@ -298,13 +298,23 @@ fn reload_config(
 
 /// Tells systemd (Type=notify) that the sockets are bound.
 fn sd_ready() {
+    sd_notify(b"READY=1");
+}
+
+/// A message to systemd's notification socket, when there is one.
+fn sd_notify(msg: &[u8]) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    let sock = std::os::unix::net::UnixDatagram::unbound();
-    if let Ok(s) = sock {
-        let _ = s.send_to(b"READY=1", path);
+    if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = s.send_to(msg, path);
     }
+}
+
+/// Half the watchdog period systemd asks for (WatchdogSec=), if it asks.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    Some(Duration::from_micros(usec / 2))
 }
 
 /// The pipeline thread: parse and aggregate each message; once a second,
@@ -319,6 +329,9 @@ fn process(
     baseline: (Snapshot, i64),
 ) {
     const TICK: Duration = Duration::from_secs(1);
+    // The pipeline thread pets systemd's watchdog: a stuck pipeline gets restarted.
+    let watchdog = watchdog_interval();
+    let mut next_pet = Instant::now();
     let mut next_tick = Instant::now() + TICK;
     let mut next_stats = Instant::now() + stats_interval;
     // Taken before any socket is bound, so the first interval misses nothing.
@@ -354,6 +367,12 @@ fn process(
             continue;
         }
         next_tick = now + TICK;
+        if let Some(every) = watchdog {
+            if now >= next_pet {
+                sd_notify(b"WATCHDOG=1");
+                next_pet = now + every;
+            }
+        }
         if let Some((parser, config)) = reload.lock().unwrap_or_else(|e| e.into_inner()).take() {
             p.reconfigure(parser, &config);
             tracing::info!("reloaded config applied to the pipeline");
