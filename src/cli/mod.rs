@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod assets;
 mod check_config;
 mod common;
 mod events;
@@ -52,6 +53,9 @@ pub enum Command {
     Parse(parse::ParseArgs),
     /// Validate a config file and show what it sets.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Write the man page and shell completions (for packaging).
+    #[command(hide = true)]
+    GenerateAssets(assets::AssetsArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -67,5 +71,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Parse(args) => parse::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::GenerateAssets(args) => assets::run(args),
     }
 }
