@@ -25,6 +25,7 @@ pub struct Config {
     /// `[[channel]]` tables: where notifications go; none means the log only.
     pub channel: Vec<crate::notify::ChannelConfig>,
     pub http: HttpConfig,
+    pub digest: crate::digest::DigestConfig,
 }
 
 /// `[http]`: the status endpoints, off unless `listen` is set.
@@ -176,6 +177,25 @@ impl Config {
                 return Err(format!("two channels are named {:?}", ch.name));
             }
             ch.validate()?;
+        }
+        for name in &self.digest.channels {
+            match self.channel.iter().find(|c| &c.name == name) {
+                Some(c) if c.kind == crate::notify::ChannelType::Email => {}
+                Some(_) => {
+                    return Err(format!("[digest] channel {name:?} is not an email channel"))
+                }
+                None => {
+                    return Err(format!(
+                        "[digest] names channel {name:?}, which is not configured"
+                    ))
+                }
+            }
+        }
+        if self.digest.hour > 23 {
+            return Err(format!(
+                "[digest] hour = {} is not an hour of the day (0-23)",
+                self.digest.hour
+            ));
         }
         Ok(())
     }

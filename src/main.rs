@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod digest;
 mod fasthash;
 mod formats;
 mod hist;

@@ -296,7 +296,8 @@ impl Processor {
             }
             add_evidence(&self.rates, &mut changes);
             apply(&self.store, &mut self.notifier, changes);
-            let reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
+            let mut reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
+            reminders.extend(self.notifier.digest(now_ms));
             if !reminders.is_empty() {
                 let _ = self.store.send(WriteOp::Incidents(Vec::new(), reminders));
             }

@@ -409,3 +409,45 @@ fn incidents_survive_a_restart_without_realerting() {
         "{text}"
     );
 }
+
+#[test]
+fn the_digest_sums_up_each_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let cfg = write_config(
+        dir.path(),
+        &format!("[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
+    );
+    let mut daemon = Daemon::start(&cfg, 1);
+    let stream = datagrams("default");
+    send_udp(udp, &stream);
+    daemon.wait_received(stream.len() as u64);
+    daemon.stop();
+    let db = dir.path().join("h.db");
+    let text = hapwatch(&[
+        "digest",
+        "--db",
+        db.to_str().unwrap(),
+        "--since",
+        "2026-11-22T00:00:00Z",
+    ]);
+    let labels = expected("default");
+    let requests = labels
+        .iter()
+        .filter(|l| (l["kind"] == "http" || l["kind"] == "tcp") && l["backend"] == "be_app")
+        .count();
+    let section: String = text
+        .split("\n\n")
+        .find(|s| s.starts_with("be_app\n"))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_owned();
+    assert!(
+        section.contains(&format!("requests {requests} ")),
+        "{section}"
+    );
+    assert!(section.contains("server_down"), "{section}");
+    assert!(
+        section.contains(" 5xx of "),
+        "the servers with errors: {section}"
+    );
+}

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod assets;
 mod check_config;
 mod common;
+mod digest;
 mod events;
 mod incidents;
 mod outbox;
@@ -37,6 +38,8 @@ pub enum Command {
     Incidents(incidents::IncidentsArgs),
     /// One incident: its timeline and the traffic before it opened.
     Incident(incidents::IncidentArgs),
+    /// Per backend over a span (default 24h): incidents, downtime, volume, 5xx, p95, worst servers.
+    Digest(digest::DigestArgs),
     /// Hold notifications for a backend, server or host during a deploy.
     Silence(silence::SilenceArgs),
     /// Notifications waiting, retried or given up.
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
         Command::Silence(args) => silence::run(args),
+        Command::Digest(args) => digest::run(args),
         Command::Outbox(args) => outbox::run(args),
         Command::TestAlert(args) => test_alert::run(args),
         Command::Incidents(args) => incidents::run_list(args),

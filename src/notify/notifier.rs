@@ -10,6 +10,9 @@ use crate::store::silences::{self, Silence};
 
 pub struct Notifier {
     channels: Vec<ChannelConfig>,
+    digest: crate::digest::DigestConfig,
+    /// When the next digest leaves (None: no digest configured).
+    next_digest_ms: Option<i64>,
     repeat_ms: i64,
     /// Critical incidents: when they were last notified.
     last_notified: std::collections::HashMap<i64, i64>,
@@ -21,8 +24,12 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(config: &crate::config::Config) -> Notifier {
+        let now = crate::timezone::now_ms();
         Notifier {
             channels: config.channel.clone(),
+            digest: config.digest.clone(),
+            next_digest_ms: (!config.digest.channels.is_empty())
+                .then(|| crate::digest::next_due(now, config.digest.every, config.digest.hour)),
             repeat_ms: config.notify.repeat_critical.as_millis() as i64,
             last_notified: Default::default(),
             grouper: Grouper::new(config.notify.group_wait),
@@ -122,6 +129,59 @@ impl Notifier {
         self.grouper.push(&self.channels, wanted, now_ms)
     }
 
+    /// The digest mail, when it is due: one notification per digest channel.
+    pub fn digest(&mut self, now_ms: i64) -> Vec<Notification> {
+        let (Some(due), Some(conn)) = (self.next_digest_ms, &self.conn) else {
+            return Vec::new();
+        };
+        if now_ms < due {
+            return Vec::new();
+        }
+        let span = match self.digest.every {
+            crate::digest::Every::Hourly => 3_600_000,
+            crate::digest::Every::Daily => 86_400_000,
+        };
+        self.next_digest_ms = Some(crate::digest::next_due(
+            now_ms,
+            self.digest.every,
+            self.digest.hour,
+        ));
+        let digests = match crate::digest::build(conn, due - span, due) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the digest");
+                return Vec::new();
+            }
+        };
+        let body = crate::digest::render(&digests, due - span, due);
+        let subject = format!("[hapwatch] digest {}", crate::timezone::rfc3339(due));
+        self.channels
+            .iter()
+            .filter(|c| self.digest.channels.contains(&c.name))
+            .map(|c| {
+                let domain = c
+                    .from
+                    .as_deref()
+                    .and_then(|f| f.rsplit_once('@'))
+                    .map_or("hapwatch.invalid", |(_, d)| d.trim_end_matches('>'));
+                let mail = serde_json::json!({
+                    "subject": subject,
+                    "body": body,
+                    "message_id": format!("<hapwatch-digest-{due}@{domain}>"),
+                    "in_reply_to": null,
+                });
+                Notification {
+                    incident_id: 0,
+                    channel: c.name.clone(),
+                    group_key: "digest".into(),
+                    status: "digest",
+                    payload: mail.to_string(),
+                    created_ms: now_ms,
+                }
+            })
+            .collect()
+    }
+
     pub fn next_deadline(&self) -> Option<i64> {
         self.grouper.next_deadline()
     }
@@ -174,5 +234,53 @@ mod tests {
             n.last_notified.is_empty(),
             "resolved incidents are forgotten"
         );
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn a_due_digest_becomes_one_mail_per_digest_channel() {
+        let config: crate::config::Config = toml::from_str(
+            "[digest]\nevery = \"hourly\"\nchannels = [\"mail\"]\n\
+             [[channel]]\nname = \"mail\"\ntype = \"email\"\nsmtp_host = \"mx\"\nfrom = \"hw@example.org\"\nto = [\"ops@example.org\"]\n\
+             [[channel]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://x\"\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        drop(crate::store::open_write(&path).unwrap());
+        let mut n = Notifier::new(&config);
+        n.read_silences_from(crate::store::open_read(&path).unwrap());
+        let due = n.next_digest_ms.unwrap();
+        assert!(n.digest(due - 1).is_empty(), "not before it is due");
+        let mails = n.digest(due);
+        assert_eq!(mails.len(), 1, "the email channel only");
+        let mail: serde_json::Value = serde_json::from_str(&mails[0].payload).unwrap();
+        assert!(mail["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[hapwatch] digest "));
+        assert!(mail["body"]
+            .as_str()
+            .unwrap()
+            .contains("No traffic and no incidents"));
+        assert_eq!(n.next_digest_ms, Some(due + 3_600_000));
+        assert!(n.digest(due + 1).is_empty(), "once per period");
+    }
+
+    #[test]
+    fn a_digest_channel_must_be_an_email_channel() {
+        let config: crate::config::Config = toml::from_str(
+            "[digest]\nchannels = [\"hook\"]\n[[channel]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://x\"\n",
+        )
+        .unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("not an email channel"));
     }
 }

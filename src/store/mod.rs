@@ -30,6 +30,12 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("{path} has an older schema ({found}, now {known}): start `hapwatch serve` once to upgrade it")]
+    TooOld {
+        path: String,
+        found: i64,
+        known: i64,
+    },
 }
 
 fn sqlite(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
@@ -76,6 +82,13 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
     let version = schema::version(&conn).map_err(sqlite(path))?;
     if version > schema::CURRENT {
         return Err(StoreError::TooNew {
+            path: path.display().to_string(),
+            found: version,
+            known: schema::CURRENT,
+        });
+    }
+    if version < schema::CURRENT {
+        return Err(StoreError::TooOld {
             path: path.display().to_string(),
             found: version,
             known: schema::CURRENT,
