@@ -26,6 +26,7 @@ pub struct Config {
     pub channel: Vec<crate::notify::ChannelConfig>,
     pub http: HttpConfig,
     pub digest: crate::digest::DigestConfig,
+    pub reconcile: crate::reconcile::ReconcileConfig,
 }
 
 /// `[http]`: the status endpoints, off unless `listen` is set.
@@ -191,6 +192,7 @@ impl Config {
                 }
             }
         }
+        self.reconcile.validate()?;
         if self.digest.hour > 23 {
             return Err(format!(
                 "[digest] hour = {} is not an hour of the day (0-23)",

@@ -12,6 +12,7 @@ mod ingest;
 mod notify;
 mod observe;
 mod pipeline;
+mod reconcile;
 mod rules;
 mod stats;
 mod store;

@@ -55,6 +55,11 @@ pub struct Processor {
     seen: (String, i64),
     /// Where incident changes are notified, and the changes waiting to be grouped.
     notifier: Notifier,
+    /// HAProxy's stats readings and the host they describe (daemon, when configured).
+    reconcile: Option<(
+        std::sync::mpsc::Receiver<Vec<crate::reconcile::StatRow>>,
+        String,
+    )>,
     /// Totals since start and the view the HTTP endpoints serve (daemon only).
     totals: crate::observe::TrafficTotals,
     observed: Option<Arc<crate::observe::Observed>>,
@@ -95,6 +100,7 @@ impl Processor {
             rates: crate::rules::Rates::default(),
             totals: Default::default(),
             observed: None,
+            reconcile: None,
             rules: config.rules.clone(),
         }
     }
@@ -222,6 +228,68 @@ impl Processor {
         self.stats.add_parsed(traffic, events);
     }
 
+    /// Corrects the fleet state from HAProxy's stats readings.
+    pub fn with_reconcile(
+        mut self,
+        rx: std::sync::mpsc::Receiver<Vec<crate::reconcile::StatRow>>,
+        host: String,
+    ) -> Self {
+        self.reconcile = Some((rx, host));
+        self
+    }
+
+    fn reconcile(&mut self, now_ms: i64) {
+        let (Some((rx, host)), Some(engine)) = (&self.reconcile, &mut self.engine) else {
+            return;
+        };
+        let Some(rows) = rx.try_iter().last() else {
+            return;
+        };
+        for row in &rows {
+            let (be, srv, state) = (&row.backend, &row.server, row.state.as_str());
+            let known = engine.known_state(host, be, srv).map(str::to_owned);
+            match known.as_deref() {
+                Some(k) if k == state => continue,
+                None if state == "UP" => {
+                    engine.note_state(host, be, srv, state, now_ms);
+                    continue;
+                }
+                _ => {}
+            }
+            let said = known.as_deref().unwrap_or("nothing");
+            let message = format!(
+                "reconciliation: HAProxy's stats say {be}/{srv} is {state} (the logs said {said})"
+            );
+            tracing::info!(host = %host, backend = %be, server = %srv, state, logs_said = said, "reconciled from HAProxy's stats");
+            let change = crate::reconcile::state_change(row);
+            let mut changes = engine.on_event(host, &Event::StateChange(change), now_ms, &message);
+            add_evidence(&self.rates, &mut changes);
+            apply(&self.store, &mut self.notifier, changes);
+            let json = serde_json::json!({
+                "kind": "other", "template": "reconciliation", "message": message,
+                "proxy": be, "server": srv, "new_state": state, "old_state": known,
+            });
+            self.events.push(EventRow {
+                ts_ms: now_ms,
+                host: host.clone(),
+                kind: "other",
+                template: "reconciliation".into(),
+                proxy: Some(be.clone()),
+                server: Some(srv.clone()),
+                new_state: Some(state.into()),
+                old_state: known.clone(),
+                reason: Some("reconciled from HAProxy's stats".into()),
+                code: None,
+                info: None,
+                check_duration_ms: None,
+                active_left: None,
+                backup_left: None,
+                json: json.to_string(),
+                raw: message,
+            });
+        }
+    }
+
     /// Publishes what the HTTP endpoints show, each tick.
     pub fn with_observed(mut self, observed: Arc<crate::observe::Observed>) -> Self {
         self.observed = Some(observed);
@@ -301,6 +369,7 @@ impl Processor {
             if !reminders.is_empty() {
                 let _ = self.store.send(WriteOp::Incidents(Vec::new(), reminders));
             }
+            self.reconcile(now_ms);
             self.publish(now_ms);
         }
         let watermark = match self.time {

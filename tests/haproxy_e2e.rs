@@ -410,3 +410,110 @@ backend be_rs
     assert_eq!(event["host"], event["syslog"]["hostname"]);
     assert_eq!(event["server"], "dead1");
 }
+
+#[test]
+fn a_lost_down_is_reconciled_from_the_stats_socket() {
+    if !std::path::Path::new(HAPROXY).exists() {
+        assert!(
+            std::env::var_os("HAPWATCH_E2E").is_none(),
+            "HAPWATCH_E2E=1 but {HAPROXY} is missing"
+        );
+        eprintln!("skipped: {HAPROXY} is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log_port, lost_port, front, up, dead) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let sock = dir.path().join("admin.sock");
+    let cfg = dir.path().join("hapwatch.toml");
+    let db = dir.path().join("rc.db");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{log_port}\"\n\
+             [reconcile]\nstats_socket = {sock:?}\ninterval = \"200ms\"\nhost = \"127.0.0.1\"\n"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    // HAProxy logs to a port nobody reads: every datagram is lost.
+    let haproxy_cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &haproxy_cfg,
+        format!(
+            "global
+    log 127.0.0.1:{lost_port} local0
+    stats socket {} mode 600 level user
+defaults
+    mode http
+    log global
+    option log-health-checks
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend fe_rc
+    bind 127.0.0.1:{front}
+    default_backend be_rc
+backend be_rc
+    server live1 127.0.0.1:{up} check inter 100ms
+    server dead1 127.0.0.1:{dead} check inter 100ms fall 2
+frontend fe_live
+    bind 127.0.0.1:{up}
+    http-request return status 200
+",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut haproxy = Command::new(HAPROXY)
+        .args(["-db", "-f"])
+        .arg(&haproxy_cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    daemon.wait_log("ALERT server be_rc/dead1 is DOWN");
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    let log = daemon.stop();
+    assert!(log
+        .iter()
+        .any(|l| l.contains("reconciled from HAProxy's stats") && l.contains("dead1")));
+    // live1 agreed with the logs' silence (UP): nothing was made of it.
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("reconciled") && l.contains("live1")),
+        "{log:#?}"
+    );
+
+    let db = db.to_str().unwrap();
+    let events = json_lines(&[
+        "events",
+        "--db",
+        db,
+        "--kind",
+        "reconciliation",
+        "--since",
+        "1h",
+        "--json",
+    ]);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (
+            events[0]["server"].as_str(),
+            events[0]["new_state"].as_str()
+        ),
+        (Some("dead1"), Some("DOWN"))
+    );
+    let incidents = json_lines(&["incidents", "--db", db, "--json"]);
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(
+        incidents[0]["detail"]["reason"],
+        "reconciled from HAProxy's stats"
+    );
+}

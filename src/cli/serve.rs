@@ -108,6 +108,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Engine::new(config.incidents.clone(), next_id, open, fleet)
     };
+    let mut reconcile_tx = None;
     let processor = {
         let mut p = Processor::new(
             parser,
@@ -118,6 +119,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
         .with_engine(engine, crate::store::open_read(&db)?)
         .with_observed(observed.clone());
+        if let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) {
+            let (tx, rx) = mpsc::sync_channel(4);
+            reconcile_tx = Some(tx);
+            p = p.with_reconcile(rx, host);
+        }
         let (stats, store, reload) = (stats.clone(), writer.tx.clone(), reload.clone());
         let interval = config.daemon.stats_interval;
         let baseline = (stats.snapshot(), crate::timezone::now_ms());
@@ -145,6 +151,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             started_ms: crate::timezone::now_ms(),
         });
         rt.spawn(crate::http::serve(listener, state));
+    }
+    if let Some(tx) = reconcile_tx {
+        tracing::info!(every = ?config.reconcile.interval, "reconciling with HAProxy's stats");
+        rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx));
     }
     let delivery = rt.spawn(crate::notify::outbox::run(
         db.clone(),

@@ -173,6 +173,22 @@ impl Engine {
         &self.fleet
     }
 
+    /// The state the logs last gave this server, if any.
+    pub fn known_state(&self, host: &str, backend: &str, server: &str) -> Option<&str> {
+        self.fleet
+            .servers
+            .get(&server_key(host, backend, server))
+            .map(|s| s.state.as_str())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Learns a state without acting on it (a server first seen UP in the stats).
+    pub fn note_state(&mut self, host: &str, backend: &str, server: &str, state: &str, ts_ms: i64) {
+        let s = self.fleet.server(host, backend, server);
+        s.state = state.to_owned();
+        s.since_ms = ts_ms;
+    }
+
     pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
         self.open.values()
     }

@@ -1,0 +1,221 @@
+//! Reconciliation: HAProxy's own view of its servers (`show stat` on the
+//! stats socket, or the stats page's CSV) polled at an interval, so a state
+//! change whose UDP datagram was lost still reaches the fleet state. A
+//! difference becomes a `reconciliation` event and the state change it
+//! stands for; an agreement changes nothing, so nothing is alerted twice.
+
+use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use hapwatch_parsers::{ServerState, StateChange, StateTemplate};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// `[reconcile]` in the config: off unless a socket or URL is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// HAProxy's stats socket (`stats socket … level user` is enough).
+    pub stats_socket: Option<PathBuf>,
+    /// Or its stats page as CSV, e.g. "http://127.0.0.1:8404/stats;csv".
+    pub stats_url: Option<String>,
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub interval: Duration,
+    /// The host under which this HAProxy's logs arrive: its syslog hostname,
+    /// or its address when the header has none (127.0.0.1 for a local one).
+    pub host: Option<String>,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            stats_socket: None,
+            stats_url: None,
+            interval: Duration::from_secs(30),
+            host: None,
+        }
+    }
+}
+
+impl ReconcileConfig {
+    pub fn enabled(&self) -> bool {
+        self.stats_socket.is_some() || self.stats_url.is_some()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.enabled() && self.host.is_none() {
+            return Err(
+                "[reconcile] needs `host`: the host under which this HAProxy's logs arrive".into(),
+            );
+        }
+        if self.stats_socket.is_some() && self.stats_url.is_some() {
+            return Err("[reconcile] takes stats_socket or stats_url, not both".into());
+        }
+        Ok(())
+    }
+}
+
+/// One server as HAProxy reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatRow {
+    pub backend: String,
+    pub server: String,
+    pub state: ServerState,
+}
+
+/// Reads `show stat` CSV: the server rows whose status is a state
+/// ("UP 1/3" is still UP; "no check" says nothing).
+pub fn parse_csv(text: &str) -> Vec<StatRow> {
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let columns: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+    let col = |name: &str| columns.iter().position(|c| *c == name);
+    let (Some(px), Some(sv), Some(status)) = (col("pxname"), col("svname"), col("status")) else {
+        return Vec::new();
+    };
+    lines
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let server = *f.get(sv)?;
+            if server == "FRONTEND" || server == "BACKEND" {
+                return None;
+            }
+            let s = *f.get(status)?;
+            let state = if s.starts_with("UP") {
+                ServerState::Up
+            } else if s.starts_with("DOWN") {
+                ServerState::Down
+            } else if s.starts_with("MAINT") {
+                ServerState::Maint
+            } else if s.starts_with("DRAIN") {
+                ServerState::Drain
+            } else if s.starts_with("NOLB") {
+                ServerState::Stopping
+            } else {
+                return None;
+            };
+            Some(StatRow {
+                backend: f.get(px)?.to_string(),
+                server: server.to_owned(),
+                state,
+            })
+        })
+        .collect()
+}
+
+/// The state change a difference stands for, as if HAProxy had logged it.
+pub fn state_change<'a>(row: &'a StatRow) -> StateChange<'a> {
+    let template = match row.state {
+        ServerState::Up => StateTemplate::Up,
+        ServerState::Down => StateTemplate::Down,
+        ServerState::Stopping => StateTemplate::Stopping,
+        ServerState::Maint => StateTemplate::GoingMaint,
+        ServerState::Drain => StateTemplate::EntersDrain,
+    };
+    StateChange {
+        template,
+        proxy: &row.backend,
+        server: &row.server,
+        backup: false,
+        new_state: Some(row.state),
+        old_state: None,
+        admin_state: None,
+        reason: Some("reconciled from HAProxy's stats"),
+        code: None,
+        info: None,
+        check_duration_ms: None,
+        cause: None,
+        via: None,
+        fqdn: None,
+        active_servers: None,
+        backup_servers: None,
+        running_on_backup: None,
+        sessions_active: None,
+        sessions_requeued: None,
+        in_queue: None,
+    }
+}
+
+async fn fetch(cfg: &ReconcileConfig, client: &reqwest::Client) -> Result<String, String> {
+    if let Some(path) = &cfg.stats_socket {
+        let mut s = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        s.write_all(b"show stat\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(out);
+    }
+    let url = cfg.stats_url.as_deref().unwrap_or_default();
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| crate::notify::error_chain(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("{url}: HTTP {}", resp.status()));
+    }
+    resp.text().await.map_err(|e| e.to_string())
+}
+
+/// Polls until the pipeline is gone, sending each reading to it.
+pub async fn run(cfg: ReconcileConfig, tx: SyncSender<Vec<StatRow>>) {
+    let client = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(100)));
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        match fetch(&cfg, &client).await {
+            Ok(text) => {
+                failing = false;
+                match tx.try_send(parse_csv(&text)) {
+                    // A busy pipeline skips a reading; the next poll says the same.
+                    Ok(()) | Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                }
+            }
+            // Said once per outage, not at every poll.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot read HAProxy's stats for reconciliation");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_server_states_from_show_stat() {
+        let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+                   fe,FRONTEND,,,0,0,100,0,0,0,0,0,0,,,,,OPEN,\n\
+                   be_app,app1,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n\
+                   be_app,app2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN 1/2,1\n\
+                   be_app,app3,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,1\n\
+                   be_app,app4,0,0,0,0,,0,0,0,,0,,0,0,0,0,no check,1\n\
+                   be_app,BACKEND,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,3\n";
+        let rows = parse_csv(csv);
+        let got: Vec<(&str, ServerState)> =
+            rows.iter().map(|r| (r.server.as_str(), r.state)).collect();
+        assert_eq!(
+            got,
+            [
+                ("app1", ServerState::Up),
+                ("app2", ServerState::Down),
+                ("app3", ServerState::Maint)
+            ]
+        );
+        assert!(parse_csv("").is_empty());
+        assert!(parse_csv("not,a,stats,header\n").is_empty());
+    }
+}
