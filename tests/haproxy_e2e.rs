@@ -25,6 +25,28 @@ fn get(port: u16) -> String {
     out
 }
 
+/// Runs HAProxy in the foreground with `global` lines, the shared defaults
+/// (http mode, short timeouts) plus `defaults`, and the `proxies` sections.
+fn start_haproxy(
+    dir: &std::path::Path,
+    global: &str,
+    defaults: &str,
+    proxies: &str,
+) -> std::process::Child {
+    let cfg = dir.join("haproxy.cfg");
+    let text = format!(
+        "global\n{global}defaults\n    mode http\n    log global\n{defaults}    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n{proxies}"
+    );
+    std::fs::write(&cfg, text).unwrap();
+    Command::new(HAPROXY)
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
     if !std::path::Path::new(HAPROXY).exists() {
@@ -46,40 +68,12 @@ fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
 
-    let haproxy_cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &haproxy_cfg,
-        format!(
-            "global
-    log 127.0.0.1:{log_port} local0
-defaults
-    mode http
-    log global
-    option httplog
-    option log-health-checks
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-frontend fe_e2e
-    bind 127.0.0.1:{front}
-    default_backend be_e2e
-backend be_e2e
-    server up1 127.0.0.1:{origin} check inter 100ms
-    server dead1 127.0.0.1:{dead} check inter 100ms fall 2
-frontend fe_origin
-    bind 127.0.0.1:{origin}
-    http-request return status 200 content-type text/plain string ok
-"
-        ),
-    )
-    .unwrap();
-    let mut haproxy = Command::new(HAPROXY)
-        .args(["-db", "-f"])
-        .arg(&haproxy_cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut haproxy = start_haproxy(
+        dir.path(),
+        &format!("    log 127.0.0.1:{log_port} local0\n"),
+        "    option httplog\n    option log-health-checks\n",
+        &format!("frontend fe_e2e\n    bind 127.0.0.1:{front}\n    default_backend be_e2e\nbackend be_e2e\n    server up1 127.0.0.1:{origin} check inter 100ms\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\nfrontend fe_origin\n    bind 127.0.0.1:{origin}\n    http-request return status 200 content-type text/plain string ok\n"),
+    );
 
     // Wait for hapwatch to have stored dead1's DOWN.
     let db_arg = db.to_str().unwrap();
@@ -206,37 +200,12 @@ fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_we
     .unwrap();
     let mut origin1 = origin(web1, dir.path());
     let daemon = Daemon::start(&cfg, 1);
-    let haproxy_cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &haproxy_cfg,
-        format!(
-            "global
-    log 127.0.0.1:{log_port} local0
-defaults
-    mode http
-    log global
-    option httplog
-    option log-health-checks
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-frontend fe_e2e
-    bind 127.0.0.1:{front}
-    default_backend be_web
-backend be_web
-    server web1 127.0.0.1:{web1} check inter 100ms fall 2 rise 2
-    server web2 127.0.0.1:{front} check inter 1s
-"
-        ),
-    )
-    .unwrap();
-    let mut haproxy = Command::new(HAPROXY)
-        .args(["-db", "-f"])
-        .arg(&haproxy_cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut haproxy = start_haproxy(
+        dir.path(),
+        &format!("    log 127.0.0.1:{log_port} local0\n"),
+        "    option httplog\n    option log-health-checks\n",
+        &format!("frontend fe_e2e\n    bind 127.0.0.1:{front}\n    default_backend be_web\nbackend be_web\n    server web1 127.0.0.1:{web1} check inter 100ms fall 2 rise 2\n    server web2 127.0.0.1:{front} check inter 1s\n"),
+    );
 
     // Kill web1: one DOWN mail and one firing webhook.
     std::thread::sleep(Duration::from_millis(500));
@@ -342,36 +311,12 @@ fn rsyslog_relays_haproxy_to_hapwatch_with_the_shipped_snippet() {
         .spawn()
         .unwrap();
 
-    let haproxy_cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &haproxy_cfg,
-        format!(
-            "global
-    log 127.0.0.1:{rsyslog_port} local0
-defaults
-    mode http
-    log global
-    option httplog
-    option log-health-checks
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-frontend fe_rs
-    bind 127.0.0.1:{front}
-    default_backend be_rs
-backend be_rs
-    server dead1 127.0.0.1:{dead} check inter 100ms fall 2
-"
-        ),
-    )
-    .unwrap();
-    let mut haproxy = Command::new(HAPROXY)
-        .args(["-db", "-f"])
-        .arg(&haproxy_cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut haproxy = start_haproxy(
+        dir.path(),
+        &format!("    log 127.0.0.1:{rsyslog_port} local0\n"),
+        "    option httplog\n    option log-health-checks\n",
+        &format!("frontend fe_rs\n    bind 127.0.0.1:{front}\n    default_backend be_rs\nbackend be_rs\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\n"),
+    );
 
     let db_arg = db.to_str().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -442,41 +387,12 @@ fn a_lost_down_is_reconciled_from_the_stats_socket() {
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
     // HAProxy logs to a port nobody reads: every datagram is lost.
-    let haproxy_cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &haproxy_cfg,
-        format!(
-            "global
-    log 127.0.0.1:{lost_port} local0
-    stats socket {} mode 600 level user
-defaults
-    mode http
-    log global
-    option log-health-checks
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-frontend fe_rc
-    bind 127.0.0.1:{front}
-    default_backend be_rc
-backend be_rc
-    server live1 127.0.0.1:{up} check inter 100ms
-    server dead1 127.0.0.1:{dead} check inter 100ms fall 2
-frontend fe_live
-    bind 127.0.0.1:{up}
-    http-request return status 200
-",
-            sock.display()
-        ),
-    )
-    .unwrap();
-    let mut haproxy = Command::new(HAPROXY)
-        .args(["-db", "-f"])
-        .arg(&haproxy_cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut haproxy = start_haproxy(
+        dir.path(),
+        &format!("    log 127.0.0.1:{lost_port} local0\n    stats socket {} mode 600 level user\n", sock.display()),
+        "    option log-health-checks\n",
+        &format!("frontend fe_rc\n    bind 127.0.0.1:{front}\n    default_backend be_rc\nbackend be_rc\n    server live1 127.0.0.1:{up} check inter 100ms\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\nfrontend fe_live\n    bind 127.0.0.1:{up}\n    http-request return status 200\n"),
+    );
     daemon.wait_log("ALERT server be_rc/dead1 is DOWN");
     let _ = haproxy.kill();
     let _ = haproxy.wait();
