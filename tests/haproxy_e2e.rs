@@ -257,8 +257,42 @@ fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_we
     assert_eq!(first["incident"]["server"], "web1");
 }
 
+/// The shipped snippet with its TCP block on and its UDP block off.
+fn tcp_variant(snippet: &str) -> String {
+    let (mut out, mut in_udp, mut in_tcp) = (String::new(), false, false);
+    for line in snippet.lines() {
+        if line.starts_with("if $programname") {
+            in_udp = true;
+        }
+        if in_udp {
+            in_udp = line != "}";
+            continue;
+        }
+        if line.starts_with("# if $programname") {
+            in_tcp = true;
+        }
+        if in_tcp {
+            in_tcp = line != "# }";
+            out += line.strip_prefix("# ").unwrap_or(line);
+        } else {
+            out += line;
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[test]
 fn rsyslog_relays_haproxy_to_hapwatch_with_the_shipped_snippet() {
+    relay_through_rsyslog(false);
+}
+
+#[test]
+fn rsyslog_relays_over_tcp_with_the_shipped_snippets_queue() {
+    relay_through_rsyslog(true);
+}
+
+fn relay_through_rsyslog(tcp: bool) {
     const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
     if !std::path::Path::new(HAPROXY).exists() || !std::path::Path::new(RSYSLOGD).exists() {
         assert!(
@@ -276,7 +310,8 @@ fn rsyslog_relays_haproxy_to_hapwatch_with_the_shipped_snippet() {
     std::fs::write(
         &cfg,
         format!(
-            "[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{hapwatch_port}\"\n"
+            "[storage]\npath = {db:?}\n[[listen]]\nurl = \"{}://127.0.0.1:{hapwatch_port}\"\n",
+            if tcp { "tcp" } else { "udp" }
         ),
     )
     .unwrap();
@@ -288,6 +323,12 @@ fn rsyslog_relays_haproxy_to_hapwatch_with_the_shipped_snippet() {
     )
     .unwrap()
     .replace("port=\"5140\"", &format!("port=\"{hapwatch_port}\""));
+    let snippet = if tcp { tcp_variant(&snippet) } else { snippet };
+    let active_tcp = snippet
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .any(|l| l.contains("protocol=\"tcp\""));
+    assert_eq!(active_tcp, tcp, "{snippet}");
     assert!(
         snippet.contains(&hapwatch_port.to_string()),
         "the snippet forwards to port 5140"
@@ -358,6 +399,16 @@ fn rsyslog_relays_haproxy_to_hapwatch_with_the_shipped_snippet() {
 
 #[test]
 fn a_lost_down_is_reconciled_from_the_stats_socket() {
+    reconcile_from(true);
+}
+
+#[test]
+fn a_lost_down_is_reconciled_from_the_stats_page_csv() {
+    reconcile_from(false);
+}
+
+/// HAProxy's logs all lost; its stats (socket, or the stats page's CSV) tell.
+fn reconcile_from(socket: bool) {
     if !std::path::Path::new(HAPROXY).exists() {
         assert!(
             std::env::var_os("HAPWATCH_E2E").is_none(),
@@ -367,7 +418,8 @@ fn a_lost_down_is_reconciled_from_the_stats_socket() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (log_port, lost_port, front, up, dead) = (
+    let (log_port, lost_port, front, up, dead, stats_port) = (
+        free_port(),
         free_port(),
         free_port(),
         free_port(),
@@ -375,13 +427,18 @@ fn a_lost_down_is_reconciled_from_the_stats_socket() {
         free_port(),
     );
     let sock = dir.path().join("admin.sock");
+    let source = if socket {
+        format!("stats_socket = {sock:?}")
+    } else {
+        format!("stats_url = \"http://127.0.0.1:{stats_port}/stats;csv\"")
+    };
     let cfg = dir.path().join("hapwatch.toml");
     let db = dir.path().join("rc.db");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{log_port}\"\n\
-             [reconcile]\nstats_socket = {sock:?}\ninterval = \"200ms\"\nhost = \"127.0.0.1\"\n"
+             [reconcile]\n{source}\ninterval = \"200ms\"\nhost = \"127.0.0.1\"\n"
         ),
     )
     .unwrap();
@@ -391,7 +448,8 @@ fn a_lost_down_is_reconciled_from_the_stats_socket() {
         dir.path(),
         &format!("    log 127.0.0.1:{lost_port} local0\n    stats socket {} mode 600 level user\n", sock.display()),
         "    option log-health-checks\n",
-        &format!("frontend fe_rc\n    bind 127.0.0.1:{front}\n    default_backend be_rc\nbackend be_rc\n    server live1 127.0.0.1:{up} check inter 100ms\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\nfrontend fe_live\n    bind 127.0.0.1:{up}\n    http-request return status 200\n"),
+        &format!("frontend fe_rc\n    bind 127.0.0.1:{front}\n    default_backend be_rc\nbackend be_rc\n    server live1 127.0.0.1:{up} check inter 100ms\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\nfrontend fe_live\n    bind 127.0.0.1:{up}\n    http-request return status 200\n\
+                  frontend stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n"),
     );
     daemon.wait_log("ALERT server be_rc/dead1 is DOWN");
     let _ = haproxy.kill();
