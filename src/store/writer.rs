@@ -141,20 +141,13 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    match write_batch(&conn, &batch) {
-                        Ok(rows) => {
-                            rows_written.fetch_add(rows, Relaxed);
-                            let queued = batch
-                                .iter()
-                                .any(|op| matches!(op, WriteOp::Incidents(_, n) if !n.is_empty()));
-                            if let (true, Some(wake)) = (queued, &outbox) {
-                                wake.notify_one();
-                            }
-                        }
-                        Err(e) => {
-                            write_errors.fetch_add(1, Relaxed);
-                            tracing::error!(error = %e, ops = batch.len(), "database write failed; this batch is lost");
-                        }
+                    let rows = commit_with_retries(&conn, &batch, &write_errors);
+                    rows_written.fetch_add(rows, Relaxed);
+                    let queued = batch
+                        .iter()
+                        .any(|op| matches!(op, WriteOp::Incidents(_, n) if !n.is_empty()));
+                    if let (true, Some(wake)) = (queued, &outbox) {
+                        wake.notify_one();
                     }
                 }
             })
@@ -166,6 +159,48 @@ impl Writer {
     pub fn finish(self) {
         drop(self.tx);
         let _ = self.handle.join();
+    }
+}
+
+/// Whether waiting can fix it: a lock held elsewhere, a full disk, an I/O hiccup.
+fn transient(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory)
+    )
+}
+
+/// Commits a batch; while the failure is one that waiting can fix, waits and
+/// tries again (the bounded queue in front then holds, and ingest counts what
+/// it must drop), so nothing accepted is lost to a lock or a full disk. Any
+/// other failure loses the batch, loudly.
+fn commit_with_retries(conn: &Connection, batch: &[WriteOp], write_errors: &AtomicU64) -> u64 {
+    let mut wait = Duration::from_millis(100);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        match write_batch(conn, batch) {
+            Ok(rows) => {
+                if let Some(since) = failing_since {
+                    tracing::info!(after = ?since.elapsed(), "database writes resumed; nothing was lost");
+                }
+                return rows;
+            }
+            Err(e) if transient(&e) => {
+                write_errors.fetch_add(1, Relaxed);
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    tracing::error!(error = %e, "database write failed; holding the batch and retrying");
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                write_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, ops = batch.len(), "database write failed; this batch is lost");
+                return 0;
+            }
+        }
     }
 }
 

@@ -1,0 +1,68 @@
+//! Faults the daemon must ride out without losing what it accepted.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let db = dir.path().join("h.db");
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {db:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n",
+            fixture("config/haproxy-default.cfg")
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+
+    // Another process takes the write lock and keeps it past the writer's 5 s busy timeout.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let stream = datagrams("default");
+    send_udp(udp, &stream);
+    daemon.wait_received(stream.len() as u64);
+    daemon.wait_log("holding the batch and retrying");
+    holder.execute_batch("COMMIT").unwrap();
+    daemon.wait_log("database writes resumed; nothing was lost");
+    let log = daemon.stop();
+    assert!(
+        !log.iter().any(|l| l.contains("this batch is lost")),
+        "{log:#?}"
+    );
+
+    // Every event and every traffic line made it.
+    let labels = expected("default");
+    let db = db.to_str().unwrap();
+    let events = json_lines(&["events", "--db", db, "--since", "1h", "--json"]);
+    let want_events = labels
+        .iter()
+        .filter(|l| l["kind"] != "http" && l["kind"] != "tcp")
+        .count();
+    assert_eq!(events.len(), want_events);
+    let rows = json_lines(&[
+        "stats",
+        "--db",
+        db,
+        "--by",
+        "host",
+        "--since",
+        "2026-11-22T00:00:00Z",
+        "--json",
+    ]);
+    let traffic = labels
+        .iter()
+        .filter(|l| l["kind"] == "http" || l["kind"] == "tcp")
+        .count() as u64;
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        traffic
+    );
+}
