@@ -16,15 +16,20 @@ const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reaso
 
 fn config(dir: &Path, udp: u16, smtp: u16, ca: &Path) -> PathBuf {
     let cfg = dir.join("hapwatch.toml");
+    // The password comes from a private file, as a shared config would have it.
+    let pw = dir.join("smtp-password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[notify]\nretry_min = \"100ms\"\nretry_max = \"300ms\"\n\
              [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
              [[channel]]\nname = \"mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp}\n\
-             tls = \"starttls\"\nusername = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\n\
+             tls = \"starttls\"\nusername = \"hapwatch\"\npassword = \"file:{}\"\nca_file = {ca:?}\n\
              from = \"hapwatch <hapwatch@example.org>\"\nto = [\"ops@example.org\", \"oncall@example.org\"]\n",
-            dir.join("h.db")
+            dir.join("h.db"),
+            pw.display()
         ),
     )
     .unwrap();
@@ -102,9 +107,15 @@ fn a_mail_server_down_for_a_while_gets_the_mail_once_it_is_back() {
     let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
     smtp.wait_mails(1);
     daemon.wait_log("notification delivered");
-    daemon.stop();
+    let log = daemon.stop();
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "delivered once");
+    // Failures were logged, the password never.
+    assert!(log.iter().any(|l| l.contains("notification failed")));
+    assert!(
+        !log.iter().any(|l| l.contains("s3cret")),
+        "a secret reached the log"
+    );
     assert!(mails[0]["subject"]
         .as_str()
         .unwrap()

@@ -120,7 +120,7 @@ pub fn transport(ch: &ChannelConfig) -> Result<AsyncSmtpTransport<Tokio1Executor
         .tls(tls)
         .timeout(Some(ch.timeout.max(Duration::from_secs(1))));
     if let (Some(u), Some(p)) = (&ch.username, &ch.password) {
-        b = b.credentials(Credentials::new(u.clone(), p.clone()));
+        b = b.credentials(Credentials::new(u.clone(), p.expose().to_owned()));
     }
     Ok(b.build())
 }

@@ -7,6 +7,7 @@ pub mod group;
 pub mod notifier;
 pub mod outbox;
 pub mod payload;
+pub mod secret;
 
 use std::time::Duration;
 
@@ -65,10 +66,10 @@ pub struct ChannelConfig {
     pub timeout: Duration,
     /// Signs the body: `X-Hapwatch-Signature: sha256=<hex HMAC-SHA256>`.
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<secret::Secret>,
     /// PagerDuty's integration key.
     #[serde(default)]
-    pub routing_key: Option<String>,
+    pub routing_key: Option<secret::Secret>,
     /// Email: the SMTP server.
     #[serde(default)]
     pub smtp_host: Option<String>,
@@ -81,7 +82,7 @@ pub struct ChannelConfig {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<secret::Secret>,
     #[serde(default)]
     pub from: Option<String>,
     #[serde(default)]

@@ -116,7 +116,7 @@ async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Re
     if let Some(secret) = &ch.secret {
         req = req.header(
             "x-hapwatch-signature",
-            signature(secret, payload.as_bytes()),
+            signature(secret.expose(), payload.as_bytes()),
         );
     }
     let resp = req

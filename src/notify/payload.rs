@@ -112,7 +112,7 @@ pub fn build(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) ->
             })
         }
         ChannelType::Pagerduty => json!({
-            "routing_key": ch.routing_key.clone().unwrap_or_default(),
+            "routing_key": ch.routing_key.as_ref().map_or("", |k| k.expose()),
             "event_action": if resolved.is_some() { "resolve" } else { "trigger" },
             // The same key ties the resolve to its trigger.
             "dedup_key": format!("hapwatch-{}", i.id),

@@ -1,0 +1,82 @@
+//! Secrets in the config (SMTP passwords, webhook signing keys, PagerDuty
+//! routing keys): written inline, or as `env:NAME` or `file:/path` so the
+//! config file can be shared. A file must not be readable by group or others.
+//! A secret never shows in `{:?}`, so it cannot reach a log line.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `env:NAME`, `file:/path`, or the value itself.
+    pub fn resolve(spec: &str) -> Result<Secret, String> {
+        if let Some(name) = spec.strip_prefix("env:") {
+            return std::env::var(name)
+                .map(Secret)
+                .map_err(|_| format!("environment variable {name} is not set"));
+        }
+        if let Some(path) = spec.strip_prefix("file:") {
+            let meta = std::fs::metadata(path).map_err(|e| format!("secret file {path}: {e}"))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(format!(
+                    "secret file {path} is readable by others (mode {:o}); chmod 600 it",
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("secret file {path}: {e}"))?;
+            return Ok(Secret(text.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        Ok(Secret(spec.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spec = String::deserialize(d)?;
+        Secret::resolve(&spec).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_the_environment_or_private_files_and_never_print() {
+        std::env::set_var("HAPWATCH_TEST_SECRET", "from-env");
+        assert_eq!(
+            Secret::resolve("env:HAPWATCH_TEST_SECRET")
+                .unwrap()
+                .expose(),
+            "from-env"
+        );
+        assert!(Secret::resolve("env:HAPWATCH_NO_SUCH_VAR")
+            .unwrap_err()
+            .contains("not set"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "from-file\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let spec = format!("file:{}", path.display());
+        assert!(Secret::resolve(&spec).unwrap_err().contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = Secret::resolve(&spec).unwrap();
+        assert_eq!(s.expose(), "from-file");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(Secret::resolve("inline").unwrap().expose(), "inline");
+    }
+}
