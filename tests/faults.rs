@@ -66,3 +66,60 @@ fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
         traffic
     );
 }
+
+#[test]
+fn sigkill_mid_stream_leaves_a_sound_database_that_the_next_run_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let db = dir.path().join("k.db");
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    let stream = datagrams("default");
+    send_udp(udp, &stream);
+    daemon.wait_received(stream.len() as u64);
+    // Killed once some events are committed, while windows are still open.
+    let db_arg = db.to_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let committed = loop {
+        let n = json_lines(&["events", "--db", db_arg, "--since", "1h", "--json"]).len();
+        if n > 0 {
+            break n as i64;
+        }
+        assert!(std::time::Instant::now() < deadline, "no event committed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    daemon.kill();
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let events: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        events >= committed,
+        "committed events survive: {events} < {committed}"
+    );
+    let open: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM incidents WHERE resolved_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(conn);
+
+    // The next run opens the same file, carries the open incidents on, and stops cleanly.
+    let mut daemon = Daemon::start(&cfg, 1);
+    if open > 0 {
+        daemon.wait_log("incidents still open from the last run");
+    }
+    daemon.stop();
+}
