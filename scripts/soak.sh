@@ -1,0 +1,34 @@
+#!/bin/sh
+# Soak: a release `hapwatch serve` under the fixture load generator at a fixed
+# rate; every SAMPLE seconds it prints the daemon's RSS, the SQLite size and
+# the counters, then the totals. Usage: scripts/soak.sh RATE SECONDS [SAMPLE]
+set -eu
+rate=${1:?rate (datagrams/s)}
+secs=${2:?seconds}
+sample=${3:-10}
+port=5198
+dir=$(mktemp -d)
+cargo build --release --quiet --bin hapwatch --example loadgen
+bin=target/release/hapwatch
+HAPWATCH_LOG=info $bin serve --db "$dir/h.db" --stats-interval "${sample}s" \
+    --listen udp://127.0.0.1:$port 2>"$dir/serve.log" &
+pid=$!
+sleep 1
+target/release/examples/loadgen --to 127.0.0.1:$port --rate "$rate" --seconds "$secs" >"$dir/gen.out" &
+gen=$!
+printf '%8s %10s %12s\n' "t (s)" "RSS (MB)" "SQLite (MB)"
+t=0
+while kill -0 $gen 2>/dev/null; do
+    sleep "$sample"
+    t=$((t + sample))
+    rss=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)
+    size=$(du -cm "$dir"/h.db* | awk 'END {print $1}')
+    printf '%8s %10s %12s\n' "$t" "$rss" "$size"
+done
+cat "$dir/gen.out"
+peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)
+kill -TERM $pid
+wait $pid
+echo "peak RSS ${peak} MB"
+grep ' totals ' "$dir/serve.log" | sed 's/.*totals //'
+rm -rf "$dir"
