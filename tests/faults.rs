@@ -123,3 +123,67 @@ fn sigkill_mid_stream_leaves_a_sound_database_that_the_next_run_continues() {
     }
     daemon.stop();
 }
+
+#[test]
+fn a_burst_beyond_capacity_is_dropped_counted_and_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let cfg = dir.path().join("hapwatch.toml");
+    // A tiny socket buffer and queue, so that a burst must overflow both.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[daemon]\nqueue = 64\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\nrecv_buffer = 4096\n",
+            dir.path().join("b.db")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    let lines = datagrams("default");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut sent = 0u64;
+    for i in 0..200_000 {
+        if sock
+            .send_to(&lines[i % lines.len()], ("127.0.0.1", udp))
+            .is_ok()
+        {
+            sent += 1;
+        }
+    }
+    // Still alive and still taking messages after the burst: a marker, sent
+    // until it is seen, also shows the socket was read empty (FIFO) before the stop.
+    let marker = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_m/marker is DOWN. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+    let mut daemon = daemon;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon stopped taking messages"
+        );
+        sock.send_to(marker, ("127.0.0.1", udp)).unwrap();
+        sent += 1;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if daemon.try_seen("ALERT server be_m/marker is DOWN") {
+            break;
+        }
+    }
+    let log = daemon.stop();
+    let totals = log.iter().find(|l| l.contains(" totals ")).unwrap();
+    let (received, socket_drops, queue_drops) = (
+        field(totals, "received"),
+        field(totals, "socket_drops"),
+        field(totals, "queue_drops"),
+    );
+    assert!(
+        socket_drops + queue_drops > 0,
+        "the burst overflowed: {totals}"
+    );
+    // Every datagram is accounted for: taken in, or dropped by the kernel and reported.
+    assert_eq!(received + socket_drops, sent, "{totals}");
+    assert_eq!(
+        field(totals, "parsed") + field(totals, "parse_errors") + queue_drops,
+        received,
+        "{totals}"
+    );
+}

@@ -263,6 +263,8 @@ async fn listen_until_signal(
         }
     }
     tracing::info!("shutting down");
+    // The kernel forgets a socket's drop count when it closes: read it first.
+    let _ = stats.snapshot();
     tasks.shutdown().await;
     Ok(())
 }

@@ -179,6 +179,12 @@ impl Daemon {
         self.wait_for(|seen| seen.iter().any(|l| l.contains(text)));
     }
 
+    /// Whether a log line containing `text` has arrived, without waiting.
+    pub fn try_seen(&mut self, text: &str) -> bool {
+        self.seen.extend(self.lines.try_iter());
+        self.seen.iter().any(|l| l.contains(text))
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
