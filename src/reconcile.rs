@@ -115,28 +115,10 @@ pub fn state_change<'a>(row: &'a StatRow) -> StateChange<'a> {
         ServerState::Maint => StateTemplate::GoingMaint,
         ServerState::Drain => StateTemplate::EntersDrain,
     };
-    StateChange {
-        template,
-        proxy: &row.backend,
-        server: &row.server,
-        backup: false,
-        new_state: Some(row.state),
-        old_state: None,
-        admin_state: None,
-        reason: Some("reconciled from HAProxy's stats"),
-        code: None,
-        info: None,
-        check_duration_ms: None,
-        cause: None,
-        via: None,
-        fqdn: None,
-        active_servers: None,
-        backup_servers: None,
-        running_on_backup: None,
-        sessions_active: None,
-        sessions_requeued: None,
-        in_queue: None,
-    }
+    let mut change = StateChange::new(template, &row.backend, &row.server);
+    change.new_state = Some(row.state);
+    change.reason = Some("reconciled from HAProxy's stats");
+    change
 }
 
 async fn fetch(cfg: &ReconcileConfig, client: &reqwest::Client) -> Result<String, String> {

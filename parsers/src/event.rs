@@ -204,7 +204,8 @@ pub struct StateChange<'a> {
 }
 
 impl<'a> StateChange<'a> {
-    pub(crate) fn new(template: StateTemplate, proxy: &'a str, server: &'a str) -> Self {
+    /// A sentence with only its template and names; the rest is filled in by who builds it.
+    pub fn new(template: StateTemplate, proxy: &'a str, server: &'a str) -> Self {
         StateChange {
             template,
             proxy,
