@@ -58,15 +58,8 @@ impl TrafficTotals {
             .get_mut(self.key.as_str())
             .expect("inserted above");
         totals.requests += 1;
-        let class = match t.status {
-            Some(100..=199) => 0,
-            Some(200..=299) => 1,
-            Some(300..=399) => 2,
-            Some(400..=499) => 3,
-            Some(500..=599) => 4,
-            _ => 5,
-        };
-        totals.classes[class] += 1;
+        // `classes` is indexed in StatusClass order.
+        totals.classes[crate::windows::status_class(t.status) as usize] += 1;
         totals.retries += u64::from(t.retries.unwrap_or(0));
         totals.redispatches += u64::from(t.redispatched);
         totals.bytes += t.bytes_read.unwrap_or(0);

@@ -11,6 +11,7 @@ use hapwatch_parsers::{TerminationClass, Traffic};
 use serde::Deserialize;
 
 use crate::hist::Histogram;
+use crate::windows::{status_class, StatusClass};
 
 /// `[rules]` in the config. A threshold of 0 disables its rule.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,15 +76,11 @@ pub struct Reading {
     pub requests: u64,
 }
 
+/// One second of one subject's traffic.
 #[derive(Default)]
 struct Second {
     at_s: i64,
-    requests: u64,
-    s4xx: u64,
-    s5xx: u64,
-    retries: u64,
-    term_server: u64,
-    latency: Histogram,
+    sums: Sums,
 }
 
 /// What a rule is about: a backend, or one of its servers (`per_server`).
@@ -94,7 +91,7 @@ pub struct Subject {
     pub server: Option<String>,
 }
 
-/// A window's totals for one subject.
+/// Totals of one subject over a second, or over the window.
 #[derive(Default)]
 struct Sums {
     requests: u64,
@@ -107,7 +104,7 @@ struct Sums {
 
 fn sums(seconds: &VecDeque<Second>) -> Sums {
     let mut t = Sums::default();
-    for s in seconds {
+    for Second { sums: s, .. } in seconds {
         t.requests += s.requests;
         t.s4xx += s.s4xx;
         t.s5xx += s.s5xx;
@@ -168,11 +165,11 @@ impl Rates {
                 ..Default::default()
             });
         }
-        let s = seconds.back_mut().expect("just pushed");
+        let s = &mut seconds.back_mut().expect("just pushed").sums;
         s.requests += 1;
-        match t.status {
-            Some(400..=499) => s.s4xx += 1,
-            Some(500..=599) => s.s5xx += 1,
+        match status_class(t.status) {
+            StatusClass::S4xx => s.s4xx += 1,
+            StatusClass::S5xx => s.s5xx += 1,
             _ => {}
         }
         s.retries += u64::from(t.retries.unwrap_or(0)) + u64::from(t.redispatched);

@@ -10,6 +10,28 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use crate::fasthash::{FastMap, FastState};
 use crate::hist::Histogram;
 
+/// An HTTP status's class; `Other` is no status (tcplog sessions, `-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    S1xx,
+    S2xx,
+    S3xx,
+    S4xx,
+    S5xx,
+    Other,
+}
+
+pub fn status_class(status: Option<i64>) -> StatusClass {
+    match status {
+        Some(100..=199) => StatusClass::S1xx,
+        Some(200..=299) => StatusClass::S2xx,
+        Some(300..=399) => StatusClass::S3xx,
+        Some(400..=499) => StatusClass::S4xx,
+        Some(500..=599) => StatusClass::S5xx,
+        _ => StatusClass::Other,
+    }
+}
+
 /// The figures of one window, mergeable by addition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -39,14 +61,14 @@ pub struct Counts {
 impl Counts {
     pub fn add(&mut self, t: &Traffic<'_>) {
         self.requests += 1;
-        match t.status {
-            Some(100..=199) => self.s1xx += 1,
-            Some(200..=299) => self.s2xx += 1,
-            Some(300..=399) => self.s3xx += 1,
-            Some(400..=499) => self.s4xx += 1,
-            Some(500..=599) => self.s5xx += 1,
-            _ => self.s_other += 1,
-        }
+        *match status_class(t.status) {
+            StatusClass::S1xx => &mut self.s1xx,
+            StatusClass::S2xx => &mut self.s2xx,
+            StatusClass::S3xx => &mut self.s3xx,
+            StatusClass::S4xx => &mut self.s4xx,
+            StatusClass::S5xx => &mut self.s5xx,
+            StatusClass::Other => &mut self.s_other,
+        } += 1;
         self.retries += u64::from(t.retries.unwrap_or(0));
         self.redispatches += u64::from(t.redispatched);
         match t.termination_class() {
