@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
+/// The tests' aiosmtpd server and test CA, reused as they are.
+#[allow(dead_code)]
+#[path = "../tests/common/smtp.rs"]
+mod smtp;
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -73,85 +78,6 @@ fn traffic_lines() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Starts aiosmtpd on `port` with a fresh CA; returns (server, CA file, mail log).
-fn smtp_server(
-    dir: &std::path::Path,
-    port: u16,
-) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
-    let run = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl {args:?}");
-    };
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=bench CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    let mails = dir.join("mails.jsonl");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_server.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .args([dir.join("cert.pem"), dir.join("key.pem"), mails.clone()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3-aiosmtpd");
-    let mut ready = [0u8; 6];
-    child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
-    (child, dir.join("ca.pem"), mails)
-}
-
 fn main() {
     let events: usize = std::env::args()
         .nth(1)
@@ -175,8 +101,13 @@ fn main() {
     let mut smtp = None;
     let channel = if email {
         let port = free_port();
-        let (child, ca, mails) = smtp_server(&dir, port);
-        smtp = Some((child, mails));
+        let (ca, cert, key) = smtp::certificates(&dir);
+        smtp = Some(smtp::Smtp::start(
+            port,
+            &cert,
+            &key,
+            &dir.join("mails.jsonl"),
+        ));
         format!(
             "[[channel]]\nname = \"bench\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
              username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\nfrom = \"hapwatch@example.org\"\n\
@@ -243,8 +174,8 @@ fn main() {
                 }
             },
             // The mail log grows by one line per accepted mail.
-            Some((_, mails)) => loop {
-                let n = std::fs::read_to_string(mails).map_or(0, |t| t.lines().count());
+            Some(server) => loop {
+                let n = server.mails().len();
                 if n > i {
                     latencies.push(sent.elapsed());
                     break;
@@ -264,10 +195,8 @@ fn main() {
     let rate = traffic.join().unwrap();
     let _ = daemon.kill();
     let _ = daemon.wait();
-    if let Some((mut child, _)) = smtp {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    // Dropping the server stops it.
+    drop(smtp);
     let _ = std::fs::remove_dir_all(&dir);
     latencies.sort();
     let q = |p: f64| {

@@ -68,7 +68,7 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
         "/healthz" => {
             let now = crate::timezone::now_ms();
             // The pipeline publishes every second: a stale view means it is stuck.
-            let updated = state.observed.view().updated_ms;
+            let updated = state.observed.updated_ms();
             let stuck = updated > 0 && now - updated > 10_000;
             json_reply(
                 if stuck {

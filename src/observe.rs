@@ -103,6 +103,14 @@ impl Observed {
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
     }
 
+    /// When the view was last published (0: never), without copying it.
+    pub fn updated_ms(&self) -> i64 {
+        self.view
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .updated_ms
+    }
+
     pub fn view(&self) -> View {
         self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
