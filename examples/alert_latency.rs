@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+mod common;
 
 /// The tests' aiosmtpd server and test CA, reused as they are.
 #[allow(dead_code)]
@@ -60,22 +60,6 @@ fn receiver(listener: TcpListener, tx: mpsc::Sender<(Instant, String)>) {
             }
         }
     }
-}
-
-fn traffic_lines() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/haproxy-2.6/");
-    let data = std::fs::read_to_string(format!("{dir}default.datagrams.jsonl")).unwrap();
-    let labels = std::fs::read_to_string(format!("{dir}default.expected.jsonl")).unwrap();
-    data.lines()
-        .zip(labels.lines())
-        .filter(|(_, l)| l.contains("\"template\": \"httplog\""))
-        .map(|(d, _)| {
-            let v: serde_json::Value = serde_json::from_str(d).unwrap();
-            base64::engine::general_purpose::STANDARD
-                .decode(v["b64"].as_str().unwrap())
-                .unwrap()
-        })
-        .collect()
 }
 
 fn main() {
@@ -138,7 +122,7 @@ fn main() {
     let traffic = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let lines = traffic_lines();
+            let lines = common::httplog_datagrams("default");
             let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
             sock.connect(("127.0.0.1", udp)).unwrap();
             let start = Instant::now();

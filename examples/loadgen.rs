@@ -13,24 +13,9 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+mod common;
 
-fn httplog_datagrams(stream: &str) -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/haproxy-2.6/");
-    let data = std::fs::read_to_string(format!("{dir}{stream}.datagrams.jsonl")).expect("fixtures");
-    let labels =
-        std::fs::read_to_string(format!("{dir}{stream}.expected.jsonl")).expect("fixtures");
-    data.lines()
-        .zip(labels.lines())
-        .filter(|(_, l)| l.contains("\"template\": \"httplog\""))
-        .map(|(d, _)| {
-            let v: serde_json::Value = serde_json::from_str(d).unwrap();
-            base64::engine::general_purpose::STANDARD
-                .decode(v["b64"].as_str().unwrap())
-                .unwrap()
-        })
-        .collect()
-}
+use common::httplog_datagrams;
 
 fn main() {
     let mut to = "127.0.0.1:5140".to_owned();
