@@ -49,12 +49,7 @@ fn start_haproxy(
 
 #[test]
 fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
-    if !std::path::Path::new(HAPROXY).exists() {
-        assert!(
-            std::env::var_os("HAPWATCH_E2E").is_none(),
-            "HAPWATCH_E2E=1 but {HAPROXY} is missing"
-        );
-        eprintln!("skipped: {HAPROXY} is not installed (apt-get install haproxy)");
+    if !installed(&[HAPROXY]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -170,12 +165,7 @@ fn origin(port: u16, dir: &std::path::Path) -> std::process::Child {
 
 #[test]
 fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_webhooks() {
-    if !std::path::Path::new(HAPROXY).exists() || !common::smtp::aiosmtpd_available() {
-        assert!(
-            std::env::var_os("HAPWATCH_E2E").is_none(),
-            "HAPWATCH_E2E=1 but haproxy or aiosmtpd is missing"
-        );
-        eprintln!("skipped: needs haproxy and python3-aiosmtpd");
+    if !installed(&[HAPROXY]) || !common::smtp::aiosmtpd_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -294,12 +284,7 @@ fn rsyslog_relays_over_tcp_with_the_shipped_snippets_queue() {
 
 fn relay_through_rsyslog(tcp: bool) {
     const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
-    if !std::path::Path::new(HAPROXY).exists() || !std::path::Path::new(RSYSLOGD).exists() {
-        assert!(
-            std::env::var_os("HAPWATCH_E2E").is_none(),
-            "HAPWATCH_E2E=1 but haproxy or rsyslog is missing"
-        );
-        eprintln!("skipped: needs haproxy and rsyslog");
+    if !installed(&[HAPROXY, RSYSLOGD]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -409,12 +394,7 @@ fn a_lost_down_is_reconciled_from_the_stats_page_csv() {
 
 /// HAProxy's logs all lost; its stats (socket, or the stats page's CSV) tell.
 fn reconcile_from(socket: bool) {
-    if !std::path::Path::new(HAPROXY).exists() {
-        assert!(
-            std::env::var_os("HAPWATCH_E2E").is_none(),
-            "HAPWATCH_E2E=1 but {HAPROXY} is missing"
-        );
-        eprintln!("skipped: {HAPROXY} is not installed");
+    if !installed(&[HAPROXY]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -130,6 +130,21 @@ pub fn json_lines(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// Whether these programs are installed. A missing one skips the test, or
+/// fails it under HAPWATCH_E2E=1 (CI installs them, so they must run there).
+pub fn installed(programs: &[&str]) -> bool {
+    let missing: Vec<&&str> = programs.iter().filter(|p| !Path::new(p).exists()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("HAPWATCH_E2E").is_none(),
+        "HAPWATCH_E2E=1 but {missing:?} is missing"
+    );
+    eprintln!("skipped: {missing:?} is not installed");
+    false
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
