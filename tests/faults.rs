@@ -84,15 +84,11 @@ fn sigkill_mid_stream_leaves_a_sound_database_that_the_next_run_continues() {
     daemon.wait_received(stream.len() as u64);
     // Killed once some events are committed, while windows are still open.
     let db_arg = db.to_str().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let committed = loop {
-        let n = json_lines(&["events", "--db", db_arg, "--since", "1h", "--json"]).len();
-        if n > 0 {
-            break n as i64;
-        }
-        assert!(std::time::Instant::now() < deadline, "no event committed");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let committed = wait_json_lines(
+        &["events", "--db", db_arg, "--since", "1h", "--json"],
+        &daemon,
+    )
+    .len() as i64;
     daemon.kill();
 
     let conn = rusqlite::Connection::open(&db).unwrap();

@@ -72,31 +72,17 @@ fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
 
     // Wait for hapwatch to have stored dead1's DOWN.
     let db_arg = db.to_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-            .args([
-                "events",
-                "--db",
-                db_arg,
-                "--server",
-                "be_e2e/dead1",
-                "--kind",
-                "srv_down",
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        if out.status.success() && !out.stdout.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no srv_down stored; daemon log:\n{}",
-            daemon.seen.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let down = [
+        "events",
+        "--db",
+        db_arg,
+        "--server",
+        "be_e2e/dead1",
+        "--kind",
+        "srv_down",
+        "--json",
+    ];
+    wait_json_lines(&down, &daemon);
     // Every request goes to the server that is up.
     for _ in 0..20 {
         assert!(get(front).starts_with("HTTP/1.1 200"));
@@ -345,37 +331,23 @@ fn relay_through_rsyslog(tcp: bool) {
     );
 
     let db_arg = db.to_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let events = loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-            .args([
-                "events",
-                "--db",
-                db_arg,
-                "--server",
-                "be_rs/dead1",
-                "--kind",
-                "srv_down",
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        if out.status.success() && !out.stdout.is_empty() {
-            break String::from_utf8(out.stdout).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no srv_down relayed; daemon log:\n{}",
-            daemon.seen.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let down = [
+        "events",
+        "--db",
+        db_arg,
+        "--server",
+        "be_rs/dead1",
+        "--kind",
+        "srv_down",
+        "--json",
+    ];
+    let events = wait_json_lines(&down, &daemon);
     let _ = haproxy.kill();
     let _ = haproxy.wait();
     let _ = rsyslog.kill();
     let _ = rsyslog.wait();
     daemon.stop();
-    let event: serde_json::Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
+    let event = &events[0];
     // rsyslog's forwarding format carries a hostname, which becomes the host.
     assert_eq!(event["syslog"]["format"], "rfc3164", "{event}");
     assert_eq!(event["host"], event["syslog"]["hostname"]);

@@ -145,6 +145,31 @@ pub fn installed(programs: &[&str]) -> bool {
     false
 }
 
+/// Polls `hapwatch ARGS` (a `--json` query) until it prints something, for up
+/// to 30 s; the store may not even exist yet. `daemon` explains a timeout.
+pub fn wait_json_lines(args: &[&str], daemon: &Daemon) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+            .args(args)
+            .output()
+            .unwrap();
+        if out.status.success() && !out.stdout.is_empty() {
+            return String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing from hapwatch {args:?}; daemon log:\n{}",
+            daemon.seen.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
