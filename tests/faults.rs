@@ -4,12 +4,9 @@ mod common;
 
 use common::*;
 
-#[test]
-fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let db = dir.path().join("h.db");
-    let cfg = dir.path().join("hapwatch.toml");
+/// A config that stores in `db` and listens on `udp`, reading the fixtures' log-formats.
+fn store_config(dir: &std::path::Path, db: &std::path::Path, udp: u16) -> std::path::PathBuf {
+    let cfg = dir.join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -19,24 +16,16 @@ fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
         ),
     )
     .unwrap();
-    let mut daemon = Daemon::start(&cfg, 1);
+    cfg
+}
 
-    // Another process takes the write lock and keeps it past the writer's 5 s busy timeout.
-    let holder = rusqlite::Connection::open(&db).unwrap();
-    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let stream = datagrams("default");
-    send_udp(udp, &stream);
-    daemon.wait_received(stream.len() as u64);
-    daemon.wait_log("holding the batch and retrying");
-    holder.execute_batch("COMMIT").unwrap();
-    daemon.wait_log("database writes resumed; nothing was lost");
-    let log = daemon.stop();
+/// Every event and every traffic line of the `default` stream is in the store
+/// at `db`, and the daemon's log never admitted losing a batch.
+fn assert_default_stream_stored(db: &std::path::Path, log: &[String]) {
     assert!(
         !log.iter().any(|l| l.contains("this batch is lost")),
         "{log:#?}"
     );
-
-    // Every event and every traffic line made it.
     let labels = expected("default");
     let db = db.to_str().unwrap();
     let events = json_lines(&["events", "--db", db, "--since", "1h", "--json"]);
@@ -65,6 +54,109 @@ fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
             .sum::<u64>(),
         traffic
     );
+}
+
+#[test]
+fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let db = dir.path().join("h.db");
+    let mut daemon = Daemon::start(&store_config(dir.path(), &db, udp), 1);
+
+    // Another process takes the write lock and keeps it past the writer's 5 s busy timeout.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let stream = datagrams("default");
+    send_udp(udp, &stream);
+    daemon.wait_received(stream.len() as u64);
+    daemon.wait_log("holding the batch and retrying");
+    holder.execute_batch("COMMIT").unwrap();
+    daemon.wait_log("database writes resumed; nothing was lost");
+    let log = daemon.stop();
+    assert_default_stream_stored(&db, &log);
+}
+
+/// A small tmpfs of our own, so that filling it fills nobody else's disk.
+/// Unmounted (lazily, in case a daemon still holds it) when dropped.
+struct Volume(std::path::PathBuf);
+
+impl Volume {
+    /// Mounts one, or explains why not: it needs root (CAP_SYS_ADMIN), which
+    /// CI has. Under HAPWATCH_E2E=1 a failure to mount fails the test.
+    fn mount(at: std::path::PathBuf, size: &str) -> Option<Volume> {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Volume(at)),
+            other => {
+                assert!(
+                    std::env::var_os("HAPWATCH_E2E").is_none(),
+                    "HAPWATCH_E2E=1 but a tmpfs cannot be mounted: {other:?}"
+                );
+                eprintln!("skipped: cannot mount a tmpfs here: {other:?}");
+                None
+            }
+        }
+    }
+
+    /// Writes a file until the volume refuses with ENOSPC.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        loop {
+            match f.write_all(&block) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => return path,
+                Err(e) => panic!("filling the volume: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_holds_writes_with_a_clear_error_and_loses_nothing_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(volume) = Volume::mount(dir.path().join("vol"), "8m") else {
+        return;
+    };
+    let udp = free_port();
+    let db = volume.0.join("h.db");
+    let mut daemon = Daemon::start(&store_config(dir.path(), &db, udp), 1);
+
+    let filler = volume.fill();
+    let stream = datagrams("default");
+    send_udp(udp, &stream);
+    daemon.wait_received(stream.len() as u64);
+    // SQLite's own words for ENOSPC, and the daemon keeps going.
+    daemon.wait_log("database or disk is full");
+    daemon.wait_log("holding the batch and retrying");
+    // Still alive and taking messages while the disk is full (one that stores nothing).
+    send_udp(udp, &[b"not a haproxy line".to_vec()]);
+    daemon.wait_received(stream.len() as u64 + 1);
+
+    std::fs::remove_file(filler).unwrap();
+    daemon.wait_log("database writes resumed; nothing was lost");
+    let log = daemon.stop();
+    assert_default_stream_stored(&db, &log);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
 }
 
 #[test]
