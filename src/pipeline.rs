@@ -339,6 +339,17 @@ impl Processor {
         });
     }
 
+    /// The system clock was stepped by `delta_ms`: everything that waits on
+    /// received time moves with it (windows follow the logs' own dates).
+    pub fn clock_stepped(&mut self, delta_ms: i64) {
+        self.seen.1 = self.seen.1.saturating_add(delta_ms);
+        self.rates.shift_clock(delta_ms);
+        self.notifier.shift_clock(delta_ms);
+        if let Some(engine) = &mut self.engine {
+            engine.shift_clock(delta_ms);
+        }
+    }
+
     /// When grouped notifications are next due, if any wait.
     pub fn next_group_deadline(&self) -> Option<i64> {
         self.notifier.next_deadline()

@@ -181,6 +181,16 @@ impl Rates {
         }
     }
 
+    /// The system clock was stepped: the seconds keep their place in the window.
+    pub fn shift_clock(&mut self, delta_ms: i64) {
+        let delta_s = delta_ms.div_euclid(1000);
+        for (_, seconds) in self.subjects.values_mut() {
+            for s in seconds {
+                s.at_s += delta_s;
+            }
+        }
+    }
+
     /// The window's figures of a backend (or one server), as incident evidence.
     pub fn figures(
         &self,
@@ -348,5 +358,18 @@ mod tests {
         assert!(p95.1.value.unwrap() >= 29.0, "{p95:?}");
         let retries = r.iter().find(|x| x.1.rule == "retries_per_s").unwrap();
         assert_eq!(retries.1.value, Some(0.0));
+    }
+
+    #[test]
+    fn a_clock_step_keeps_the_window_s_seconds() {
+        let parser = Parser::new(vec![]);
+        let cfg = RulesConfig::default();
+        let mut rates = Rates::default();
+        feed(&mut rates, &parser, 503, 20, 1_000);
+        let step = 2 * 3_600_000;
+        rates.shift_clock(step);
+        let r = rates.evaluate(&cfg, 1_500 + step);
+        let backend = r.iter().find(|x| x.0.server.is_none()).unwrap();
+        assert_eq!((backend.1.value, backend.1.requests), (Some(1.0), 20));
     }
 }

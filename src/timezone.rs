@@ -158,10 +158,46 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Notices when the system clock is stepped (by NTP or by hand): between two
+/// readings, the wall clock should advance as the monotonic clock does.
+pub struct StepWatch {
+    wall_ms: i64,
+    mono: std::time::Instant,
+}
+
+impl StepWatch {
+    /// A difference smaller than this is scheduling noise, not a step.
+    const TOLERANCE_MS: i64 = 2_000;
+
+    pub fn new(wall_ms: i64, mono: std::time::Instant) -> StepWatch {
+        StepWatch { wall_ms, mono }
+    }
+
+    /// The step since the last reading (wall ahead: positive), if there was one.
+    pub fn check(&mut self, wall_ms: i64, mono: std::time::Instant) -> Option<i64> {
+        let elapsed = mono.saturating_duration_since(self.mono).as_millis() as i64;
+        let step = wall_ms - (self.wall_ms + elapsed);
+        (self.wall_ms, self.mono) = (wall_ms, mono);
+        (step.abs() >= Self::TOLERANCE_MS).then_some(step)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use hapwatch_parsers::parse_accept_date;
+
+    #[test]
+    fn a_step_is_the_wall_clock_moving_unlike_the_monotonic_one() {
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs(1);
+        let mut w = StepWatch::new(1_000_000, t0);
+        assert_eq!(w.check(1_001_000, t0 + s), None, "in step");
+        assert_eq!(w.check(1_002_500, t0 + 2 * s), None, "noise");
+        assert_eq!(w.check(1_002_500 + 3_600_000, t0 + 2 * s), Some(3_600_000));
+        assert_eq!(w.check(1_004_000, t0 + 3 * s), Some(-3_599_500));
+        assert_eq!(w.check(1_005_000, t0 + 4 * s), None, "settled after a step");
+    }
 
     fn utc(s: &str) -> i64 {
         s.parse::<jiff::Timestamp>().unwrap().as_millisecond()

@@ -346,6 +346,7 @@ fn process(
     let mut next_pet = Instant::now();
     let mut next_tick = Instant::now() + TICK;
     let mut next_stats = Instant::now() + stats_interval;
+    let mut steps = crate::timezone::StepWatch::new(crate::timezone::now_ms(), Instant::now());
     // Taken before any socket is bound, so the first interval misses nothing.
     let (mut prev, mut prev_at) = baseline;
     let mut handled = 0u32;
@@ -379,6 +380,14 @@ fn process(
             continue;
         }
         next_tick = now + TICK;
+        if let Some(delta_ms) = steps.check(crate::timezone::now_ms(), now) {
+            tracing::warn!(
+                step = %humantime::format_duration(Duration::from_secs((delta_ms.unsigned_abs() + 500) / 1000)),
+                direction = %if delta_ms > 0 { "forward" } else { "back" },
+                "system clock stepped; timers moved with it"
+            );
+            p.clock_stepped(delta_ms);
+        }
         if let Some(every) = watchdog {
             if now >= next_pet {
                 sd_notify(b"WATCHDOG=1");

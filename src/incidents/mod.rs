@@ -469,6 +469,15 @@ impl Engine {
         );
     }
 
+    /// The system clock was stepped by `delta_ms`: the times this engine waits
+    /// from (last messages, rule holds) move with it, so a step forward is not
+    /// silence and a step back does not postpone an alert.
+    pub fn shift_clock(&mut self, delta_ms: i64) {
+        for t in self.last_seen.values_mut().chain(self.pending.values_mut()) {
+            *t += delta_ms;
+        }
+    }
+
     /// A message from `host` arrived: it is not silent.
     pub fn seen(&mut self, host: &str, ts_ms: i64) -> Vec<Change> {
         let mut out = Vec::new();

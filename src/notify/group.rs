@@ -31,6 +31,13 @@ impl Grouper {
         }
     }
 
+    /// The system clock was stepped: groups still wait `group_wait`, no more.
+    pub fn shift_clock(&mut self, delta_ms: i64) {
+        for p in self.pending.values_mut() {
+            p.deadline_ms += delta_ms;
+        }
+    }
+
     /// Queues items; with no wait, returns their notifications at once.
     pub fn push(
         &mut self,

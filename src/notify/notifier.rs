@@ -182,6 +182,15 @@ impl Notifier {
             .collect()
     }
 
+    /// The system clock was stepped: reminders and groups keep their intervals.
+    /// (The digest stays on the wall clock's hours, as promised.)
+    pub fn shift_clock(&mut self, delta_ms: i64) {
+        for t in self.last_notified.values_mut() {
+            *t += delta_ms;
+        }
+        self.grouper.shift_clock(delta_ms);
+    }
+
     pub fn next_deadline(&self) -> Option<i64> {
         self.grouper.next_deadline()
     }

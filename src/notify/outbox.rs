@@ -38,16 +38,20 @@ pub struct Attempt {
 }
 
 /// The oldest undelivered row of each (channel, backend) that is due.
-pub fn due(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<Pending>> {
+///
+/// A row due later than `now + horizon` (the longest backoff) was scheduled
+/// before the clock was stepped back: it is due now, not hours from now.
+pub fn due(conn: &Connection, now_ms: i64, horizon_ms: i64) -> rusqlite::Result<Vec<Pending>> {
     let mut stmt = conn.prepare_cached(
         "SELECT o.id, o.incident_id, o.channel, o.payload, o.attempts, o.created_at FROM outbox o
-         WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= ?1
+         WHERE o.delivered_at IS NULL AND o.failed_at IS NULL
+           AND (o.next_attempt_at <= ?1 OR o.next_attempt_at > ?1 + ?2)
            AND o.id = (SELECT min(p.id) FROM outbox p
                        WHERE p.channel = o.channel AND p.group_key = o.group_key
                          AND p.delivered_at IS NULL AND p.failed_at IS NULL)
          ORDER BY o.id LIMIT 256",
     )?;
-    let rows = stmt.query_map([now_ms], |r| {
+    let rows = stmt.query_map([now_ms, horizon_ms], |r| {
         Ok(Pending {
             id: r.get(0)?,
             incident_id: r.get(1)?,
@@ -216,9 +220,11 @@ pub async fn run(
     // Rows attempted whose outcome the writer has not committed yet: (id → attempts recorded).
     let mut in_flight: HashMap<i64, i64> = HashMap::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Attempt>();
+    // The longest backoff, jitter included, and a second to spare.
+    let horizon_ms = cfg.retry_max.as_millis() as i64 * 6 / 5 + 1000;
     loop {
         let now = crate::timezone::now_ms();
-        let rows = due(&conn, now).unwrap_or_else(|e| {
+        let rows = due(&conn, now, horizon_ms).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the outbox failed");
             Vec::new()
         });

@@ -188,9 +188,15 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `serve --config FILE` and waits until `listeners` sockets are bound.
     pub fn start(config: &Path, listeners: usize) -> Daemon {
+        Daemon::start_with_env(config, listeners, &[])
+    }
+
+    /// As `start`, with more environment variables (LD_PRELOAD…).
+    pub fn start_with_env(config: &Path, listeners: usize, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
             .args(["serve", "--stats-interval", "200ms", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("HAPWATCH_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())

@@ -1,0 +1,121 @@
+//! System clock steps (NTP, an operator's `date -s`) under a running daemon.
+//! libfaketime (Debian's package) moves the daemon's wall clock while its
+//! monotonic clock runs on, as a real step does.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
+
+/// Sets the daemon's clock offset from the real time ("+0", "-3h", …).
+fn set_offset(control: &std::path::Path, offset: &str) {
+    // Written whole and renamed, so the daemon never reads half an offset.
+    let tmp = control.with_extension("tmp");
+    std::fs::write(&tmp, offset).unwrap();
+    std::fs::rename(&tmp, control).unwrap();
+}
+
+#[test]
+fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
+    if !installed(&[LIBFAKETIME]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Two refusals, then accepted: retries are pending across a step.
+    let receiver = Receiver::start(0, vec![503, 503]);
+    let udp = free_port();
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[incidents]\nsilence_after = \"5m\"\n\
+             [notify]\ngroup_wait = \"2s\"\nretry_min = \"2s\"\nretry_max = \"4s\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
+            dir.path().join("h.db"),
+            receiver.port
+        ),
+    )
+    .unwrap();
+    let control = dir.path().join("faketime");
+    set_offset(&control, "+0");
+    let mut daemon = Daemon::start_with_env(
+        &cfg,
+        1,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", control.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            // A step moves the wall clock only.
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let stepped = |d: &mut Daemon, n: usize| {
+        d.wait_log("system clock stepped");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while d
+            .seen
+            .iter()
+            .filter(|l| l.contains("system clock stepped"))
+            .count()
+            < n
+        {
+            assert!(std::time::Instant::now() < deadline, "{:#?}", d.seen);
+            d.try_seen("");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+
+    // A DOWN waits 2 s in its group; the clock steps back 3 h meanwhile.
+    send_udp(udp, &[DOWN.to_vec()]);
+    daemon.wait_received(1);
+    set_offset(&control, "-3h");
+    stepped(&mut daemon, 1);
+    // Its first delivery fails; with its retry pending, the clock steps back again.
+    daemon.wait_log("notification failed; will retry");
+    set_offset(&control, "-6h");
+    stepped(&mut daemon, 2);
+    // Without the step handled, the group or the retry would wait 3 h.
+    let firing = receiver.wait_accepted(1);
+
+    // Forward 6 h: the host's last message is not 6 h old.
+    set_offset(&control, "+0");
+    stepped(&mut daemon, 3);
+    send_udp(udp, &[UP.to_vec()]);
+    let got = receiver.wait_accepted(2);
+    let log = daemon.stop();
+
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    let seen: Vec<(&str, &str)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["incident"]["kind"].as_str().unwrap(),
+                b["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("server_down", "firing"), ("server_down", "resolved")],
+        "and no silence incident"
+    );
+    assert_eq!(firing.len(), 1);
+    let steps: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("system clock stepped"))
+        .collect();
+    assert_eq!(steps.len(), 3, "{steps:#?}");
+    assert!(
+        steps[0].contains("direction=back") && steps[0].contains("step=3h"),
+        "{steps:#?}"
+    );
+    assert!(steps[2].contains("direction=forward") && steps[2].contains("step=6h"));
+}
