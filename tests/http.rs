@@ -43,6 +43,10 @@ fn prometheus(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
     out
 }
 
+/// Secrets in the config, which no endpoint may show.
+const URL_TOKEN: &str = "tok-7d1f0a";
+const HMAC_SECRET: &str = "hmac-9b2e44";
+
 #[test]
 fn every_endpoint_answers_from_the_log_stream() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +56,9 @@ fn every_endpoint_answers_from_the_log_stream() {
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[parse]\nhaproxy_config = {:?}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n",
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook?token={URL_TOKEN}\"\n\
+             secret = \"{HMAC_SECRET}\"\n[notify]\ngroup_wait = \"0s\"\n",
             dir.path().join("h.db"),
             fixture("config/haproxy-default.cfg")
         ),
@@ -167,5 +173,19 @@ fn every_endpoint_answers_from_the_log_stream() {
     assert_eq!(status, if v["status"] == "all_down" { 503 } else { 200 });
     let (status, _) = http_get(http, "/nope");
     assert_eq!(status, 404);
-    daemon.stop();
+    for path in ["/healthz", "/metrics", "/health/haproxy"] {
+        let (_, body) = http_get(http, path);
+        assert!(
+            !body.contains(URL_TOKEN) && !body.contains(HMAC_SECRET),
+            "{path} shows a secret"
+        );
+    }
+    // The fixtures' DOWN servers were notified to a closed port: failures are logged.
+    daemon.wait_log("notification failed; will retry");
+    let log = daemon.stop();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains(URL_TOKEN) || l.contains(HMAC_SECRET)),
+        "a secret reached the log"
+    );
 }

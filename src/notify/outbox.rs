@@ -127,7 +127,8 @@ async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Re
         .body(payload.to_owned())
         .send()
         .await
-        .map_err(|e| super::error_chain(&e))?;
+        // A webhook URL is often the secret itself (Slack, Teams): never log it.
+        .map_err(|e| super::error_chain(&e.without_url()))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
