@@ -1,31 +1,13 @@
-//! hapwatch: HAProxy's log stream as health alerts and a queryable history.
-
-mod cli;
-mod config;
-mod digest;
-mod fasthash;
-mod formats;
-mod hist;
-mod http;
-mod incidents;
-mod ingest;
-mod notify;
-mod observe;
-mod pipeline;
-mod reconcile;
-mod rules;
-mod stats;
-mod store;
-mod timezone;
-mod windows;
+//! The `hapwatch` binary: parses the command line and reports errors; the
+//! program itself is the library's `cli`.
 
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     // reqwest is built without a TLS provider of its own: ring, as lettre uses.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    let args = hapwatch::cli::Cli::parse();
+    match hapwatch::cli::run(args) {
         Ok(code) => code,
         Err(e) => {
             // The binary's edge: report the whole cause chain once.
