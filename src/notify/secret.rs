@@ -7,6 +7,9 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use serde::{Deserialize, Deserializer};
 
+/// Secrets are keys and passwords, not documents.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -24,6 +27,12 @@ impl Secret {
         }
         if let Some(path) = spec.strip_prefix("file:") {
             let meta = std::fs::metadata(path).map_err(|e| format!("secret file {path}: {e}"))?;
+            // Not a device, a FIFO or /proc: a read that never ends is no secret.
+            if !meta.is_file() || meta.len() > MAX_SECRET_FILE {
+                return Err(format!(
+                    "secret file {path} is not a regular file of at most {MAX_SECRET_FILE} bytes"
+                ));
+            }
             if meta.permissions().mode() & 0o077 != 0 {
                 return Err(format!(
                     "secret file {path} is readable by others (mode {:o}); chmod 600 it",
@@ -78,5 +87,8 @@ mod tests {
         assert_eq!(s.expose(), "from-file");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(Secret::resolve("inline").unwrap().expose(), "inline");
+        assert!(Secret::resolve("file:/dev/zero")
+            .unwrap_err()
+            .contains("not a regular file"));
     }
 }
