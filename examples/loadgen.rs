@@ -3,6 +3,10 @@
 //!
 //! cargo run --release --example loadgen -- [--to 127.0.0.1:5140] [--rate N|max] [--seconds 60]
 //!
+//! With `--servers N` it sends synthetic httplog lines instead, stamped with
+//! the current time and spread over N servers (10 per backend), so that the
+//! store grows as it would in production (for soak runs).
+//!
 //! With `--file PATH --lines N` it writes N lines as rsyslog writes them to a
 //! file instead (`Nov 23 01:23:33 localhost haproxy[pid]: …`), for `replay`.
 //! With `--history PATH --days N` it writes a synthetic history ending now:
@@ -25,6 +29,7 @@ fn main() {
     let mut file_lines = 2_000_000usize;
     let mut history: Option<String> = None;
     let mut days = 30i64;
+    let mut servers: Option<u32> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value after the flag");
@@ -36,6 +41,7 @@ fn main() {
             "--lines" => file_lines = value().parse().expect("--lines N"),
             "--history" => history = Some(value()),
             "--days" => days = value().parse().expect("--days N"),
+            "--servers" => servers = Some(value().parse().expect("--servers N")),
             _ => panic!("usage: loadgen [--to HOST:PORT] [--rate N|max] [--seconds S]"),
         }
     }
@@ -45,7 +51,11 @@ fn main() {
     if let Some(path) = file {
         return write_file(&path, file_lines);
     }
-    let lines = httplog_datagrams("default");
+    let mut fresh = servers.map(Fresh::new);
+    let mut lines = match &mut fresh {
+        Some(f) => f.lines(unix_now()).to_vec(),
+        None => httplog_datagrams("default"),
+    };
     let avg = lines.iter().map(Vec::len).sum::<usize>() / lines.len();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(&to).unwrap();
@@ -63,6 +73,12 @@ fn main() {
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
+        if let Some(f) = &mut fresh {
+            let now = unix_now();
+            if now != f.second {
+                lines = f.lines(now).to_vec();
+            }
+        }
         while sent + failed < due {
             match sock.send(&lines[i % lines.len()]) {
                 Ok(_) => sent += 1,
@@ -76,6 +92,51 @@ fn main() {
         "sent {sent} datagrams ({failed} send errors) of {avg} bytes on average in {secs:.1}s: {:.0}/s",
         sent as f64 / secs
     );
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Synthetic httplog datagrams of the current second, one per server.
+struct Fresh {
+    servers: u32,
+    second: i64,
+    lines: Vec<Vec<u8>>,
+}
+
+impl Fresh {
+    fn new(servers: u32) -> Fresh {
+        Fresh {
+            servers: servers.max(1),
+            second: i64::MIN,
+            lines: Vec::new(),
+        }
+    }
+
+    /// The lines for second `t`, built once per second.
+    fn lines(&mut self, t: i64) -> &[Vec<u8>] {
+        if t != self.second {
+            self.second = t;
+            let (header, accept) = stamp(t);
+            self.lines = (0..self.servers)
+                .map(|srv| {
+                    // Mostly 200s with a few 404s and 503s; latencies vary per server and second.
+                    let status = match (t + i64::from(srv)) % 50 {
+                        0 => 503,
+                        1..=3 => 404,
+                        _ => 200,
+                    };
+                    let tr = 1 + (t * 7 + i64::from(srv) * 13) % 120;
+                    format!("<134>{header} lb1 haproxy[1]: 10.0.{}.{}:4242 [{accept}] fe_main be_{}/s{srv} 0/0/1/{tr}/{} {status} 512 - - ---- 1/1/0/0/0 0/0 \"GET /x HTTP/1.1\"", srv / 250, srv % 250, srv / 10, tr + 2).into_bytes()
+                })
+                .collect();
+        }
+        &self.lines
+    }
 }
 
 /// rsyslog's file format is its forwarded line without the PRI.
@@ -118,23 +179,22 @@ fn civil_from_days(z: i64) -> (i64, usize, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m as usize, d)
 }
 
+/// (syslog header date, httplog accept date) of unix second `t`, in UTC.
+fn stamp(t: i64) -> (String, String) {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let s = t.rem_euclid(86_400);
+    let hms = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    (
+        format!("{} {d:2} {hms}", MONTHS[m - 1]),
+        format!("{d:02}/{}/{y}:{hms}.000", MONTHS[m - 1]),
+    )
+}
+
 fn write_history(path: &str, days: i64) {
     use std::io::Write;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_now();
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the file"));
     let (mut traffic, mut events) = (0u64, 0u64);
-    let stamp = |t: i64| {
-        let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-        let s = t.rem_euclid(86_400);
-        let hms = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
-        (
-            format!("{} {d:2} {hms}", MONTHS[m - 1]),
-            format!("{d:02}/{}/{y}:{hms}.000", MONTHS[m - 1]),
-        )
-    };
     // A state change every 157 s for a year: ~200k events.
     let mut t = now - 365 * 86_400;
     let mut up = false;

@@ -1,11 +1,14 @@
 #!/bin/sh
 # Soak: a release `hapwatch serve` under the fixture load generator at a fixed
 # rate; every SAMPLE seconds it prints the daemon's RSS, the SQLite size and
-# the counters, then the totals. Usage: scripts/soak.sh RATE SECONDS [SAMPLE]
+# the counters, then the totals. Usage: scripts/soak.sh RATE SECONDS [SAMPLE] [SERVERS]
+# With SERVERS, the generator sends lines stamped now over that many servers
+# (as production would), so the store grows as it would in a day.
 set -eu
 rate=${1:?rate (datagrams/s)}
 secs=${2:?seconds}
 sample=${3:-10}
+servers=${4:+--servers $4}
 port=5198
 dir=$(mktemp -d)
 cargo build --release --quiet --bin hapwatch --example loadgen
@@ -14,7 +17,7 @@ HAPWATCH_LOG=info $bin serve --db "$dir/h.db" --stats-interval "${sample}s" \
     --listen udp://127.0.0.1:$port 2>"$dir/serve.log" &
 pid=$!
 sleep 1
-target/release/examples/loadgen --to 127.0.0.1:$port --rate "$rate" --seconds "$secs" >"$dir/gen.out" &
+target/release/examples/loadgen --to 127.0.0.1:$port --rate "$rate" --seconds "$secs" $servers >"$dir/gen.out" &
 gen=$!
 printf '%8s %10s %12s\n' "t (s)" "RSS (MB)" "SQLite (MB)"
 t=0
@@ -31,4 +34,7 @@ kill -TERM $pid
 wait $pid
 echo "peak RSS ${peak} MB"
 grep ' totals ' "$dir/serve.log" | sed 's/.*totals //'
+# The WAL is folded into the file at a clean stop: this is the store's size.
+bytes=$(stat -c %s "$dir/h.db")
+echo "SQLite after ${secs}s: $((bytes / 1024)) KiB; at this rate $((bytes * 86400 / secs / 1048576)) MB a day"
 rm -rf "$dir"
