@@ -123,6 +123,45 @@ fn a_mail_server_down_for_a_while_gets_the_mail_once_it_is_back() {
 }
 
 #[test]
+fn a_mail_server_slower_than_the_timeout_is_given_up_on_and_retried_once() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (udp, smtp_port) = (free_port(), free_port());
+    // The first DATA is answered after 10 s; the channel waits 2 s.
+    let smtp = Smtp::start_slow(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"), 10);
+    let cfg = config(dir.path(), udp, smtp_port, &ca);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "tls = \"starttls\"\n",
+            "tls = \"starttls\"\ntimeout = \"2s\"\n",
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    daemon.wait_log("notification failed; will retry");
+    smtp.wait_mails(1);
+    daemon.wait_log("notification delivered");
+    let log = daemon.stop();
+    assert_eq!(smtp.mails().len(), 1, "the stalled attempt kept nothing");
+    let failed = log
+        .iter()
+        .find(|l| l.contains("notification failed"))
+        .unwrap();
+    assert!(failed.contains("attempts=1"), "{failed}");
+    let delivered = log
+        .iter()
+        .find(|l| l.contains("notification delivered"))
+        .unwrap();
+    assert!(delivered.contains("attempts=2"), "{delivered}");
+}
+
+#[test]
 fn implicit_tls_works_too() {
     if !aiosmtpd_available() {
         return;

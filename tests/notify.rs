@@ -328,3 +328,34 @@ fn a_flapping_server_is_one_flapping_notification_and_one_resolved() {
         .unwrap()
         .starts_with("[hapwatch] FLAPPING be_x/s1"));
 }
+
+#[test]
+fn a_hanging_receiver_is_timed_out_and_retried_without_holding_up_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Receiver::start(0, vec![0]);
+    let fast = Receiver::start(0, vec![]);
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, slow.port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("timeout = \"1s\"\n");
+    text.push_str(&format!(
+        "[[channel]]\nname = \"fast\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
+        fast.port
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    // The other channel is not held up by the hang.
+    fast.wait_accepted(1);
+    assert_eq!(slow.accepted.lock().unwrap().len(), 0);
+    daemon.wait_log("notification failed; will retry");
+    let got = slow.wait_accepted(1);
+    daemon.wait_log("channel=\"ops\" incident=1 attempts=2");
+    daemon.stop();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        slow.attempts.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one hung attempt, one delivered"
+    );
+}

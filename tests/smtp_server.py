@@ -1,11 +1,14 @@
 """A real SMTP server for hapwatch's tests: Debian's aiosmtpd, with STARTTLS
 required and AUTH (user/pass) required. Run with /usr/bin/python3:
 
-    smtp_server.py PORT CERT KEY OUT.jsonl [starttls|tls]
+    smtp_server.py PORT CERT KEY OUT.jsonl [starttls|tls] [STALL_SECONDS]
 
 Each accepted message is appended to OUT.jsonl; "ready" is printed once
-listening; it stops when stdin closes.
+listening; it stops when stdin closes. With STALL_SECONDS, the first message's
+DATA is answered only after that long (a slow server): a client that gives up
+first has its connection closed, and that message is not kept.
 """
+import asyncio
 import email
 import email.policy
 import json
@@ -17,10 +20,18 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port, cert, key, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 mode = sys.argv[5] if len(sys.argv) > 5 else "starttls"
+stall = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 
 
 class Handler:
+    def __init__(self):
+        self.stalled = False
+
     async def handle_DATA(self, server, session, envelope):
+        if stall and not self.stalled:
+            self.stalled = True
+            # Cancelled if the client hangs up meanwhile: nothing is kept.
+            await asyncio.sleep(stall)
         text = envelope.content.decode("utf-8", "replace")
         msg = email.message_from_string(text, policy=email.policy.default)
         header = lambda name: str(msg[name]) if msg[name] else None

@@ -59,6 +59,7 @@ pub struct ChannelConfig {
     /// Send a notice when an incident is resolved.
     #[serde(default = "yes")]
     pub resolved: bool,
+    /// One delivery attempt as a whole, connect to last answer.
     #[serde(
         default = "default_timeout",
         deserialize_with = "crate::config::duration"

@@ -101,11 +101,24 @@ enum Sender {
     Smtp(lettre::AsyncSmtpTransport<lettre::Tokio1Executor>),
 }
 
+/// One attempt, bounded by the channel's `timeout` as a whole: lettre's async
+/// transport times out only its connect, so a server that stalls mid-dialogue
+/// would otherwise hold the notification (and those queued behind it) for good.
 async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), String> {
-    match via {
-        Sender::Http(client) => post(client, ch, payload).await,
-        Sender::Smtp(transport) => super::email::send(transport, ch, payload).await,
-    }
+    let attempt = async {
+        match via {
+            Sender::Http(client) => post(client, ch, payload).await,
+            Sender::Smtp(transport) => super::email::send(transport, ch, payload).await,
+        }
+    };
+    tokio::time::timeout(ch.timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer within {}",
+                humantime::format_duration(ch.timeout)
+            ))
+        })
 }
 
 async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Result<(), String> {

@@ -323,6 +323,7 @@ pub type Request = (Vec<(String, String)>, String);
 
 /// A real HTTP/1.1 receiver on loopback for webhook tests: it answers the
 /// scripted statuses in turn (then 200) and keeps the requests it accepted.
+/// A scripted 0 answers nothing for 10 s, then closes.
 pub struct Receiver {
     pub port: u16,
     pub accepted: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
@@ -373,6 +374,14 @@ impl Receiver {
                 }
                 let n = att.fetch_add(1, Ordering::SeqCst);
                 let status = script.get(n).copied().unwrap_or(200);
+                if status == 0 {
+                    // A receiver that hangs: no answer for a while, then a close.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(10));
+                        drop(s);
+                    });
+                    continue;
+                }
                 if status == 200 {
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                     let headers = head

@@ -100,12 +100,29 @@ impl Smtp {
 
     /// `mode`: "starttls" or "tls" (implicit TLS).
     pub fn start_mode(port: u16, cert: &Path, key: &Path, out: &Path, mode: &str) -> Smtp {
+        Smtp::start_with(port, cert, key, out, mode, 0)
+    }
+
+    /// STARTTLS, answering the first message's DATA only after `stall_s` seconds.
+    pub fn start_slow(port: u16, cert: &Path, key: &Path, out: &Path, stall_s: u32) -> Smtp {
+        Smtp::start_with(port, cert, key, out, "starttls", stall_s)
+    }
+
+    fn start_with(
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        out: &Path,
+        mode: &str,
+        stall_s: u32,
+    ) -> Smtp {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg(port.to_string())
             .args([cert, key, out])
             .arg(mode)
+            .arg(stall_s.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
