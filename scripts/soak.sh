@@ -9,7 +9,7 @@ rate=${1:?rate (datagrams/s)}
 secs=${2:?seconds}
 sample=${3:-10}
 servers=${4:+--servers $4}
-port=5198
+port=${SOAK_PORT:-5198}
 dir=$(mktemp -d)
 cargo build --release --quiet --bin hapwatch --example loadgen
 bin=target/release/hapwatch
@@ -37,4 +37,14 @@ grep ' totals ' "$dir/serve.log" | sed 's/.*totals //'
 # The WAL is folded into the file at a clean stop: this is the store's size.
 bytes=$(stat -c %s "$dir/h.db")
 echo "SQLite after ${secs}s: $((bytes / 1024)) KiB; at this rate $((bytes * 86400 / secs / 1048576)) MB a day"
+# Nothing lost: every datagram sent was received and parsed (exit 1 otherwise).
+sent=$(sed -n 's/^sent \([0-9]*\) datagrams.*/\1/p' "$dir/gen.out")
+totals=$(grep ' totals ' "$dir/serve.log")
+received=$(echo "$totals" | sed 's/.* received=\([0-9]*\).*/\1/')
+parsed=$(echo "$totals" | sed 's/.* parsed=\([0-9]*\).*/\1/')
 rm -rf "$dir"
+if [ "$sent" != "$received" ] || [ "$sent" != "$parsed" ]; then
+    echo "LOSS: sent $sent, received $received, parsed $parsed" >&2
+    exit 1
+fi
+echo "sent = received = parsed = $sent"
