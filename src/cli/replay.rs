@@ -40,6 +40,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     args.formats.apply(&mut config.parse);
     let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
     let conn = crate::store::open_write(&config.db_path())?;
+    // A backfill writes all over the windows index: a larger page cache keeps it hot.
+    conn.pragma_update(None, "cache_size", -65_536)?;
     let stats = Arc::new(Stats::default());
     let writer = Writer::spawn(
         conn,

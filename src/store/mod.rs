@@ -57,9 +57,10 @@ pub fn open_write(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sqlite(path))?;
     // NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the last commit.
-    // A larger page cache keeps the windows index hot during backfills.
+    // The page cache is the daemon's largest memory: 8 MiB keeps the recent end of
+    // every index hot, where live writes land (`replay` raises it for backfills).
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;",
     )
     .map_err(sqlite(path))?;
     schema::migrate(&conn, path)?;
