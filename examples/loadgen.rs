@@ -162,31 +162,12 @@ fn write_file(path: &str, n: usize) {
     println!("wrote {n} httplog lines ({bytes} bytes) to {path}");
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// (year, month, day) of days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, usize, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m as usize, d)
-}
-
 /// (syslog header date, httplog accept date) of unix second `t`, in UTC.
 fn stamp(t: i64) -> (String, String) {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    let hms = format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    let ts = jiff::Timestamp::from_second(t).expect("a representable second");
     (
-        format!("{} {d:2} {hms}", MONTHS[m - 1]),
-        format!("{d:02}/{}/{y}:{hms}.000", MONTHS[m - 1]),
+        ts.strftime("%b %e %H:%M:%S").to_string(),
+        ts.strftime("%d/%b/%Y:%H:%M:%S.000").to_string(),
     )
 }
 

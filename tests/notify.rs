@@ -133,25 +133,11 @@ fn traffic_now(status: u16) -> Vec<u8> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let (days, secs) = (now.div_euclid(86_400), now.rem_euclid(86_400));
-    // Civil date from days since 1970 (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][m as usize - 1];
+    let accept = jiff::Timestamp::from_second(now)
+        .unwrap()
+        .strftime("%d/%b/%Y:%H:%M:%S.000");
     format!(
-        "<134>Nov 23 01:23:33 haproxy[1]: 10.0.0.1:4242 [{d:02}/{month}/{y}:{:02}:{:02}:{:02}.000] fe be_api/api1 0/0/1/5/6 {status} 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\"",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
+        "<134>Nov 23 01:23:33 haproxy[1]: 10.0.0.1:4242 [{accept}] fe be_api/api1 0/0/1/5/6 {status} 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\""
     )
     .into_bytes()
 }
