@@ -3,10 +3,8 @@
 //!
 //! Run: `cargo bench -p hapwatch-parsers`
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use base64::Engine as _;
 use divan::counter::{BytesCount, ItemsCount};
 use divan::{black_box, Bencher};
 use hapwatch_parsers::{find_log_formats, parse_envelope, LogFormat, Parser};
@@ -15,15 +13,11 @@ fn main() {
     divan::main();
 }
 
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/haproxy-2.6")
-}
-
 fn parser() -> &'static Parser {
     static P: OnceLock<Parser> = OnceLock::new();
     P.get_or_init(|| {
         let cfg =
-            std::fs::read_to_string(fixture_dir().join("config/haproxy-default.cfg")).unwrap();
+            std::fs::read_to_string(hapwatch_fixtures::path("config/haproxy-default.cfg")).unwrap();
         let found = find_log_formats(&cfg).unwrap();
         let formats = LogFormat::compile_all(found.iter().map(|f| f.format.as_str())).unwrap();
         Parser::new(formats)
@@ -34,20 +28,13 @@ fn parser() -> &'static Parser {
 fn corpus() -> &'static Vec<(String, Vec<u8>)> {
     static C: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
     C.get_or_init(|| {
-        let d = std::fs::read_to_string(fixture_dir().join("default.datagrams.jsonl")).unwrap();
-        let e = std::fs::read_to_string(fixture_dir().join("default.expected.jsonl")).unwrap();
-        d.lines()
-            .zip(e.lines())
-            .map(|(d, e)| {
-                let d: serde_json::Value = serde_json::from_str(d).unwrap();
-                let e: serde_json::Value = serde_json::from_str(e).unwrap();
-                let template = match e["log_format"].as_str() {
+        hapwatch_fixtures::labelled("default")
+            .into_iter()
+            .map(|(bytes, label)| {
+                let template = match label["log_format"].as_str() {
                     Some("httpslog") => "httpslog".to_string(),
-                    _ => e["template"].as_str().unwrap().to_string(),
+                    _ => label["template"].as_str().unwrap().to_string(),
                 };
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(d["b64"].as_str().unwrap())
-                    .unwrap();
                 (template, bytes)
             })
             .collect()

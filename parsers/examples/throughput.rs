@@ -61,20 +61,10 @@ fn main() {
 
 /// The real httplog datagrams of the `default` fixture stream, repeated.
 fn fixture_httplog(lines: usize) -> Vec<u8> {
-    use base64::Engine as _;
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/haproxy-2.6");
-    let d = std::fs::read_to_string(dir.join("default.datagrams.jsonl")).expect("fixtures");
-    let e = std::fs::read_to_string(dir.join("default.expected.jsonl")).expect("fixtures");
-    let picked: Vec<Vec<u8>> = d
-        .lines()
-        .zip(e.lines())
-        .filter(|(_, e)| e.contains("\"log_format\": \"httplog\""))
-        .map(|(d, _)| {
-            let v: serde_json::Value = serde_json::from_str(d).unwrap();
-            base64::engine::general_purpose::STANDARD
-                .decode(v["b64"].as_str().unwrap())
-                .unwrap()
-        })
+    let picked: Vec<Vec<u8>> = hapwatch_fixtures::labelled("default")
+        .into_iter()
+        .filter(|(_, label)| label["log_format"] == "httplog")
+        .map(|(datagram, _)| datagram)
         .collect();
     picked
         .iter()

@@ -5,42 +5,15 @@ pub mod smtp;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::Value;
 
-pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/haproxy-2.6")
-        .join(name)
-}
-
-/// The captured datagrams of a stream, byte for byte.
-pub fn datagrams(stream: &str) -> Vec<Vec<u8>> {
-    std::fs::read_to_string(fixture(&format!("{stream}.datagrams.jsonl")))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            base64::engine::general_purpose::STANDARD
-                .decode(v["b64"].as_str().unwrap())
-                .unwrap()
-        })
-        .collect()
-}
-
-/// The labels of a stream, one per datagram.
-pub fn expected(stream: &str) -> Vec<Value> {
-    std::fs::read_to_string(fixture(&format!("{stream}.expected.jsonl")))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+#[allow(unused_imports)] // each test binary uses some of them
+pub use hapwatch_fixtures::{datagrams, labels as expected, path as fixture};
 
 /// Traffic per (backend, server, minute start as RFC 3339, UTC), from the labels.
 pub type Expected = BTreeMap<(String, String, String), Counts>;
