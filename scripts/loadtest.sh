@@ -5,7 +5,8 @@
 set -eu
 secs=${1:-60}
 rate=${2:-max}
-port=5199
+# A port of its own, so that two runs do not meet.
+port=$((20000 + $$ % 20000))
 dir=$(mktemp -d)
 cargo build --release --quiet --bin hapwatch --example loadgen
 bin=target/release/hapwatch

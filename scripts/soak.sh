@@ -9,7 +9,8 @@ rate=${1:?rate (datagrams/s)}
 secs=${2:?seconds}
 sample=${3:-10}
 servers=${4:+--servers $4}
-port=${SOAK_PORT:-5198}
+# A port of its own, so that two runs (or a CI run beside a soak) do not meet.
+port=${SOAK_PORT:-$((20000 + $$ % 20000))}
 dir=$(mktemp -d)
 cargo build --release --quiet --bin hapwatch --example loadgen
 bin=target/release/hapwatch
