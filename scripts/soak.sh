@@ -4,6 +4,7 @@
 # the counters, then the totals. Usage: scripts/soak.sh RATE SECONDS [SAMPLE] [SERVERS]
 # With SERVERS, the generator sends lines stamped now over that many servers
 # (as production would), so the store grows as it would in a day.
+# SOAK_KEEP=1 keeps the store for a look afterwards; SOAK_PORT picks the port.
 set -eu
 rate=${1:?rate (datagrams/s)}
 secs=${2:?seconds}
@@ -48,7 +49,11 @@ sent=$(sed -n 's/^sent \([0-9]*\) datagrams.*/\1/p' "$dir/gen.out")
 totals=$(grep ' totals ' "$dir/serve.log")
 received=$(echo "$totals" | sed 's/.* received=\([0-9]*\).*/\1/')
 parsed=$(echo "$totals" | sed 's/.* parsed=\([0-9]*\).*/\1/')
-rm -rf "$dir"
+if [ -n "${SOAK_KEEP:-}" ]; then
+    echo "kept the store: $dir/h.db"
+else
+    rm -rf "$dir"
+fi
 if [ "$sent" != "$received" ] || [ "$sent" != "$parsed" ]; then
     echo "LOSS: sent $sent, received $received, parsed $parsed" >&2
     exit 1

@@ -33,7 +33,10 @@ const SPARSE_MAX: usize = 24;
 enum Repr {
     /// (bucket, count), sorted by bucket, counts > 0.
     Sparse(Vec<(u16, u64)>),
-    Dense(Box<[u64; BUCKETS]>),
+    /// Counts of buckets `lo..lo + counts.len()`: only the span seen, since one
+    /// server's latencies cover a few powers of two, not all 38 (a full array
+    /// is 4.8 KB, and a daemon holds two per open window).
+    Dense { lo: usize, counts: Vec<u64> },
 }
 
 #[derive(Debug, Clone)]
@@ -64,17 +67,28 @@ impl Histogram {
 
     fn add(&mut self, bucket: usize, n: u64) {
         match &mut self.repr {
-            Repr::Dense(counts) => counts[bucket] += n,
+            Repr::Dense { lo, counts } => {
+                if bucket < *lo {
+                    counts.splice(0..0, std::iter::repeat_n(0, *lo - bucket));
+                    *lo = bucket;
+                } else if bucket >= *lo + counts.len() {
+                    counts.resize(bucket - *lo + 1, 0);
+                }
+                counts[bucket - *lo] += n;
+            }
             Repr::Sparse(pairs) => match pairs.binary_search_by_key(&(bucket as u16), |p| p.0) {
                 Ok(i) => pairs[i].1 += n,
                 Err(i) if pairs.len() < SPARSE_MAX => pairs.insert(i, (bucket as u16, n)),
                 Err(_) => {
-                    let mut counts = Box::new([0u64; BUCKETS]);
+                    // Sorted and non-empty: the span is from the first to the last.
+                    let first = usize::from(pairs[0].0).min(bucket);
+                    let last = usize::from(pairs[pairs.len() - 1].0).max(bucket);
+                    let mut counts = vec![0u64; last - first + 1];
                     for (b, c) in pairs.iter() {
-                        counts[usize::from(*b)] = *c;
+                        counts[usize::from(*b) - first] = *c;
                     }
-                    counts[bucket] += n;
-                    self.repr = Repr::Dense(counts);
+                    counts[bucket - first] += n;
+                    self.repr = Repr::Dense { lo: first, counts };
                 }
             },
         }
@@ -84,9 +98,14 @@ impl Histogram {
     pub fn buckets(&self) -> Box<dyn Iterator<Item = (usize, u64)> + '_> {
         match &self.repr {
             Repr::Sparse(pairs) => Box::new(pairs.iter().map(|(b, n)| (usize::from(*b), *n))),
-            Repr::Dense(counts) => {
-                Box::new(counts.iter().copied().enumerate().filter(|(_, n)| *n > 0))
-            }
+            Repr::Dense { lo, counts } => Box::new(
+                counts
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|(_, n)| *n > 0)
+                    .map(move |(i, n)| (lo + i, n)),
+            ),
         }
     }
 
@@ -207,6 +226,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn buckets_count_what_was_recorded_in_any_order(values in proptest::collection::vec(0u64..100_000_000, 0..300)) {
+            let mut h = Histogram::default();
+            let mut want = std::collections::BTreeMap::new();
+            for v in &values {
+                h.record(*v);
+                *want.entry(bucket_of(*v)).or_insert(0u64) += 1;
+            }
+            prop_assert_eq!(h.buckets().collect::<Vec<_>>(), want.into_iter().collect::<Vec<_>>());
+        }
+
         #[test]
         fn merging_equals_recording_everything(a in proptest::collection::vec(0u64..10_000_000, 0..200),
                                                b in proptest::collection::vec(0u64..10_000_000, 0..200)) {
