@@ -61,6 +61,10 @@ pub struct StorageConfig {
     pub retain_windows: Duration,
     #[serde(deserialize_with = "duration")]
     pub retain_events: Duration,
+    /// Evidence lines go sooner than the windows they belong to: they are most
+    /// of the store's size, and most useful while an incident is fresh.
+    #[serde(deserialize_with = "duration")]
+    pub retain_samples: Duration,
     /// Raw lines kept per window and error class, as evidence.
     pub samples_per_window: usize,
 }
@@ -135,6 +139,7 @@ impl Default for StorageConfig {
             window_grace: Duration::from_secs(10),
             retain_windows: Duration::from_secs(30 * 86_400),
             retain_events: Duration::from_secs(365 * 86_400),
+            retain_samples: Duration::from_secs(7 * 86_400),
             samples_per_window: 3,
         }
     }

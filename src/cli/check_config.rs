@@ -35,10 +35,11 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     writeln!(out, "  database  {}", config.db_path().display())?;
     writeln!(
         out,
-        "  windows   {} (grace {}), kept {}; events kept {}",
+        "  windows   {} (grace {}), kept {}; evidence lines kept {}; events kept {}",
         short(s.window),
         short(s.window_grace),
         short(s.retain_windows),
+        short(s.retain_samples.min(s.retain_windows)),
         short(s.retain_events)
     )?;
     writeln!(out, "  timezone  {}", config.parse.timezone)?;

@@ -70,6 +70,7 @@ pub enum WriteOp {
 pub struct Retention {
     pub windows: Duration,
     pub events: Duration,
+    pub samples: Duration,
 }
 
 /// Ops a transaction takes at most; bounds how long a reader can wait.
@@ -408,11 +409,12 @@ fn write_notifications(
 fn prune(conn: &Connection, r: Retention) {
     let now = crate::timezone::now_ms();
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
+    let samples_before_s = (now - r.samples.min(r.windows).as_millis() as i64) / 1000;
     let events_before_ms = now - r.events.as_millis() as i64;
     let result = (|| -> rusqlite::Result<usize> {
         let tx = conn.unchecked_transaction()?;
         let mut n = tx.execute("DELETE FROM windows WHERE start < ?1", [windows_before_s])?;
-        n += tx.execute("DELETE FROM samples WHERE start < ?1", [windows_before_s])?;
+        n += tx.execute("DELETE FROM samples WHERE start < ?1", [samples_before_s])?;
         n += tx.execute(
             "DELETE FROM ingest_stats WHERE ts < ?1",
             [windows_before_s * 1000],
@@ -526,6 +528,7 @@ mod tests {
             Retention {
                 windows: Duration::from_secs(3600),
                 events: Duration::from_secs(3600),
+                samples: Duration::from_secs(86_400),
             },
         );
         let left: Vec<i64> = conn
@@ -541,5 +544,22 @@ mod tests {
             .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
             .unwrap();
         assert_eq!(samples, 1, "the old window's evidence went with it");
+
+        // Evidence may go before its window.
+        prune(
+            &conn,
+            Retention {
+                windows: Duration::from_secs(3600),
+                events: Duration::from_secs(3600),
+                samples: Duration::from_secs(30),
+            },
+        );
+        let windows: i64 = conn
+            .query_row("SELECT count(*) FROM windows", [], |r| r.get(0))
+            .unwrap();
+        let samples: i64 = conn
+            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((windows, samples), (1, 0));
     }
 }
