@@ -1,8 +1,6 @@
 //! Email notifications with lettre: SMTP with STARTTLS or implicit TLS and
 //! AUTH. A resolve threads under its firing (Message-ID / In-Reply-To).
 
-use std::time::Duration;
-
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -117,8 +115,7 @@ pub fn transport(ch: &ChannelConfig) -> Result<AsyncSmtpTransport<Tokio1Executor
     };
     let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
         .port(ch.smtp_port.unwrap_or(port))
-        .tls(tls)
-        .timeout(Some(ch.timeout.max(Duration::from_secs(1))));
+        .tls(tls);
     if let (Some(u), Some(p)) = (&ch.username, &ch.password) {
         b = b.credentials(Credentials::new(u.clone(), p.expose().to_owned()));
     }

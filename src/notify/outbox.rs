@@ -124,7 +124,6 @@ async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), Str
 async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Result<(), String> {
     let mut req = client
         .post(ch.url.as_deref().unwrap_or_default())
-        .timeout(ch.timeout)
         .header("content-type", "application/json")
         .header(
             "user-agent",
