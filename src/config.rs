@@ -131,6 +131,13 @@ impl Default for DaemonConfig {
     }
 }
 
+impl StorageConfig {
+    /// How long evidence lines are kept: `retain_samples`, never past their window.
+    pub fn samples_kept(&self) -> Duration {
+        self.retain_samples.min(self.retain_windows)
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {

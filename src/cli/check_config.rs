@@ -39,7 +39,7 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         short(s.window),
         short(s.window_grace),
         short(s.retain_windows),
-        short(s.retain_samples.min(s.retain_windows)),
+        short(s.samples_kept()),
         short(s.retain_events)
     )?;
     writeln!(out, "  timezone  {}", config.parse.timezone)?;

@@ -88,7 +88,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(Retention {
             windows: config.storage.retain_windows,
             events: config.storage.retain_events,
-            samples: config.storage.retain_samples,
+            samples: config.storage.samples_kept(),
         }),
         stats.rows_written.clone(),
         stats.write_errors.clone(),

@@ -70,6 +70,7 @@ pub enum WriteOp {
 pub struct Retention {
     pub windows: Duration,
     pub events: Duration,
+    /// Evidence lines (`StorageConfig::samples_kept`).
     pub samples: Duration,
 }
 
@@ -409,7 +410,7 @@ fn write_notifications(
 fn prune(conn: &Connection, r: Retention) {
     let now = crate::timezone::now_ms();
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
-    let samples_before_s = (now - r.samples.min(r.windows).as_millis() as i64) / 1000;
+    let samples_before_s = (now - r.samples.as_millis() as i64) / 1000;
     let events_before_ms = now - r.events.as_millis() as i64;
     let result = (|| -> rusqlite::Result<usize> {
         let tx = conn.unchecked_transaction()?;
