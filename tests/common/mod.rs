@@ -195,7 +195,12 @@ impl Daemon {
 
     /// Waits for a log line containing `text`.
     pub fn wait_log(&mut self, text: &str) {
-        self.wait_for(|seen| seen.iter().any(|l| l.contains(text)));
+        self.wait_log_times(text, 1);
+    }
+
+    /// Waits for `n` log lines containing `text`.
+    pub fn wait_log_times(&mut self, text: &str, n: usize) {
+        self.wait_for(|seen| seen.iter().filter(|l| l.contains(text)).count() >= n);
     }
 
     /// Whether a log line containing `text` has arrived, without waiting.
