@@ -16,6 +16,16 @@ use common::*;
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 
+/// Waits until the store at `db` holds a DOWN event of `server` ("be/srv"); returns them.
+fn wait_down_events(db: &str, server: &str, daemon: &Daemon) -> Vec<serde_json::Value> {
+    wait_json_lines(
+        &[
+            "events", "--db", db, "--server", server, "--kind", "srv_down", "--json",
+        ],
+        daemon,
+    )
+}
+
 fn get(port: u16) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /e2e HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n")
@@ -72,17 +82,7 @@ fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
 
     // Wait for hapwatch to have stored dead1's DOWN.
     let db_arg = db.to_str().unwrap();
-    let down = [
-        "events",
-        "--db",
-        db_arg,
-        "--server",
-        "be_e2e/dead1",
-        "--kind",
-        "srv_down",
-        "--json",
-    ];
-    wait_json_lines(&down, &daemon);
+    wait_down_events(db_arg, "be_e2e/dead1", &daemon);
     // Every request goes to the server that is up.
     for _ in 0..20 {
         assert!(get(front).starts_with("HTTP/1.1 200"));
@@ -330,18 +330,7 @@ fn relay_through_rsyslog(tcp: bool) {
         &format!("frontend fe_rs\n    bind 127.0.0.1:{front}\n    default_backend be_rs\nbackend be_rs\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\n"),
     );
 
-    let db_arg = db.to_str().unwrap();
-    let down = [
-        "events",
-        "--db",
-        db_arg,
-        "--server",
-        "be_rs/dead1",
-        "--kind",
-        "srv_down",
-        "--json",
-    ];
-    let events = wait_json_lines(&down, &daemon);
+    let events = wait_down_events(db.to_str().unwrap(), "be_rs/dead1", &daemon);
     let _ = haproxy.kill();
     let _ = haproxy.wait();
     let _ = rsyslog.kill();
