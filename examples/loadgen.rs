@@ -52,11 +52,14 @@ fn main() {
         return write_file(&path, file_lines);
     }
     let mut fresh = servers.map(Fresh::new);
-    let mut lines = match &mut fresh {
-        Some(f) => f.lines(unix_now()).to_vec(),
+    let captured = match fresh {
+        Some(_) => Vec::new(),
         None => httplog_datagrams("default"),
     };
-    let avg = lines.iter().map(Vec::len).sum::<usize>() / lines.len();
+    let avg = {
+        let lines = to_send(&mut fresh, &captured);
+        lines.iter().map(Vec::len).sum::<usize>() / lines.len()
+    };
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(&to).unwrap();
     let start = Instant::now();
@@ -73,12 +76,7 @@ fn main() {
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        if let Some(f) = &mut fresh {
-            let now = unix_now();
-            if now != f.second {
-                lines = f.lines(now).to_vec();
-            }
-        }
+        let lines = to_send(&mut fresh, &captured);
         while sent + failed < due {
             match sock.send(&lines[i % lines.len()]) {
                 Ok(_) => sent += 1,
@@ -92,6 +90,15 @@ fn main() {
         "sent {sent} datagrams ({failed} send errors) of {avg} bytes on average in {secs:.1}s: {:.0}/s",
         sent as f64 / secs
     );
+}
+
+/// The lines to send now: this second's synthetic ones (rebuilt once a
+/// second, borrowed otherwise), or the captured ones.
+fn to_send<'a>(fresh: &'a mut Option<Fresh>, captured: &'a [Vec<u8>]) -> &'a [Vec<u8>] {
+    match fresh {
+        Some(f) => f.lines(unix_now()),
+        None => captured,
+    }
 }
 
 fn unix_now() -> i64 {
