@@ -199,6 +199,12 @@ fn metrics(state: &State, view: &View) -> String {
         "Failed SQLite batches.",
         state.stats.write_errors.load(Relaxed),
     );
+    counter(
+        &mut out,
+        "hapwatch_notifications_failed_total",
+        "Notifications given up: a permanent error, expiry or a removed channel.",
+        state.stats.notifications_failed.load(Relaxed),
+    );
     let _ = writeln!(out, "# HELP hapwatch_parse_errors_total Messages that did not parse, by reason.\n# TYPE hapwatch_parse_errors_total counter");
     for (reason, n) in &s.parse_errors {
         let _ = writeln!(

@@ -96,7 +96,7 @@ impl Processor {
             counted: (0, 0),
             engine: None,
             seen: (String::new(), i64::MIN),
-            notifier: Notifier::new(config),
+            notifier: Notifier::new(config, 1),
             rates: crate::rules::Rates::default(),
             totals: Default::default(),
             observed: None,
@@ -105,9 +105,16 @@ impl Processor {
         }
     }
 
-    /// Events and time now also open and resolve incidents; silences are read from `conn`.
-    pub fn with_engine(mut self, engine: Engine, conn: rusqlite::Connection) -> Self {
+    /// Events and time now also open and resolve incidents; silences are read
+    /// from `conn`, and the notifications owed are carried on from the outbox.
+    pub fn with_engine(
+        mut self,
+        engine: Engine,
+        conn: rusqlite::Connection,
+        outbox: crate::notify::group::Restored,
+    ) -> Self {
         self.engine = Some(engine);
+        self.notifier.restore(outbox);
         self.notifier.read_silences_from(conn);
         self
     }
@@ -368,6 +375,7 @@ impl Processor {
         self.publish_counts();
         if let Some(engine) = &mut self.engine {
             self.notifier.refresh(now_ms);
+            engine.set_muted(self.notifier.muted());
             let mut changes = engine.tick(now_ms);
             let hold = self.rules.hold.as_millis() as i64;
             for (subject, reading) in self.rates.evaluate(&self.rules, now_ms) {

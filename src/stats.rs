@@ -31,6 +31,8 @@ pub struct Stats {
     pub oversized: AtomicU64,
     pub rows_written: Arc<AtomicU64>,
     pub write_errors: Arc<AtomicU64>,
+    /// Notifications given up: a permanent error, expiry, or a removed channel.
+    pub notifications_failed: Arc<AtomicU64>,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
@@ -51,6 +53,7 @@ pub struct Snapshot {
     pub oversized: u64,
     pub rows_written: u64,
     pub write_errors: u64,
+    pub notifications_failed: u64,
     pub parse_errors: Vec<(&'static str, u64)>,
     /// (listener, received, bytes, denied, socket drops)
     pub listeners: Vec<(String, u64, u64, u64, u64)>,
@@ -164,6 +167,7 @@ impl Stats {
             oversized: self.oversized.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
+            notifications_failed: self.notifications_failed.load(Relaxed),
             parse_errors: ErrorKind::ALL
                 .iter()
                 .zip(&self.parse_errors)

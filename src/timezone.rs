@@ -41,7 +41,7 @@ impl std::fmt::Display for Zone {
 }
 
 impl Zone {
-    fn time_zone(&self) -> TimeZone {
+    pub fn time_zone(&self) -> TimeZone {
         match self {
             Zone::Local => TimeZone::system(),
             Zone::Utc => TimeZone::UTC,

@@ -84,7 +84,7 @@ fn a_down_and_its_recovery_are_two_threaded_mails_over_starttls_with_auth() {
     );
     // The timeline, as stored when the mail left.
     assert!(
-        body.contains("Timeline:") && body.contains("opened: server be_x/s1 is DOWN"),
+        body.contains("Timeline of #") && body.contains("opened: server be_x/s1 is DOWN"),
         "{body}"
     );
     assert!(

@@ -10,11 +10,10 @@ mod common;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::haproxy::{origin, start_haproxy, HAPROXY};
 use common::*;
-
-const HAPROXY: &str = "/usr/sbin/haproxy";
 
 /// Waits until the store at `db` holds a DOWN event of `server` ("be/srv"); returns them.
 fn wait_down_events(db: &str, server: &str, daemon: &Daemon) -> Vec<serde_json::Value> {
@@ -33,28 +32,6 @@ fn get(port: u16) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
-}
-
-/// Runs HAProxy in the foreground with `global` lines, the shared defaults
-/// (http mode, short timeouts) plus `defaults`, and the `proxies` sections.
-fn start_haproxy(
-    dir: &std::path::Path,
-    global: &str,
-    defaults: &str,
-    proxies: &str,
-) -> std::process::Child {
-    let cfg = dir.join("haproxy.cfg");
-    let text = format!(
-        "global\n{global}defaults\n    mode http\n    log global\n{defaults}    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n{proxies}"
-    );
-    std::fs::write(&cfg, text).unwrap();
-    Command::new(HAPROXY)
-        .args(["-db", "-f"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 #[test]
@@ -124,29 +101,6 @@ fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
         "--json",
     ]);
     assert!(checks.iter().any(|c| c["result"] == "failed"), "{checks:?}");
-}
-
-/// A backend server we can kill and start again: Python's http.server.
-fn origin(port: u16, dir: &std::path::Path) -> std::process::Child {
-    let child = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-        ])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
 }
 
 #[test]

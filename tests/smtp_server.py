@@ -40,6 +40,7 @@ class Handler:
                 "subject": header("Subject"),
                 "message_id": header("Message-ID"),
                 "in_reply_to": header("In-Reply-To"),
+                "references": header("References"),
                 "body": msg.get_content(),
                 "from": envelope.mail_from,
                 "to": envelope.rcpt_tos,

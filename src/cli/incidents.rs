@@ -202,7 +202,7 @@ pub fn run_one(args: IncidentArgs) -> anyhow::Result<ExitCode> {
     };
     let timeline = incidents::timeline(&conn, args.id)?;
     let evidence = evidence(&conn, &s)?;
-    let deliveries = incidents::deliveries(&conn, args.id)?;
+    let deliveries = crate::store::outbox::of_incident(&conn, args.id)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = if args.json {
         let mut v = json_row(&s, now);
@@ -217,14 +217,7 @@ pub fn run_one(args: IncidentArgs) -> anyhow::Result<ExitCode> {
                        "retries": c.retries, "p95_ms": c.t_total.quantile(0.95)})
             })
             .collect();
-        v["deliveries"] = deliveries
-            .iter()
-            .map(|d| {
-                json!({"channel": d.channel, "status": d.status, "attempts": d.attempts,
-                       "delivered_at": d.delivered_ms.map(rfc3339),
-                       "failed": d.failed, "last_error": d.last_error})
-            })
-            .collect();
+        v["deliveries"] = deliveries.iter().map(super::outbox::json).collect();
         writeln!(out, "{v}")
     } else {
         print_one(&s, &timeline, &evidence, &deliveries, now, &mut out)
@@ -236,7 +229,7 @@ fn print_one(
     s: &StoredIncident,
     timeline: &[(i64, String)],
     evidence: &[(i64, Counts)],
-    deliveries: &[incidents::Delivery],
+    deliveries: &[crate::store::outbox::Row],
     now: i64,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
@@ -325,18 +318,16 @@ fn print_one(
         );
     }
     for d in deliveries {
-        let state = match (d.delivered_ms, d.failed) {
-            (Some(at), _) => format!("delivered {}", local_time(at)),
-            (None, true) => format!("given up: {}", d.last_error.as_deref().unwrap_or("")),
-            (None, false) => format!(
-                "pending: {}",
-                d.last_error.as_deref().unwrap_or("not tried yet")
-            ),
+        let (state, _, when, why) = super::outbox::describe(d, now);
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(": {why}")
         };
         writeln!(
             out,
-            "  {:<12} {:<9} {} (attempts: {})",
-            d.channel, d.status, state, d.attempts
+            "  {:<12} {:<9} {state} {when}{why} (attempts: {})",
+            d.channel, d.status, d.attempts
         )?;
     }
     Ok(())

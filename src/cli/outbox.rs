@@ -1,78 +1,99 @@
-//! `hapwatch outbox`: notifications waiting or given up (and sent, with --all).
+//! `hapwatch outbox`: notifications waiting, queued, given up or not sent
+//! (and why); every row with --all.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use super::common::{rfc3339, StoreArgs};
 use super::output::{relative, Style, Table, DIM, RED, YELLOW};
+use crate::notify::RowState;
+use crate::store::outbox::{self, Row};
 
 #[derive(clap::Args, Debug)]
 pub struct OutboxArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Delivered ones too (newest 100).
+    /// Delivered and grouped ones too (newest 100).
     #[arg(long)]
     pub all: bool,
     #[arg(long)]
     pub json: bool,
 }
 
-struct Row {
-    id: i64,
-    incident: i64,
-    channel: String,
-    status: String,
-    created: i64,
-    attempts: i64,
-    next: i64,
-    delivered: Option<i64>,
-    failed: Option<i64>,
-    error: Option<String>,
+/// What happened to a row, for people: (state, colour, when, why).
+pub fn describe(r: &Row, now: i64) -> (String, &'static str, String, String) {
+    let why = r.note.clone().unwrap_or_default();
+    let error = r.last_error.clone().unwrap_or_default();
+    match r.state {
+        RowState::Waiting => (
+            "waiting".into(),
+            YELLOW,
+            relative(r.next_ms, now),
+            "in its group wait".into(),
+        ),
+        RowState::Queued => (
+            "pending".into(),
+            YELLOW,
+            relative(r.next_ms, now),
+            if error.is_empty() {
+                "not tried yet".into()
+            } else {
+                error
+            },
+        ),
+        RowState::Delivered => (
+            "delivered".into(),
+            "",
+            r.delivered_ms
+                .map_or_else(String::new, |d| relative(d, now)),
+            String::new(),
+        ),
+        RowState::Failed => (
+            "failed".into(),
+            RED,
+            r.failed_ms.map_or_else(String::new, |f| relative(f, now)),
+            error,
+        ),
+        RowState::Grouped => {
+            let carried = match (r.carrier_state, r.delivered_ms) {
+                (Some(RowState::Delivered), Some(d)) => format!("delivered {}", relative(d, now)),
+                (Some(RowState::Failed), _) => format!("failed: {error}"),
+                _ => "pending".into(),
+            };
+            (
+                format!("grouped #{}", r.message_id.unwrap_or_default()),
+                "",
+                carried,
+                why,
+            )
+        }
+        RowState::Superseded | RowState::Cancelled | RowState::Silenced => (
+            r.state.as_str().into(),
+            DIM,
+            relative(r.created_ms, now),
+            why,
+        ),
+    }
+}
+
+pub fn json(r: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id, "incident": r.incident_id, "channel": r.channel, "status": r.status,
+        "state": r.state.as_str(), "message": r.message_id, "note": r.note,
+        "created_at": rfc3339(r.created_ms), "attempts": r.attempts,
+        "next_attempt_at": matches!(r.state, RowState::Waiting | RowState::Queued).then(|| rfc3339(r.next_ms)),
+        "delivered_at": r.delivered_ms.map(rfc3339), "last_error": r.last_error,
+    })
 }
 
 pub fn run(args: OutboxArgs) -> anyhow::Result<ExitCode> {
     let now = crate::timezone::now_ms();
     let conn = args.store.open_read()?;
-    let filter = if args.all {
-        ""
-    } else {
-        "WHERE delivered_at IS NULL"
-    };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT id, incident_id, channel, status, created_at, attempts, next_attempt_at, delivered_at,
-            failed_at, last_error FROM outbox {filter} ORDER BY id DESC LIMIT 100"
-    ))?;
-    let rows: Vec<Row> = stmt
-        .query_map([], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                incident: r.get(1)?,
-                channel: r.get(2)?,
-                status: r.get(3)?,
-                created: r.get(4)?,
-                attempts: r.get(5)?,
-                next: r.get(6)?,
-                delivered: r.get(7)?,
-                failed: r.get(8)?,
-                error: r.get(9)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows = outbox::list(&conn, args.all, now)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         for r in &rows {
-            let state = match (r.delivered, r.failed) {
-                (Some(_), _) => "delivered",
-                (_, Some(_)) => "failed",
-                _ => "pending",
-            };
-            let v = serde_json::json!({
-                "id": r.id, "incident": r.incident, "channel": r.channel, "status": r.status,
-                "state": state, "created_at": rfc3339(r.created), "attempts": r.attempts,
-                "next_attempt_at": (state == "pending").then(|| rfc3339(r.next)),
-                "delivered_at": r.delivered.map(rfc3339), "last_error": r.error,
-            });
-            writeln!(out, "{v}")?;
+            writeln!(out, "{}", json(r))?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -94,32 +115,20 @@ pub fn run(args: OutboxArgs) -> anyhow::Result<ExitCode> {
         ">ATTEMPTS",
         "CREATED",
         "NEXT / DONE",
-        "LAST ERROR",
+        "WHY / LAST ERROR",
     ]);
     for r in &rows {
-        let (state, colour, when) = match (r.delivered, r.failed) {
-            (Some(d), _) => ("delivered", "", relative(d, now)),
-            (_, Some(f)) => ("failed", RED, relative(f, now)),
-            _ => ("pending", YELLOW, relative(r.next, now)),
-        };
+        let (state, colour, when, why) = describe(r, now);
         t.row(vec![
             (format!("#{}", r.id), ""),
-            (format!("#{}", r.incident), ""),
+            (format!("#{}", r.incident_id), ""),
             (r.channel.clone(), ""),
             (r.status.clone(), ""),
-            (state.into(), colour),
+            (state, colour),
             (r.attempts.to_string(), ""),
-            (relative(r.created, now), DIM),
+            (relative(r.created_ms, now), DIM),
             (when, ""),
-            (
-                r.error
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(80)
-                    .collect(),
-                DIM,
-            ),
+            (why.chars().take(100).collect(), DIM),
         ]);
     }
     t.print(&style, &mut out)?;

@@ -20,6 +20,13 @@ use crate::store::writer::{IngestRow, Retention, WriteOp, Writer};
 /// A reloaded parser and config, waiting for the pipeline thread to pick up.
 type Reload = Arc<Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>>;
 
+/// Where a reloaded config goes: the pipeline (formats, zone, routing) and
+/// delivery (the channels' senders).
+struct Reloads {
+    pipeline: Reload,
+    channels: tokio::sync::watch::Sender<Vec<crate::notify::ChannelConfig>>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// The hapwatch config (TOML); defaults apply without one.
@@ -98,8 +105,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let observed = Arc::new(crate::observe::Observed::default());
     let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
     let reload: Reload = Arc::default();
-    let engine = {
-        // Carry on where the last run stopped: open incidents and each server's last state.
+    let (engine, outbox) = {
+        // Carry on where the last run stopped: open incidents, each server's
+        // last state, and the notifications owed.
         let conn = crate::store::open_read(&db)?;
         let since = crate::timezone::now_ms() - config.storage.retain_events.as_millis() as i64;
         let (next_id, open, fleet) = crate::store::incidents::restore(&conn, since)
@@ -107,7 +115,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if !open.is_empty() {
             tracing::info!(open = open.len(), "incidents still open from the last run");
         }
-        Engine::new(config.incidents.clone(), next_id, open, fleet)
+        let outbox = crate::notify::group::Restored {
+            next_row: crate::store::outbox::next_id(&conn)?,
+            waiting: crate::store::outbox::waiting(&conn)?,
+            sent: crate::store::outbox::sent_firings(&conn, since)?,
+        };
+        if !outbox.waiting.is_empty() {
+            tracing::info!(
+                rows = outbox.waiting.len(),
+                "notifications still in their group wait from the last run"
+            );
+        }
+        (
+            Engine::new(config.incidents.clone(), next_id, open, fleet),
+            outbox,
+        )
     };
     let mut reconcile_tx = None;
     let processor = {
@@ -118,7 +140,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             stats.clone(),
             TimeSource::Live,
         )
-        .with_engine(engine, crate::store::open_read(&db)?)
+        .with_engine(engine, crate::store::open_read(&db)?, outbox)
         .with_observed(observed.clone());
         if let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) {
             let (tx, rx) = mpsc::sync_channel(4);
@@ -157,12 +179,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(every = ?config.reconcile.interval, "reconciling with HAProxy's stats");
         rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx));
     }
+    let (channels_tx, channels_rx) = tokio::sync::watch::channel(config.channel.clone());
     let delivery = rt.spawn(crate::notify::outbox::run(
         db.clone(),
-        config.channel.clone(),
+        channels_rx,
         config.notify.clone(),
         writer.tx.clone(),
         outbox_wake,
+        stats.notifications_failed.clone(),
     ));
     if config.channel.is_empty() {
         tracing::info!("no notification channel configured: incidents go to this log only");
@@ -172,7 +196,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config,
         tx,
         stats.clone(),
-        reload,
+        Reloads {
+            pipeline: reload,
+            channels: channels_tx,
+        },
     ));
     delivery.abort();
     // The sockets are closed: the pipeline drains the queue, closes every window and stops.
@@ -205,7 +232,7 @@ async fn listen_until_signal(
     config: Config,
     tx: mpsc::SyncSender<Batch>,
     stats: Arc<Stats>,
-    reload: Reload,
+    reloads: Reloads,
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for l in config.listeners() {
@@ -256,11 +283,16 @@ async fn listen_until_signal(
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut running = config;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = hup.recv() => reload_config(args, &config, &reload),
+            _ = hup.recv() => {
+                if let Some(next) = reload_config(args, &running, &reloads) {
+                    running = next;
+                }
+            }
         }
     }
     tracing::info!("shutting down");
@@ -282,13 +314,9 @@ fn log_buffer(l: &ListenerConfig, granted: usize) {
     }
 }
 
-/// SIGHUP: formats and the timezone apply at once; listeners and the
-/// database path need a restart, which is said in the log.
-fn reload_config(
-    args: &ServeArgs,
-    running: &Config,
-    slot: &Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>,
-) {
+/// SIGHUP: formats, the timezone, routing and channels apply at once;
+/// listeners and the database path need a restart, which is said in the log.
+fn reload_config(args: &ServeArgs, running: &Config, reloads: &Reloads) -> Option<Config> {
     let next = args
         .config()
         .and_then(|c| Ok((Arc::new(crate::formats::parser_for(&c.parse)?), c)));
@@ -300,11 +328,23 @@ fn reload_config(
             {
                 tracing::warn!("listeners, storage path and window size change only on restart");
             }
-            tracing::info!(formats = parser.custom_formats().len(), "config reloaded");
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((parser, config));
+            let diff = crate::notify::ChannelDiff::between(&running.channel, &config.channel);
+            tracing::info!(
+                formats = parser.custom_formats().len(),
+                channels = config.channel.len(),
+                added = %diff.added.join(","),
+                removed = %diff.removed.join(","),
+                changed = %diff.changed.join(","),
+                "config reloaded"
+            );
+            reloads.channels.send_replace(config.channel.clone());
+            *reloads.pipeline.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((parser, config.clone()));
+            Some(config)
         }
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "config reload failed; keeping the running config")
+            tracing::error!(error = %format!("{e:#}"), "config reload failed; keeping the running config");
+            None
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Map};
 
 use super::common::StoreArgs;
 use crate::incidents::{Incident, Kind, Severity};
-use crate::notify::{render, Item};
+use crate::notify::{mail_domain, render, Item, Message};
 
 #[derive(clap::Args, Debug)]
 pub struct TestAlertArgs {
@@ -62,17 +62,29 @@ pub fn run(args: TestAlertArgs) -> anyhow::Result<ExitCode> {
     for i in chosen {
         let ch = &config.channel[i];
         let item = Item {
-            channel: i,
+            channel: ch.name.clone(),
             incident: incident.clone(),
             resolved: None,
         };
-        for n in render(ch, std::slice::from_ref(&item), now) {
-            match rt.block_on(crate::notify::outbox::send_now(ch, &n.payload)) {
-                Ok(()) => writeln!(out, "{}: sent", ch.name)?,
-                Err(e) => {
-                    failed += 1;
-                    writeln!(out, "{}: FAILED: {e}", ch.name)?;
-                }
+        let payload = render(
+            ch,
+            &Message {
+                items: std::slice::from_ref(&item),
+                message_id: format!("<hapwatch-test-{now}@{}>", mail_domain(ch)),
+                parents: Vec::new(),
+                zone: &config.parse.timezone,
+            },
+        );
+        match rt.block_on(crate::notify::outbox::send_now(ch, &payload)) {
+            Ok(()) => writeln!(out, "{}: sent", ch.name)?,
+            Err(e) => {
+                failed += 1;
+                let how = if e.is_permanent() {
+                    "FAILED (permanent: retrying will not help)"
+                } else {
+                    "FAILED (transient: the daemon would retry)"
+                };
+                writeln!(out, "{}: {how}: {e}", ch.name)?;
             }
         }
     }

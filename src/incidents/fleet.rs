@@ -41,13 +41,23 @@ impl Fleet {
             .iter()
             .filter(|((h, b, _), s)| h == host && b == backend && s.state == "DOWN")
             .count();
-        let total = down + active_left as usize;
-        let share = if total == 0 {
-            0.0
-        } else {
-            down as f64 / total as f64
-        };
-        (down, share)
+        (down, share(down, down + active_left as usize))
+    }
+
+    /// The servers of one backend the logs last said were DOWN, by name.
+    pub fn down_servers<'a>(
+        &'a self,
+        host: &'a str,
+        backend: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let mut names: Vec<&str> = self
+            .servers
+            .iter()
+            .filter(move |((h, b, _), s)| h == host && b == backend && s.state == "DOWN")
+            .map(|((_, _, srv), _)| srv.as_str())
+            .collect();
+        names.sort_unstable();
+        names.into_iter()
     }
 
     /// Records an UP/DOWN change and returns how many fell within `period_ms`.
@@ -58,6 +68,15 @@ impl Fleet {
             s.changes.pop_front();
         }
         s.changes.len()
+    }
+}
+
+/// `part` of `total`, 0 for an empty whole.
+pub fn share(part: usize, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        part as f64 / total as f64
     }
 }
 

@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hapwatch_parsers::{CheckResult, Event, ServerState, StateChange};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use fleet::{Fleet, ServerKey};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
     Warning,
@@ -37,7 +38,8 @@ impl Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     ServerDown,
     BackendDown,
@@ -77,7 +79,9 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Stored with each notification waiting in the outbox, so a restart renders
+/// exactly what the change said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: i64,
     /// What it is about, e.g. `server:lb1:be_api/api3`: one open incident per key.
@@ -141,8 +145,25 @@ impl Default for IncidentsConfig {
     }
 }
 
+/// Which servers a silence covers (None: any), as the engine sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerMatch {
+    pub host: Option<String>,
+    pub backend: Option<String>,
+    pub server: Option<String>,
+}
+
+impl ServerMatch {
+    pub fn matches(&self, host: &str, backend: &str, server: &str) -> bool {
+        let eq = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
+        eq(&self.host, host) && eq(&self.backend, backend) && eq(&self.server, server)
+    }
+}
+
 pub struct Engine {
     cfg: IncidentsConfig,
+    /// Silenced servers: their DOWN is recorded but does not make a backend degraded.
+    muted: Vec<ServerMatch>,
     /// Rule conditions seen true, waiting out their hold time: key → since.
     pending: HashMap<String, i64>,
     next_id: i64,
@@ -161,6 +182,7 @@ impl Engine {
     pub fn new(cfg: IncidentsConfig, next_id: i64, open: Vec<Incident>, fleet: Fleet) -> Engine {
         Engine {
             cfg,
+            muted: Vec::new(),
             pending: HashMap::new(),
             next_id,
             open: open.into_iter().map(|i| (i.key.clone(), i)).collect(),
@@ -171,6 +193,30 @@ impl Engine {
 
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
+    }
+
+    /// The active silences, re-read each second.
+    pub fn set_muted(&mut self, muted: Vec<ServerMatch>) {
+        self.muted = muted;
+    }
+
+    /// (DOWN servers that count, the backend's size as known, their share).
+    /// A silenced or flapping server does not count: a notice about it is
+    /// held or already says it, and one server must not be two pages.
+    fn degraded_share(&self, host: &str, backend: &str, active_left: u32) -> (usize, usize, f64) {
+        let (all_down, _) = self.fleet.backend_down_share(host, backend, active_left);
+        let counted = self
+            .fleet
+            .down_servers(host, backend)
+            .filter(|srv| {
+                !self.muted.iter().any(|m| m.matches(host, backend, srv))
+                    && !self
+                        .open
+                        .contains_key(&format!("flapping:{host}:{backend}/{srv}"))
+            })
+            .count();
+        let total = all_down + active_left as usize;
+        (counted, total, fleet::share(counted, total))
     }
 
     /// The state the logs last gave this server, if any.
@@ -280,6 +326,10 @@ impl Engine {
                 let key = format!("backend:{host}:{proxy}");
                 let mut detail = Map::new();
                 detail.insert("proxy_type".into(), json!(proxy_type));
+                let down: Vec<&str> = self.fleet.down_servers(host, proxy).collect();
+                if !down.is_empty() {
+                    detail.insert("down_servers".into(), json!(down));
+                }
                 self.open(
                     &mut out,
                     key.clone(),
@@ -372,11 +422,12 @@ impl Engine {
                     self.timeline(out, &server_k, ts_ms, message);
                 }
                 if let Some(active) = s.active_servers {
-                    let (down, share) = self.fleet.backend_down_share(host, be, active);
+                    let (down, total, share) = self.degraded_share(host, be, active);
                     if self.cfg.degraded_share > 0.0 && share > self.cfg.degraded_share {
                         let mut detail = Map::new();
                         detail.insert("down".into(), json!(down));
                         detail.insert("active_left".into(), json!(active));
+                        detail.insert("servers".into(), json!(total));
                         self.open(
                             out,
                             degraded_k.clone(),
@@ -384,10 +435,7 @@ impl Engine {
                             Severity::Warning,
                             (host, Some(be), None),
                             ts_ms,
-                            format!(
-                                "backend {be} has {down} of {} servers DOWN",
-                                down + active as usize
-                            ),
+                            format!("backend {be} has {down} of {total} servers DOWN"),
                             detail,
                         );
                         self.timeline(out, &degraded_k, ts_ms, message);
@@ -400,11 +448,20 @@ impl Engine {
                 self.resolve(out, &server_k, ts_ms, "UP again".into());
                 let backend_k = format!("backend:{host}:{be}");
                 self.timeline(out, &backend_k, ts_ms, message);
-                self.resolve(out, &backend_k, ts_ms, format!("server {srv} is UP"));
+                let still: Vec<String> = self
+                    .fleet
+                    .down_servers(host, be)
+                    .map(str::to_owned)
+                    .collect();
+                let back = match still.as_slice() {
+                    [] => format!("server {srv} is UP"),
+                    rest => format!("server {srv} is UP ({} still DOWN)", rest.join(", ")),
+                };
+                self.resolve(out, &backend_k, ts_ms, back.clone());
                 let active = s.active_servers.unwrap_or(0);
-                let (_, share) = self.fleet.backend_down_share(host, be, active);
+                let (_, _, share) = self.degraded_share(host, be, active);
                 if share <= self.cfg.degraded_share {
-                    self.resolve(out, &degraded_k, ts_ms, format!("server {srv} is UP"));
+                    self.resolve(out, &degraded_k, ts_ms, back);
                 }
             }
             _ => {
@@ -467,6 +524,21 @@ impl Engine {
             ts_ms,
             format!("superseded by flapping incident #{id}"),
         );
+        // A flapping server no longer counts toward its backend's share.
+        let degraded_k = format!("degraded:{host}:{be}");
+        if let Some(active) = self
+            .open
+            .get(&degraded_k)
+            .and_then(|i| i.detail.get("active_left"))
+            .and_then(Value::as_u64)
+        {
+            let (_, _, share) = self.degraded_share(host, be, active as u32);
+            if share <= self.cfg.degraded_share {
+                let note =
+                    format!("server {srv} is flapping (incident #{id}); it no longer counts");
+                self.resolve(out, &degraded_k, ts_ms, note);
+            }
+        }
     }
 
     /// The system clock was stepped by `delta_ms`: the times this engine waits

@@ -1,132 +1,264 @@
 //! Email notifications with lettre: SMTP with STARTTLS or implicit TLS and
-//! AUTH. A resolve threads under its firing (Message-ID / In-Reply-To).
+//! AUTH. A resolve threads under its firing (Message-ID / In-Reply-To); a
+//! private relay's own certificate may be pinned (`tls.rs`).
 
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message as Mail;
 use serde_json::{json, Value};
 
-use super::{group_title, title, ChannelConfig, Item, SmtpTls};
-use crate::incidents::Incident;
-use crate::timezone::rfc3339;
+use super::{text, tls, ChannelConfig, DeliveryError, Message, SmtpTls};
 
-fn message_id(ch: &ChannelConfig, i: &Incident, status: &str) -> String {
-    let domain = ch
-        .from
-        .as_deref()
-        .and_then(|f| f.rsplit_once('@'))
-        .map_or("hapwatch.invalid", |(_, d)| d.trim_end_matches('>'));
-    format!("<hapwatch-{}-{status}@{domain}>", i.id)
-}
-
-/// Subject, body and threading ids, stored in the outbox as they were when the change happened.
-pub fn render(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) -> Value {
-    let status = if resolved.is_some() {
-        "resolved"
-    } else {
-        "firing"
-    };
-    let mut body = format!("{}\n\n", i.summary);
-    body += &format!(
-        "incident   #{} ({}, {})\n",
-        i.id,
-        i.kind.as_str(),
-        i.severity.as_str()
-    );
-    body += &format!("host       {}\n", i.host);
-    if let Some(b) = &i.backend {
-        body += &format!("backend    {b}\n");
-    }
-    if let Some(s) = &i.server {
-        body += &format!("server     {s}\n");
-    }
-    body += &format!("opened     {}\n", rfc3339(i.opened_ms));
-    if let Some((ts, why)) = resolved {
-        body += &format!(
-            "resolved   {} after {}s: {why}\n",
-            rfc3339(ts),
-            (ts - i.opened_ms) / 1000
-        );
-    }
-    for (k, v) in &i.detail {
-        if !v.is_null() {
-            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            body += &format!("{k:<10} {v}\n");
-        }
-    }
-    body += &format!(
-        "\nThe traffic before it opened and its notifications: hapwatch incident {}\n",
-        i.id
-    );
-    // A reminder threads under the first mail, with an id of its own.
-    let reminder = i.detail.get("reminder_ms").and_then(Value::as_i64);
-    let own = match reminder {
-        Some(at) => message_id(ch, i, &format!("reminder-{at}")),
-        None => message_id(ch, i, status),
-    };
-    let parent = (resolved.is_some() || reminder.is_some()).then(|| message_id(ch, i, "firing"));
-    json!({
-        "subject": title(i, resolved.is_some()),
-        "body": body,
-        "message_id": own,
-        "in_reply_to": parent,
-    })
-}
-
-/// One mail for several changes of a backend.
-pub fn render_group(ch: &ChannelConfig, items: &[Item]) -> Value {
+/// Subject, body and threading ids, stored in the outbox when the message is composed.
+pub fn render(ch: &ChannelConfig, m: &Message<'_>) -> Value {
+    let _ = ch;
+    let zone = m.zone;
     let mut body = String::new();
-    for it in items {
-        let resolved = it.resolved.as_ref().map(|(ts, why)| (*ts, why.as_str()));
-        let one = render(ch, &it.incident, resolved);
-        body += one["body"].as_str().unwrap_or_default();
+    for it in m.items {
+        body += &text::headline(it);
         body += "\n";
     }
-    let status = if items.iter().any(|i| i.resolved.is_none()) {
-        "firing"
-    } else {
-        "resolved"
-    };
+    for it in m.items {
+        let i = &it.incident;
+        body += &format!("\n{}\n", text::place(i));
+        body += &format!(
+            "  {:<10} #{} ({}, {})\n",
+            "Incident",
+            i.id,
+            i.kind.as_str(),
+            i.severity.as_str()
+        );
+        body += &format!(
+            "  {:<10} {}\n",
+            "Opened",
+            text::local_time(i.opened_ms, zone)
+        );
+        if let Some(r) = &it.resolved {
+            body += &format!(
+                "  {:<10} {}, after {}: {}\n",
+                "Resolved",
+                text::local_time(r.ts_ms, zone),
+                text::duration(r.ts_ms - i.opened_ms),
+                r.note
+            );
+        }
+        for (label, line) in text::evidence(i, zone) {
+            body += &format!("  {label:<10} {line}\n");
+        }
+        body += &format!("  {:<10} hapwatch incident {}\n", "More", i.id);
+    }
+    let ids: Vec<i64> = m.items.iter().map(|it| it.incident.id).collect();
     json!({
-        "subject": group_title(items),
+        "subject": text::title(m.items),
         "body": body,
-        "message_id": message_id(ch, &items[0].incident, &format!("group-{status}")),
-        "in_reply_to": null,
+        "message_id": m.message_id,
+        "in_reply_to": m.parents.first(),
+        "references": m.parents,
+        // For the timelines appended when the mail is sent.
+        "incidents": ids,
+        "zone": zone.to_string(),
     })
 }
 
-/// A transport for the channel; built once per channel and reused.
-pub fn transport(ch: &ChannelConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let host = ch.smtp_host.clone().ok_or("no smtp_host")?;
-    let mut params = TlsParameters::builder(host.clone());
-    if let Some(path) = &ch.ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        let cert =
-            Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        params = params.add_root_certificate(cert);
-    }
-    let params = params.build_rustls().map_err(|e| e.to_string())?;
-    let (tls, port) = match ch.tls {
-        SmtpTls::Starttls => (Tls::Required(params), 587),
-        SmtpTls::Tls => (Tls::Wrapper(params), 465),
-        SmtpTls::None => (Tls::None, 25),
-    };
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(ch.smtp_port.unwrap_or(port))
-        .tls(tls);
-    if let (Some(u), Some(p)) = (&ch.username, &ch.password) {
-        b = b.credentials(Credentials::new(u.clone(), p.expose().to_owned()));
-    }
-    Ok(b.build())
+/// How one email channel reaches its relay: strict verification against the
+/// system's CAs and `ca_file`, or the relay's own certificate pinned.
+pub struct SmtpChannel {
+    ch: ChannelConfig,
+    /// Verifies the chain (None: `tls = "none"`).
+    strict: Option<TlsParameters>,
+    /// Accepts any certificate: used only to check the pin before AUTH.
+    probe: Option<TlsParameters>,
+    pins: Vec<Vec<u8>>,
+    /// The relay was last trusted by its pinned certificate: try that first.
+    pinned: std::sync::atomic::AtomicBool,
 }
 
-pub async fn send(
-    transport: &AsyncSmtpTransport<Tokio1Executor>,
-    ch: &ChannelConfig,
-    payload: &str,
-) -> Result<(), String> {
+impl SmtpChannel {
+    pub fn new(ch: &ChannelConfig) -> Result<SmtpChannel, String> {
+        let host = ch.smtp_host.clone().ok_or("no smtp_host")?;
+        let pins = match &ch.ca_file {
+            Some(path) => tls::read_pem(path)?,
+            None => Vec::new(),
+        };
+        let (strict, probe) = if ch.tls == SmtpTls::None {
+            (None, None)
+        } else {
+            let mut strict = TlsParameters::builder(host.clone());
+            for der in &pins {
+                // A CA:TRUE self-signed leaf is not a usable root; it is pinned instead.
+                if let Ok(cert) = Certificate::from_der(der.clone()) {
+                    strict = strict.add_root_certificate(cert);
+                }
+            }
+            let strict = strict
+                .build_rustls()
+                .or_else(|_| TlsParameters::builder(host.clone()).build_rustls())
+                .map_err(|e| e.to_string())?;
+            let probe = TlsParameters::builder(host)
+                .dangerous_accept_invalid_certs(true)
+                .build_rustls()
+                .map_err(|e| e.to_string())?;
+            (Some(strict), Some(probe))
+        };
+        Ok(SmtpChannel {
+            ch: ch.clone(),
+            strict,
+            probe,
+            pins,
+            pinned: Default::default(),
+        })
+    }
+
+    fn port(&self) -> u16 {
+        self.ch.smtp_port.unwrap_or(match self.ch.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        })
+    }
+
+    fn server(&self) -> String {
+        format!(
+            "{}:{}",
+            self.ch.smtp_host.as_deref().unwrap_or_default(),
+            self.port()
+        )
+    }
+
+    /// Connects and, with TLS, encrypts (implicit TLS or STARTTLS).
+    async fn open(
+        &self,
+        params: Option<&TlsParameters>,
+    ) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let host = self.ch.smtp_host.as_deref().unwrap_or_default();
+        let hello = ClientId::default();
+        let addr = (host, self.port());
+        let timeout = Some(self.ch.timeout);
+        match (self.ch.tls, params) {
+            (SmtpTls::Tls, Some(p)) => {
+                AsyncSmtpConnection::connect_tokio1(addr, timeout, &hello, Some(p.clone()), None)
+                    .await
+            }
+            (SmtpTls::Starttls, Some(p)) => {
+                let mut c =
+                    AsyncSmtpConnection::connect_tokio1(addr, timeout, &hello, None, None).await?;
+                c.starttls(p.clone(), &hello).await?;
+                Ok(c)
+            }
+            _ => AsyncSmtpConnection::connect_tokio1(addr, timeout, &hello, None, None).await,
+        }
+    }
+
+    /// An encrypted connection to a relay this channel trusts, before any credential is sent.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, DeliveryError> {
+        let (Some(strict), Some(probe)) = (&self.strict, &self.probe) else {
+            return self.open(None).await.map_err(classify);
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut strict_error = None;
+        if !self.pinned.load(Relaxed) || self.pins.is_empty() {
+            match self.open(Some(strict)).await {
+                Ok(c) => return Ok(c),
+                Err(e) if untrusted(&e) => strict_error = Some(super::error_chain(&e)),
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        // See what the server presents; with a pin, trust exactly that certificate.
+        let mut c = self.open(Some(probe)).await.map_err(classify)?;
+        let leaf = c.peer_certificate().map_err(classify)?;
+        let host = self.ch.smtp_host.as_deref().unwrap_or_default();
+        let pin = if self.pins.is_empty() {
+            Err("no ca_file".to_owned())
+        } else {
+            tls::pinned(&leaf, &self.pins, host)
+        };
+        match pin {
+            Ok(()) => {
+                self.pinned.store(true, Relaxed);
+                Ok(c)
+            }
+            Err(why) if strict_error.is_none() && self.pinned.swap(false, Relaxed) => {
+                // The pin no longer matches; the next attempt verifies the chain.
+                c.abort().await;
+                Err(DeliveryError::Transient(format!(
+                    "the pinned certificate changed: {why}"
+                )))
+            }
+            Err(why) => {
+                c.abort().await;
+                Err(DeliveryError::Tls(Box::new(tls::TlsDiagnosis {
+                    channel: self.ch.name.clone(),
+                    server: self.server(),
+                    reason: strict_error.unwrap_or(why),
+                    presented: Some(tls::CertInfo::of(&leaf)),
+                    ca_file: self.ch.ca_file.clone(),
+                    trusted: self.pins.iter().map(|p| tls::CertInfo::of(p)).collect(),
+                })))
+            }
+        }
+    }
+
+    pub async fn send(&self, payload: &str) -> Result<(), DeliveryError> {
+        let mail = mail(&self.ch, payload).map_err(DeliveryError::Permanent)?;
+        let mut conn = self.connect().await?;
+        let result = async {
+            if let (Some(u), Some(p)) = (&self.ch.username, &self.ch.password) {
+                let creds = Credentials::new(u.clone(), p.expose().to_owned());
+                conn.auth(DEFAULT_MECHANISMS, &creds).await?;
+            }
+            conn.send(mail.envelope(), &mail.formatted()).await?;
+            Ok::<_, lettre::transport::smtp::Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            Err(e) => {
+                conn.abort().await;
+                Err(classify(e))
+            }
+        }
+    }
+}
+
+/// Whether the server's certificate was refused (lettre reports it as a
+/// connection error wrapping rustls' own).
+fn untrusted(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(rustls::Error::InvalidCertificate(_)) = s.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return matches!(inner, rustls::Error::InvalidCertificate(_));
+        }
+        source = s.source();
+    }
+    e.is_tls() || super::error_chain(e).contains("invalid peer certificate")
+}
+
+/// SMTP 5xx (AUTH rejected, recipient refused) and client errors are for a
+/// person to fix; 4xx, timeouts and broken connections are worth retrying.
+fn classify(e: lettre::transport::smtp::Error) -> DeliveryError {
+    let text = super::error_chain(&e);
+    if e.is_permanent() || e.is_client() || untrusted(&e) {
+        DeliveryError::Permanent(text)
+    } else {
+        DeliveryError::Transient(text)
+    }
+}
+
+/// The stored mail as a message for this channel's sender and recipients.
+fn mail(ch: &ChannelConfig, payload: &str) -> Result<Mail, String> {
     let v: Value = serde_json::from_str(payload).map_err(|e| format!("bad stored mail: {e}"))?;
     let text = |k: &str| {
         v.get(k)
@@ -140,7 +272,7 @@ pub async fn send(
         .unwrap_or_default()
         .parse()
         .map_err(|e| format!("from: {e}"))?;
-    let mut m = Message::builder()
+    let mut m = Mail::builder()
         .from(from)
         .subject(text("subject"))
         .message_id(Some(text("message_id")));
@@ -148,17 +280,19 @@ pub async fn send(
         m = m.to(to.parse().map_err(|e| format!("to {to:?}: {e}"))?);
     }
     if let Some(parent) = v.get("in_reply_to").and_then(Value::as_str) {
-        m = m
-            .in_reply_to(parent.to_owned())
-            .references(parent.to_owned());
+        m = m.in_reply_to(parent.to_owned());
+        let refs: Vec<&str> = v
+            .get("references")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        m = m.references(if refs.is_empty() {
+            parent.to_owned()
+        } else {
+            refs.join(" ")
+        });
     }
-    let message = m
-        .header(ContentType::TEXT_PLAIN)
+    m.header(ContentType::TEXT_PLAIN)
         .body(text("body"))
-        .map_err(|e| e.to_string())?;
-    transport
-        .send(message)
-        .await
-        .map(|_| ())
-        .map_err(|e| super::error_chain(&e))
+        .map_err(|e| e.to_string())
 }

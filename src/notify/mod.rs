@@ -8,12 +8,15 @@ pub mod notifier;
 pub mod outbox;
 pub mod payload;
 pub mod secret;
+pub mod text;
+pub mod tls;
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::incidents::{Change, Incident, Severity};
+use crate::timezone::Zone;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,7 +44,7 @@ pub enum SmtpTls {
 }
 
 /// `[[channel]]` in the config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     pub name: String,
@@ -184,6 +187,55 @@ impl Default for NotifyConfig {
     }
 }
 
+/// What a reload changes among the channels, by name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ChannelDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl ChannelDiff {
+    pub fn between(old: &[ChannelConfig], new: &[ChannelConfig]) -> ChannelDiff {
+        let find =
+            |list: &[ChannelConfig], name: &str| list.iter().find(|c| c.name == name).cloned();
+        let mut d = ChannelDiff::default();
+        for c in new {
+            match find(old, &c.name) {
+                None => d.added.push(c.name.clone()),
+                Some(o) if o != *c => d.changed.push(c.name.clone()),
+                Some(_) => {}
+            }
+        }
+        d.removed = old
+            .iter()
+            .filter(|c| find(new, &c.name).is_none())
+            .map(|c| c.name.clone())
+            .collect();
+        d
+    }
+}
+
+/// Why a delivery attempt failed, and so whether another can succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth retrying: a timeout, a refused connection, HTTP 5xx/408/429, SMTP 4xx.
+    #[error("{0}")]
+    Transient(String),
+    /// Only a person can fix it: HTTP 4xx, a redirect, SMTP 5xx, AUTH rejected.
+    #[error("{0}")]
+    Permanent(String),
+    /// The server's certificate is not trusted: what it presented, what to do.
+    #[error("{0}")]
+    Tls(Box<tls::TlsDiagnosis>),
+}
+
+impl DeliveryError {
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, DeliveryError::Transient(_))
+    }
+}
+
 /// An error with its causes, each said once (some errors already print their source).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
@@ -198,17 +250,147 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// One notification to store in the outbox.
+/// The resolution of an incident, for its resolved notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub ts_ms: i64,
+    /// What came back: `UP again`, `server st1 is UP (st2 still DOWN)`, …
+    pub note: String,
+}
+
+/// One incident change that one channel is owed: a row of the outbox from the
+/// moment it is decided (its JSON is stored with the row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub channel: String,
+    pub incident: Incident,
+    pub resolved: Option<Resolution>,
+}
+
+impl Item {
+    /// `host/backend` (or `host`): grouped and delivered in order within it.
+    pub fn group_key(&self) -> String {
+        let i = &self.incident;
+        match &i.backend {
+            Some(b) => format!("{}/{b}", i.host),
+            None => i.host.clone(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        if self.resolved.is_some() {
+            Status::Resolved
+        } else {
+            Status::Firing
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Firing,
+    Resolved,
+    Digest,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+            Status::Digest => "digest",
+        }
+    }
+}
+
+/// Where an outbox row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowState {
+    /// In its group wait; `next_attempt_at` is the group's deadline.
+    Waiting,
+    /// Carries a message to deliver.
+    Queued,
+    Delivered,
+    /// Given up: a permanent error, expiry, or its channel removed.
+    Failed,
+    /// Sent as part of the message another row carries.
+    Grouped,
+    /// Not sent: a worse notice of the same backend says it.
+    Superseded,
+    /// Not sent: undone within the wait, or its firing never went to this channel.
+    Cancelled,
+    /// Not sent: a silence covers it.
+    Silenced,
+}
+
+impl RowState {
+    pub const ALL: [RowState; 8] = [
+        RowState::Waiting,
+        RowState::Queued,
+        RowState::Delivered,
+        RowState::Failed,
+        RowState::Grouped,
+        RowState::Superseded,
+        RowState::Cancelled,
+        RowState::Silenced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Waiting => "waiting",
+            RowState::Queued => "queued",
+            RowState::Delivered => "delivered",
+            RowState::Failed => "failed",
+            RowState::Grouped => "grouped",
+            RowState::Superseded => "superseded",
+            RowState::Cancelled => "cancelled",
+            RowState::Silenced => "silenced",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RowState> {
+        RowState::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A new outbox row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Notification {
+pub struct NewRow {
+    pub id: i64,
     pub incident_id: i64,
     pub channel: String,
-    /// `host/backend` (or `host`): delivery keeps order within it.
     pub group_key: String,
-    /// "firing" or "resolved".
-    pub status: &'static str,
+    pub status: Status,
+    pub state: RowState,
+    /// The item's JSON (None for a digest).
+    pub item: Option<String>,
+    /// The message, once composed (empty while waiting).
     pub payload: String,
+    pub note: Option<String>,
     pub created_ms: i64,
+    /// The group deadline while waiting; the first attempt once queued.
+    pub due_ms: i64,
+}
+
+/// What the notifier decided, for the writer to commit with the incident
+/// changes that caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxOp {
+    Insert(NewRow),
+    /// A waiting row is settled without a message of its own: `message` is
+    /// the row carrying it (grouped), or None (superseded, cancelled, …).
+    Settle {
+        id: i64,
+        state: RowState,
+        note: String,
+        message: Option<i64>,
+    },
+    /// A waiting row carries a composed message, queued from `at_ms`.
+    Compose {
+        id: i64,
+        payload: String,
+        at_ms: i64,
+    },
 }
 
 impl ChannelConfig {
@@ -218,25 +400,6 @@ impl ChannelConfig {
                 || i.backend
                     .as_ref()
                     .is_some_and(|b| self.backends.contains(b)))
-    }
-}
-
-/// An incident change one channel wants to hear about.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    pub channel: usize,
-    pub incident: Incident,
-    /// (when, why) for a resolved notice.
-    pub resolved: Option<(i64, String)>,
-}
-
-impl Item {
-    pub fn group_key(&self) -> String {
-        let i = &self.incident;
-        match &i.backend {
-            Some(b) => format!("{}/{b}", i.host),
-            None => i.host.clone(),
-        }
     }
 }
 
@@ -251,19 +414,21 @@ pub fn items(channels: &[ChannelConfig], changes: &[Change]) -> Vec<Item> {
                 ts_ms,
                 note,
                 ..
-            } => (&**incident, Some((*ts_ms, note.clone()))),
+            } => (
+                &**incident,
+                Some(Resolution {
+                    ts_ms: *ts_ms,
+                    note: note.clone(),
+                }),
+            ),
             Change::Timeline { .. } => continue,
         };
-        for (n, ch) in channels
-            .iter()
-            .enumerate()
-            .filter(|(_, ch)| ch.wants(incident))
-        {
+        for ch in channels.iter().filter(|ch| ch.wants(incident)) {
             if resolved.is_some() && !ch.resolved {
                 continue;
             }
             out.push(Item {
-                channel: n,
+                channel: ch.name.clone(),
                 incident: incident.clone(),
                 resolved: resolved.clone(),
             });
@@ -272,132 +437,66 @@ pub fn items(channels: &[ChannelConfig], changes: &[Change]) -> Vec<Item> {
     out
 }
 
-/// The notification(s) for one channel's items of one group: one for the
-/// group, except PagerDuty, whose events each carry one incident's dedup key.
-pub fn render(ch: &ChannelConfig, items: &[Item], now_ms: i64) -> Vec<Notification> {
-    let one = |it: &Item, payload: serde_json::Value| Notification {
-        incident_id: it.incident.id,
-        channel: ch.name.clone(),
-        group_key: it.group_key(),
-        status: if it.resolved.is_some() {
-            "resolved"
-        } else {
-            "firing"
-        },
-        payload: payload.to_string(),
-        created_ms: now_ms,
-    };
-    let single = |it: &Item| {
-        let resolved = it.resolved.as_ref().map(|(ts, why)| (*ts, why.as_str()));
-        let payload = match ch.kind {
-            ChannelType::Email => email::render(ch, &it.incident, resolved),
-            _ => payload::build(ch, &it.incident, resolved),
-        };
-        one(it, payload)
-    };
-    match items {
-        [] => Vec::new(),
-        [it] => vec![single(it)],
-        _ if ch.kind == ChannelType::Pagerduty => items.iter().map(single).collect(),
-        [first, ..] => {
-            let payload = match ch.kind {
-                ChannelType::Email => email::render_group(ch, items),
-                _ => payload::build_group(ch, items),
-            };
-            let mut n = one(first, payload);
-            if items.iter().any(|i| i.resolved.is_none()) {
-                n.status = "firing";
-            }
-            vec![n]
-        }
-    }
-}
-
-/// The notifications a batch of changes causes when nothing is grouped.
-#[cfg(test)]
-pub fn route(channels: &[ChannelConfig], changes: &[Change], now_ms: i64) -> Vec<Notification> {
-    items(channels, changes)
-        .iter()
-        .flat_map(|it| render(&channels[it.channel], std::slice::from_ref(it), now_ms))
-        .collect()
-}
-
-/// `[hapwatch] DOWN 3 of be_api on lb1: s1, s2, s3`, or `[hapwatch] 2 changes on be_api on lb1`.
-pub fn group_title(items: &[Item]) -> String {
-    let first = &items[0];
-    let same = items.iter().all(|i| {
-        i.incident.kind == first.incident.kind && i.resolved.is_some() == first.resolved.is_some()
+/// Most severe first, firings before resolves, then in order of arrival.
+pub fn sort_items(items: &mut [Item]) {
+    items.sort_by_key(|it| {
+        (
+            std::cmp::Reverse(it.incident.severity),
+            it.resolved.is_some(),
+            rank(it.incident.kind),
+        )
     });
-    let place = match &first.incident.backend {
-        Some(b) => format!("{b} on {}", first.incident.host),
-        None => first.incident.host.clone(),
-    };
-    if same {
-        let word = if first.resolved.is_some() {
-            "RESOLVED"
-        } else {
-            first.incident.severity_word()
-        };
-        let names: Vec<&str> = items
-            .iter()
-            .filter_map(|i| i.incident.server.as_deref())
-            .collect();
-        let names = if names.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", names.join(", "))
-        };
-        format!("[hapwatch] {word} {} of {place}{names}", items.len())
-    } else {
-        format!("[hapwatch] {} changes on {place}", items.len())
+}
+
+/// Among equals in severity, what leads a title.
+fn rank(k: crate::incidents::Kind) -> u8 {
+    use crate::incidents::Kind::*;
+    match k {
+        BackendDown => 0,
+        ServerDown => 1,
+        Flapping => 2,
+        BackendDegraded => 3,
+        Rule => 4,
+        Silence => 5,
+        Operator => 6,
     }
 }
 
-/// `[hapwatch] DOWN be_api/api3 (Layer4 timeout) — 3 of 4 servers left`, or `RESOLVED …`.
-pub fn title(i: &Incident, resolved: bool) -> String {
-    let word = if resolved {
-        "RESOLVED"
-    } else {
-        i.severity_word()
-    };
-    let mut t = format!("[hapwatch] {word} {}", i.subject());
-    if let Some(reason) = i.detail.get("reason").and_then(|r| r.as_str()) {
-        t += &format!(" ({reason})");
-    }
-    let active = i.detail.get("active_left").and_then(|a| a.as_u64());
-    match (active, i.detail.get("servers").and_then(|a| a.as_u64())) {
-        (Some(active), Some(total)) => t += &format!(" — {active} of {total} servers left"),
-        (Some(active), None) => t += &format!(" — {active} active servers left"),
-        _ => {}
-    }
-    t
+/// A message to render: items of one channel and group, sorted.
+pub struct Message<'a> {
+    pub items: &'a [Item],
+    /// The email Message-ID of this message.
+    pub message_id: String,
+    /// The Message-IDs of the firings a resolve (or reminder) answers, lead first.
+    pub parents: Vec<String>,
+    pub zone: &'a Zone,
 }
 
-impl Incident {
-    pub fn severity_word(&self) -> &'static str {
-        use crate::incidents::Kind::*;
-        match self.kind {
-            ServerDown | BackendDown => "DOWN",
-            BackendDegraded => "DEGRADED",
-            Flapping => "FLAPPING",
-            Silence => "SILENT",
-            Operator => "MAINTENANCE",
-            Rule => match self.detail.get("rule").and_then(|r| r.as_str()) {
-                Some("p95_ms") => "SLOW",
-                Some("retries_per_s") => "RETRIES",
-                _ => "ERRORS",
-            },
+impl Message<'_> {
+    pub fn status(&self) -> Status {
+        if self.items.iter().any(|i| i.resolved.is_none()) {
+            Status::Firing
+        } else {
+            Status::Resolved
         }
     }
+}
 
-    /// What the incident is about, for titles.
-    fn subject(&self) -> String {
-        match (&self.backend, &self.server) {
-            (Some(b), Some(s)) => format!("{b}/{s} on {}", self.host),
-            (Some(b), None) => format!("{b} on {}", self.host),
-            _ => self.host.clone(),
-        }
-    }
+/// The body one channel is sent for a message.
+pub fn render(ch: &ChannelConfig, m: &Message<'_>) -> String {
+    let v = match ch.kind {
+        ChannelType::Email => email::render(ch, m),
+        _ => payload::build(ch, m),
+    };
+    v.to_string()
+}
+
+/// The domain of a channel's sender, for Message-IDs.
+pub fn mail_domain(ch: &ChannelConfig) -> &str {
+    ch.from
+        .as_deref()
+        .and_then(|f| f.rsplit_once('@'))
+        .map_or("hapwatch.invalid", |(_, d)| d.trim_end_matches('>'))
 }
 
 #[cfg(test)]
@@ -428,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn channels_filter_by_severity_and_backend_and_pair_resolves() {
+    fn channels_filter_by_severity_and_backend_and_resolves() {
         let all = channel("name = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n");
         assert!(all.validate().is_ok());
         let mail = channel(
@@ -441,7 +540,7 @@ mod tests {
         );
         let channels = [all, api_only, critical];
         let i = incident(Severity::Warning, "be_api");
-        let opened = route(&channels, &[Change::Opened(i.clone())], 0);
+        let opened = items(&channels, &[Change::Opened(i.clone())]);
         let names: Vec<&str> = opened.iter().map(|n| n.channel.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         let resolved = Change::Resolved {
@@ -450,32 +549,29 @@ mod tests {
             incident: Box::new(i),
             note: "UP again".into(),
         };
-        let names: Vec<(String, &str)> = route(&channels, &[resolved], 0)
+        let names: Vec<(String, Status)> = items(&channels, &[resolved])
             .into_iter()
-            .map(|n| (n.channel, n.status))
+            .map(|n| (n.channel.clone(), n.status()))
             .collect();
-        assert_eq!(names, [("a".to_owned(), "resolved")]);
-        assert!(route(
+        assert_eq!(names, [("a".to_owned(), Status::Resolved)]);
+        assert!(items(
             &channels,
-            &[Change::Opened(incident(Severity::Info, "be_api"))],
-            0
+            &[Change::Opened(incident(Severity::Info, "be_api"))]
         )
         .is_empty());
     }
 
     #[test]
-    fn titles_say_what_why_and_what_is_left() {
-        let i = incident(Severity::Warning, "be_api");
-        assert_eq!(
-            title(&i, false),
-            "[hapwatch] DOWN be_api/s1 on lb1 (Layer4 timeout) — 3 active servers left"
-        );
-        let mut counted = i.clone();
-        counted.detail.insert("servers".into(), 4.into());
-        assert_eq!(
-            title(&counted, false),
-            "[hapwatch] DOWN be_api/s1 on lb1 (Layer4 timeout) — 3 of 4 servers left"
-        );
-        assert!(title(&i, true).starts_with("[hapwatch] RESOLVED be_api/s1 on lb1"));
+    fn an_item_survives_its_json() {
+        let it = Item {
+            channel: "a".into(),
+            incident: incident(Severity::Critical, "be_api"),
+            resolved: Some(Resolution {
+                ts_ms: 5,
+                note: "UP again".into(),
+            }),
+        };
+        let text = serde_json::to_string(&it).unwrap();
+        assert_eq!(serde_json::from_str::<Item>(&text).unwrap(), it);
     }
 }

@@ -1,11 +1,12 @@
 //! The daemon's side of notifications: routing to channels, silences,
-//! grouping. It turns incident changes into outbox rows.
+//! grouping. It turns incident changes into outbox operations, committed
+//! with the changes that caused them.
 
 use rusqlite::Connection;
 
-use super::group::Grouper;
-use super::{items, ChannelConfig, Notification};
-use crate::incidents::Change;
+use super::group::{Grouper, Restored};
+use super::{items, ChannelConfig, NewRow, OutboxOp, RowState, Status};
+use crate::incidents::{Change, ServerMatch};
 use crate::store::silences::{self, Silence};
 
 pub struct Notifier {
@@ -23,7 +24,8 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(config: &crate::config::Config) -> Notifier {
+    /// `next_row` follows the largest outbox id stored.
+    pub fn new(config: &crate::config::Config, next_row: i64) -> Notifier {
         let now = crate::timezone::now_ms();
         Notifier {
             channels: config.channel.clone(),
@@ -32,10 +34,19 @@ impl Notifier {
                 .then(|| crate::digest::next_due(now, config.digest.every, config.digest.hour)),
             repeat_ms: config.notify.repeat_critical.as_millis() as i64,
             last_notified: Default::default(),
-            grouper: Grouper::new(config.notify.group_wait),
+            grouper: Grouper::new(
+                config.notify.group_wait,
+                config.parse.timezone.clone(),
+                next_row,
+            ),
             silences: Vec::new(),
             conn: None,
         }
+    }
+
+    /// Groups still waiting and firings already sent, read back at start.
+    pub fn restore(&mut self, restored: Restored) {
+        self.grouper.restore(restored);
     }
 
     pub fn read_silences_from(&mut self, conn: Connection) {
@@ -44,6 +55,9 @@ impl Notifier {
 
     pub fn reconfigure(&mut self, config: &crate::config::Config) {
         self.channels = config.channel.clone();
+        self.repeat_ms = config.notify.repeat_critical.as_millis() as i64;
+        self.grouper
+            .reconfigure(config.notify.group_wait, config.parse.timezone.clone());
     }
 
     /// Re-reads the active silences (once a second).
@@ -63,8 +77,20 @@ impl Notifier {
         self.silences.retain(|s| s.until_ms > now_ms);
     }
 
-    /// Notifications due now for these changes (others wait for their group).
-    pub fn changes(&mut self, changes: &[Change], now_ms: i64) -> Vec<Notification> {
+    /// The servers the active silences cover, for the engine's degraded share.
+    pub fn muted(&self) -> Vec<ServerMatch> {
+        self.silences
+            .iter()
+            .map(|s| ServerMatch {
+                host: s.host.clone(),
+                backend: s.backend.clone(),
+                server: s.server.clone(),
+            })
+            .collect()
+    }
+
+    /// The outbox rows these changes cause (most wait for their group).
+    pub fn changes(&mut self, changes: &[Change], now_ms: i64) -> Vec<OutboxOp> {
         for c in changes {
             if let Change::Opened(i) = c {
                 self.last_notified.insert(i.id, now_ms);
@@ -79,7 +105,7 @@ impl Notifier {
         &mut self,
         open: impl Iterator<Item = &'a crate::incidents::Incident>,
         now_ms: i64,
-    ) -> Vec<Notification> {
+    ) -> Vec<OutboxOp> {
         if self.repeat_ms <= 0 {
             return Vec::new();
         }
@@ -103,34 +129,33 @@ impl Notifier {
         self.route(wanted, now_ms, false)
     }
 
-    /// Drops what a silence covers; `first` notices also hold back their later resolve.
-    fn route(
-        &mut self,
-        mut wanted: Vec<super::Item>,
-        now_ms: i64,
-        first: bool,
-    ) -> Vec<Notification> {
-        wanted.retain(|it| {
+    /// Silenced items are recorded as such; reminders of silenced incidents are dropped.
+    fn route(&mut self, wanted: Vec<super::Item>, now_ms: i64, first: bool) -> Vec<OutboxOp> {
+        let mut ops = Vec::new();
+        let mut open = Vec::new();
+        for it in wanted {
             let Some(s) = self.silences.iter().find(|s| s.matches(&it.incident)) else {
-                return true;
+                open.push(it);
+                continue;
             };
-            if it.resolved.is_none() && first {
+            if first {
                 tracing::info!(
                     incident = it.incident.id,
+                    channel = it.channel,
                     silence = s.id,
                     reason = s.reason,
                     "silenced: not notified"
                 );
-                // Its resolve is not sent either, even after the silence ends.
-                self.grouper.suppress(it.channel, it.incident.id);
+                let why = format!("silence #{}: {}", s.id, s.reason);
+                self.grouper.silenced(it, why, now_ms, &mut ops);
             }
-            false
-        });
-        self.grouper.push(&self.channels, wanted, now_ms)
+        }
+        self.grouper.push(&self.channels, open, now_ms, &mut ops);
+        ops
     }
 
-    /// The digest mail, when it is due: one notification per digest channel.
-    pub fn digest(&mut self, now_ms: i64) -> Vec<Notification> {
+    /// The digest mail, when it is due: one queued row per digest channel.
+    pub fn digest(&mut self, now_ms: i64) -> Vec<OutboxOp> {
         let (Some(due), Some(conn)) = (self.next_digest_ms, &self.conn) else {
             return Vec::new();
         };
@@ -155,29 +180,36 @@ impl Notifier {
         };
         let body = crate::digest::render(&digests, due - span, due);
         let subject = format!("[hapwatch] digest {}", crate::timezone::rfc3339(due));
-        self.channels
+        let mails: Vec<(String, String)> = self
+            .channels
             .iter()
             .filter(|c| self.digest.channels.contains(&c.name))
             .map(|c| {
-                let domain = c
-                    .from
-                    .as_deref()
-                    .and_then(|f| f.rsplit_once('@'))
-                    .map_or("hapwatch.invalid", |(_, d)| d.trim_end_matches('>'));
                 let mail = serde_json::json!({
                     "subject": subject,
                     "body": body,
-                    "message_id": format!("<hapwatch-digest-{due}@{domain}>"),
+                    "message_id": format!("<hapwatch-digest-{due}@{}>", super::mail_domain(c)),
                     "in_reply_to": null,
                 });
-                Notification {
+                (c.name.clone(), mail.to_string())
+            })
+            .collect();
+        mails
+            .into_iter()
+            .map(|(channel, payload)| {
+                OutboxOp::Insert(NewRow {
+                    id: self.grouper.alloc(),
                     incident_id: 0,
-                    channel: c.name.clone(),
+                    channel,
                     group_key: "digest".into(),
-                    status: "digest",
-                    payload: mail.to_string(),
+                    status: Status::Digest,
+                    state: RowState::Queued,
+                    item: None,
+                    payload,
+                    note: None,
                     created_ms: now_ms,
-                }
+                    due_ms: now_ms,
+                })
             })
             .collect()
     }
@@ -195,8 +227,11 @@ impl Notifier {
         self.grouper.next_deadline()
     }
 
-    pub fn due(&mut self, now_ms: i64) -> Vec<Notification> {
-        self.grouper.due(&self.channels, now_ms)
+    /// Messages of the groups whose wait is over (`i64::MAX`: all of them).
+    pub fn due(&mut self, now_ms: i64) -> Vec<OutboxOp> {
+        let mut ops = Vec::new();
+        self.grouper.due(&self.channels, now_ms, &mut ops);
+        ops
     }
 }
 
@@ -212,7 +247,7 @@ mod tests {
              [[channel]]\nname = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n",
         )
         .unwrap();
-        let mut n = Notifier::new(&config);
+        let mut n = Notifier::new(&config, 1);
         let i = Incident {
             id: 3,
             key: "backend:lb1:be".into(),
@@ -225,14 +260,27 @@ mod tests {
             summary: "backend be has no server available".into(),
             detail: Default::default(),
         };
-        assert_eq!(n.changes(&[Change::Opened(i.clone())], 0).len(), 1);
+        let sent = n.changes(&[Change::Opened(i.clone())], 0);
+        assert_eq!(
+            sent.iter()
+                .filter(|o| matches!(o, OutboxOp::Compose { .. }))
+                .count(),
+            1
+        );
         assert!(n.reminders([&i].into_iter(), 3_599_999).is_empty());
         let r = n.reminders([&i].into_iter(), 3_600_000);
-        assert_eq!(r.len(), 1);
+        let payloads: Vec<&str> = r
+            .iter()
+            .filter_map(|o| match o {
+                OutboxOp::Compose { payload, .. } => Some(payload.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(payloads.len(), 1, "{r:?}");
         assert!(
-            r[0].payload.contains("still open after 1.0 h"),
+            payloads[0].contains("still open after 1h"),
             "{}",
-            r[0].payload
+            payloads[0]
         );
         assert!(
             n.reminders([&i].into_iter(), 3_600_001).is_empty(),
@@ -262,13 +310,17 @@ mod digest_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
         drop(crate::store::open_write(&path).unwrap());
-        let mut n = Notifier::new(&config);
+        let mut n = Notifier::new(&config, 1);
         n.read_silences_from(crate::store::open_read(&path).unwrap());
         let due = n.next_digest_ms.unwrap();
         assert!(n.digest(due - 1).is_empty(), "not before it is due");
         let mails = n.digest(due);
         assert_eq!(mails.len(), 1, "the email channel only");
-        let mail: serde_json::Value = serde_json::from_str(&mails[0].payload).unwrap();
+        let OutboxOp::Insert(row) = &mails[0] else {
+            panic!("{mails:?}")
+        };
+        assert_eq!(row.channel, "mail");
+        let mail: serde_json::Value = serde_json::from_str(&row.payload).unwrap();
         assert!(mail["subject"]
             .as_str()
             .unwrap()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use super::{ChannelConfig, ChannelType, NotifyConfig};
+use super::{ChannelConfig, ChannelType, DeliveryError, NotifyConfig};
 use crate::store::writer::WriteOp;
 
 /// One pending row, as the delivery task reads it.
@@ -32,7 +32,7 @@ pub struct Attempt {
     pub attempts: i64,
     pub delivered_ms: Option<i64>,
     pub next_attempt_ms: i64,
-    /// Given up: expired.
+    /// Given up: a permanent error, or expired.
     pub failed: bool,
     pub error: Option<String>,
 }
@@ -44,11 +44,11 @@ pub struct Attempt {
 pub fn due(conn: &Connection, now_ms: i64, horizon_ms: i64) -> rusqlite::Result<Vec<Pending>> {
     let mut stmt = conn.prepare_cached(
         "SELECT o.id, o.incident_id, o.channel, o.payload, o.attempts, o.created_at FROM outbox o
-         WHERE o.delivered_at IS NULL AND o.failed_at IS NULL
+         WHERE o.state = 'queued'
            AND (o.next_attempt_at <= ?1 OR o.next_attempt_at > ?1 + ?2)
            AND o.id = (SELECT min(p.id) FROM outbox p
                        WHERE p.channel = o.channel AND p.group_key = o.group_key
-                         AND p.delivered_at IS NULL AND p.failed_at IS NULL)
+                         AND p.state = 'queued')
          ORDER BY o.id LIMIT 256",
     )?;
     let rows = stmt.query_map([now_ms, horizon_ms], |r| {
@@ -67,7 +67,7 @@ pub fn due(conn: &Connection, now_ms: i64, horizon_ms: i64) -> rusqlite::Result<
 /// When the next undelivered row is due, if any.
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.query_row(
-        "SELECT min(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
+        "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'",
         [],
         |r| r.get(0),
     )
@@ -98,30 +98,37 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 #[derive(Clone)]
 enum Sender {
     Http(reqwest::Client),
-    Smtp(lettre::AsyncSmtpTransport<lettre::Tokio1Executor>),
+    Smtp(Arc<super::email::SmtpChannel>),
 }
 
-/// One attempt, bounded by the channel's `timeout` as a whole: lettre's async
-/// transport times out only its connect, so a server that stalls mid-dialogue
-/// would otherwise hold the notification (and those queued behind it) for good.
-async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), String> {
+/// One attempt, bounded by the channel's `timeout` as a whole: a server that
+/// stalls mid-dialogue must not hold the notification (and those queued
+/// behind it) for good.
+async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), DeliveryError> {
     let attempt = async {
         match via {
             Sender::Http(client) => post(client, ch, payload).await,
-            Sender::Smtp(transport) => super::email::send(transport, ch, payload).await,
+            Sender::Smtp(smtp) => smtp.send(payload).await,
         }
     };
     tokio::time::timeout(ch.timeout, attempt)
         .await
         .unwrap_or_else(|_| {
-            Err(format!(
+            Err(DeliveryError::Transient(format!(
                 "no answer within {}",
                 humantime::format_duration(ch.timeout)
-            ))
+            )))
         })
 }
 
-async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Result<(), String> {
+/// An error body says why; more than this of it is not worth memory.
+const ERROR_BODY: usize = 4096;
+
+async fn post(
+    client: &reqwest::Client,
+    ch: &ChannelConfig,
+    payload: &str,
+) -> Result<(), DeliveryError> {
     let mut req = client
         .post(ch.url.as_deref().unwrap_or_default())
         .header("content-type", "application/json")
@@ -135,70 +142,147 @@ async fn post(client: &reqwest::Client, ch: &ChannelConfig, payload: &str) -> Re
             signature(secret.expose(), payload.as_bytes()),
         );
     }
-    let resp = req
-        .body(payload.to_owned())
-        .send()
-        .await
+    let mut resp = req.body(payload.to_owned()).send().await.map_err(|e| {
         // A webhook URL is often the secret itself (Slack, Teams): never log it.
-        .map_err(|e| super::error_chain(&e.without_url()))?;
+        let text = super::error_chain(&e.without_url());
+        if text.contains("invalid peer certificate") {
+            DeliveryError::Permanent(format!("TLS: {text}"))
+        } else {
+            DeliveryError::Transient(text)
+        }
+    })?;
     let status = resp.status();
     if status.is_success() {
-        Ok(())
-    } else {
-        let body = resp.text().await.unwrap_or_default();
-        Err(format!(
-            "HTTP {status}: {}",
-            body.chars().take(200).collect::<String>()
-        ))
+        return Ok(());
     }
+    if status.is_redirection() {
+        let to = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("nowhere");
+        return Err(DeliveryError::Permanent(format!(
+            "HTTP {status}: a redirect to {to} is not followed for a POST; set `url` to where it points"
+        )));
+    }
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY - body.len())])
+            }
+            _ => break,
+        }
+    }
+    let text = format!(
+        "HTTP {status}: {}",
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+    );
+    let retry = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+    Err(if retry {
+        DeliveryError::Transient(text)
+    } else {
+        DeliveryError::Permanent(text)
+    })
 }
 
-/// A mail's body ends with the incident's timeline as stored when it is sent.
+/// A mail's body ends with the timelines of its incidents as stored when it is sent.
 fn with_timeline(conn: &Connection, row: &Pending) -> String {
     let Ok(serde_json::Value::Object(mut mail)) = serde_json::from_str(&row.payload) else {
         return row.payload.clone();
     };
-    let timeline = crate::store::incidents::timeline(conn, row.incident_id).unwrap_or_default();
-    if timeline.is_empty() {
-        return row.payload.clone();
-    }
+    let ids: Vec<i64> = mail
+        .get("incidents")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+        .unwrap_or_else(|| vec![row.incident_id]);
+    let zone: crate::timezone::Zone = mail
+        .get("zone")
+        .and_then(|z| z.as_str())
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(crate::timezone::Zone::Utc);
     let mut body = mail
         .get("body")
         .and_then(|b| b.as_str())
         .unwrap_or_default()
         .to_owned();
-    body += "\nTimeline:\n";
-    for (ts, text) in timeline {
-        body += &format!("  {}  {text}\n", crate::timezone::rfc3339(ts));
+    for id in ids {
+        let timeline = crate::store::incidents::timeline(conn, id).unwrap_or_default();
+        if timeline.is_empty() {
+            continue;
+        }
+        body += &format!("\nTimeline of #{id}:\n");
+        for (ts, text) in timeline {
+            body += &format!("  {}  {text}\n", super::text::local_time(ts, &zone));
+        }
     }
     mail.insert("body".into(), body.into());
     serde_json::Value::Object(mail).to_string()
 }
 
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        // A POST is never re-sent elsewhere: a redirect is reported instead.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn sender(ch: &ChannelConfig, client: &reqwest::Client) -> Result<Sender, String> {
+    Ok(match ch.kind {
+        ChannelType::Email => Sender::Smtp(Arc::new(super::email::SmtpChannel::new(ch)?)),
+        _ => Sender::Http(client.clone()),
+    })
+}
+
 /// Sends one payload now, outside the outbox (`hapwatch test-alert`).
-pub async fn send_now(ch: &ChannelConfig, payload: &str) -> Result<(), String> {
-    let via = match ch.kind {
-        ChannelType::Email => Sender::Smtp(super::email::transport(ch)?),
-        _ => Sender::Http(
-            reqwest::Client::builder()
-                .build()
-                .map_err(|e| e.to_string())?,
-        ),
-    };
+pub async fn send_now(ch: &ChannelConfig, payload: &str) -> Result<(), DeliveryError> {
+    let client = http_client().map_err(DeliveryError::Permanent)?;
+    let via = sender(ch, &client).map_err(DeliveryError::Permanent)?;
     send(&via, ch, payload).await
 }
 
-/// Runs until the process stops. `wake` is signalled when rows are committed.
+/// The channels delivery can use, rebuilt when a reload changes them.
+struct Senders {
+    usable: HashMap<String, (ChannelConfig, Sender)>,
+    /// Configured but unusable (a bad CA file…): their rows wait for a fixed config.
+    unusable: HashMap<String, String>,
+}
+
+impl Senders {
+    fn build(channels: &[ChannelConfig], client: &reqwest::Client) -> Senders {
+        let mut s = Senders {
+            usable: HashMap::new(),
+            unusable: HashMap::new(),
+        };
+        for ch in channels {
+            match sender(ch, client) {
+                Ok(via) => {
+                    s.usable.insert(ch.name.clone(), (ch.clone(), via));
+                }
+                Err(e) => {
+                    tracing::error!(channel = ch.name, error = %e, "channel unusable; its notifications wait in the outbox for a fixed config");
+                    s.unusable.insert(ch.name.clone(), e);
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Runs until the process stops. `wake` is signalled when rows are
+/// committed; `channels` changes on a reload; `failed` counts rows given up.
 pub async fn run(
     db: std::path::PathBuf,
-    channels: Vec<ChannelConfig>,
+    mut channels: tokio::sync::watch::Receiver<Vec<ChannelConfig>>,
     cfg: NotifyConfig,
     store: SyncSender<WriteOp>,
     wake: Arc<Notify>,
+    failed: Arc<std::sync::atomic::AtomicU64>,
 ) {
-    if channels.is_empty() {
-        return;
-    }
     let conn = match crate::store::open_read(&db) {
         Ok(c) => c,
         Err(e) => {
@@ -206,33 +290,20 @@ pub async fn run(
             return;
         }
     };
-    let client = match reqwest::Client::builder().build() {
+    let client = match http_client() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client; notifications will not be sent");
             return;
         }
     };
-    let mut senders: HashMap<String, (ChannelConfig, Sender)> = HashMap::new();
-    // Configured but unusable (a bad CA file…): rows wait for a fixed config and restart.
-    let mut unusable = std::collections::HashSet::new();
-    for ch in channels {
-        let sender = match ch.kind {
-            ChannelType::Email => match super::email::transport(&ch) {
-                Ok(t) => Sender::Smtp(t),
-                Err(e) => {
-                    tracing::error!(channel = ch.name, error = %e, "email channel unusable; its notifications wait in the outbox");
-                    unusable.insert(ch.name.clone());
-                    continue;
-                }
-            },
-            _ => Sender::Http(client.clone()),
-        };
-        senders.insert(ch.name.clone(), (ch, sender));
-    }
+    let mut senders = Senders::build(&channels.borrow_and_update(), &client);
+    // Channels whose TLS failure was logged in full: once each, until it works.
+    let mut tls_reported = std::collections::HashSet::new();
     // Rows attempted whose outcome the writer has not committed yet: (id → attempts recorded).
     let mut in_flight: HashMap<i64, i64> = HashMap::new();
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Attempt>();
+    let (done_tx, mut done_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Attempt, Option<DeliveryError>, String)>();
     // The longest backoff, jitter included, and a second to spare.
     let horizon_ms = cfg.retry_max.as_millis() as i64 * 6 / 5 + 1000;
     loop {
@@ -243,23 +314,27 @@ pub async fn run(
         });
         in_flight.retain(|id, recorded| rows.iter().any(|r| r.id == *id && r.attempts < *recorded));
         for row in rows {
-            if in_flight.contains_key(&row.id) || unusable.contains(&row.channel) {
+            if in_flight.contains_key(&row.id) || senders.unusable.contains_key(&row.channel) {
                 continue;
             }
             in_flight.insert(row.id, row.attempts + 1);
-            let Some((ch, via)) = senders.get(&row.channel).cloned() else {
+            let Some((ch, via)) = senders.usable.get(&row.channel).cloned() else {
                 tracing::warn!(
                     channel = row.channel,
-                    "notification for a channel no longer configured; giving it up"
+                    "notification for a channel no longer configured; marked failed"
                 );
-                let _ = done_tx.send(Attempt {
+                let attempt = Attempt {
                     id: row.id,
-                    attempts: row.attempts + 1,
+                    attempts: row.attempts,
                     delivered_ms: None,
                     next_attempt_ms: now,
                     failed: true,
-                    error: Some("channel not configured".into()),
-                });
+                    error: Some(format!(
+                        "channel {:?} is no longer in the config",
+                        row.channel
+                    )),
+                };
+                let _ = done_tx.send((attempt, None, row.channel.clone()));
                 continue;
             };
             let (done_tx, cfg) = (done_tx.clone(), cfg.clone());
@@ -271,7 +346,7 @@ pub async fn run(
                 let result = send(&via, &ch, &payload).await;
                 let at = crate::timezone::now_ms();
                 let attempts = row.attempts + 1;
-                let attempt = match result {
+                let (attempt, error) = match result {
                     Ok(()) => {
                         tracing::info!(
                             channel = ch.name,
@@ -279,53 +354,122 @@ pub async fn run(
                             attempts,
                             "notification delivered"
                         );
-                        Attempt {
+                        let a = Attempt {
                             id: row.id,
                             attempts,
                             delivered_ms: Some(at),
                             next_attempt_ms: at,
                             failed: false,
                             error: None,
-                        }
+                        };
+                        (a, None)
                     }
                     Err(error) => {
                         let expired = at - row.created_ms >= cfg.expire_after.as_millis() as i64;
                         let next = at + backoff(&cfg, attempts, row.id).as_millis() as i64;
-                        if expired {
-                            tracing::error!(channel = ch.name, incident = row.incident_id, attempts, %error, "notification expired undelivered");
-                        } else {
-                            tracing::warn!(channel = ch.name, incident = row.incident_id, attempts, %error, retry_in_ms = next - at, "notification failed; will retry");
-                        }
-                        Attempt {
+                        let a = Attempt {
                             id: row.id,
                             attempts,
                             delivered_ms: None,
                             next_attempt_ms: next,
-                            failed: expired,
-                            error: Some(error),
+                            failed: expired || error.is_permanent(),
+                            error: Some(error.to_string()),
+                        };
+                        if expired {
+                            tracing::error!(channel = ch.name, incident = row.incident_id, attempts, %error, "notification expired undelivered");
                         }
+                        (a, Some(error))
                     }
                 };
-                let _ = done_tx.send(attempt);
+                let _ = done_tx.send((attempt, error, ch.name.clone()));
             });
         }
         let next = next_due(&conn).ok().flatten();
         let sleep_ms = next.map_or(1000, |t| (t - crate::timezone::now_ms()).clamp(10, 1000));
         tokio::select! {
             _ = wake.notified() => {}
-            Some(attempt) = done_rx.recv() => {
-                let mut batch = vec![attempt];
+            changed = channels.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                senders = Senders::build(&channels.borrow_and_update(), &client);
+                tls_reported.clear();
+                tracing::info!(channels = senders.usable.len(), "delivery uses the reloaded channels");
+            }
+            Some(first) = done_rx.recv() => {
+                let mut batch = vec![first];
                 while let Ok(a) = done_rx.try_recv() {
                     batch.push(a);
+                }
+                let mut attempts = Vec::with_capacity(batch.len());
+                for (attempt, error, channel) in batch {
+                    report(&attempt, error.as_ref(), &channel, &mut tls_reported, &failed);
+                    attempts.push(attempt);
                 }
                 let store = store.clone();
                 // The writer's queue is bounded: never block the runtime on it.
                 let _ = tokio::task::spawn_blocking(move || {
-                    let _ = store.send(WriteOp::Deliveries(batch));
+                    let _ = store.send(WriteOp::Deliveries(attempts));
                 }).await;
             }
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
         }
+    }
+}
+
+/// Logs an attempt's failure: a TLS failure in full once per channel, a
+/// permanent one as given up, a transient one as retried.
+fn report(
+    a: &Attempt,
+    error: Option<&DeliveryError>,
+    channel: &str,
+    tls_reported: &mut std::collections::HashSet<String>,
+    failed: &std::sync::atomic::AtomicU64,
+) {
+    if a.delivered_ms.is_some() {
+        tls_reported.remove(channel);
+        return;
+    }
+    if a.failed {
+        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let text = a.error.as_deref().unwrap_or_default();
+    match error {
+        Some(DeliveryError::Tls(_)) if tls_reported.insert(channel.to_owned()) => {
+            tracing::error!(
+                channel,
+                row = a.id,
+                error = text,
+                "notification failed: the server's certificate is not trusted; not retried"
+            );
+        }
+        Some(DeliveryError::Tls(_)) => {
+            tracing::warn!(
+                channel,
+                row = a.id,
+                "notification failed: TLS, as reported above; not retried"
+            );
+        }
+        Some(e) if e.is_permanent() => {
+            tracing::error!(
+                channel,
+                row = a.id,
+                error = text,
+                "notification failed permanently; not retried"
+            );
+        }
+        Some(_) if !a.failed => {
+            let retry_in_ms = a.next_attempt_ms - crate::timezone::now_ms();
+            tracing::warn!(
+                channel,
+                row = a.id,
+                attempts = a.attempts,
+                error = text,
+                retry_in_ms,
+                "notification failed; will retry"
+            );
+        }
+        _ => {}
     }
 }
 

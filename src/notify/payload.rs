@@ -1,157 +1,137 @@
 //! The body each channel type is sent.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::{group_title, title, ChannelConfig, ChannelType, Item};
-use crate::incidents::{Incident, Severity};
-use crate::timezone::rfc3339;
+use super::{text, ChannelConfig, ChannelType, Item, Message};
+use crate::incidents::Severity;
+use crate::timezone::{rfc3339, Zone};
 
-fn incident_json(i: &Incident, resolved: Option<(i64, &str)>) -> Value {
+/// The version of hapwatch's own JSON (README: "Webhook JSON").
+pub const VERSION: u32 = 2;
+
+fn incident_json(it: &Item, zone: &Zone) -> Value {
+    let i = &it.incident;
+    let evidence: Map<String, Value> = text::evidence(i, zone)
+        .into_iter()
+        .map(|(label, line)| (label.to_lowercase().replace(' ', "_"), line.into()))
+        .collect();
     json!({
         "id": i.id, "key": i.key, "kind": i.kind.as_str(), "severity": i.severity.as_str(),
         "host": i.host, "backend": i.backend, "server": i.server, "summary": i.summary,
-        "status": if resolved.is_some() { "resolved" } else { "firing" },
+        "headline": text::headline(it),
+        "status": it.status().as_str(),
         "opened_at": rfc3339(i.opened_ms),
-        "resolved_at": resolved.map(|(ts, _)| rfc3339(ts)),
-        "resolution": resolved.map(|(_, why)| why),
+        "resolved_at": it.resolved.as_ref().map(|r| rfc3339(r.ts_ms)),
+        "resolution": it.resolved.as_ref().map(|r| r.note.as_str()),
+        "evidence": evidence,
         "detail": i.detail,
     })
 }
 
-/// Several changes of one backend in one body (not PagerDuty, not email).
-pub fn build_group(ch: &ChannelConfig, items: &[Item]) -> Value {
-    let heading = group_title(items);
-    fn resolved(it: &Item) -> Option<(i64, &str)> {
-        it.resolved.as_ref().map(|(ts, why)| (*ts, why.as_str()))
-    }
-    let status = if items.iter().any(|i| i.resolved.is_none()) {
-        "firing"
-    } else {
-        "resolved"
-    };
-    let lines: Vec<String> = items
-        .iter()
-        .map(|it| match &it.resolved {
-            Some((_, why)) => format!("RESOLVED {}: {why}", it.incident.summary),
-            None => it.incident.summary.clone(),
-        })
-        .collect();
+/// Slack reads `&`, `<` and `>` as markup (mentions, links): names from logs
+/// must not become either.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The body of a message for a webhook channel. Items come sorted, most
+/// severe first: the top-level incident and severity are the worst one's.
+pub fn build(ch: &ChannelConfig, m: &Message<'_>) -> Value {
+    let items = m.items;
+    let lead = &items[0];
+    let heading = text::title(items);
+    let lines: Vec<String> = items.iter().map(text::headline).collect();
+    let status = m.status().as_str();
     match ch.kind {
-        ChannelType::Slack => json!({ "text": format!("{heading}\n{}", lines.join("\n")) }),
+        ChannelType::Slack => {
+            let icon = match (m.status(), lead.incident.severity) {
+                (super::Status::Resolved, _) => ":large_green_circle:",
+                (_, Severity::Critical) => ":red_circle:",
+                _ => ":large_orange_circle:",
+            };
+            let rest = if lines.len() > 1 {
+                format!("\n{}", lines.join("\n"))
+            } else {
+                String::new()
+            };
+            json!({ "text": slack_escape(&format!("{icon} {heading}{rest}")) })
+        }
+        ChannelType::Teams => json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        { "type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": true },
+                        { "type": "TextBlock", "text": lines.join("\n\n"), "wrap": true },
+                    ],
+                },
+            }],
+        }),
+        ChannelType::Pagerduty => {
+            let i = &lead.incident;
+            json!({
+                "routing_key": ch.routing_key.as_ref().map_or("", |k| k.expose()),
+                "event_action": if lead.resolved.is_some() { "resolve" } else { "trigger" },
+                // The same key ties the resolve to its trigger.
+                "dedup_key": format!("hapwatch-{}", i.id),
+                "payload": {
+                    "summary": heading,
+                    "source": i.host,
+                    "severity": i.severity.as_str(),
+                    "component": i.backend,
+                    "group": i.kind.as_str(),
+                    "timestamp": rfc3339(i.opened_ms),
+                    "custom_details": i.detail,
+                },
+            })
+        }
         ChannelType::Alertmanager => Value::Array(
             items
                 .iter()
-                .flat_map(|it| match build(ch, &it.incident, resolved(it)) {
-                    Value::Array(a) => a,
-                    other => vec![other],
+                .map(|it| {
+                    let i = &it.incident;
+                    let mut alert = json!({
+                        "labels": {
+                            "alertname": format!("hapwatch_{}", i.kind.as_str()),
+                            "severity": i.severity.as_str(),
+                            "host": i.host,
+                            "backend": i.backend,
+                            "server": i.server,
+                            "incident": i.id.to_string(),
+                        },
+                        "annotations": { "summary": i.summary, "title": text::headline(it) },
+                        "startsAt": rfc3339(i.opened_ms),
+                    });
+                    if let Some(r) = &it.resolved {
+                        alert["endsAt"] = rfc3339(r.ts_ms).into();
+                    }
+                    alert
                 })
                 .collect(),
         ),
-        ChannelType::Teams => {
-            let mut card = build(ch, &items[0].incident, resolved(&items[0]));
-            card["attachments"][0]["content"]["body"] = json!([
-                { "type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": true },
-                { "type": "TextBlock", "text": lines.join("\n\n"), "wrap": true },
-            ]);
-            card
-        }
-        _ => json!({
-            "version": 1,
+        ChannelType::Webhook | ChannelType::Email => json!({
+            "version": VERSION,
             "status": status,
+            "severity": lead.incident.severity.as_str(),
             "title": heading,
-            "incident": incident_json(&items[0].incident, resolved(&items[0])),
-            "incidents": items.iter().map(|it| incident_json(&it.incident, resolved(it))).collect::<Vec<_>>(),
+            "text": lines.join("\n"),
+            "incident": incident_json(lead, m.zone),
+            "incidents": items.iter().map(|it| incident_json(it, m.zone)).collect::<Vec<_>>(),
         }),
-    }
-}
-
-/// `resolved` is (when, why) for a resolved notice.
-pub fn build(ch: &ChannelConfig, i: &Incident, resolved: Option<(i64, &str)>) -> Value {
-    let heading = title(i, resolved.is_some());
-    let status = if resolved.is_some() {
-        "resolved"
-    } else {
-        "firing"
-    };
-    match ch.kind {
-        ChannelType::Webhook => json!({
-            "version": 1,
-            "status": status,
-            "title": heading,
-            "incident": incident_json(i, resolved),
-            "incidents": [incident_json(i, resolved)],
-        }),
-        ChannelType::Slack => {
-            let icon = match (resolved.is_some(), i.severity) {
-                (true, _) => ":large_green_circle:",
-                (false, Severity::Critical) => ":red_circle:",
-                (false, _) => ":large_orange_circle:",
-            };
-            let why = resolved.map_or(String::new(), |(_, why)| format!("\n{why}"));
-            json!({ "text": format!("{icon} {heading}{why}") })
-        }
-        ChannelType::Teams => {
-            let why = resolved.map_or_else(
-                || i.summary.clone(),
-                |(_, why)| format!("{}: {why}", i.summary),
-            );
-            json!({
-                "type": "message",
-                "attachments": [{
-                    "contentType": "application/vnd.microsoft.card.adaptive",
-                    "content": {
-                        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                        "type": "AdaptiveCard",
-                        "version": "1.4",
-                        "body": [
-                            { "type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": true },
-                            { "type": "TextBlock", "text": why, "wrap": true },
-                        ],
-                    },
-                }],
-            })
-        }
-        ChannelType::Pagerduty => json!({
-            "routing_key": ch.routing_key.as_ref().map_or("", |k| k.expose()),
-            "event_action": if resolved.is_some() { "resolve" } else { "trigger" },
-            // The same key ties the resolve to its trigger.
-            "dedup_key": format!("hapwatch-{}", i.id),
-            "payload": {
-                "summary": heading,
-                "source": i.host,
-                "severity": i.severity.as_str(),
-                "component": i.backend,
-                "group": i.kind.as_str(),
-                "timestamp": rfc3339(i.opened_ms),
-                "custom_details": i.detail,
-            },
-        }),
-        ChannelType::Alertmanager => {
-            let mut alert = json!({
-                "labels": {
-                    "alertname": format!("hapwatch_{}", i.kind.as_str()),
-                    "severity": i.severity.as_str(),
-                    "host": i.host,
-                    "backend": i.backend,
-                    "server": i.server,
-                    "incident": i.id.to_string(),
-                },
-                "annotations": { "summary": i.summary, "title": heading },
-                "startsAt": rfc3339(i.opened_ms),
-            });
-            if let Some((ts, _)) = resolved {
-                alert["endsAt"] = rfc3339(ts).into();
-            }
-            json!([alert])
-        }
-        ChannelType::Email => super::email::render(ch, i, resolved),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incidents::Kind;
+    use crate::incidents::{Incident, Kind};
+    use crate::notify::Resolution;
 
     fn incident() -> Incident {
         let mut detail = serde_json::Map::new();
@@ -177,13 +157,40 @@ mod tests {
         .unwrap()
     }
 
-    const RESOLVED: Option<(i64, &str)> = Some((1_795_395_660_000, "UP again"));
+    fn body(kind: &str, items: &[Item]) -> Value {
+        build(
+            &channel(kind),
+            &Message {
+                items,
+                message_id: String::new(),
+                parents: vec![],
+                zone: &Zone::Utc,
+            },
+        )
+    }
+
+    fn firing() -> Item {
+        Item {
+            channel: "c".into(),
+            incident: incident(),
+            resolved: None,
+        }
+    }
+
+    fn resolved() -> Item {
+        Item {
+            resolved: Some(Resolution {
+                ts_ms: 1_795_395_660_000,
+                note: "UP again".into(),
+            }),
+            ..firing()
+        }
+    }
 
     #[test]
     fn pagerduty_triggers_and_resolves_the_same_dedup_key() {
-        let ch = channel("pagerduty");
-        let fire = build(&ch, &incident(), None);
-        let done = build(&ch, &incident(), RESOLVED);
+        let fire = body("pagerduty", &[firing()]);
+        let done = body("pagerduty", &[resolved()]);
         assert_eq!(fire["event_action"], "trigger");
         assert_eq!(done["event_action"], "resolve");
         assert_eq!(fire["dedup_key"], done["dedup_key"]);
@@ -194,36 +201,53 @@ mod tests {
 
     #[test]
     fn alertmanager_alerts_end_when_resolved() {
-        let ch = channel("alertmanager");
-        let fire = build(&ch, &incident(), None);
+        let fire = body("alertmanager", &[firing()]);
         assert_eq!(fire[0]["labels"]["alertname"], "hapwatch_server_down");
         assert_eq!(fire[0]["startsAt"], "2026-11-23T01:00:00Z");
         assert!(fire[0].get("endsAt").is_none());
-        let done = build(&ch, &incident(), RESOLVED);
+        let done = body("alertmanager", &[resolved()]);
         assert_eq!(done[0]["endsAt"], "2026-11-23T01:01:00Z");
     }
 
     #[test]
-    fn slack_and_teams_carry_the_title() {
-        let slack = build(&channel("slack"), &incident(), None);
+    fn slack_and_teams_carry_the_title_and_slack_markup_is_escaped() {
+        let slack = body("slack", &[firing()]);
         assert!(slack["text"]
             .as_str()
             .unwrap()
             .contains("[hapwatch] DOWN be_api/s1 on lb1 (Layer4 timeout)"));
-        let teams = build(&channel("teams"), &incident(), RESOLVED);
+        let mut evil = firing();
+        evil.incident.server = Some("<!channel>".into());
+        let text = body("slack", &[evil])["text"].as_str().unwrap().to_owned();
+        assert!(
+            text.contains("&lt;!channel&gt;") && !text.contains("<!channel>"),
+            "{text}"
+        );
+        let teams = body("teams", &[resolved()]);
         let card = &teams["attachments"][0];
         assert_eq!(
             card["contentType"],
             "application/vnd.microsoft.card.adaptive"
         );
         assert_eq!(card["content"]["type"], "AdaptiveCard");
-        assert!(card["content"]["body"][0]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("[hapwatch] RESOLVED"));
-        assert!(card["content"]["body"][1]["text"]
-            .as_str()
-            .unwrap()
-            .ends_with("UP again"));
+        assert_eq!(
+            card["content"]["body"][0]["text"],
+            "[hapwatch] RESOLVED be_api/s1 on lb1: UP again after 1m"
+        );
+    }
+
+    #[test]
+    fn the_webhook_leads_with_the_most_severe_incident() {
+        let mut critical = firing();
+        critical.incident.id = 10;
+        critical.incident.kind = Kind::BackendDown;
+        critical.incident.severity = Severity::Critical;
+        critical.incident.server = None;
+        let v = body("webhook", &[critical, firing()]);
+        assert_eq!(v["version"], 2);
+        assert_eq!(v["severity"], "critical");
+        assert_eq!(v["incident"]["id"], 10);
+        assert_eq!(v["incidents"].as_array().unwrap().len(), 2);
+        assert_eq!(v["incidents"][1]["evidence"]["reason"], "Layer4 timeout");
     }
 }

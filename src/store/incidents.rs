@@ -134,32 +134,3 @@ pub fn restore(conn: &Connection, since_ms: i64) -> rusqlite::Result<(i64, Vec<I
     }
     Ok((next_id, open, fleet))
 }
-
-/// A notification of an incident, from the outbox.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub channel: String,
-    pub status: String,
-    pub attempts: i64,
-    pub delivered_ms: Option<i64>,
-    pub failed: bool,
-    pub last_error: Option<String>,
-}
-
-pub fn deliveries(conn: &Connection, id: i64) -> rusqlite::Result<Vec<Delivery>> {
-    let mut stmt = conn.prepare(
-        "SELECT channel, status, attempts, delivered_at, failed_at IS NOT NULL, last_error
-         FROM outbox WHERE incident_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([id], |r| {
-        Ok(Delivery {
-            channel: r.get(0)?,
-            status: r.get(1)?,
-            attempts: r.get(2)?,
-            delivered_ms: r.get(3)?,
-            failed: r.get(4)?,
-            last_error: r.get(5)?,
-        })
-    })?;
-    rows.collect()
-}

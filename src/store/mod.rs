@@ -1,6 +1,7 @@
 //! The SQLite file: one writer thread, read-only connections for queries.
 
 pub mod incidents;
+pub mod outbox;
 pub mod queries;
 pub mod schema;
 pub mod silences;

@@ -129,6 +129,19 @@ const MIGRATIONS: &[&str] = &[
         until INTEGER NOT NULL,
         reason TEXT NOT NULL
     );",
+    // 4: every notification owed is a row from the moment it is decided: one
+    // row per (channel, incident change), waiting in its group, then carrying
+    // a message, grouped into another row's, or settled unsent, with why.
+    "ALTER TABLE outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'queued';
+    ALTER TABLE outbox ADD COLUMN item TEXT;         -- the change as JSON (notify::Item)
+    ALTER TABLE outbox ADD COLUMN message_id INTEGER; -- grouped: the row carrying the message
+    ALTER TABLE outbox ADD COLUMN note TEXT;          -- why it was grouped, superseded, cancelled
+    UPDATE outbox SET state = CASE WHEN delivered_at IS NOT NULL THEN 'delivered'
+        WHEN failed_at IS NOT NULL THEN 'failed' ELSE 'queued' END;
+    DROP INDEX outbox_pending;
+    CREATE INDEX outbox_queued ON outbox (channel, group_key) WHERE state = 'queued';
+    CREATE INDEX outbox_waiting ON outbox (state) WHERE state = 'waiting';
+    CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL;",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

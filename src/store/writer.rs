@@ -56,10 +56,7 @@ pub struct IngestRow {
 pub enum WriteOp {
     Events(Vec<EventRow>),
     /// Incident changes and the notifications they cause, committed together.
-    Incidents(
-        Vec<crate::incidents::Change>,
-        Vec<crate::notify::Notification>,
-    ),
+    Incidents(Vec<crate::incidents::Change>, Vec<crate::notify::OutboxOp>),
     /// Outcomes of delivery attempts.
     Deliveries(Vec<crate::notify::outbox::Attempt>),
     Windows(Vec<WindowRow>),
@@ -148,6 +145,7 @@ impl Writer {
                     let queued = batch
                         .iter()
                         .any(|op| matches!(op, WriteOp::Incidents(_, n) if !n.is_empty()));
+                    // (Waiting rows are woken for by the pipeline, which composes them.)
                     if let (true, Some(wake)) = (queued, &outbox) {
                         wake.notify_one();
                     }
@@ -242,12 +240,15 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
             WriteOp::Windows(windows) => rows += write_windows(&tx, windows)?,
             WriteOp::Incidents(changes, notifications) => {
                 rows += write_incidents(&tx, changes)?;
-                rows += write_notifications(&tx, notifications)?;
+                rows += write_outbox(&tx, notifications)?;
             }
             WriteOp::Deliveries(attempts) => {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE outbox SET attempts = ?2, delivered_at = ?3, next_attempt_at = ?4,
-                        failed_at = CASE WHEN ?5 THEN ?4 END, last_error = ?6 WHERE id = ?1",
+                        failed_at = CASE WHEN ?5 THEN ?4 END, last_error = ?6,
+                        state = CASE WHEN ?3 IS NOT NULL THEN 'delivered' WHEN ?5 THEN 'failed'
+                            ELSE 'queued' END
+                     WHERE id = ?1",
                 )?;
                 for a in attempts {
                     stmt.execute(params![
@@ -386,25 +387,54 @@ fn write_incidents(
     Ok(changes.len() as u64)
 }
 
-fn write_notifications(
+fn write_outbox(
     tx: &rusqlite::Transaction<'_>,
-    notifications: &[crate::notify::Notification],
+    ops: &[crate::notify::OutboxOp],
 ) -> rusqlite::Result<u64> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO outbox (incident_id, channel, group_key, status, payload, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    use crate::notify::OutboxOp;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox (id, incident_id, channel, group_key, status, payload, created_at,
+            next_attempt_at, state, item, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    for n in notifications {
-        stmt.execute(params![
-            n.incident_id,
-            n.channel,
-            n.group_key,
-            n.status,
-            n.payload,
-            n.created_ms
-        ])?;
+    let mut settle = tx.prepare_cached(
+        "UPDATE outbox SET state = ?2, note = ?3, message_id = ?4 WHERE id = ?1 AND state = 'waiting'",
+    )?;
+    let mut compose = tx.prepare_cached(
+        "UPDATE outbox SET state = 'queued', payload = ?2, next_attempt_at = ?3
+         WHERE id = ?1 AND state = 'waiting'",
+    )?;
+    for op in ops {
+        match op {
+            OutboxOp::Insert(r) => {
+                insert.execute(params![
+                    r.id,
+                    r.incident_id,
+                    r.channel,
+                    r.group_key,
+                    r.status.as_str(),
+                    r.payload,
+                    r.created_ms,
+                    r.due_ms,
+                    r.state.as_str(),
+                    r.item,
+                    r.note
+                ])?;
+            }
+            OutboxOp::Settle {
+                id,
+                state,
+                note,
+                message,
+            } => {
+                settle.execute(params![id, state.as_str(), note, message])?;
+            }
+            OutboxOp::Compose { id, payload, at_ms } => {
+                compose.execute(params![id, payload, at_ms])?;
+            }
+        }
     }
-    Ok(notifications.len() as u64)
+    Ok(ops.len() as u64)
 }
 
 fn prune(conn: &Connection, r: Retention) {
@@ -432,7 +462,7 @@ fn prune(conn: &Connection, r: Retention) {
             [events_before_ms],
         )?;
         n += tx.execute(
-            "DELETE FROM outbox WHERE delivered_at < ?1 OR failed_at < ?1",
+            "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1",
             [events_before_ms],
         )?;
         tx.commit()?;

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: real fixtures, a running daemon, the CLI.
 #![allow(dead_code)]
 
+pub mod haproxy;
 pub mod smtp;
 
 use std::collections::BTreeMap;

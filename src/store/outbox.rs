@@ -1,0 +1,163 @@
+//! Outbox reads: what the daemon carries on from at start (groups still
+//! waiting, firings already sent), and what the CLI shows of each row.
+
+use rusqlite::{params, Connection};
+
+use crate::notify::group::{SentFiring, WaitingRow};
+use crate::notify::RowState;
+
+/// The id the next row takes.
+pub fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM outbox", [], |r| {
+        r.get(0)
+    })
+}
+
+/// Rows still in their group wait, oldest first. A row whose item cannot be
+/// read back (written by a newer version) is skipped, loudly.
+pub fn waiting(conn: &Connection) -> rusqlite::Result<Vec<WaitingRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, item, next_attempt_at FROM outbox WHERE state = 'waiting' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, item, due_ms) = row?;
+        match item.as_deref().map(serde_json::from_str) {
+            Some(Ok(item)) => out.push(WaitingRow { id, item, due_ms }),
+            _ => tracing::error!(
+                row = id,
+                "an outbox row in its group wait cannot be read back"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Firings a channel was sent (or is being sent) whose resolve has not
+/// gone yet, since `since_ms`: a resolve is paired with them.
+pub fn sent_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<SentFiring>> {
+    let mut stmt = conn.prepare(
+        "SELECT f.channel, f.incident_id, coalesce(m.payload, f.payload) FROM outbox f
+         LEFT JOIN outbox m ON m.id = f.message_id
+         WHERE f.status = 'firing' AND f.created_at >= ?1
+           AND f.state IN ('queued', 'delivered', 'grouped')
+           AND NOT EXISTS (SELECT 1 FROM outbox r
+               WHERE r.channel = f.channel AND r.incident_id = f.incident_id
+                 AND r.status = 'resolved' AND r.state != 'waiting')
+         ORDER BY f.id",
+    )?;
+    let rows = stmt.query_map(params![since_ms], |r| {
+        let payload: String = r.get(2)?;
+        // Email payloads name their Message-ID; a resolve threads under it.
+        let message_id = serde_json::from_str::<serde_json::Value>(&payload)
+            .ok()
+            .and_then(|v| v.get("message_id")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(SentFiring {
+            channel: r.get(0)?,
+            incident_id: r.get(1)?,
+            message_id,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One row of the outbox as people see it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: i64,
+    pub incident_id: i64,
+    pub channel: String,
+    /// firing, resolved, digest.
+    pub status: String,
+    pub state: RowState,
+    /// Grouped: the row that carries its message.
+    pub message_id: Option<i64>,
+    /// Why it was grouped, superseded, cancelled or silenced.
+    pub note: Option<String>,
+    pub created_ms: i64,
+    /// Of this row, or of the row carrying its message.
+    pub attempts: i64,
+    pub next_ms: i64,
+    pub delivered_ms: Option<i64>,
+    pub failed_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// Whether the message that carries it was delivered (grouped rows).
+    pub carrier_state: Option<RowState>,
+}
+
+const COLUMNS: &str = "o.id, o.incident_id, o.channel, o.status, o.state, o.message_id, o.note,
+    o.created_at, coalesce(m.attempts, o.attempts), coalesce(m.next_attempt_at, o.next_attempt_at),
+    coalesce(m.delivered_at, o.delivered_at), coalesce(m.failed_at, o.failed_at),
+    coalesce(m.last_error, o.last_error), m.state";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let state = |i: usize, s: String| {
+        RowState::parse(&s).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                i,
+                rusqlite::types::Type::Text,
+                format!("unknown outbox state {s:?}").into(),
+            )
+        })
+    };
+    Ok(Row {
+        id: r.get(0)?,
+        incident_id: r.get(1)?,
+        channel: r.get(2)?,
+        status: r.get(3)?,
+        state: state(4, r.get(4)?)?,
+        message_id: r.get(5)?,
+        note: r.get(6)?,
+        created_ms: r.get(7)?,
+        attempts: r.get(8)?,
+        next_ms: r.get(9)?,
+        delivered_ms: r.get(10)?,
+        failed_ms: r.get(11)?,
+        last_error: r.get(12)?,
+        carrier_state: r
+            .get::<_, Option<String>>(13)?
+            .map(|s| state(13, s))
+            .transpose()?,
+    })
+}
+
+/// Every row about one incident, oldest first.
+pub fn of_incident(conn: &Connection, incident: i64) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM outbox o LEFT JOIN outbox m ON m.id = o.message_id
+         WHERE o.incident_id = ?1 ORDER BY o.id"
+    ))?;
+    let rows = stmt.query_map([incident], row)?;
+    rows.collect()
+}
+
+/// The newest 100 rows: those not settled yet (waiting, queued, failed)
+/// and those not sent (superseded, cancelled, silenced) from the last day,
+/// or every kind with `all`.
+pub fn list(conn: &Connection, all: bool, now_ms: i64) -> rusqlite::Result<Vec<Row>> {
+    let filter = if all {
+        ""
+    } else {
+        "WHERE o.state IN ('waiting', 'queued', 'failed')
+            OR (o.state IN ('superseded', 'cancelled', 'silenced') AND o.created_at >= ?1)"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM outbox o LEFT JOIN outbox m ON m.id = o.message_id
+         {filter} ORDER BY o.id DESC LIMIT 100"
+    ))?;
+    let since = now_ms - 86_400_000;
+    let rows = if all {
+        stmt.query_map([], row)?.collect()
+    } else {
+        stmt.query_map([since], row)?.collect()
+    };
+    rows
+}
