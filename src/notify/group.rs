@@ -667,7 +667,6 @@ mod tests {
 
     #[test]
     fn a_resolve_whose_firing_never_went_to_the_channel_is_not_sent() {
-        let ch = channels();
         let mut g = grouper(0);
         let mut ops = Vec::new();
         ops.extend(push_one(
