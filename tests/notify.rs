@@ -361,3 +361,31 @@ fn a_hanging_receiver_is_timed_out_and_retried_without_holding_up_another() {
         "one hung attempt, one delivered"
     );
 }
+
+#[test]
+fn a_refusal_or_a_redirect_fails_the_row_at_once_instead_of_retrying_for_a_day() {
+    for status in [400, 302] {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = Receiver::start(0, vec![status]);
+        let udp = free_port();
+        let cfg = config(dir.path(), udp, receiver.port);
+        let mut daemon = Daemon::start(&cfg, 1);
+        send_udp(udp, &[DOWN.to_vec()]);
+        daemon.wait_log("notification failed permanently; not retried");
+        let rows = wait_outbox_state(&["--config", cfg.to_str().unwrap()], "failed", &daemon);
+        daemon.stop();
+        let failed: Vec<&Value> = rows.iter().filter(|r| r["state"] == "failed").collect();
+        assert_eq!(failed.len(), 1, "{rows:?}");
+        assert_eq!(failed[0]["attempts"], 1);
+        let error = failed[0]["last_error"].as_str().unwrap();
+        assert!(error.starts_with(&format!("HTTP {status}")), "{error}");
+        if status == 302 {
+            assert!(error.contains("redirect"), "{error}");
+        }
+        assert_eq!(
+            receiver.attempts.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one attempt, no retry"
+        );
+    }
+}

@@ -407,6 +407,13 @@ fn a_channel_added_by_a_reload_gets_the_next_firing_and_its_resolve() {
         "",
         &format!("{}{}", s.hook_channel(), s.mail_channel()),
     );
+    // check-config says what the reload will change, against what the daemon runs.
+    let said = hapwatch(&["check-config", cfg.to_str().unwrap()]);
+    assert!(
+        said.contains("reload    would change the daemon's channels")
+            && said.contains("added mail; removed -; changed -"),
+        "{said}"
+    );
     daemon.signal("-HUP");
     daemon.wait_log("reloaded config applied to the pipeline");
     assert!(daemon.try_seen("added=mail"), "{}", daemon.seen.join("\n"));
@@ -615,7 +622,7 @@ fn a_wrong_relay_certificate_is_a_clear_error_and_a_failed_row_not_a_retry_storm
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_log("not retried");
     let db = dir.path().join("h.db");
-    let rows = wait_json_lines(&["outbox", "--db", db.to_str().unwrap(), "--json"], &daemon);
+    let rows = wait_outbox_state(&["--db", db.to_str().unwrap()], "failed", &daemon);
     let log = daemon.stop();
     let failed: Vec<&Value> = rows.iter().filter(|r| r["state"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{rows:?}");

@@ -48,7 +48,8 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     }
     for ch in &config.channel {
         let target = match &ch.url {
-            Some(u) => u.clone(),
+            // The rest of a webhook URL is often its secret (Slack, Teams).
+            Some(u) => u.split('/').take(3).collect::<Vec<_>>().join("/") + "/…",
             None => format!(
                 "{} → {}",
                 ch.smtp_host.as_deref().unwrap_or("?"),
@@ -65,6 +66,34 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     }
     for f in parser.custom_formats() {
         writeln!(out, "  format    {}: {}", f.name(), f.source())?;
+    }
+    let running = crate::store::open_read(&config.db_path())
+        .ok()
+        .and_then(|conn| crate::store::outbox::running_channels(&conn).ok().flatten());
+    if let Some((since, running)) = running {
+        let d = crate::notify::ChannelDiff::against(&running, &config.channel);
+        let when = crate::cli::output::local_time(since);
+        if d.is_empty() {
+            writeln!(
+                out,
+                "  reload    changes no channel of the daemon (running since {when})"
+            )?;
+        } else {
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "-".to_owned()
+                } else {
+                    v.join(", ")
+                }
+            };
+            writeln!(
+                out,
+                "  reload    would change the daemon's channels (running since {when}): added {}; removed {}; changed {}",
+                list(&d.added),
+                list(&d.removed),
+                list(&d.changed)
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ type Reload = Arc<Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>>;
 /// delivery (the channels' senders).
 struct Reloads {
     pipeline: Reload,
+    store: mpsc::SyncSender<WriteOp>,
     channels: tokio::sync::watch::Sender<Vec<crate::notify::ChannelConfig>>,
 }
 
@@ -119,6 +120,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             next_row: crate::store::outbox::next_id(&conn)?,
             waiting: crate::store::outbox::waiting(&conn)?,
             sent: crate::store::outbox::sent_firings(&conn, since)?,
+            withheld: crate::store::outbox::withheld_firings(&conn, since)?,
         };
         if !outbox.waiting.is_empty() {
             tracing::info!(
@@ -180,6 +182,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx));
     }
     let (channels_tx, channels_rx) = tokio::sync::watch::channel(config.channel.clone());
+    record_channels(&writer.tx, &config);
     let delivery = rt.spawn(crate::notify::outbox::run(
         db.clone(),
         channels_rx,
@@ -198,6 +201,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         stats.clone(),
         Reloads {
             pipeline: reload,
+            store: writer.tx.clone(),
             channels: channels_tx,
         },
     ));
@@ -338,6 +342,7 @@ fn reload_config(args: &ServeArgs, running: &Config, reloads: &Reloads) -> Optio
                 "config reloaded"
             );
             reloads.channels.send_replace(config.channel.clone());
+            record_channels(&reloads.store, &config);
             *reloads.pipeline.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((parser, config.clone()));
             Some(config)
@@ -347,6 +352,17 @@ fn reload_config(args: &ServeArgs, running: &Config, reloads: &Reloads) -> Optio
             None
         }
     }
+}
+
+/// Stores which channels delivery now uses, so `check-config` can say what a
+/// reload would change.
+fn record_channels(store: &mpsc::SyncSender<WriteOp>, config: &Config) {
+    let channels = config
+        .channel
+        .iter()
+        .map(|c| (c.name.clone(), c.fingerprint()))
+        .collect();
+    let _ = store.send(WriteOp::Channels(channels, crate::timezone::now_ms()));
 }
 
 /// Tells systemd (Type=notify) that the sockets are bound.

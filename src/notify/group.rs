@@ -39,6 +39,15 @@ pub struct Restored {
     pub next_row: i64,
     pub waiting: Vec<WaitingRow>,
     pub sent: Vec<SentFiring>,
+    pub withheld: Vec<Withheld>,
+}
+
+/// A firing a channel was not sent, and why, read back at start.
+#[derive(Debug, Clone)]
+pub struct Withheld {
+    pub channel: String,
+    pub incident_id: i64,
+    pub why: String,
 }
 
 /// A firing a channel was sent (or is being sent), read back at start.
@@ -89,6 +98,9 @@ impl Grouper {
             });
             group.deadline_ms = group.deadline_ms.min(w.due_ms);
             group.items.push((w.id, w.item));
+        }
+        for w in r.withheld {
+            self.withheld.insert((w.channel, w.incident_id), w.why);
         }
         for s in r.sent {
             self.sent.insert((s.channel, s.incident_id), s.message_id);
@@ -649,6 +661,7 @@ mod tests {
                 due_ms: row.due_ms,
             }],
             sent: vec![],
+            withheld: vec![],
         });
         assert_eq!(after.alloc(), 2, "new rows follow the restored ones");
         let mut due = Vec::new();

@@ -195,7 +195,43 @@ pub struct ChannelDiff {
     pub changed: Vec<String>,
 }
 
+impl ChannelConfig {
+    /// Changes when any setting does, secrets included, without showing them.
+    pub fn fingerprint(&self) -> String {
+        let secrets = [&self.secret, &self.routing_key, &self.password]
+            .map(|s| s.as_ref().map_or("", |s| s.expose()));
+        let text = format!("{self:?}{}", secrets.join("\0"));
+        let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        d.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 impl ChannelDiff {
+    /// Against what a running daemon stored: (name, fingerprint).
+    pub fn against(running: &[(String, String)], new: &[ChannelConfig]) -> ChannelDiff {
+        let mut d = ChannelDiff::default();
+        for c in new {
+            match running.iter().find(|(n, _)| *n == c.name) {
+                None => d.added.push(c.name.clone()),
+                Some((_, f)) if *f != c.fingerprint() => d.changed.push(c.name.clone()),
+                Some(_) => {}
+            }
+        }
+        d.removed = running
+            .iter()
+            .filter(|(n, _)| !new.iter().any(|c| &c.name == n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        d
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
     pub fn between(old: &[ChannelConfig], new: &[ChannelConfig]) -> ChannelDiff {
         let find =
             |list: &[ChannelConfig], name: &str| list.iter().find(|c| c.name == name).cloned();

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection};
 
-use crate::notify::group::{SentFiring, WaitingRow};
+use crate::notify::group::{SentFiring, WaitingRow, Withheld};
 use crate::notify::RowState;
 
 /// The id the next row takes.
@@ -64,6 +64,30 @@ pub fn sent_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Se
             channel: r.get(0)?,
             incident_id: r.get(1)?,
             message_id,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Firings not sent (superseded, silenced, cancelled) whose resolve has not
+/// come yet, with why: their resolves are not sent either, and say so.
+pub fn withheld_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Withheld>> {
+    let mut stmt = conn.prepare(
+        "SELECT f.channel, f.incident_id,
+            CASE f.state WHEN 'silenced' THEN 'silenced (' || f.note || ')'
+                ELSE coalesce(f.note, f.state) END FROM outbox f
+         WHERE f.status = 'firing' AND f.created_at >= ?1
+           AND f.state IN ('superseded', 'silenced', 'cancelled')
+           AND NOT EXISTS (SELECT 1 FROM outbox r
+               WHERE r.channel = f.channel AND r.incident_id = f.incident_id
+                 AND r.status = 'resolved')
+         ORDER BY f.id",
+    )?;
+    let rows = stmt.query_map(params![since_ms], |r| {
+        Ok(Withheld {
+            channel: r.get(0)?,
+            incident_id: r.get(1)?,
+            why: format!("its firing was {}", r.get::<_, String>(2)?),
         })
     })?;
     rows.collect()
@@ -160,4 +184,24 @@ pub fn list(conn: &Connection, all: bool, now_ms: i64) -> rusqlite::Result<Vec<R
         stmt.query_map([since], row)?.collect()
     };
     rows
+}
+
+/// The channels a daemon runs with, since when: [(name, fingerprint)].
+pub type RunningChannels = (i64, Vec<(String, String)>);
+
+/// The channels the daemon on this store last started or reloaded with;
+/// None before any daemon stored them.
+pub fn running_channels(conn: &Connection) -> rusqlite::Result<Option<RunningChannels>> {
+    let mut stmt =
+        conn.prepare("SELECT name, fingerprint, since FROM channels_running ORDER BY name")?;
+    let rows: Vec<(String, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let Some(since) = rows.iter().map(|r| r.2).max() else {
+        return Ok(None);
+    };
+    Ok(Some((
+        since,
+        rows.into_iter().map(|(n, f, _)| (n, f)).collect(),
+    )))
 }

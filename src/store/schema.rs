@@ -141,7 +141,12 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX outbox_pending;
     CREATE INDEX outbox_queued ON outbox (channel, group_key) WHERE state = 'queued';
     CREATE INDEX outbox_waiting ON outbox (state) WHERE state = 'waiting';
-    CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL;",
+    CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL;
+    CREATE TABLE channels_running (       -- what the daemon delivers to, for check-config
+        name TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,        -- SHA-256 of the channel's settings
+        since INTEGER NOT NULL            -- Unix ms of the start or reload that set it
+    );",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

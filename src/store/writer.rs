@@ -61,6 +61,8 @@ pub enum WriteOp {
     Deliveries(Vec<crate::notify::outbox::Attempt>),
     Windows(Vec<WindowRow>),
     Ingest(IngestRow),
+    /// The channels the daemon now delivers to: (name, fingerprint), at a start or reload.
+    Channels(Vec<(String, String)>, i64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -259,6 +261,16 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                         a.failed,
                         a.error
                     ])?;
+                    rows += 1;
+                }
+            }
+            WriteOp::Channels(channels, at_ms) => {
+                tx.execute("DELETE FROM channels_running", [])?;
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO channels_running (name, fingerprint, since) VALUES (?1, ?2, ?3)",
+                )?;
+                for (name, fingerprint) in channels {
+                    stmt.execute(params![name, fingerprint, at_ms])?;
                     rows += 1;
                 }
             }

@@ -150,6 +150,22 @@ pub fn wait_json_lines(args: &[&str], daemon: &Daemon) -> Vec<Value> {
     }
 }
 
+/// Polls `hapwatch outbox ARGS --json` (ARGS: `--db F` or `--config F`)
+/// until a row is in `state`; returns every row then.
+pub fn wait_outbox_state(args: &[&str], state: &str, daemon: &Daemon) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut all = vec!["outbox", "--json"];
+    all.extend_from_slice(args);
+    loop {
+        let rows = wait_json_lines(&all, daemon);
+        if rows.iter().any(|r| r["state"] == state) {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "no {state} row: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
