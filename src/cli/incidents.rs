@@ -268,14 +268,9 @@ fn print_one(
             duration_text(now - i.opened_ms)
         )?,
     }
-    for (k, v) in &i.detail {
-        if !v.is_null() {
-            writeln!(
-                out,
-                "{k:<9} {}",
-                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-            )?;
-        }
+    // The evidence as the notifications put it (the JSON is in --json).
+    for (label, line) in crate::notify::text::evidence(i, &crate::timezone::Zone::Local) {
+        writeln!(out, "{:<9} {line}", label.to_lowercase())?;
     }
     writeln!(out, "\n{}", style.paint("timeline", BOLD))?;
     for (ts, text) in timeline {
