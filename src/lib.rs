@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 mod digest;
+mod escape;
 mod fasthash;
 mod formats;
 mod hist;

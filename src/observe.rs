@@ -62,10 +62,10 @@ impl TrafficTotals {
         totals.classes[crate::windows::status_class(t.status) as usize] += 1;
         totals.retries += u64::from(t.retries.unwrap_or(0));
         totals.redispatches += u64::from(t.redispatched);
-        totals.bytes += t.bytes_read.unwrap_or(0);
+        totals.bytes = totals.bytes.saturating_add(t.bytes_read.unwrap_or(0));
         if let Some(v) = t.t_active.or(t.t_total).filter(|v| *v >= 0) {
             totals.latency.record(v as u64);
-            totals.latency_sum_ms += v as u64;
+            totals.latency_sum_ms = totals.latency_sum_ms.saturating_add(v as u64);
         }
     }
 

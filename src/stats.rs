@@ -31,12 +31,25 @@ pub struct Stats {
     pub oversized: AtomicU64,
     pub rows_written: Arc<AtomicU64>,
     pub write_errors: Arc<AtomicU64>,
+    /// Rows SQLite refused on their own (the rest of their batch was kept).
+    pub rows_rejected: Arc<AtomicU64>,
     /// Notifications given up: a permanent error, expiry, or a removed channel.
     pub notifications_failed: Arc<AtomicU64>,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
     sample: Mutex<Option<String>>,
+}
+
+impl Stats {
+    /// What the writer thread counts into.
+    pub fn writer_counters(&self) -> crate::store::writer::WriterCounters {
+        crate::store::writer::WriterCounters {
+            rows_written: self.rows_written.clone(),
+            write_errors: self.write_errors.clone(),
+            rows_rejected: self.rows_rejected.clone(),
+        }
+    }
 }
 
 /// A point-in-time copy, for logging, storing and tests.
@@ -53,6 +66,7 @@ pub struct Snapshot {
     pub oversized: u64,
     pub rows_written: u64,
     pub write_errors: u64,
+    pub rows_rejected: u64,
     pub notifications_failed: u64,
     pub parse_errors: Vec<(&'static str, u64)>,
     /// (listener, received, bytes, denied, socket drops)
@@ -167,6 +181,7 @@ impl Stats {
             oversized: self.oversized.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
+            rows_rejected: self.rows_rejected.load(Relaxed),
             notifications_failed: self.notifications_failed.load(Relaxed),
             parse_errors: ErrorKind::ALL
                 .iter()

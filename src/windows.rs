@@ -79,7 +79,8 @@ impl Counts {
             TerminationClass::Killed => self.term_other += 1,
             TerminationClass::Normal | TerminationClass::Local => {}
         }
-        self.bytes += t.bytes_read.unwrap_or(0);
+        // A line's numbers come from the network: saturate, never overflow.
+        self.bytes = self.bytes.saturating_add(t.bytes_read.unwrap_or(0));
         // -1 means the phase was never reached: no latency to record.
         if let Some(total) = t.t_active.or(t.t_total).filter(|v| *v >= 0) {
             self.t_total.record(total as u64);
@@ -104,7 +105,7 @@ impl Counts {
         self.term_proxy += o.term_proxy;
         self.term_resource += o.term_resource;
         self.term_other += o.term_other;
-        self.bytes += o.bytes;
+        self.bytes = self.bytes.saturating_add(o.bytes);
         self.t_total.merge(&o.t_total);
         self.t_response.merge(&o.t_response);
     }

@@ -43,12 +43,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // A backfill writes all over the windows index: a larger page cache keeps it hot.
     conn.pragma_update(None, "cache_size", -65_536)?;
     let stats = Arc::new(Stats::default());
-    let writer = Writer::spawn(
-        conn,
-        None,
-        stats.rows_written.clone(),
-        stats.write_errors.clone(),
-    );
+    let writer = Writer::spawn(conn, None, stats.writer_counters());
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

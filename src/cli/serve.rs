@@ -98,8 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             events: config.storage.retain_events,
             samples: config.storage.samples_kept(),
         }),
-        stats.rows_written.clone(),
-        stats.write_errors.clone(),
+        stats.writer_counters(),
         Some(outbox_wake.clone()),
     );
     // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
@@ -535,7 +534,8 @@ fn log_totals(s: &Snapshot) {
         received = s.received, bytes = s.bytes, parsed = s.parsed, traffic = s.traffic,
         events = s.events, parse_errors = s.parse_errors_total(), queue_drops = s.queue_drops,
         socket_drops = s.socket_drops, denied = s.denied, oversized = s.oversized,
-        rows_written = s.rows_written, write_errors = s.write_errors, by_reason = %s.parse_errors_text(","),
+        rows_written = s.rows_written, write_errors = s.write_errors, rows_rejected = s.rows_rejected,
+        notifications_failed = s.notifications_failed, by_reason = %s.parse_errors_text(","),
         "totals"
     );
 }

@@ -94,28 +94,34 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// What the writer counts: rows committed, batches that failed, rows refused alone.
+#[derive(Clone, Default)]
+pub struct WriterCounters {
+    pub rows_written: Arc<AtomicU64>,
+    pub write_errors: Arc<AtomicU64>,
+    pub rows_rejected: Arc<AtomicU64>,
+}
+
 pub struct Writer {
     pub tx: SyncSender<WriteOp>,
     handle: std::thread::JoinHandle<()>,
 }
 
 impl Writer {
-    /// Starts the writer thread. `rows_written` counts committed rows; `write_errors` failed batches.
+    /// Starts the writer thread.
     pub fn spawn(
         conn: Connection,
         retention: Option<Retention>,
-        rows_written: Arc<AtomicU64>,
-        write_errors: Arc<AtomicU64>,
+        counters: WriterCounters,
     ) -> Writer {
-        Writer::spawn_waking(conn, retention, rows_written, write_errors, None)
+        Writer::spawn_waking(conn, retention, counters, None)
     }
 
     /// As [`spawn`](Self::spawn); `outbox` is woken after a commit that queued notifications.
     pub fn spawn_waking(
         conn: Connection,
         retention: Option<Retention>,
-        rows_written: Arc<AtomicU64>,
-        write_errors: Arc<AtomicU64>,
+        counters: WriterCounters,
         outbox: Option<Arc<tokio::sync::Notify>>,
     ) -> Writer {
         let (tx, rx) = mpsc::sync_channel::<WriteOp>(1024);
@@ -142,8 +148,8 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let rows = commit_with_retries(&conn, &batch, &write_errors);
-                    rows_written.fetch_add(rows, Relaxed);
+                    let rows = commit_with_retries(&conn, &batch, &counters);
+                    counters.rows_written.fetch_add(rows, Relaxed);
                     let queued = batch
                         .iter()
                         .any(|op| matches!(op, WriteOp::Incidents(_, n) if !n.is_empty()));
@@ -176,8 +182,68 @@ fn transient(e: &rusqlite::Error) -> bool {
 /// Commits a batch; while the failure is one that waiting can fix, waits and
 /// tries again (the bounded queue in front then holds, and ingest counts what
 /// it must drop), so nothing accepted is lost to a lock or a full disk. Any
-/// other failure loses the batch, loudly.
-fn commit_with_retries(conn: &Connection, batch: &[WriteOp], write_errors: &AtomicU64) -> u64 {
+/// other failure is a property of some row, never of the batch: the batch is
+/// committed op by op, and a failing op row by row, so only the rows SQLite
+/// refuses are lost, each counted and logged.
+fn commit_with_retries(conn: &Connection, batch: &[WriteOp], counters: &WriterCounters) -> u64 {
+    match commit(conn, batch, counters) {
+        Ok(rows) => rows,
+        Err(e) => {
+            counters.write_errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, ops = batch.len(), "a database write failed; committing its rows one by one");
+            batch
+                .iter()
+                .map(|op| commit_isolating(conn, op, counters))
+                .sum()
+        }
+    }
+}
+
+/// One op on its own; a failing one row by row.
+fn commit_isolating(conn: &Connection, op: &WriteOp, counters: &WriterCounters) -> u64 {
+    if let Ok(rows) = commit(conn, std::slice::from_ref(op), counters) {
+        return rows;
+    }
+    let singles: Vec<WriteOp> = match op {
+        WriteOp::Events(v) => v.iter().map(|e| WriteOp::Events(vec![e.clone()])).collect(),
+        WriteOp::Windows(v) => v
+            .iter()
+            .map(|w| WriteOp::Windows(vec![w.clone()]))
+            .collect(),
+        WriteOp::Deliveries(v) => v
+            .iter()
+            .map(|d| WriteOp::Deliveries(vec![d.clone()]))
+            .collect(),
+        // An incident change and its outbox rows are one decision; the rest are one row.
+        _ => Vec::new(),
+    };
+    if singles.is_empty() {
+        counters.rows_rejected.fetch_add(1, Relaxed);
+        tracing::error!(
+            op = op.kind(),
+            "the database refused this write; it is lost"
+        );
+        return 0;
+    }
+    let mut rows = 0;
+    for single in &singles {
+        match commit(conn, std::slice::from_ref(single), counters) {
+            Ok(n) => rows += n,
+            Err(e) => {
+                counters.rows_rejected.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, op = single.kind(), row = %single.describe(), "the database refused one row; the others of its batch are kept");
+            }
+        }
+    }
+    rows
+}
+
+/// Commits, waiting out what waiting can fix; the error of anything else.
+fn commit(
+    conn: &Connection,
+    batch: &[WriteOp],
+    counters: &WriterCounters,
+) -> rusqlite::Result<u64> {
     let mut wait = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     loop {
@@ -186,10 +252,10 @@ fn commit_with_retries(conn: &Connection, batch: &[WriteOp], write_errors: &Atom
                 if let Some(since) = failing_since {
                     tracing::info!(after = ?since.elapsed(), "database writes resumed; nothing was lost");
                 }
-                return rows;
+                return Ok(rows);
             }
             Err(e) if transient(&e) => {
-                write_errors.fetch_add(1, Relaxed);
+                counters.write_errors.fetch_add(1, Relaxed);
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
                     tracing::error!(error = %e, "database write failed; holding the batch and retrying");
@@ -197,12 +263,41 @@ fn commit_with_retries(conn: &Connection, batch: &[WriteOp], write_errors: &Atom
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(e) => {
-                write_errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %e, ops = batch.len(), "database write failed; this batch is lost");
-                return 0;
-            }
+            Err(e) => return Err(e),
         }
+    }
+}
+
+impl WriteOp {
+    fn kind(&self) -> &'static str {
+        match self {
+            WriteOp::Events(_) => "events",
+            WriteOp::Incidents(..) => "incidents",
+            WriteOp::Deliveries(_) => "deliveries",
+            WriteOp::Windows(_) => "windows",
+            WriteOp::Ingest(_) => "ingest",
+            WriteOp::Channels(..) => "channels",
+        }
+    }
+
+    /// What a refused row was, for the log (its raw line, cut short).
+    fn describe(&self) -> String {
+        let text = match self {
+            WriteOp::Events(v) => v.first().map(|e| e.raw.clone()),
+            WriteOp::Windows(v) => v
+                .first()
+                .map(|w| format!("window {} {}/{}/{}", w.start, w.host, w.backend, w.server)),
+            WriteOp::Deliveries(v) => v.first().map(|d| format!("outbox row {}", d.id)),
+            _ => None,
+        };
+        crate::escape::escape(
+            &text
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>(),
+        )
+        .into_owned()
     }
 }
 
@@ -230,7 +325,7 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                         e.reason,
                         e.code,
                         e.info,
-                        e.check_duration_ms,
+                        e.check_duration_ms.map(clamp),
                         e.active_left,
                         e.backup_left,
                         e.json,
@@ -281,9 +376,10 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )?
                 .execute(params![
-                    s.ts_ms, s.interval_ms, s.received, s.bytes, s.parsed, s.traffic, s.events,
-                    s.parse_errors, s.oversized, s.denied, s.queue_drops, s.socket_drops,
-                    s.rows_written, s.detail
+                    s.ts_ms, s.interval_ms, clamp(s.received), clamp(s.bytes), clamp(s.parsed),
+                    clamp(s.traffic), clamp(s.events), clamp(s.parse_errors), clamp(s.oversized),
+                    clamp(s.denied), clamp(s.queue_drops), clamp(s.socket_drops),
+                    clamp(s.rows_written), s.detail
                 ])?;
                 rows += 1;
             }
@@ -291,6 +387,11 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
     }
     tx.commit()?;
     Ok(rows)
+}
+
+/// SQLite integers are i64: a count beyond that is stored as its largest value.
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusqlite::Result<u64> {
@@ -332,21 +433,21 @@ fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusql
             w.frontend,
             w.backend,
             w.server,
-            c.requests,
-            c.s1xx,
-            c.s2xx,
-            c.s3xx,
-            c.s4xx,
-            c.s5xx,
-            c.s_other,
-            c.retries,
-            c.redispatches,
-            c.term_client,
-            c.term_server,
-            c.term_proxy,
-            c.term_resource,
-            c.term_other,
-            c.bytes,
+            clamp(c.requests),
+            clamp(c.s1xx),
+            clamp(c.s2xx),
+            clamp(c.s3xx),
+            clamp(c.s4xx),
+            clamp(c.s5xx),
+            clamp(c.s_other),
+            clamp(c.retries),
+            clamp(c.redispatches),
+            clamp(c.term_client),
+            clamp(c.term_server),
+            clamp(c.term_proxy),
+            clamp(c.term_resource),
+            clamp(c.term_other),
+            clamp(c.bytes),
             c.t_total.encode(),
             c.t_response.encode()
         ])?;
@@ -516,14 +617,9 @@ mod tests {
     fn a_window_written_twice_is_merged_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let rows = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(AtomicU64::new(0));
-        let w = Writer::spawn(
-            crate::store::open_write(&path).unwrap(),
-            None,
-            rows.clone(),
-            errors.clone(),
-        );
+        let counters = WriterCounters::default();
+        let (rows, errors) = (counters.rows_written.clone(), counters.write_errors.clone());
+        let w = Writer::spawn(crate::store::open_write(&path).unwrap(), None, counters);
         w.tx.send(WriteOp::Windows(vec![window(2, &[5, 700])]))
             .unwrap();
         // A late line re-opened the window after it was stored.
@@ -552,6 +648,72 @@ mod tests {
             .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
             .unwrap();
         assert_eq!(samples, 2);
+    }
+
+    fn event(raw: &str, check_ms: u64) -> EventRow {
+        EventRow {
+            ts_ms: 1,
+            host: "lb1".into(),
+            kind: "health_check",
+            template: "health_check".into(),
+            proxy: Some("be".into()),
+            server: Some("s1".into()),
+            new_state: None,
+            old_state: None,
+            reason: None,
+            code: None,
+            info: None,
+            check_duration_ms: Some(check_ms),
+            active_left: None,
+            backup_left: None,
+            json: "{}".into(),
+            raw: raw.into(),
+        }
+    }
+
+    #[test]
+    fn a_row_the_database_refuses_loses_only_itself() {
+        use crate::incidents::{Change, Incident, Kind, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.db");
+        let conn = crate::store::open_write(&path).unwrap();
+        let opened = Change::Opened(Incident {
+            id: 1,
+            key: "server:lb1:be/s1".into(),
+            kind: Kind::ServerDown,
+            severity: Severity::Warning,
+            host: "lb1".into(),
+            backend: Some("be".into()),
+            server: Some("s1".into()),
+            opened_ms: 1,
+            summary: "server be/s1 is DOWN".into(),
+            detail: Default::default(),
+        });
+        let counters = WriterCounters::default();
+        commit_with_retries(
+            &conn,
+            &[WriteOp::Incidents(vec![opened.clone()], vec![])],
+            &counters,
+        );
+        // The same incident id again (a constraint SQLite enforces) among good rows,
+        // and numbers past i64 that are stored at its largest value.
+        let mut huge = window(1, &[1]);
+        huge.counts.bytes = u64::MAX;
+        let batch = [
+            WriteOp::Events(vec![event("a", 5), event("b", u64::MAX)]),
+            WriteOp::Incidents(vec![opened], vec![]),
+            WriteOp::Windows(vec![huge]),
+        ];
+        let rows = commit_with_retries(&conn, &batch, &counters);
+        assert_eq!(rows, 4, "two events, a window and its sample");
+        assert_eq!(counters.rows_rejected.load(Relaxed), 1);
+        let events: i64 = conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        let bytes: i64 = conn
+            .query_row("SELECT bytes FROM windows", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((events, bytes), (2, i64::MAX));
     }
 
     #[test]
