@@ -95,9 +95,12 @@ pub struct ListenerConfig {
     /// UDP sockets bound to the same address with SO_REUSEPORT.
     #[serde(default = "one", deserialize_with = "positive")]
     pub sockets: usize,
-    /// Permissions of a unix socket file, e.g. "0666".
+    /// Permissions of a unix socket file (default "0660").
     #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
     pub socket_mode: u32,
+    /// The group that owns a unix socket file (e.g. "haproxy"), so its writers need no more.
+    #[serde(default)]
+    pub socket_group: Option<String>,
 }
 
 impl ListenerConfig {
@@ -108,6 +111,7 @@ impl ListenerConfig {
             recv_buffer: default_recv_buffer(),
             sockets: 1,
             socket_mode: default_socket_mode(),
+            socket_group: None,
         }
     }
 }
@@ -118,8 +122,9 @@ fn default_recv_buffer() -> usize {
 fn one() -> usize {
     1
 }
+/// Owner and group only: anyone who can write to it can forge DOWN and UP.
 fn default_socket_mode() -> u32 {
-    0o666
+    0o660
 }
 
 impl Default for DaemonConfig {
@@ -174,8 +179,10 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let config = Config::from_toml(&text)
-            .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        let config = Config::from_toml(&text).map_err(|e| {
+            let e = crate::notify::secret::redact(&e.to_string(), &text);
+            anyhow::anyhow!("config {}: {e}", path.display())
+        })?;
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;

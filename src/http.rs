@@ -70,14 +70,21 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
             // The pipeline publishes every second: a stale view means it is stuck.
             let updated = state.observed.updated_ms();
             let stuck = updated > 0 && now - updated > 10_000;
+            let store_error = state.stats.store_error();
+            let status = match (&store_error, stuck) {
+                (Some(_), _) => "store_failed",
+                (None, true) => "stuck",
+                (None, false) => "ok",
+            };
             json_reply(
-                if stuck {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
+                if status == "ok" {
                     StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
                 },
                 json!({
-                    "status": if stuck { "stuck" } else { "ok" },
+                    "status": status,
+                    "error": store_error,
                     "uptime_s": (now - state.started_ms) / 1000,
                     "pipeline_age_ms": (updated > 0).then_some(now - updated),
                     "received": state.stats.received.load(std::sync::atomic::Ordering::Relaxed),

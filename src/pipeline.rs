@@ -188,7 +188,7 @@ impl Processor {
                 self.seen.0.push_str(host);
                 self.seen.1 = received_ms;
                 let changes = engine.seen(host, received_ms);
-                apply(&self.store, &mut self.notifier, changes);
+                apply(&self.store, &mut self.notifier, changes, engine);
             }
         }
         match &rec.event {
@@ -207,7 +207,7 @@ impl Processor {
                 if let Some(engine) = &mut self.engine {
                     let mut changes = engine.on_event(host, &rec.event, ts, rec.message);
                     add_evidence(&self.rates, &mut changes);
-                    apply(&self.store, &mut self.notifier, changes);
+                    apply(&self.store, &mut self.notifier, changes, engine);
                 }
                 self.events
                     .push(event_row(&rec, host.to_owned(), ts, bytes));
@@ -267,11 +267,11 @@ impl Processor {
             let message = format!(
                 "reconciliation: HAProxy's stats say {be}/{srv} is {state} (the logs said {said})"
             );
-            tracing::info!(host = %host, backend = %be, server = %srv, state, logs_said = said, "reconciled from HAProxy's stats");
+            tracing::info!(host = %crate::escape::escape(host), backend = ?be, server = ?srv, state, logs_said = said, "reconciled from HAProxy's stats");
             let change = crate::reconcile::state_change(row);
             let mut changes = engine.on_event(host, &Event::StateChange(change), now_ms, &message);
             add_evidence(&self.rates, &mut changes);
-            apply(&self.store, &mut self.notifier, changes);
+            apply(&self.store, &mut self.notifier, changes, engine);
             let json = serde_json::json!({
                 "kind": "other", "template": "reconciliation", "message": message,
                 "proxy": be, "server": srv, "new_state": state, "old_state": known,
@@ -382,7 +382,7 @@ impl Processor {
                 changes.extend(engine.on_reading(&subject, &reading, now_ms, hold));
             }
             add_evidence(&self.rates, &mut changes);
-            apply(&self.store, &mut self.notifier, changes);
+            apply(&self.store, &mut self.notifier, changes, engine);
             let mut reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
             reminders.extend(self.notifier.digest(now_ms));
             if !reminders.is_empty() {
@@ -516,7 +516,7 @@ fn other_proxy<'a>(o: &hapwatch_parsers::Other<'a>) -> Option<&'a str> {
 
 /// Every event at debug level; what matters is logged by `apply` as incidents.
 fn log_event(host: &str, rec: &Record<'_>) {
-    tracing::debug!(host = %host, kind = rec.event.kind(), template = rec.event.template(), "{}", rec.message);
+    tracing::debug!(host = %crate::escape::escape(host), kind = rec.event.kind(), template = rec.event.template(), "{}", crate::escape::escape(rec.message));
 }
 
 /// Adds the last window's traffic of the incident's backend (or server) to
@@ -538,14 +538,21 @@ fn add_evidence(rates: &crate::rules::Rates, changes: &mut [Change]) {
 }
 
 /// Logs incident changes (the alert channel of last resort) and stores them.
-fn apply(store: &SyncSender<WriteOp>, notifier: &mut Notifier, changes: Vec<Change>) {
+fn apply(
+    store: &SyncSender<WriteOp>,
+    notifier: &mut Notifier,
+    changes: Vec<Change>,
+    engine: &Engine,
+) {
     if changes.is_empty() {
         return;
     }
     for c in &changes {
         match c {
             Change::Opened(i) => {
-                let (id, host, summary) = (i.id, i.host.as_str(), i.summary.as_str());
+                // Names come from the network: no CR/LF may forge a log line.
+                let (id, host) = (i.id, i.host.as_str());
+                let summary = crate::escape::escape(&i.summary);
                 let reason = i.detail.get("reason").and_then(|r| r.as_str());
                 match i.severity {
                     Severity::Critical => {
@@ -560,11 +567,39 @@ fn apply(store: &SyncSender<WriteOp>, notifier: &mut Notifier, changes: Vec<Chan
             Change::Resolved {
                 id, incident, note, ..
             } => {
-                tracing::info!(incident = id, "RESOLVED {}: {note}", incident.summary);
+                let (summary, note) = (
+                    crate::escape::escape(&incident.summary),
+                    crate::escape::escape(note),
+                );
+                tracing::info!(incident = id, "RESOLVED {summary}: {note}");
             }
-            Change::Timeline { id, text, .. } => tracing::debug!(incident = id, "{text}"),
+            Change::Timeline { id, text, .. } => {
+                tracing::debug!(incident = id, "{}", crate::escape::escape(text))
+            }
         }
     }
-    let notifications = notifier.changes(&changes, crate::timezone::now_ms());
+    let now = crate::timezone::now_ms();
+    let mut notifications = notifier.changes(&changes, now);
+    // A backend back from "no server available": what it superseded and is
+    // still open is owed again.
+    for c in &changes {
+        if let Change::Resolved { incident, .. } = c {
+            if incident.kind == crate::incidents::Kind::BackendDown {
+                let still_open: Vec<crate::incidents::Incident> = engine
+                    .open_incidents()
+                    .filter(|i| i.host == incident.host && i.backend == incident.backend)
+                    .filter(|i| {
+                        matches!(
+                            i.kind,
+                            crate::incidents::Kind::ServerDown
+                                | crate::incidents::Kind::BackendDegraded
+                        )
+                    })
+                    .cloned()
+                    .collect();
+                notifications.extend(notifier.release(incident.id, &still_open, now));
+            }
+        }
+    }
     let _ = store.send(WriteOp::Incidents(changes, notifications));
 }

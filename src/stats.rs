@@ -33,6 +33,8 @@ pub struct Stats {
     pub write_errors: Arc<AtomicU64>,
     /// Rows SQLite refused on their own (the rest of their batch was kept).
     pub rows_rejected: Arc<AtomicU64>,
+    /// Why the store cannot be used any more (corrupt, read-only, deleted…).
+    pub store_error: Arc<Mutex<Option<String>>>,
     /// Notifications given up: a permanent error, expiry, or a removed channel.
     pub notifications_failed: Arc<AtomicU64>,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
@@ -48,7 +50,20 @@ impl Stats {
             rows_written: self.rows_written.clone(),
             write_errors: self.write_errors.clone(),
             rows_rejected: self.rows_rejected.clone(),
+            store_error: self.store_error.clone(),
+            stop_by: Default::default(),
         }
+    }
+
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_store_error(&self, error: String) {
+        *self.store_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
 }
 

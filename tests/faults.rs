@@ -354,3 +354,108 @@ fn burst(port: u16, lines: &[Vec<u8>], count: usize, offset: usize) -> u64 {
     }
     sent as u64
 }
+
+#[test]
+fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let first = Daemon::start(&store_config(dir.path(), &db, free_port()), 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["serve", "--config"])
+        .arg(store_config(dir.path(), &db, free_port()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "is in use by another hapwatch (pid {})",
+            first.pid()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("listening"), "it stops before binding: {err}");
+    first.stop();
+}
+
+#[test]
+fn a_store_deleted_under_the_daemon_stops_it_with_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let daemon = Daemon::start(&store_config(dir.path(), &db, free_port()), 1);
+    std::fs::remove_file(&db).unwrap();
+    let (status, log) = daemon.wait_exit();
+    assert!(!status.success(), "{log:?}");
+    let said = log
+        .iter()
+        .find(|l| l.contains("the store is unusable"))
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert!(
+        said.contains(db.to_str().unwrap()) && said.contains("deleted"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_read_only_store_is_refused_at_start_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(volume) = Volume::mount(dir.path().join("vol"), "8m") else {
+        return;
+    };
+    let db = volume.0.join("h.db");
+    let cfg = store_config(dir.path(), &db, free_port());
+    Daemon::start(&cfg, 1).stop();
+    // Root ignores file modes; a read-only filesystem it cannot write.
+    let remount = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&volume.0)
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(db.to_str().unwrap()), "{err}");
+    assert!(!err.contains("listening"), "{err}");
+}
+
+#[test]
+fn a_full_disk_still_delivers_what_is_in_the_outbox_and_lets_sigterm_end_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(volume) = Volume::mount(dir.path().join("vol"), "8m") else {
+        return;
+    };
+    let (udp, hook) = (free_port(), free_port());
+    let db = volume.0.join("h.db");
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {db:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"100ms\"\nretry_max = \"200ms\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\n"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    // Nothing listens yet: the notification is queued and retried.
+    send_udp(udp, &[b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec()]);
+    daemon.wait_log("notification failed; will retry");
+    let _filler = volume.fill();
+    daemon.wait_log("database or disk is full");
+    // The disk is still full, and the receiver is up: it gets the notification.
+    let receiver = Receiver::start(hook, vec![]);
+    receiver.wait_accepted(1);
+    // SIGTERM ends it although the store still refuses what it holds, saying so.
+    let log = daemon.stop();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("shutting down while the database still refuses writes")),
+        "{log:#?}"
+    );
+    assert_eq!(receiver.accepted.lock().unwrap().len(), 1);
+}

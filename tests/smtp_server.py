@@ -51,6 +51,9 @@ class Handler:
 
 
 def authenticate(server, session, envelope, mechanism, auth_data):
+    # Every attempt, so a test can tell credentials were never sent.
+    with open(out + ".auth", "a") as f:
+        f.write(mechanism + "\n")
     ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"hapwatch" and auth_data.password == b"s3cret"
     return AuthResult(success=ok, auth_data=auth_data.login if ok else None)
 

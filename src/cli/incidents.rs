@@ -238,7 +238,10 @@ fn print_one(
     writeln!(
         out,
         "{}",
-        style.paint(&format!("#{} {}", i.id, i.summary), BOLD)
+        style.paint(
+            &format!("#{} {}", i.id, crate::escape::escape(&i.summary)),
+            BOLD
+        )
     )?;
     writeln!(
         out,
@@ -270,11 +273,21 @@ fn print_one(
     }
     // The evidence as the notifications put it (the JSON is in --json).
     for (label, line) in crate::notify::text::evidence(i, &crate::timezone::Zone::Local) {
-        writeln!(out, "{:<9} {line}", label.to_lowercase())?;
+        writeln!(
+            out,
+            "{:<9} {}",
+            label.to_lowercase(),
+            crate::escape::escape(&line)
+        )?;
     }
     writeln!(out, "\n{}", style.paint("timeline", BOLD))?;
     for (ts, text) in timeline {
-        writeln!(out, "  {}  {text}", local_time(*ts))?;
+        writeln!(
+            out,
+            "  {}  {}",
+            local_time(*ts),
+            crate::escape::escape(text)
+        )?;
     }
     if !evidence.is_empty() {
         writeln!(

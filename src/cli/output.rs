@@ -46,8 +46,14 @@ impl Table {
         }
     }
 
+    /// Cells come from logs: control characters are shown escaped, never sent to the terminal.
     pub fn row(&mut self, cells: Vec<(String, &'static str)>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|(c, colour)| (crate::escape::escape(&c).into_owned(), colour))
+                .collect(),
+        );
     }
 
     pub fn print(&self, style: &Style, out: &mut impl Write) -> std::io::Result<()> {

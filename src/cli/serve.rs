@@ -20,6 +20,9 @@ use crate::store::writer::{IngestRow, Retention, WriteOp, Writer};
 /// A reloaded parser and config, waiting for the pipeline thread to pick up.
 type Reload = Arc<Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>>;
 
+/// How long shutdown waits for a store that refuses writes.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Where a reloaded config goes: the pipeline (formats, zone, routing) and
 /// delivery (the channels' senders).
 struct Reloads {
@@ -87,7 +90,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
     let db = config.db_path();
+    // One daemon per store: a second one stops here, before touching any socket.
+    let mut guard = crate::store::guard::StoreGuard::acquire(&db)?;
     let conn = crate::store::open_write(&db)?;
+    guard.watch()?;
     tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");
     let stats = Arc::new(Stats::default());
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
@@ -115,9 +121,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         if !open.is_empty() {
             tracing::info!(open = open.len(), "incidents still open from the last run");
         }
+        let (waiting, unreadable) = crate::store::outbox::waiting(&conn)?;
+        if !unreadable.is_empty() {
+            tracing::error!(rows = ?unreadable, "outbox rows in their group wait cannot be read back; marked failed");
+            let ops = unreadable
+                .into_iter()
+                .map(|id| crate::notify::OutboxOp::Settle {
+                    id,
+                    state: crate::notify::RowState::Failed,
+                    note: "its change could not be read back after a restart".into(),
+                    message: None,
+                })
+                .collect();
+            let _ = writer.tx.send(WriteOp::Incidents(Vec::new(), ops));
+        }
         let outbox = crate::notify::group::Restored {
+            now_ms: crate::timezone::now_ms(),
+            legacy_max: crate::store::outbox::legacy_max(&conn)?,
             next_row: crate::store::outbox::next_id(&conn)?,
-            waiting: crate::store::outbox::waiting(&conn)?,
+            waiting,
             sent: crate::store::outbox::sent_firings(&conn, since)?,
             withheld: crate::store::outbox::withheld_firings(&conn, since)?,
         };
@@ -203,8 +225,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             store: writer.tx.clone(),
             channels: channels_tx,
         },
+        guard,
     ));
     delivery.abort();
+    // A store that refuses writes (a full disk) must not hold the exit past
+    // systemd's stop timeout: after this, what it refuses is counted as lost.
+    writer.stop_by(Instant::now() + STOP_GRACE);
     // The sockets are closed: the pipeline drains the queue, closes every window and stops.
     rt.shutdown_timeout(Duration::from_secs(1));
     let pipeline = processor.join();
@@ -236,9 +262,17 @@ async fn listen_until_signal(
     tx: mpsc::SyncSender<Batch>,
     stats: Arc<Stats>,
     reloads: Reloads,
+    guard: crate::store::guard::StoreGuard,
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
+    // Unix socket files to remove at exit.
+    let mut bound_sockets: Vec<std::path::PathBuf> = Vec::new();
     for l in config.listeners() {
+        if let Listen::Udp(addr) | Listen::Tcp(addr) = &l.url {
+            if !addr.ip().is_loopback() && l.allow.is_empty() {
+                tracing::warn!(listen = %l.url, "anyone who reaches this address can send logs (and forge DOWN/UP): set `allow` to HAProxy's networks");
+            }
+        }
         let sink = Sink::new(tx.clone(), stats.clone(), stats.listener(l.url.to_string()));
         match &l.url {
             Listen::Udp(addr) => {
@@ -272,8 +306,18 @@ async fn listen_until_signal(
                         l.url
                     );
                 }
-                let (socket, granted) = unix::bind(path, l.socket_mode, l.recv_buffer)
+                let gid = match &l.socket_group {
+                    Some(g) => Some(unix::group_id(g).with_context(|| {
+                        format!(
+                            "{}: socket_group {g:?} is not a group on this machine",
+                            l.url
+                        )
+                    })?),
+                    None => None,
+                };
+                let (socket, granted) = unix::bind(path, l.socket_mode, gid, l.recv_buffer)
                     .with_context(|| format!("cannot bind {}", l.url))?;
+                bound_sockets.push(path.clone());
                 log_buffer(&l, granted);
                 tracing::info!(listen = %l.url, "listening");
                 tasks.spawn(unix::run(socket, sink));
@@ -287,10 +331,17 @@ async fn listen_until_signal(
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut running = config;
+    let mut failure = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            e = store_failure(&guard, &stats) => {
+                tracing::error!(error = %e, "the store is unusable; stopping rather than accept what cannot be kept");
+                stats.set_store_error(e.clone());
+                failure = Some(e);
+                break;
+            }
             _ = hup.recv() => {
                 if let Some(next) = reload_config(args, &running, &reloads) {
                     running = next;
@@ -302,7 +353,27 @@ async fn listen_until_signal(
     // The kernel forgets a socket's drop count when it closes: read it first.
     let _ = stats.snapshot();
     tasks.shutdown().await;
-    Ok(())
+    for path in bound_sockets {
+        let _ = std::fs::remove_file(path);
+    }
+    match failure {
+        Some(e) => Err(anyhow::anyhow!(e)),
+        None => Ok(()),
+    }
+}
+
+/// Resolves when the store can no longer be used: its file deleted or
+/// replaced, or the writer finding it corrupt or read-only. Checked every 2 s.
+async fn store_failure(guard: &crate::store::guard::StoreGuard, stats: &Stats) -> String {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(e) = stats.store_error() {
+            return e;
+        }
+        if let Err(e) = guard.check() {
+            return e;
+        }
+    }
 }
 
 fn log_buffer(l: &ListenerConfig, granted: usize) {

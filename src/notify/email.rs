@@ -52,7 +52,7 @@ pub fn render(ch: &ChannelConfig, m: &Message<'_>) -> Value {
     }
     let ids: Vec<i64> = m.items.iter().map(|it| it.incident.id).collect();
     json!({
-        "subject": text::title(m.items),
+        "subject": text::subject_line(&text::title(m.items)),
         "body": body,
         "message_id": m.message_id,
         "in_reply_to": m.parents.first(),

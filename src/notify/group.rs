@@ -36,18 +36,24 @@ pub struct WaitingRow {
 /// firings already sent.
 #[derive(Debug, Clone, Default)]
 pub struct Restored {
+    /// Now, when restored: no deadline lies further ahead than one wait.
+    pub now_ms: i64,
+    /// Incidents up to this id predate rows per change.
+    pub legacy_max: i64,
     pub next_row: i64,
     pub waiting: Vec<WaitingRow>,
     pub sent: Vec<SentFiring>,
     pub withheld: Vec<Withheld>,
 }
 
-/// A firing a channel was not sent, and why, read back at start.
+/// A firing a channel was not sent, and why.
 #[derive(Debug, Clone)]
 pub struct Withheld {
     pub channel: String,
     pub incident_id: i64,
     pub why: String,
+    /// The incident that superseded it, whose resolve releases it.
+    pub by: Option<i64>,
 }
 
 /// A firing a channel was sent (or is being sent), read back at start.
@@ -70,7 +76,9 @@ pub struct Grouper {
     /// (channel, incident) whose firing went out → its Message-ID.
     sent: HashMap<Pair, String>,
     /// (channel, incident) whose firing was not sent → why.
-    withheld: HashMap<Pair, String>,
+    withheld: HashMap<Pair, Withheld>,
+    /// Incidents up to this id predate rows per change (schema 4): pair them as sent.
+    legacy_max: i64,
 }
 
 impl Grouper {
@@ -83,27 +91,34 @@ impl Grouper {
             groups: BTreeMap::new(),
             sent: HashMap::new(),
             withheld: HashMap::new(),
+            legacy_max: 0,
         }
     }
 
     /// Carries on after a restart: groups still waiting, firings already sent.
     pub fn restore(&mut self, r: Restored) {
         self.next_row = self.next_row.max(r.next_row);
+        self.legacy_max = r.legacy_max;
         for w in r.waiting {
             self.next_row = self.next_row.max(w.id + 1);
+            // A clock stepped back while stopped must not stretch the wait.
+            let due = w.due_ms.min(r.now_ms + self.wait_ms);
             let key = (w.item.channel.clone(), w.item.group_key());
             let group = self.groups.entry(key).or_insert(Group {
-                deadline_ms: w.due_ms,
+                deadline_ms: due,
                 items: Vec::new(),
             });
-            group.deadline_ms = group.deadline_ms.min(w.due_ms);
+            group.deadline_ms = group.deadline_ms.min(due);
             group.items.push((w.id, w.item));
         }
         for w in r.withheld {
-            self.withheld.insert((w.channel, w.incident_id), w.why);
+            self.withheld.insert((w.channel.clone(), w.incident_id), w);
         }
+        // The first mail that carried a firing is what its resolve threads under.
         for s in r.sent {
-            self.sent.insert((s.channel, s.incident_id), s.message_id);
+            self.sent
+                .entry((s.channel, s.incident_id))
+                .or_insert(s.message_id);
         }
     }
 
@@ -152,7 +167,12 @@ impl Grouper {
         if it.resolved.is_none() {
             self.withheld.insert(
                 (it.channel.clone(), it.incident.id),
-                format!("its firing was silenced ({why})"),
+                Withheld {
+                    channel: it.channel.clone(),
+                    incident_id: it.incident.id,
+                    why: format!("its firing was silenced ({why})"),
+                    by: None,
+                },
             );
         }
         ops.push(self.settled(&it, RowState::Silenced, why, now_ms));
@@ -179,44 +199,17 @@ impl Grouper {
         let key = (it.channel.clone(), it.group_key());
         let pair = (it.channel.clone(), it.incident.id);
         if it.resolved.is_some() {
-            let undone = self.groups.get_mut(&key).and_then(|g| {
-                let pos = g
-                    .items
-                    .iter()
-                    .position(|(_, p)| p.incident.id == it.incident.id && p.resolved.is_none())?;
-                Some(g.items.remove(pos).0)
-            });
-            if let Some(row) = undone {
-                ops.push(OutboxOp::Settle {
-                    id: row,
-                    state: RowState::Cancelled,
-                    note: "resolved within the group wait".into(),
-                    message: None,
-                });
-                let op = self.settled(
-                    &it,
-                    RowState::Cancelled,
-                    "undone within the group wait: neither is sent".into(),
-                    now_ms,
-                );
-                ops.push(op);
-                self.withheld.remove(&pair);
+            if self.undo(&key, &it, now_ms, ops) {
                 return;
             }
-            if !self.sent.contains_key(&pair) {
-                let why = self
-                    .withheld
-                    .remove(&pair)
-                    .unwrap_or_else(|| "its firing was not sent to this channel".into());
+            if !self.paired(&pair) {
+                let why = self.withheld.remove(&pair).map_or_else(
+                    || "its firing was not sent to this channel".into(),
+                    |w| w.why,
+                );
                 ops.push(self.settled(&it, RowState::Cancelled, why, now_ms));
                 return;
             }
-        } else if let Some(why) = self.superseded_by_group(&key, &it) {
-            self.withheld.insert(pair, format!("its firing was {why}"));
-            ops.push(self.settled(&it, RowState::Superseded, why, now_ms));
-            return;
-        } else {
-            self.supersede_in_group(&key, &it, ops);
         }
         let id = self.alloc();
         let deadline = now_ms + self.wait_ms;
@@ -240,68 +233,135 @@ impl Grouper {
         group.items.push((id, it));
     }
 
-    /// Why a new firing adds nothing to what its group will say, if so.
-    fn superseded_by_group(&self, key: &(String, String), it: &Item) -> Option<String> {
-        let group = self.groups.get(key)?;
-        let firing = |kind: Kind| {
-            group
-                .items
-                .iter()
-                .find(|(_, p)| p.incident.kind == kind && p.resolved.is_none())
-        };
-        match it.incident.kind {
-            Kind::ServerDown | Kind::BackendDegraded => {
-                if let Some((_, b)) = firing(Kind::BackendDown) {
-                    return Some(format!(
-                        "superseded by incident #{} (no server available)",
-                        b.incident.id
-                    ));
-                }
-                if it.incident.kind == Kind::BackendDegraded {
-                    if let Some((_, d)) = firing(Kind::ServerDown) {
-                        return Some(folded(d));
-                    }
-                }
-                None
-            }
-            _ => None,
-        }
-    }
-
-    /// A new firing makes earlier ones of its group redundant.
-    fn supersede_in_group(&mut self, key: &(String, String), it: &Item, ops: &mut Vec<OutboxOp>) {
-        let absorbs: &[Kind] = match it.incident.kind {
-            Kind::BackendDown => &[Kind::ServerDown, Kind::BackendDegraded],
-            Kind::ServerDown => &[Kind::BackendDegraded],
-            _ => return,
-        };
+    /// A resolve whose firing still waits in the group: neither is sent. A
+    /// waiting reminder of a firing already sent is dropped, and the resolve goes.
+    fn undo(
+        &mut self,
+        key: &(String, String),
+        it: &Item,
+        now_ms: i64,
+        ops: &mut Vec<OutboxOp>,
+    ) -> bool {
         let Some(group) = self.groups.get_mut(key) else {
-            return;
+            return false;
         };
-        let why = match it.incident.kind {
-            Kind::BackendDown => format!(
-                "superseded by incident #{} (no server available)",
-                it.incident.id
-            ),
-            _ => folded(it),
+        let firing = |p: &Item, reminder: bool| {
+            p.incident.id == it.incident.id
+                && p.resolved.is_none()
+                && super::text::reminder_ms(&p.incident).is_some() == reminder
         };
-        let (gone, kept): (Vec<_>, Vec<_>) = group
-            .items
-            .drain(..)
-            .partition(|(_, p)| p.resolved.is_none() && absorbs.contains(&p.incident.kind));
-        group.items = kept;
-        for (row, p) in gone {
-            self.withheld.insert(
-                (p.channel.clone(), p.incident.id),
-                format!("its firing was {why}"),
-            );
+        if let Some(pos) = group.items.iter().position(|(_, p)| firing(p, true)) {
+            let (row, _) = group.items.remove(pos);
             ops.push(OutboxOp::Settle {
                 id: row,
-                state: RowState::Superseded,
-                note: why.clone(),
+                state: RowState::Cancelled,
+                note: "a reminder of an incident resolved within the group wait".into(),
                 message: None,
             });
         }
+        let Some(pos) = group.items.iter().position(|(_, p)| firing(p, false)) else {
+            return false;
+        };
+        let (row, _) = group.items.remove(pos);
+        ops.push(OutboxOp::Settle {
+            id: row,
+            state: RowState::Cancelled,
+            note: "resolved within the group wait".into(),
+            message: None,
+        });
+        let op = self.settled(
+            it,
+            RowState::Cancelled,
+            "undone within the group wait: neither is sent".into(),
+            now_ms,
+        );
+        ops.push(op);
+        self.withheld.remove(&(it.channel.clone(), it.incident.id));
+        true
+    }
+
+    /// Whether this channel was sent the incident's firing (incidents older
+    /// than the row-per-change outbox count as sent: their rows do not say).
+    fn paired(&self, pair: &Pair) -> bool {
+        self.sent.contains_key(pair)
+            || (pair.1 <= self.legacy_max && !self.withheld.contains_key(pair))
+    }
+
+    /// The superseding incident `by` resolved: what it superseded and is
+    /// still open is owed again (as Alertmanager un-inhibits), so no server
+    /// stays DOWN unannounced and its recovery is not withheld.
+    pub fn release(
+        &mut self,
+        channels: &[ChannelConfig],
+        by: i64,
+        still_open: &[crate::incidents::Incident],
+        now_ms: i64,
+        ops: &mut Vec<OutboxOp>,
+    ) {
+        let mut items = Vec::new();
+        for i in still_open {
+            for ch in channels {
+                let pair = (ch.name.clone(), i.id);
+                if self.withheld.get(&pair).is_some_and(|w| w.by == Some(by)) {
+                    self.withheld.remove(&pair);
+                    items.push(Item {
+                        channel: ch.name.clone(),
+                        incident: i.clone(),
+                        resolved: None,
+                    });
+                }
+            }
+        }
+        self.push(channels, items, now_ms, ops);
+    }
+
+    /// Decides, when a group is due, which firings a worse one of the same
+    /// backend says already: "no server available" supersedes DOWN and
+    /// degraded; degraded folds into a DOWN. Returns the rows that remain.
+    fn supersede(&mut self, rows: Vec<(i64, Item)>, ops: &mut Vec<OutboxOp>) -> Vec<(i64, Item)> {
+        let firing = |kind: Kind| {
+            rows.iter()
+                .find(|(_, p)| p.incident.kind == kind && p.resolved.is_none())
+                .map(|(_, p)| p.clone())
+        };
+        let (backend_down, a_down) = (firing(Kind::BackendDown), firing(Kind::ServerDown));
+        let mut kept = Vec::with_capacity(rows.len());
+        for (row, it) in rows {
+            let by = match (&it.resolved, it.incident.kind) {
+                (None, Kind::ServerDown | Kind::BackendDegraded) if backend_down.is_some() => {
+                    let b = backend_down.as_ref().map(|b| b.incident.id);
+                    b.map(|id| {
+                        (
+                            format!("superseded by incident #{id} (no server available)"),
+                            Some(id),
+                        )
+                    })
+                }
+                (None, Kind::BackendDegraded) => a_down.as_ref().map(|d| (folded(d), None)),
+                _ => None,
+            };
+            match by {
+                Some((why, by)) => {
+                    self.withheld.insert(
+                        (it.channel.clone(), it.incident.id),
+                        Withheld {
+                            channel: it.channel.clone(),
+                            incident_id: it.incident.id,
+                            why: format!("its firing was {why}"),
+                            by,
+                        },
+                    );
+                    ops.push(OutboxOp::Settle {
+                        id: row,
+                        state: RowState::Superseded,
+                        note: why,
+                        message: None,
+                    });
+                }
+                None => kept.push((row, it)),
+            }
+        }
+        kept
     }
 
     /// Groups whose wait is over become messages (all of them with `i64::MAX`).
@@ -331,7 +391,10 @@ impl Grouper {
                 continue;
             };
             let at = now_ms.min(group.deadline_ms.max(0));
-            let mut rows = group.items;
+            let mut rows = self.supersede(group.items, ops);
+            if rows.is_empty() {
+                continue;
+            }
             rows.sort_by_key(|(row, _)| *row);
             if ch.kind == ChannelType::Pagerduty {
                 // Each PagerDuty event carries one incident's dedup key.
@@ -536,83 +599,176 @@ mod tests {
         assert_eq!(settled(&due), [(2, RowState::Grouped)]);
     }
 
+    /// Pushes (id, kind, server, resolved) items at `at_ms`.
+    fn push_all(
+        g: &mut Grouper,
+        items: &[(i64, Kind, Option<&str>, bool)],
+        at_ms: i64,
+    ) -> Vec<OutboxOp> {
+        let mut ops = Vec::new();
+        let items = items
+            .iter()
+            .map(|(id, k, s, r)| item(*id, *k, *s, *r))
+            .collect();
+        g.push(&channels(), items, at_ms, &mut ops);
+        ops
+    }
+
+    fn due(g: &mut Grouper, at_ms: i64) -> Vec<OutboxOp> {
+        let mut ops = Vec::new();
+        g.due(&channels(), at_ms, &mut ops);
+        ops
+    }
+
     #[test]
     fn backend_down_supersedes_and_their_resolves_are_not_sent() {
-        let ch = channels();
         let mut g = grouper(2);
-        let mut ops = Vec::new();
-        ops.extend(push_one(
-            &mut g,
-            item(1, Kind::ServerDown, Some("s1"), false),
-            0,
-        ));
-        ops.extend(push_one(
-            &mut g,
-            item(2, Kind::BackendDegraded, None, false),
-            10,
-        ));
-        ops.extend(push_one(
-            &mut g,
-            item(3, Kind::BackendDown, None, false),
-            100,
-        ));
-        ops.extend(push_one(
-            &mut g,
-            item(4, Kind::ServerDown, Some("s2"), false),
-            200,
-        ));
+        push_all(&mut g, &[(1, Kind::ServerDown, Some("s1"), false)], 0);
+        push_all(&mut g, &[(2, Kind::BackendDegraded, None, false)], 10);
+        push_all(&mut g, &[(3, Kind::BackendDown, None, false)], 100);
+        push_all(&mut g, &[(4, Kind::ServerDown, Some("s2"), false)], 200);
+        // Decided when the group is due, from all it holds.
+        let ops = due(&mut g, 2000);
+        let mut states = settled(&ops);
+        states.sort();
         assert_eq!(
-            settled(&ops),
+            states,
             [
-                (2, RowState::Superseded),
                 (1, RowState::Superseded),
+                (2, RowState::Superseded),
                 (4, RowState::Superseded)
             ]
         );
-        let mut due = Vec::new();
-        g.due(&ch, 2000, &mut due);
-        let m = messages(&due);
+        let m = messages(&ops);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].1["incident"]["id"], 3);
         // The superseded incidents resolve silently; the critical one's resolve goes.
-        let mut later = Vec::new();
-        g.push(
-            &ch,
-            vec![
-                item(1, Kind::ServerDown, Some("s1"), true),
-                item(2, Kind::BackendDegraded, None, true),
-                item(3, Kind::BackendDown, None, true),
+        let mut later = push_all(
+            &mut g,
+            &[
+                (1, Kind::ServerDown, Some("s1"), true),
+                (3, Kind::BackendDown, None, true),
             ],
             3000,
-            &mut later,
         );
-        let states = settled(&later);
-        assert_eq!(states, [(5, RowState::Cancelled), (6, RowState::Cancelled)]);
-        g.due(&ch, 9000, &mut later);
+        assert_eq!(settled(&later), [(5, RowState::Cancelled)]);
+        later.extend(due(&mut g, 9000));
         let m = messages(&later);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].1["status"], "resolved");
         assert_eq!(m[0].1["incident"]["id"], 3);
+        // What it superseded and is still open is owed again: s2 DOWN and the
+        // degraded notice, folded into it.
+        let open: Vec<_> = [
+            item(2, Kind::BackendDegraded, None, false),
+            item(4, Kind::ServerDown, Some("s2"), false),
+        ]
+        .into_iter()
+        .map(|it| it.incident)
+        .collect();
+        let mut released = Vec::new();
+        g.release(&channels(), 3, &open, 9500, &mut released);
+        released.extend(due(&mut g, 20_000));
+        let m = messages(&released);
+        assert_eq!(m.len(), 1, "{released:?}");
+        assert_eq!(m[0].1["incident"]["id"], 4);
+        assert_eq!(m[0].1["incidents"].as_array().unwrap().len(), 1);
+        // And so s2's recovery is sent, paired with the released firing.
+        let mut back = push_all(&mut g, &[(4, Kind::ServerDown, Some("s2"), true)], 30_000);
+        back.extend(due(&mut g, 40_000));
+        assert_eq!(messages(&back)[0].1["status"], "resolved");
+    }
+
+    #[test]
+    fn a_superseding_change_undone_within_the_wait_leaves_the_downs_it_superseded() {
+        let mut g = grouper(2);
+        push_all(&mut g, &[(1, Kind::ServerDown, Some("s1"), false)], 0);
+        push_all(&mut g, &[(2, Kind::BackendDown, None, false)], 100);
+        // s2 blipped: the backend is back before the group is due; s1 is still DOWN.
+        push_all(&mut g, &[(2, Kind::BackendDown, None, true)], 500);
+        let ops = due(&mut g, 2000);
+        let m = messages(&ops);
+        assert_eq!(m.len(), 1, "{ops:?}");
+        assert_eq!(m[0].1["incident"]["id"], 1);
+    }
+
+    #[test]
+    fn a_resolve_arriving_during_a_reminders_wait_is_still_sent() {
+        let mut g = grouper(2);
+        push_all(&mut g, &[(3, Kind::BackendDown, None, false)], 0);
+        assert_eq!(messages(&due(&mut g, 2000)).len(), 1);
+        let mut reminder = item(3, Kind::BackendDown, None, false);
+        reminder
+            .incident
+            .detail
+            .insert("reminder_ms".into(), 3000.into());
+        let mut ops = Vec::new();
+        g.push(&channels(), vec![reminder], 3000, &mut ops);
+        ops.extend(push_all(
+            &mut g,
+            &[(3, Kind::BackendDown, None, true)],
+            3500,
+        ));
+        ops.extend(due(&mut g, 6000));
+        let m = messages(&ops);
+        assert_eq!(m.len(), 1, "{ops:?}");
+        assert_eq!(m[0].1["status"], "resolved");
+        assert_eq!(
+            settled(&ops),
+            [(2, RowState::Cancelled)],
+            "only the reminder is dropped"
+        );
+    }
+
+    #[test]
+    fn incidents_notified_before_rows_per_change_still_get_their_resolve() {
+        let mut g = grouper(0);
+        g.restore(Restored {
+            now_ms: 0,
+            legacy_max: 7,
+            next_row: 10,
+            waiting: vec![],
+            sent: vec![],
+            withheld: vec![],
+        });
+        let ops = push_all(&mut g, &[(7, Kind::ServerDown, Some("s1"), true)], 0);
+        assert_eq!(messages(&ops)[0].1["status"], "resolved");
+        let ops = push_all(&mut g, &[(8, Kind::ServerDown, Some("s1"), true)], 0);
+        assert!(
+            messages(&ops).is_empty(),
+            "a newer one's firing was never sent"
+        );
     }
 
     #[test]
     fn a_degraded_notice_is_folded_into_the_down_it_counts() {
-        let ch = channels();
         let mut g = grouper(2);
-        let mut ops = Vec::new();
-        g.push(
-            &ch,
-            vec![
-                item(1, Kind::ServerDown, Some("s1"), false),
-                item(2, Kind::BackendDegraded, None, false),
+        push_all(
+            &mut g,
+            &[
+                (1, Kind::ServerDown, Some("s1"), false),
+                (2, Kind::BackendDegraded, None, false),
             ],
             0,
-            &mut ops,
         );
+        let ops = due(&mut g, 2000);
         assert_eq!(settled(&ops), [(2, RowState::Superseded)]);
-        g.due(&ch, 2000, &mut ops);
         let m = messages(&ops);
         assert_eq!(m[0].1["incidents"].as_array().unwrap().len(), 1);
+        // Its resolve is not sent either; the DOWN's is.
+        let mut back = push_all(
+            &mut g,
+            &[
+                (1, Kind::ServerDown, Some("s1"), true),
+                (2, Kind::BackendDegraded, None, true),
+            ],
+            3000,
+        );
+        back.extend(due(&mut g, 9000));
+        assert_eq!(
+            messages(&back)[0].1["incidents"].as_array().unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -654,6 +810,8 @@ mod tests {
         // A new process reads the waiting row back.
         let mut after = grouper(2);
         after.restore(Restored {
+            now_ms: 1000,
+            legacy_max: 0,
             next_row: 2,
             waiting: vec![WaitingRow {
                 id: row.id,

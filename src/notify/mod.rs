@@ -340,7 +340,7 @@ impl Status {
 }
 
 /// Where an outbox row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RowState {
     /// In its group wait; `next_attempt_at` is the group's deadline.
     Waiting,
@@ -473,12 +473,12 @@ pub fn items(channels: &[ChannelConfig], changes: &[Change]) -> Vec<Item> {
     out
 }
 
-/// Most severe first, firings before resolves, then in order of arrival.
+/// What is wrong before what came back, most severe first, then in order of arrival.
 pub fn sort_items(items: &mut [Item]) {
     items.sort_by_key(|it| {
         (
-            std::cmp::Reverse(it.incident.severity),
             it.resolved.is_some(),
+            std::cmp::Reverse(it.incident.severity),
             rank(it.incident.kind),
         )
     });

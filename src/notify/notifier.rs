@@ -100,6 +100,24 @@ impl Notifier {
         self.route(wanted, now_ms, true)
     }
 
+    /// The superseding incident `by` resolved: what it held back and is still open is owed.
+    pub fn release(
+        &mut self,
+        by: i64,
+        still_open: &[crate::incidents::Incident],
+        now_ms: i64,
+    ) -> Vec<OutboxOp> {
+        let mut ops = Vec::new();
+        let open: Vec<_> = still_open
+            .iter()
+            .filter(|i| !self.silences.iter().any(|s| s.matches(i)))
+            .cloned()
+            .collect();
+        self.grouper
+            .release(&self.channels, by, &open, now_ms, &mut ops);
+        ops
+    }
+
     /// Critical incidents open for another `repeat_critical` are notified again.
     pub fn reminders<'a>(
         &mut self,

@@ -245,6 +245,47 @@ pub async fn send_now(ch: &ChannelConfig, payload: &str) -> Result<(), DeliveryE
     send(&via, ch, payload).await
 }
 
+/// A row this task attempted, as far as it knows before the store does.
+enum Flight {
+    Sending,
+    /// Failed; retried from `next_ms` (the store may still hold the older count).
+    Retry {
+        attempts: i64,
+        next_ms: i64,
+    },
+    /// Delivered or given up: never sent again, whatever the store still says.
+    Done {
+        at: std::time::Instant,
+    },
+}
+
+impl Flight {
+    fn after(a: &Attempt) -> Flight {
+        if a.delivered_ms.is_some() || a.failed {
+            Flight::Done {
+                at: std::time::Instant::now(),
+            }
+        } else {
+            Flight::Retry {
+                attempts: a.attempts,
+                next_ms: a.next_attempt_ms,
+            }
+        }
+    }
+
+    /// Whether to keep remembering it, given its row among the due ones.
+    fn unsettled(&self, due: Option<&Pending>) -> bool {
+        match self {
+            Flight::Sending => true,
+            // The store caught up once its count does (or the row is no longer due).
+            Flight::Retry { attempts, .. } => due.is_some_and(|r| r.attempts < *attempts),
+            // Still due in the store: not committed yet. Gone: kept a while, in
+            // case it is only past the due query's limit.
+            Flight::Done { at } => due.is_some() || at.elapsed() < Duration::from_secs(3600),
+        }
+    }
+}
+
 /// The channels delivery can use, rebuilt when a reload changes them.
 struct Senders {
     usable: HashMap<String, (ChannelConfig, Sender)>,
@@ -300,10 +341,13 @@ pub async fn run(
     let mut senders = Senders::build(&channels.borrow_and_update(), &client);
     // Channels whose TLS failure was logged in full: once each, until it works.
     let mut tls_reported = std::collections::HashSet::new();
-    // Rows attempted whose outcome the writer has not committed yet: (id → attempts recorded).
-    let mut in_flight: HashMap<i64, i64> = HashMap::new();
+    // Rows attempted whose outcome the store may not have yet: a full disk
+    // holds the writer, and delivery goes on from what this task knows.
+    let mut in_flight: HashMap<i64, Flight> = HashMap::new();
     let (done_tx, mut done_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Attempt, Option<DeliveryError>, String)>();
+    // Outcomes not yet handed to the writer.
+    let mut outcomes: Vec<Attempt> = Vec::new();
     // The longest backoff, jitter included, and a second to spare.
     let horizon_ms = cfg.retry_max.as_millis() as i64 * 6 / 5 + 1000;
     loop {
@@ -312,12 +356,18 @@ pub async fn run(
             tracing::warn!(error = %e, "reading the outbox failed");
             Vec::new()
         });
-        in_flight.retain(|id, recorded| rows.iter().any(|r| r.id == *id && r.attempts < *recorded));
-        for row in rows {
-            if in_flight.contains_key(&row.id) || senders.unusable.contains_key(&row.channel) {
+        in_flight.retain(|id, f| f.unsettled(rows.iter().find(|r| r.id == *id)));
+        for mut row in rows {
+            if senders.unusable.contains_key(&row.channel) {
                 continue;
             }
-            in_flight.insert(row.id, row.attempts + 1);
+            match in_flight.get(&row.id) {
+                Some(Flight::Sending | Flight::Done { .. }) => continue,
+                Some(Flight::Retry { next_ms, .. }) if now < *next_ms => continue,
+                Some(Flight::Retry { attempts, .. }) => row.attempts = *attempts,
+                None => {}
+            }
+            in_flight.insert(row.id, Flight::Sending);
             let Some((ch, via)) = senders.usable.get(&row.channel).cloned() else {
                 tracing::warn!(
                     channel = row.channel,
@@ -384,6 +434,17 @@ pub async fn run(
                 let _ = done_tx.send((attempt, error, ch.name.clone()));
             });
         }
+        // The writer's queue is bounded and may be held by a full disk: keep
+        // the outcomes here and keep delivering (in-flight rows are not resent).
+        if !outcomes.is_empty() {
+            match store.try_send(WriteOp::Deliveries(std::mem::take(&mut outcomes))) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(WriteOp::Deliveries(back))) => {
+                    outcomes = back
+                }
+                Err(_) => return,
+            }
+        }
         let next = next_due(&conn).ok().flatten();
         let sleep_ms = next.map_or(1000, |t| (t - crate::timezone::now_ms()).clamp(10, 1000));
         tokio::select! {
@@ -401,16 +462,11 @@ pub async fn run(
                 while let Ok(a) = done_rx.try_recv() {
                     batch.push(a);
                 }
-                let mut attempts = Vec::with_capacity(batch.len());
                 for (attempt, error, channel) in batch {
                     report(&attempt, error.as_ref(), &channel, &mut tls_reported, &failed);
-                    attempts.push(attempt);
+                    in_flight.insert(attempt.id, Flight::after(&attempt));
+                    outcomes.push(attempt);
                 }
-                let store = store.clone();
-                // The writer's queue is bounded: never block the runtime on it.
-                let _ = tokio::task::spawn_blocking(move || {
-                    let _ = store.send(WriteOp::Deliveries(attempts));
-                }).await;
             }
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
         }

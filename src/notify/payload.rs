@@ -36,6 +36,21 @@ fn slack_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Teams reads Markdown in a TextBlock: names from logs must not become links or emphasis.
+fn teams_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(
+            c,
+            '[' | ']' | '(' | ')' | '*' | '_' | '`' | '<' | '>' | '#' | '~'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The body of a message for a webhook channel. Items come sorted, most
 /// severe first: the top-level incident and severity are the worst one's.
 pub fn build(ch: &ChannelConfig, m: &Message<'_>) -> Value {
@@ -67,8 +82,8 @@ pub fn build(ch: &ChannelConfig, m: &Message<'_>) -> Value {
                     "type": "AdaptiveCard",
                     "version": "1.4",
                     "body": [
-                        { "type": "TextBlock", "text": heading, "weight": "Bolder", "wrap": true },
-                        { "type": "TextBlock", "text": lines.join("\n\n"), "wrap": true },
+                        { "type": "TextBlock", "text": teams_escape(&heading), "weight": "Bolder", "wrap": true },
+                        { "type": "TextBlock", "text": teams_escape(&lines.join("\n\n")), "wrap": true },
                     ],
                 },
             }],
@@ -230,10 +245,18 @@ mod tests {
             "application/vnd.microsoft.card.adaptive"
         );
         assert_eq!(card["content"]["type"], "AdaptiveCard");
+        // Markdown is escaped: a name cannot become a link.
         assert_eq!(
             card["content"]["body"][0]["text"],
-            "[hapwatch] RESOLVED be_api/s1 on lb1: UP again after 1m"
+            "\\[hapwatch\\] RESOLVED be\\_api/s1 on lb1: UP again after 1m"
         );
+        let mut evil = firing();
+        evil.incident.server = Some("[x](https://evil/)".into());
+        let text = body("teams", &[evil])["attachments"][0]["content"]["body"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(text.contains("\\[x\\]\\(https://evil/\\)"), "{text}");
     }
 
     #[test]

@@ -7,6 +7,24 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use serde::{Deserialize, Deserializer};
 
+/// The keys whose values are secrets (a Slack or Teams `url` is one too).
+pub const SECRET_KEYS: [&str; 4] = ["password", "secret", "routing_key", "url"];
+
+/// A TOML error quotes the line it is about: a secret's value is cut out.
+pub fn redact(message: &str, source: &str) -> String {
+    let mut out = message.to_owned();
+    for line in source.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        if SECRET_KEYS.contains(&key.trim()) && value.len() > 2 {
+            out = out.replace(value, "\"<redacted>\"");
+        }
+    }
+    out
+}
+
 /// Secrets are keys and passwords, not documents.
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
@@ -26,6 +44,18 @@ impl Secret {
                 .map_err(|_| format!("environment variable {name} is not set"));
         }
         if let Some(path) = spec.strip_prefix("file:") {
+            // /proc/self/environ and friends look like small regular files.
+            let real =
+                std::fs::canonicalize(path).map_err(|e| format!("secret file {path}: {e}"))?;
+            if ["/proc", "/sys", "/dev"]
+                .iter()
+                .any(|p| real.starts_with(p))
+            {
+                return Err(format!(
+                    "secret file {path} is under {}: name a file of your own",
+                    real.display()
+                ));
+            }
             let meta = std::fs::metadata(path).map_err(|e| format!("secret file {path}: {e}"))?;
             // Not a device, a FIFO or /proc: a read that never ends is no secret.
             if !meta.is_file() || meta.len() > MAX_SECRET_FILE {
@@ -65,6 +95,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_syntax_error_on_a_secrets_line_does_not_echo_it() {
+        let text = "[[channel]]\nname = \"m\"\npassword = \"hunter2\" x\n";
+        let e = crate::config::Config::from_toml(text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hunter2"), "toml quotes the line: {e}");
+        let shown = redact(&e, text);
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn secrets_come_from_the_environment_or_private_files_and_never_print() {
         std::env::set_var("HAPWATCH_TEST_SECRET", "from-env");
         assert_eq!(
@@ -87,8 +131,10 @@ mod tests {
         assert_eq!(s.expose(), "from-file");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(Secret::resolve("inline").unwrap().expose(), "inline");
-        assert!(Secret::resolve("file:/dev/zero")
-            .unwrap_err()
-            .contains("not a regular file"));
+        for special in ["file:/dev/zero", "file:/proc/self/environ"] {
+            assert!(Secret::resolve(special)
+                .unwrap_err()
+                .contains("name a file of your own"));
+        }
     }
 }

@@ -174,6 +174,19 @@ pub fn title(items: &[Item]) -> String {
     t
 }
 
+/// A subject line people and mail servers take: no control characters, and
+/// short (RFC 5322 caps a line at 998 characters; a subject needs far fewer).
+pub fn subject_line(title: &str) -> String {
+    const MAX: usize = 200;
+    let clean = crate::escape::escape(title);
+    if clean.chars().count() <= MAX {
+        return clean.into_owned();
+    }
+    let mut cut: String = clean.chars().take(MAX - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// The traffic evidence as a sentence: `5xx 5.8 % of 172 requests, 4xx 0.0 %, p95 6 ms`.
 pub fn traffic(v: &Value) -> Option<String> {
     let requests = v.get("requests")?.as_u64()?;

@@ -1,5 +1,6 @@
 //! The SQLite file: one writer thread, read-only connections for queries.
 
+pub mod guard;
 pub mod incidents;
 pub mod outbox;
 pub mod queries;
@@ -30,6 +31,18 @@ pub enum StoreError {
         path: String,
         found: i64,
         known: i64,
+    },
+    #[error("{path} is in use by another hapwatch (pid {pid}): one daemon per store")]
+    Locked { path: String, pid: String },
+    #[error("cannot lock the store with {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} cannot be written ({source}): check its owner, mode and the filesystem")]
+    ReadOnly {
+        path: String,
+        source: rusqlite::Error,
     },
     #[error("{path} has an older schema ({found}, now {known}): start `hapwatch serve` once to upgrade it")]
     TooOld {
@@ -65,6 +78,12 @@ pub fn open_write(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(sqlite(path))?;
     schema::migrate(&conn, path)?;
+    // A file that opens but cannot be written would lose every batch: say so now.
+    conn.pragma_update(None, "user_version", schema::CURRENT)
+        .map_err(|source| StoreError::ReadOnly {
+            path: path.display().to_string(),
+            source,
+        })?;
     writer::register_functions(&conn).map_err(sqlite(path))?;
     Ok(conn)
 }

@@ -13,9 +13,9 @@ pub fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
     })
 }
 
-/// Rows still in their group wait, oldest first. A row whose item cannot be
-/// read back (written by a newer version) is skipped, loudly.
-pub fn waiting(conn: &Connection) -> rusqlite::Result<Vec<WaitingRow>> {
+/// Rows still in their group wait, oldest first, and the ids of those whose
+/// item cannot be read back (written by a newer version).
+pub fn waiting(conn: &Connection) -> rusqlite::Result<(Vec<WaitingRow>, Vec<i64>)> {
     let mut stmt = conn.prepare(
         "SELECT id, item, next_attempt_at FROM outbox WHERE state = 'waiting' ORDER BY id",
     )?;
@@ -26,18 +26,16 @@ pub fn waiting(conn: &Connection) -> rusqlite::Result<Vec<WaitingRow>> {
             r.get::<_, i64>(2)?,
         ))
     })?;
-    let mut out = Vec::new();
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for row in rows {
         let (id, item, due_ms) = row?;
         match item.as_deref().map(serde_json::from_str) {
             Some(Ok(item)) => out.push(WaitingRow { id, item, due_ms }),
-            _ => tracing::error!(
-                row = id,
-                "an outbox row in its group wait cannot be read back"
-            ),
+            // Settled as failed at start, so it is neither kept waiting nor lost silently.
+            _ => unreadable.push(id),
         }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 /// Firings a channel was sent (or is being sent) whose resolve has not
@@ -47,7 +45,7 @@ pub fn sent_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Se
         "SELECT f.channel, f.incident_id, coalesce(m.payload, f.payload) FROM outbox f
          LEFT JOIN outbox m ON m.id = f.message_id
          WHERE f.status = 'firing' AND f.created_at >= ?1
-           AND f.state IN ('queued', 'delivered', 'grouped')
+           AND f.state IN ('queued', 'delivered', 'grouped', 'failed')
            AND NOT EXISTS (SELECT 1 FROM outbox r
                WHERE r.channel = f.channel AND r.incident_id = f.incident_id
                  AND r.status = 'resolved' AND r.state != 'waiting')
@@ -84,13 +82,29 @@ pub fn withheld_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Ve
          ORDER BY f.id",
     )?;
     let rows = stmt.query_map(params![since_ms], |r| {
+        let note: String = r.get(2)?;
         Ok(Withheld {
             channel: r.get(0)?,
             incident_id: r.get(1)?,
-            why: format!("its firing was {}", r.get::<_, String>(2)?),
+            by: superseded_by(&note),
+            why: format!("its firing was {note}"),
         })
     })?;
     rows.collect()
+}
+
+/// `superseded by incident #12 (…)` → 12.
+fn superseded_by(note: &str) -> Option<i64> {
+    let rest = note.strip_prefix("superseded by incident #")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Incidents up to this id were notified before rows per change existed.
+pub fn legacy_max(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT max_incident FROM outbox_legacy", [], |r| r.get(0))
 }
 
 /// One row of the outbox as people see it.

@@ -142,6 +142,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_queued ON outbox (channel, group_key) WHERE state = 'queued';
     CREATE INDEX outbox_waiting ON outbox (state) WHERE state = 'waiting';
     CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL;
+    -- Incidents notified before this migration have no row per change: pair their resolves as v3 did.
+    CREATE TABLE outbox_legacy AS SELECT coalesce(max(id), 0) AS max_incident FROM incidents;
     CREATE TABLE channels_running (       -- what the daemon delivers to, for check-config
         name TEXT PRIMARY KEY,
         fingerprint TEXT NOT NULL,        -- SHA-256 of the channel's settings

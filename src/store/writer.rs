@@ -100,11 +100,16 @@ pub struct WriterCounters {
     pub rows_written: Arc<AtomicU64>,
     pub write_errors: Arc<AtomicU64>,
     pub rows_rejected: Arc<AtomicU64>,
+    /// Set when the file itself is unusable: the daemon stops rather than pretend.
+    pub store_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set at shutdown: past it, what waiting could fix is given up (and counted).
+    pub stop_by: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 pub struct Writer {
     pub tx: SyncSender<WriteOp>,
     handle: std::thread::JoinHandle<()>,
+    stop_by: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Writer {
@@ -125,6 +130,7 @@ impl Writer {
         outbox: Option<Arc<tokio::sync::Notify>>,
     ) -> Writer {
         let (tx, rx) = mpsc::sync_channel::<WriteOp>(1024);
+        let stop_by = counters.stop_by.clone();
         let handle = std::thread::Builder::new()
             .name("hapwatch-writer".into())
             .spawn(move || {
@@ -160,7 +166,17 @@ impl Writer {
                 }
             })
             .expect("spawn the writer thread");
-        Writer { tx, handle }
+        Writer {
+            tx,
+            handle,
+            stop_by,
+        }
+    }
+
+    /// From `deadline` on, a batch the store keeps refusing (a full disk) is
+    /// counted and logged as lost instead of held: shutdown must end.
+    pub fn stop_by(&self, deadline: Instant) {
+        *self.stop_by.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
     }
 
     /// Commits what is queued, then stops the thread.
@@ -179,6 +195,23 @@ fn transient(e: &rusqlite::Error) -> bool {
     )
 }
 
+fn past_stop(counters: &WriterCounters) -> bool {
+    counters
+        .stop_by
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some_and(|t| Instant::now() >= t)
+}
+
+/// The file itself is unusable: no row of any batch can be stored.
+fn broken(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DatabaseCorrupt | NotADatabase | ReadOnly | PermissionDenied)
+    )
+}
+
 /// Commits a batch; while the failure is one that waiting can fix, waits and
 /// tries again (the bounded queue in front then holds, and ingest counts what
 /// it must drop), so nothing accepted is lost to a lock or a full disk. Any
@@ -188,6 +221,26 @@ fn transient(e: &rusqlite::Error) -> bool {
 fn commit_with_retries(conn: &Connection, batch: &[WriteOp], counters: &WriterCounters) -> u64 {
     match commit(conn, batch, counters) {
         Ok(rows) => rows,
+        Err(e) if past_stop(counters) => {
+            counters
+                .rows_rejected
+                .fetch_add(batch.len() as u64, Relaxed);
+            tracing::error!(error = %e, ops = batch.len(), "shutting down while the database still refuses writes; this batch is not written");
+            0
+        }
+        Err(e) if broken(&e) => {
+            counters.write_errors.fetch_add(1, Relaxed);
+            counters
+                .rows_rejected
+                .fetch_add(batch.len() as u64, Relaxed);
+            tracing::error!(error = %e, ops = batch.len(), "the database file is unusable; this batch is lost");
+            *counters
+                .store_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("the database cannot be written: {e}"));
+            0
+        }
         Err(e) => {
             counters.write_errors.fetch_add(1, Relaxed);
             tracing::warn!(error = %e, ops = batch.len(), "a database write failed; committing its rows one by one");
@@ -254,7 +307,7 @@ fn commit(
                 }
                 return Ok(rows);
             }
-            Err(e) if transient(&e) => {
+            Err(e) if transient(&e) && !past_stop(counters) => {
                 counters.write_errors.fetch_add(1, Relaxed);
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
@@ -540,10 +593,20 @@ fn write_outbox(
                 note,
                 message,
             } => {
-                settle.execute(params![id, state.as_str(), note, message])?;
+                if settle.execute(params![id, state.as_str(), note, message])? == 0 {
+                    tracing::error!(
+                        row = id,
+                        "an outbox row to settle was not waiting (its insert was lost?)"
+                    );
+                }
             }
             OutboxOp::Compose { id, payload, at_ms } => {
-                compose.execute(params![id, payload, at_ms])?;
+                if compose.execute(params![id, payload, at_ms])? == 0 {
+                    tracing::error!(
+                        row = id,
+                        "an outbox row to send was not waiting (its insert was lost?)"
+                    );
+                }
             }
         }
     }

@@ -426,6 +426,29 @@ impl Receiver {
 }
 
 impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the daemon to exit by itself (60 s at most); its status and whole log.
+    pub fn wait_exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let rest: Vec<String> = self.lines.iter().collect();
+                self.seen.extend(rest);
+                return (status, std::mem::take(&mut self.seen));
+            }
+            self.seen.extend(self.lines.try_iter());
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not exit:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: no drain, no flush.
     pub fn kill(mut self) {
         self.signal("-KILL");

@@ -146,6 +146,16 @@ impl Smtp {
             .collect()
     }
 
+    /// How many times a client tried to authenticate.
+    pub fn auth_attempts(&self) -> usize {
+        let mut path = self.out.as_os_str().to_owned();
+        path.push(".auth");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
     pub fn wait_mails(&self, n: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
