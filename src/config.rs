@@ -27,6 +27,45 @@ pub struct Config {
     pub http: HttpConfig,
     pub digest: crate::digest::DigestConfig,
     pub reconcile: crate::reconcile::ReconcileConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what outside input may make the daemon hold, at most.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Hosts watched for silence; more are counted and not watched.
+    pub hosts: usize,
+    /// (host, backend, server) routes kept in the live totals (/metrics);
+    /// traffic of more goes to one overflow route, counted.
+    pub routes: usize,
+    /// A route with no traffic for this long leaves the live totals.
+    #[serde(deserialize_with = "duration")]
+    pub route_idle: Duration,
+    /// Open TCP syslog connections; more are refused and counted.
+    pub tcp_connections: usize,
+    /// A TCP connection that sends nothing for this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub tcp_idle: Duration,
+    /// Open HTTP connections; more wait to be accepted.
+    pub http_connections: usize,
+    /// An HTTP connection idle (or a request unfinished) this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub http_idle: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            hosts: 10_000,
+            routes: 20_000,
+            route_idle: Duration::from_secs(3600),
+            tcp_connections: 512,
+            tcp_idle: Duration::from_secs(300),
+            http_connections: 128,
+            http_idle: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[http]`: the status endpoints, off unless `listen` is set.

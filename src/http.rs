@@ -28,21 +28,37 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 /// Serves until the task is dropped; one task per connection.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) {
+/// Serves until the process stops: at most `max` connections at once (the
+/// rest wait in the kernel's backlog), each closed after `idle` without a
+/// complete request, so idle clients cannot take the descriptors delivery needs.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    max: usize,
+    idle: std::time::Duration,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
     loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, &req)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(idle)
+                .serve_connection(TokioIo::new(stream), service);
+            // A keep-alive client that lingers is closed too.
+            let _ = tokio::time::timeout(idle * 4, conn).await;
         });
     }
 }

@@ -28,16 +28,52 @@ pub struct Route {
     pub server: String,
 }
 
-/// Per-route totals, updated for every traffic line.
-#[derive(Default)]
+/// Per-route totals, updated for every traffic line; at most `limit`
+/// routes (the rest count in one overflow route), idle ones forgotten.
 pub struct TrafficTotals {
     /// Keyed by `host NUL backend NUL server`: a line is looked up without allocating.
-    routes: HashMap<String, (Route, Totals)>,
+    routes: HashMap<String, Entry>,
     key: String,
+    limit: usize,
+    idle_ms: i64,
+    /// Lines counted in the overflow route because `limit` was reached.
+    pub overflowed: u64,
+    /// Routes changed since the last `take_changes`, and routes forgotten.
+    changed: Vec<String>,
+    forgotten: Vec<String>,
+}
+
+struct Entry {
+    route: Route,
+    totals: Totals,
+    last_ms: i64,
+    /// Already in `changed`.
+    dirty: bool,
+}
+
+/// The key of the route that holds what is over the limit.
+const OVERFLOW: &str = "\0overflow";
+
+impl Default for TrafficTotals {
+    fn default() -> Self {
+        TrafficTotals::new(20_000, 3_600_000)
+    }
 }
 
 impl TrafficTotals {
-    pub fn add(&mut self, host: &str, t: &Traffic<'_>) {
+    pub fn new(limit: usize, idle_ms: i64) -> TrafficTotals {
+        TrafficTotals {
+            routes: HashMap::new(),
+            key: String::new(),
+            limit: limit.max(1),
+            idle_ms,
+            overflowed: 0,
+            changed: Vec::new(),
+            forgotten: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, host: &str, t: &Traffic<'_>, now_ms: i64) {
         let (backend, server) = (t.backend.unwrap_or(""), t.server.unwrap_or(""));
         self.key.clear();
         for part in [host, backend, server] {
@@ -45,18 +81,45 @@ impl TrafficTotals {
             self.key.push('\0');
         }
         if !self.routes.contains_key(self.key.as_str()) {
-            let route = Route {
-                host: host.into(),
-                backend: backend.into(),
-                server: server.into(),
+            let route = if self.routes.len() >= self.limit {
+                if self.overflowed == 0 {
+                    tracing::warn!(limit = self.limit, "more routes than [limits] routes: the rest are counted under backend \"_overflow\"");
+                }
+                self.overflowed += 1;
+                self.key.clear();
+                self.key.push_str(OVERFLOW);
+                Route {
+                    host: "_overflow".into(),
+                    backend: "_overflow".into(),
+                    server: "_overflow".into(),
+                }
+            } else {
+                Route {
+                    host: host.into(),
+                    backend: backend.into(),
+                    server: server.into(),
+                }
             };
-            self.routes
-                .insert(self.key.clone(), (route, Totals::default()));
+            if !self.routes.contains_key(self.key.as_str()) {
+                let entry = Entry {
+                    route,
+                    totals: Totals::default(),
+                    last_ms: now_ms,
+                    dirty: false,
+                };
+                self.routes.insert(self.key.clone(), entry);
+            }
         }
-        let (_, totals) = self
+        let e = self
             .routes
             .get_mut(self.key.as_str())
             .expect("inserted above");
+        e.last_ms = now_ms;
+        if !e.dirty {
+            e.dirty = true;
+            self.changed.push(self.key.clone());
+        }
+        let totals = &mut e.totals;
         totals.requests += 1;
         // `classes` is indexed in StatusClass order.
         totals.classes[crate::windows::status_class(t.status) as usize] += 1;
@@ -69,8 +132,30 @@ impl TrafficTotals {
         }
     }
 
-    pub fn snapshot(&self) -> Vec<(Route, Totals)> {
-        self.routes.values().cloned().collect()
+    /// Forgets routes idle for `idle_ms` (once a second: a scan only when
+    /// something can have expired is the next step if routes grow large).
+    pub fn expire(&mut self, now_ms: i64) {
+        let idle = self.idle_ms;
+        let forgotten = &mut self.forgotten;
+        self.routes.retain(|k, e| {
+            let keep = now_ms - e.last_ms < idle;
+            if !keep {
+                forgotten.push(k.clone());
+            }
+            keep
+        });
+    }
+
+    /// What changed since the last call: (changed routes, forgotten keys).
+    pub fn take_changes(&mut self) -> (Vec<(String, Route, Totals)>, Vec<String>) {
+        let mut out = Vec::with_capacity(self.changed.len());
+        for key in self.changed.drain(..) {
+            if let Some(e) = self.routes.get_mut(&key) {
+                e.dirty = false;
+                out.push((key, e.route.clone(), e.totals.clone()));
+            }
+        }
+        (out, std::mem::take(&mut self.forgotten))
     }
 }
 
@@ -95,12 +180,29 @@ pub struct View {
 /// Shared between the pipeline thread (writer) and the HTTP server (readers).
 #[derive(Default)]
 pub struct Observed {
+    /// Servers, incident counts, time; `traffic` is kept apart.
     view: RwLock<View>,
+    /// Live totals per route, updated with what changed each second.
+    traffic: RwLock<HashMap<String, (Route, Totals)>>,
 }
 
 impl Observed {
     pub fn publish(&self, view: View) {
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
+    }
+
+    /// Applies the routes changed and forgotten since the last second.
+    pub fn update_traffic(&self, changed: Vec<(String, Route, Totals)>, forgotten: Vec<String>) {
+        if changed.is_empty() && forgotten.is_empty() {
+            return;
+        }
+        let mut t = self.traffic.write().unwrap_or_else(|p| p.into_inner());
+        for key in forgotten {
+            t.remove(&key);
+        }
+        for (key, route, totals) in changed {
+            t.insert(key, (route, totals));
+        }
     }
 
     /// When the view was last published (0: never), without copying it.
@@ -112,7 +214,15 @@ impl Observed {
     }
 
     pub fn view(&self) -> View {
-        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut v = self.view.read().unwrap_or_else(|p| p.into_inner()).clone();
+        v.traffic = self
+            .traffic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v
     }
 }
 

@@ -63,6 +63,10 @@ pub struct Processor {
     /// Totals since start and the view the HTTP endpoints serve (daemon only).
     totals: crate::observe::TrafficTotals,
     observed: Option<Arc<crate::observe::Observed>>,
+    /// Routes seen serving, the server list last published, and the fleet it reflects.
+    served: std::collections::HashSet<(String, String, String)>,
+    servers_view: Vec<crate::observe::ServerView>,
+    published_fleet: u64,
     /// Traffic rules, judged at receive time (daemon only).
     rates: crate::rules::Rates,
     rules: crate::rules::RulesConfig,
@@ -98,8 +102,14 @@ impl Processor {
             seen: (String::new(), i64::MIN),
             notifier: Notifier::new(config, 1),
             rates: crate::rules::Rates::default(),
-            totals: Default::default(),
+            totals: crate::observe::TrafficTotals::new(
+                config.limits.routes,
+                config.limits.route_idle.as_millis() as i64,
+            ),
             observed: None,
+            served: Default::default(),
+            servers_view: Vec::new(),
+            published_fleet: u64::MAX,
             reconcile: None,
             rules: config.rules.clone(),
         }
@@ -197,7 +207,7 @@ impl Processor {
                     .add(host, t, ts, || String::from_utf8_lossy(bytes).into_owned());
                 if self.engine.is_some() {
                     self.rates.add(host, t, received_ms, self.rules.per_server);
-                    self.totals.add(host, t);
+                    self.totals.add(host, t, received_ms);
                 }
             }
             _ => {
@@ -303,44 +313,37 @@ impl Processor {
         self
     }
 
-    fn publish(&self, now_ms: i64) {
+    fn publish(&mut self, now_ms: i64) {
         let (Some(observed), Some(engine)) = (&self.observed, &self.engine) else {
             return;
         };
-        let traffic = self.totals.snapshot();
-        let mut servers: Vec<crate::observe::ServerView> = engine
-            .fleet()
-            .servers
-            .iter()
-            .filter(|(_, s)| !s.state.is_empty())
-            .map(|((host, backend, server), s)| crate::observe::ServerView {
-                host: host.clone(),
-                backend: backend.clone(),
-                server: server.clone(),
-                state: s.state.clone(),
-            })
-            .collect();
-        // Servers only seen serving traffic are up as far as the logs tell.
-        for (r, _) in &traffic {
-            let known = servers
-                .iter()
-                .any(|s| s.host == r.host && s.backend == r.backend && s.server == r.server);
-            if !known && !r.server.starts_with('<') && !r.server.is_empty() {
-                servers.push(crate::observe::ServerView {
-                    host: r.host.clone(),
-                    backend: r.backend.clone(),
-                    server: r.server.clone(),
-                    state: "UP".into(),
-                });
+        // Work in proportion to what changed: the routes touched this second.
+        self.totals.expire(now_ms);
+        let (changed, forgotten) = self.totals.take_changes();
+        let new_routes = changed.iter().any(|(_, r, _)| {
+            !self
+                .served
+                .contains(&(r.host.clone(), r.backend.clone(), r.server.clone()))
+        });
+        if new_routes || !forgotten.is_empty() || engine.fleet_version() != self.published_fleet {
+            for (_, r, _) in &changed {
+                self.served
+                    .insert((r.host.clone(), r.backend.clone(), r.server.clone()));
             }
+            if !forgotten.is_empty() {
+                self.served.clear();
+            }
+            self.servers_view = servers_view(engine, &self.served);
+            self.published_fleet = engine.fleet_version();
         }
+        observed.update_traffic(changed, forgotten);
         let mut open_incidents = [0u64; 3];
         for i in engine.open_incidents() {
             open_incidents[i.severity as usize] += 1;
         }
         observed.publish(crate::observe::View {
-            traffic,
-            servers,
+            traffic: Vec::new(),
+            servers: self.servers_view.clone(),
             open_incidents,
             updated_ms: now_ms,
         });
@@ -422,6 +425,38 @@ impl Processor {
             let _ = self.store.send(WriteOp::Windows(rows));
         }
     }
+}
+
+/// Every server's state the logs told, and servers only seen serving
+/// traffic as UP. Rebuilt only when the fleet or the set of routes changed.
+fn servers_view(
+    engine: &Engine,
+    served: &std::collections::HashSet<(String, String, String)>,
+) -> Vec<crate::observe::ServerView> {
+    let fleet = &engine.fleet().servers;
+    let mut servers: Vec<crate::observe::ServerView> = fleet
+        .iter()
+        .filter(|(_, s)| !s.state.is_empty())
+        .map(|((host, backend, server), s)| crate::observe::ServerView {
+            host: host.clone(),
+            backend: backend.clone(),
+            server: server.clone(),
+            state: s.state.clone(),
+        })
+        .collect();
+    for key in served {
+        let (host, backend, server) = key;
+        let known = fleet.get(key).is_some_and(|s| !s.state.is_empty());
+        if !known && !server.starts_with('<') && !server.is_empty() && host != "_overflow" {
+            servers.push(crate::observe::ServerView {
+                host: host.clone(),
+                backend: backend.clone(),
+                server: server.clone(),
+                state: "UP".into(),
+            });
+        }
+    }
+    servers
 }
 
 /// The sender's address names a host whose header has no hostname.

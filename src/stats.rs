@@ -31,6 +31,8 @@ pub struct Stats {
     pub oversized: AtomicU64,
     pub rows_written: Arc<AtomicU64>,
     pub write_errors: Arc<AtomicU64>,
+    /// TCP connections refused over `[limits] tcp_connections`.
+    pub refused: AtomicU64,
     /// Rows SQLite refused on their own (the rest of their batch was kept).
     pub rows_rejected: Arc<AtomicU64>,
     /// Why the store cannot be used any more (corrupt, read-only, deleted…).
@@ -81,6 +83,7 @@ pub struct Snapshot {
     pub oversized: u64,
     pub rows_written: u64,
     pub write_errors: u64,
+    pub refused: u64,
     pub rows_rejected: u64,
     pub notifications_failed: u64,
     pub parse_errors: Vec<(&'static str, u64)>,
@@ -197,6 +200,7 @@ impl Stats {
             rows_written: self.rows_written.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
             rows_rejected: self.rows_rejected.load(Relaxed),
+            refused: self.refused.load(Relaxed),
             notifications_failed: self.notifications_failed.load(Relaxed),
             parse_errors: ErrorKind::ALL
                 .iter()

@@ -107,3 +107,175 @@ fn out_of_range_numbers_lose_only_their_own_line() {
         "every parsed traffic line is counted: {totals}"
     );
 }
+
+/// An httplog line of `host` through `be/srv`, accepted now.
+fn traffic(host: &str, backend: &str, server: &str) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let accept = jiff::Timestamp::from_second(now)
+        .unwrap()
+        .strftime("%d/%b/%Y:%H:%M:%S.000");
+    format!(
+        "<134>Nov 23 01:23:33 {host} haproxy[1]: 10.0.0.1:4242 [{accept}] fe {backend}/{server} 0/0/1/5/6 200 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\""
+    )
+    .into_bytes()
+}
+
+fn config(dir: &std::path::Path, udp: u16, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n{extra}[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n",
+            dir.join("h.db")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn thirty_thousand_servers_are_counted_within_the_route_limit_and_a_down_still_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, http) = (free_port(), free_port());
+    let hook = Receiver::start(0, vec![]);
+    let cfg = config(
+        dir.path(),
+        udp,
+        &format!(
+            "[limits]\nroutes = 1000\n[http]\nlisten = \"127.0.0.1:{http}\"\n[notify]\ngroup_wait = \"0s\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
+            hook.port
+        ),
+    );
+    let mut daemon = Daemon::start(&cfg, 1);
+    let lines: Vec<Vec<u8>> = (0..30_000)
+        .map(|n| traffic("lb1", "be_many", &format!("s{n}")))
+        .collect();
+    send_udp(udp, &lines);
+    daemon.wait_counter("traffic", 30_000);
+    let down = b"<129>Nov 23 01:23:33 lb1 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+    send_udp(udp, &[down.to_vec()]);
+    let got = hook.wait_accepted(1);
+    assert!(got[0].1.contains("be_x/s1"), "{}", got[0].1);
+    let (status, metrics) = http_get(http, "/metrics");
+    let log = daemon.stop();
+    assert_eq!(status, 200);
+    let series = metrics
+        .lines()
+        .filter(|l| l.starts_with("hapwatch_requests_total{"))
+        .count();
+    assert!(
+        series <= 1001,
+        "{series} series for 1000 routes and the overflow"
+    );
+    assert!(
+        metrics.contains("backend=\"_overflow\""),
+        "the rest is counted"
+    );
+    let totals = log.iter().find(|l| l.contains(" totals ")).unwrap();
+    assert_eq!(field(totals, "queue_drops"), 0, "{totals}");
+    assert_eq!(field(totals, "traffic"), 30_000, "{totals}");
+}
+
+#[test]
+fn hosts_heard_once_open_no_silence_but_a_steady_host_that_stops_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, "[incidents]\nsilence_after = \"2s\"\n");
+    let mut daemon = Daemon::start(&cfg, 1);
+    // One line each from a thousand spoofed hostnames.
+    let spoofed: Vec<Vec<u8>> = (0..1000)
+        .map(|n| traffic(&format!("spoof{n}"), "be", "s1"))
+        .collect();
+    send_udp(udp, &spoofed);
+    // A real load balancer, heard for three seconds, then quiet.
+    for _ in 0..15 {
+        send_udp(udp, &[traffic("lb-real", "be", "s1")]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    daemon.wait_log("ALERT no log from lb-real");
+    let db = dir.path().join("h.db");
+    let incidents = json_lines(&["incidents", "--db", db.to_str().unwrap(), "--json"]);
+    daemon.stop();
+    let silent: Vec<&str> = incidents
+        .iter()
+        .filter(|i| i["kind"] == "silence")
+        .map(|i| i["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(silent, ["lb-real"]);
+}
+
+#[test]
+fn connections_beyond_the_tcp_limit_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = free_port();
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[limits]\ntcp_connections = 20\n[[listen]]\nurl = \"tcp://127.0.0.1:{tcp}\"\n",
+            dir.path().join("h.db")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    use std::io::{Read as _, Write as _};
+    // Twenty hold a partial frame open; ten more are closed at once.
+    let mut held: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+            s.write_all(&[b'x'; 60_000]).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut closed = 0;
+    for _ in 0..10 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        if matches!(s.read(&mut [0u8; 1]), Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    held.clear();
+    let log = daemon.stop();
+    assert_eq!(closed, 10);
+    let totals = log.iter().find(|l| l.contains(" totals ")).unwrap();
+    assert_eq!(field(totals, "tcp_refused"), 10, "{totals}");
+}
+
+#[test]
+fn control_characters_from_the_network_never_reach_a_terminal_or_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, "");
+    let mut daemon = Daemon::start(&cfg, 1);
+    let evil = "<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1\x1b]0;pwned\x07\x1b[2J is DOWN, reason: Layer4 timeout\r\nFAKE ALERT, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+    send_udp(udp, &[evil.as_bytes().to_vec()]);
+    daemon.wait_log("ALERT server be_x/s1");
+    let db = dir.path().join("h.db");
+    let db = db.to_str().unwrap();
+    let events = wait_json_lines(&["events", "--db", db, "--json"], &daemon);
+    let tables = [
+        hapwatch(&["events", "--db", db]),
+        hapwatch(&["incidents", "--db", db]),
+        hapwatch(&["incident", "--db", db, "1"]),
+    ];
+    let log = daemon.stop();
+    assert!(
+        events[0].to_string().contains("\\u001b"),
+        "stored as sent: {events:?}"
+    );
+    for out in &tables {
+        assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+        assert!(out.contains("\\x1b"), "shown escaped: {out}");
+    }
+    for line in &log {
+        assert!(!line.contains('\x1b') && !line.contains('\r'), "{line:?}");
+    }
+    assert!(!log.iter().any(|l| l.starts_with("FAKE ALERT")), "{log:#?}");
+}

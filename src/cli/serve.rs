@@ -150,7 +150,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
         (
-            Engine::new(config.incidents.clone(), next_id, open, fleet),
+            Engine::new(config.incidents.clone(), next_id, open, fleet)
+                .with_host_limit(config.limits.hosts),
             outbox,
         )
     };
@@ -196,7 +197,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             stats: stats.clone(),
             started_ms: crate::timezone::now_ms(),
         });
-        rt.spawn(crate::http::serve(listener, state));
+        rt.spawn(crate::http::serve(
+            listener,
+            state,
+            config.limits.http_connections,
+            config.limits.http_idle,
+        ));
     }
     if let Some(tx) = reconcile_tx {
         tracing::info!(every = ?config.reconcile.interval, "reconciling with HAProxy's stats");
@@ -297,7 +303,11 @@ async fn listen_until_signal(
                     .await
                     .with_context(|| format!("cannot bind {}", l.url))?;
                 tracing::info!(listen = %format!("tcp://{}", listener.local_addr()?), "listening");
-                tasks.spawn(tcp::run(listener, l.allow.clone(), sink));
+                let limits = tcp::Limits {
+                    connections: config.limits.tcp_connections,
+                    idle: config.limits.tcp_idle,
+                };
+                tasks.spawn(tcp::run(listener, l.allow.clone(), sink, limits));
             }
             Listen::Unix(path) => {
                 if !l.allow.is_empty() {
@@ -606,6 +616,7 @@ fn log_totals(s: &Snapshot) {
         events = s.events, parse_errors = s.parse_errors_total(), queue_drops = s.queue_drops,
         socket_drops = s.socket_drops, denied = s.denied, oversized = s.oversized,
         rows_written = s.rows_written, write_errors = s.write_errors, rows_rejected = s.rows_rejected,
+        tcp_refused = s.refused,
         notifications_failed = s.notifications_failed, by_reason = %s.parse_errors_text(","),
         "totals"
     );

@@ -23,10 +23,13 @@ pub struct ServerStatus {
 #[derive(Debug, Default)]
 pub struct Fleet {
     pub servers: HashMap<ServerKey, ServerStatus>,
+    /// Bumped by every mutable access: a change may have happened.
+    pub version: u64,
 }
 
 impl Fleet {
     pub fn server(&mut self, host: &str, backend: &str, server: &str) -> &mut ServerStatus {
+        self.version += 1;
         self.servers
             .entry((host.to_owned(), backend.to_owned(), server.to_owned()))
             .or_default()
@@ -62,6 +65,7 @@ impl Fleet {
 
     /// Records an UP/DOWN change and returns how many fell within `period_ms`.
     pub fn note_change(&mut self, key: &ServerKey, ts_ms: i64, period_ms: i64) -> usize {
+        self.version += 1;
         let s = self.servers.entry(key.clone()).or_default();
         s.changes.push_back(ts_ms);
         while s.changes.front().is_some_and(|t| *t < ts_ms - period_ms) {

@@ -160,6 +160,12 @@ impl ServerMatch {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    first_ms: i64,
+    last_ms: i64,
+}
+
 pub struct Engine {
     cfg: IncidentsConfig,
     /// Silenced servers: their DOWN is recorded but does not make a backend degraded.
@@ -169,7 +175,12 @@ pub struct Engine {
     next_id: i64,
     open: HashMap<String, Incident>,
     fleet: Fleet,
-    last_seen: HashMap<String, i64>,
+    /// Per host: when it was first and last heard. Only a host heard over at
+    /// least `silence_after` can fall silent; one line from a new name cannot.
+    last_seen: HashMap<String, Heard>,
+    /// Hosts watched for silence at most; more are counted, not watched.
+    host_limit: usize,
+    pub hosts_untracked: u64,
 }
 
 fn server_key(host: &str, backend: &str, server: &str) -> ServerKey {
@@ -188,11 +199,18 @@ impl Engine {
             open: open.into_iter().map(|i| (i.key.clone(), i)).collect(),
             fleet,
             last_seen: HashMap::new(),
+            host_limit: 10_000,
+            hosts_untracked: 0,
         }
     }
 
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
+    }
+
+    /// Changes whenever a server's state may have: views built from the fleet are stale.
+    pub fn fleet_version(&self) -> u64 {
+        self.fleet.version
     }
 
     /// The active silences, re-read each second.
@@ -545,18 +563,44 @@ impl Engine {
     /// from (last messages, rule holds) move with it, so a step forward is not
     /// silence and a step back does not postpone an alert.
     pub fn shift_clock(&mut self, delta_ms: i64) {
-        for t in self.last_seen.values_mut().chain(self.pending.values_mut()) {
+        for t in self.pending.values_mut() {
             *t += delta_ms;
         }
+        for h in self.last_seen.values_mut() {
+            h.first_ms += delta_ms;
+            h.last_ms += delta_ms;
+        }
+    }
+
+    /// At most this many hosts are watched for silence.
+    pub fn with_host_limit(mut self, limit: usize) -> Engine {
+        self.host_limit = limit.max(1);
+        self
     }
 
     /// A message from `host` arrived: it is not silent.
     pub fn seen(&mut self, host: &str, ts_ms: i64) -> Vec<Change> {
         let mut out = Vec::new();
+        let full = self.last_seen.len() >= self.host_limit;
         match self.last_seen.get_mut(host) {
-            Some(t) => *t = (*t).max(ts_ms),
+            Some(h) => h.last_ms = h.last_ms.max(ts_ms),
+            None if full => {
+                if self.hosts_untracked == 0 {
+                    tracing::warn!(
+                        limit = self.host_limit,
+                        "more hosts than [limits] hosts: new ones are not watched for silence"
+                    );
+                }
+                self.hosts_untracked += 1;
+            }
             None => {
-                self.last_seen.insert(host.to_owned(), ts_ms);
+                self.last_seen.insert(
+                    host.to_owned(),
+                    Heard {
+                        first_ms: ts_ms,
+                        last_ms: ts_ms,
+                    },
+                );
             }
         }
         let key = format!("silence:{host}");
@@ -571,13 +615,15 @@ impl Engine {
         let mut out = Vec::new();
         let silence = self.cfg.silence_after.as_millis() as i64;
         if silence > 0 {
+            // Hosts gone for long are forgotten (an open silence stays until they return).
+            let forget = (silence * 10).max(86_400_000);
+            self.last_seen.retain(|_, h| now_ms - h.last_ms < forget);
             let silent: Vec<(String, i64)> = self
                 .last_seen
                 .iter()
-                .filter(|(h, t)| {
-                    now_ms - **t >= silence && !self.open.contains_key(&format!("silence:{h}"))
-                })
-                .map(|(h, t)| (h.clone(), *t))
+                .filter(|(_, h)| now_ms - h.last_ms >= silence && h.last_ms - h.first_ms >= silence)
+                .filter(|(name, _)| !self.open.contains_key(&format!("silence:{name}")))
+                .map(|(name, h)| (name.clone(), h.last_ms))
                 .collect();
             for (host, last) in silent {
                 let mut detail = Map::new();

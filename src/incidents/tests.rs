@@ -189,16 +189,39 @@ fn a_quarter_of_a_backend_down_is_degraded() {
 #[test]
 fn a_silent_host_opens_an_incident_that_its_next_message_resolves() {
     let mut e = engine();
+    // Heard steadily for the silence period, then quiet.
     e.seen("lb1", 0);
-    assert!(e.tick(4 * MIN).is_empty());
-    let c = e.tick(5 * MIN);
+    e.seen("lb1", 5 * MIN);
+    assert!(e.tick(9 * MIN).is_empty());
+    let c = e.tick(10 * MIN);
     let o = opened(&c);
     assert_eq!(
         (o[0].kind, o[0].summary.as_str()),
         (Kind::Silence, "no log from lb1 for 5m")
     );
-    assert!(e.tick(6 * MIN).is_empty(), "opened once");
-    assert_eq!(resolved(&e.seen("lb1", 7 * MIN)), vec![o[0].id]);
+    assert!(e.tick(11 * MIN).is_empty(), "opened once");
+    assert_eq!(resolved(&e.seen("lb1", 12 * MIN)), vec![o[0].id]);
+}
+
+#[test]
+fn a_host_heard_once_is_not_silent_and_hosts_beyond_the_limit_are_not_watched() {
+    let mut e = engine().with_host_limit(100);
+    for n in 0..1000 {
+        e.seen(&format!("spoofed-{n}"), 0);
+    }
+    assert!(
+        opened(&e.tick(60 * MIN)).is_empty(),
+        "one line each is no steady host"
+    );
+    assert_eq!(e.hosts_untracked, 900);
+    // Long gone, they are forgotten: a real host can be watched again.
+    e.tick(48 * 60 * MIN);
+    e.seen("lb1", 48 * 60 * MIN);
+    e.seen("lb1", 48 * 60 * MIN + 5 * MIN);
+    let c = e.tick(48 * 60 * MIN + 10 * MIN);
+    let o = opened(&c);
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].host, "lb1");
 }
 
 #[test]

@@ -10,6 +10,9 @@ pub struct Framer {
     skip: usize,
     /// An over-long LF frame is being thrown away up to its LF.
     skip_line: bool,
+    /// Bytes of the partial frame at the front of `buf` already searched for
+    /// an LF: byte-at-a-time input is scanned once, not once per byte.
+    searched: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -26,6 +29,7 @@ impl Framer {
             max,
             skip: 0,
             skip_line: false,
+            searched: 0,
         }
     }
 
@@ -99,7 +103,16 @@ impl Framer {
                 at += digits + 1 + len;
                 continue;
             }
-            match rest.iter().position(|&b| b == b'\n') {
+            let from = if at == 0 {
+                self.searched.min(rest.len())
+            } else {
+                0
+            };
+            let lf = rest[from..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|i| i + from);
+            match lf {
                 Some(i) if i <= self.max => {
                     let line = &rest[..i];
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -122,9 +135,16 @@ impl Framer {
                         }
                     }
                 }
-                _ => break,
+                _ => {
+                    // Incomplete: next time, search only what arrives.
+                    let start = self.buf.len() - rest.len();
+                    self.buf.drain(..start);
+                    self.searched = self.buf.len();
+                    return;
+                }
             }
         }
+        self.searched = 0;
         self.buf.drain(..at);
     }
 

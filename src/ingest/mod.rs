@@ -135,4 +135,11 @@ impl Sink {
     pub fn deny(&self) {
         self.stats.denied(&self.listener);
     }
+
+    /// A connection refused over the listener's limit.
+    pub fn refuse(&self) {
+        self.stats
+            .refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -13,9 +13,22 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// What one listener lets its peers hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections at most; more are refused (closed at once) and counted.
+    pub connections: usize,
+    /// A connection that sends nothing this long is closed.
+    pub idle: std::time::Duration,
+}
+
+/// A connection's read buffer: small, since thousands may be open.
+const READ_BUF: usize = 16 * 1024;
+
 /// Accepts connections until the pipeline is gone; one task per connection.
-pub async fn run(listener: TcpListener, allow: Vec<Cidr>, sink: Sink) {
+pub async fn run(listener: TcpListener, allow: Vec<Cidr>, sink: Sink, limits: Limits) {
     let mut conns = tokio::task::JoinSet::new();
+    let mut refused = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -31,21 +44,38 @@ pub async fn run(listener: TcpListener, allow: Vec<Cidr>, sink: Sink) {
             continue;
         }
         while conns.try_join_next().is_some() {}
-        conns.spawn(connection(stream, peer, sink.clone()));
+        if conns.len() >= limits.connections {
+            if refused == 0 {
+                tracing::warn!(limit = limits.connections, %peer, "too many TCP connections ([limits] tcp_connections): refusing new ones");
+            }
+            refused += 1;
+            sink.refuse();
+            continue;
+        }
+        conns.spawn(connection(stream, peer, sink.clone(), limits.idle));
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, mut sink: Sink) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut sink: Sink,
+    idle: std::time::Duration,
+) {
     tracing::debug!(%peer, "TCP sender connected");
     let mut framer = Framer::new(MAX_MESSAGE);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; READ_BUF];
     let mut frames = Vec::new();
     loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
+        let n = match tokio::time::timeout(idle, stream.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TCP read failed");
+                break;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TCP sender idle too long; closed");
                 break;
             }
         };
