@@ -110,13 +110,7 @@ fn out_of_range_numbers_lose_only_their_own_line() {
 
 /// An httplog line of `host` through `be/srv`, accepted now.
 fn traffic(host: &str, backend: &str, server: &str) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let accept = jiff::Timestamp::from_second(now)
-        .unwrap()
-        .strftime("%d/%b/%Y:%H:%M:%S.000");
+    let accept = accept_now();
     format!(
         "<134>Nov 23 01:23:33 {host} haproxy[1]: 10.0.0.1:4242 [{accept}] fe {backend}/{server} 0/0/1/5/6 200 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\""
     )

@@ -129,13 +129,7 @@ fn notifications_pending_at_a_sigkill_are_delivered_after_the_restart() {
 
 /// An httplog line accepted now (UTC), so its window is the current minute.
 fn traffic_now(status: u16) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let accept = jiff::Timestamp::from_second(now)
-        .unwrap()
-        .strftime("%d/%b/%Y:%H:%M:%S.000");
+    let accept = accept_now();
     format!(
         "<134>Nov 23 01:23:33 haproxy[1]: 10.0.0.1:4242 [{accept}] fe be_api/api1 0/0/1/5/6 {status} 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\""
     )

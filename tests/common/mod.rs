@@ -166,6 +166,18 @@ pub fn wait_outbox_state(args: &[&str], state: &str, daemon: &Daemon) -> Vec<Val
     }
 }
 
+/// Now as HAProxy writes an accept date (UTC): a line's window is the current minute.
+pub fn accept_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jiff::Timestamp::from_second(now)
+        .unwrap()
+        .strftime("%d/%b/%Y:%H:%M:%S.000")
+        .to_string()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
