@@ -104,3 +104,49 @@ fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
     );
     assert!(steps[2].contains("direction=forward") && steps[2].contains("step=6h"));
 }
+
+#[test]
+fn a_step_forward_past_expire_after_does_not_expire_a_fresh_notification() {
+    if !installed(&[LIBFAKETIME]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, hook) = (free_port(), free_port());
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"500ms\"\nretry_max = \"1s\"\nexpire_after = \"1h\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\n",
+            dir.path().join("h.db")
+        ),
+    )
+    .unwrap();
+    let control = dir.path().join("faketime");
+    set_offset(&control, "+0");
+    let mut daemon = Daemon::start_with_env(
+        &cfg,
+        1,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", control.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    // Nobody listens yet: it is retried; then the wall clock jumps 25 h ahead.
+    send_udp(udp, &[DOWN.to_vec()]);
+    daemon.wait_log("notification failed; will retry");
+    set_offset(&control, "+25h");
+    daemon.wait_log("system clock stepped");
+    let receiver = Receiver::start(hook, vec![]);
+    let got = receiver.wait_accepted(1);
+    let log = daemon.stop();
+    assert!(
+        !log.iter().any(|l| l.contains("expired undelivered")),
+        "{log:#?}"
+    );
+    let body: Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(body["status"], "firing");
+}

@@ -344,6 +344,8 @@ pub async fn run(
     // Rows attempted whose outcome the store may not have yet: a full disk
     // holds the writer, and delivery goes on from what this task knows.
     let mut in_flight: HashMap<i64, Flight> = HashMap::new();
+    // When this process first attempted each row still pending.
+    let mut first_tried: HashMap<i64, std::time::Instant> = HashMap::new();
     let (done_tx, mut done_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Attempt, Option<DeliveryError>, String)>();
     // Outcomes not yet handed to the writer.
@@ -368,6 +370,10 @@ pub async fn run(
                 None => {}
             }
             in_flight.insert(row.id, Flight::Sending);
+            // Age by the monotonic clock: a wall-clock step forward must not expire it.
+            let born = *first_tried
+                .entry(row.id)
+                .or_insert_with(std::time::Instant::now);
             let Some((ch, via)) = senders.usable.get(&row.channel).cloned() else {
                 tracing::warn!(
                     channel = row.channel,
@@ -415,7 +421,11 @@ pub async fn run(
                         (a, None)
                     }
                     Err(error) => {
-                        let expired = at - row.created_ms >= cfg.expire_after.as_millis() as i64;
+                        // Both clocks must agree it is old: the wall since it was
+                        // queued (across restarts) and the monotonic since this
+                        // process first tried it (immune to clock steps).
+                        let expired = at - row.created_ms >= cfg.expire_after.as_millis() as i64
+                            && born.elapsed() >= cfg.expire_after;
                         let next = at + backoff(&cfg, attempts, row.id).as_millis() as i64;
                         let a = Attempt {
                             id: row.id,
@@ -465,6 +475,9 @@ pub async fn run(
                 for (attempt, error, channel) in batch {
                     report(&attempt, error.as_ref(), &channel, &mut tls_reported, &failed);
                     in_flight.insert(attempt.id, Flight::after(&attempt));
+                    if attempt.delivered_ms.is_some() || attempt.failed {
+                        first_tried.remove(&attempt.id);
+                    }
                     outcomes.push(attempt);
                 }
             }
