@@ -87,6 +87,7 @@ impl ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
+    raise_open_files();
     let config = args.config()?;
     let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
     let db = config.db_path();
@@ -246,6 +247,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the pipeline thread failed; windows still open were lost");
     }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Open files up to the hard limit: the connection caps of `[limits]` then
+/// leave descriptors for delivery (SMTP, webhooks) and the store.
+fn raise_open_files() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let soft = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(from = soft, to = lim.rlim_max, "raised the open files limit");
+            }
+        }
+    }
 }
 
 fn init_tracing() {
