@@ -67,6 +67,8 @@ pub struct Processor {
     served: std::collections::HashSet<(String, String, String)>,
     servers_view: Vec<crate::observe::ServerView>,
     published_fleet: u64,
+    /// Channels delivery reports failing or working again (daemon only).
+    channel_health: Option<std::sync::mpsc::Receiver<crate::notify::outbox::ChannelHealth>>,
     /// Traffic rules, judged at receive time (daemon only).
     rates: crate::rules::Rates,
     rules: crate::rules::RulesConfig,
@@ -107,6 +109,7 @@ impl Processor {
                 config.limits.route_idle.as_millis() as i64,
             ),
             observed: None,
+            channel_health: None,
             served: Default::default(),
             servers_view: Vec::new(),
             published_fleet: u64::MAX,
@@ -307,6 +310,26 @@ impl Processor {
         }
     }
 
+    /// A channel that keeps failing becomes an incident (and working again resolves it).
+    pub fn with_channel_health(
+        mut self,
+        rx: std::sync::mpsc::Receiver<crate::notify::outbox::ChannelHealth>,
+    ) -> Self {
+        self.channel_health = Some(rx);
+        self
+    }
+
+    fn channel_health(&mut self, now_ms: i64) {
+        let (Some(rx), Some(engine)) = (&self.channel_health, &mut self.engine) else {
+            return;
+        };
+        for h in rx.try_iter() {
+            let changes =
+                engine.on_channel(&self.local_host, &h.channel, h.failing.as_deref(), now_ms);
+            apply(&self.store, &mut self.notifier, changes, engine);
+        }
+    }
+
     /// Publishes what the HTTP endpoints show, each tick.
     pub fn with_observed(mut self, observed: Arc<crate::observe::Observed>) -> Self {
         self.observed = Some(observed);
@@ -392,6 +415,7 @@ impl Processor {
                 let _ = self.store.send(WriteOp::Incidents(Vec::new(), reminders));
             }
             self.reconcile(now_ms);
+            self.channel_health(now_ms);
             self.publish(now_ms);
         }
         let watermark = match self.time {

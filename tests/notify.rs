@@ -383,3 +383,70 @@ fn a_refusal_or_a_redirect_fails_the_row_at_once_instead_of_retrying_for_a_day()
         );
     }
 }
+
+#[test]
+fn a_channel_that_keeps_failing_is_an_incident_on_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = Receiver::start(0, vec![400]);
+    let ops = Receiver::start(0, vec![]);
+    let udp = free_port();
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"50ms\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[channel]]\nname = \"bad\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
+            dir.path().join("h.db"),
+            bad.port,
+            ops.port
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    // The DOWN is refused by `bad` (400, permanent): `ops` hears that too.
+    send_udp(udp, &[DOWN.to_vec()]);
+    daemon.wait_log("ALERT notification channel bad keeps failing");
+    ops.wait_accepted(2);
+    // `bad` accepts again with the resolve: the channel incident resolves.
+    send_udp(udp, &[UP.to_vec()]);
+    let got = ops.wait_accepted(4);
+    daemon.stop();
+    let seen: Vec<String> = got
+        .iter()
+        .map(|(_, b)| {
+            let v: Value = serde_json::from_str(b).unwrap();
+            format!(
+                "{} {}",
+                v["status"].as_str().unwrap(),
+                v["incident"]["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "firing channel",
+        "resolved channel",
+        "firing server_down",
+        "resolved server_down",
+    ] {
+        assert!(seen.iter().any(|s| s == want), "{want} in {seen:?}");
+    }
+    let channel: Value = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap())
+        .find(|v| v["incident"]["kind"] == "channel")
+        .unwrap();
+    let title = channel["title"].as_str().unwrap();
+    assert!(
+        title.contains("CHANNEL FAILING") && title.contains("bad") && title.contains("HTTP 400"),
+        "{title}"
+    );
+    // `bad` itself is never told about its own failure.
+    assert!(bad
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, b)| !b.contains("\"kind\":\"channel\"")));
+}

@@ -157,6 +157,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
     };
     let mut reconcile_tx = None;
+    // Delivery tells the pipeline which channels fail: incidents of their own.
+    let (health_tx, health_rx) = mpsc::channel();
     let processor = {
         let mut p = Processor::new(
             parser,
@@ -166,6 +168,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             TimeSource::Live,
         )
         .with_engine(engine, crate::store::open_read(&db)?, outbox)
+        .with_channel_health(health_rx)
         .with_observed(observed.clone());
         if let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) {
             let (tx, rx) = mpsc::sync_channel(4);
@@ -218,6 +221,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         writer.tx.clone(),
         outbox_wake,
         stats.notifications_failed.clone(),
+        health_tx,
     ));
     if config.channel.is_empty() {
         tracing::info!("no notification channel configured: incidents go to this log only");
@@ -262,7 +266,11 @@ fn raise_open_files() {
             let soft = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                tracing::debug!(from = soft, to = lim.rlim_max, "raised the open files limit");
+                tracing::debug!(
+                    from = soft,
+                    to = lim.rlim_max,
+                    "raised the open files limit"
+                );
             }
         }
     }

@@ -49,10 +49,12 @@ pub enum Kind {
     Silence,
     /// A traffic rule (5xx share, latency, …) over its threshold.
     Rule,
+    /// A notification channel that keeps failing: pages are not getting through.
+    Channel,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ServerDown,
         Kind::BackendDown,
         Kind::BackendDegraded,
@@ -60,6 +62,7 @@ impl Kind {
         Kind::Operator,
         Kind::Silence,
         Kind::Rule,
+        Kind::Channel,
     ];
 
     pub fn parse(s: &str) -> Option<Kind> {
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Operator => "operator",
             Kind::Silence => "silence",
             Kind::Rule => "rule",
+            Kind::Channel => "channel",
         }
     }
 }
@@ -576,6 +580,37 @@ impl Engine {
     pub fn with_host_limit(mut self, limit: usize) -> Engine {
         self.host_limit = limit.max(1);
         self
+    }
+
+    /// Delivery says a channel fails (`Some(error)`) or works again (`None`).
+    pub fn on_channel(
+        &mut self,
+        host: &str,
+        channel: &str,
+        failing: Option<&str>,
+        ts_ms: i64,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        let key = format!("channel:{channel}");
+        match failing {
+            Some(error) => {
+                let mut detail = Map::new();
+                detail.insert("channel".into(), json!(channel));
+                detail.insert("reason".into(), json!(error));
+                self.open(
+                    &mut out,
+                    key,
+                    Kind::Channel,
+                    Severity::Critical,
+                    (host, None, None),
+                    ts_ms,
+                    format!("notification channel {channel} keeps failing"),
+                    detail,
+                );
+            }
+            None => self.resolve(&mut out, &key, ts_ms, "it delivers again".into()),
+        }
+        out
     }
 
     /// A message from `host` arrived: it is not silent.

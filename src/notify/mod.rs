@@ -460,6 +460,11 @@ pub fn items(channels: &[ChannelConfig], changes: &[Change]) -> Vec<Item> {
             Change::Timeline { .. } => continue,
         };
         for ch in channels.iter().filter(|ch| ch.wants(incident)) {
+            // A failing channel is not told that it fails: the others are.
+            let about = incident.detail.get("channel").and_then(|c| c.as_str());
+            if incident.kind == crate::incidents::Kind::Channel && about == Some(ch.name.as_str()) {
+                continue;
+            }
             if resolved.is_some() && !ch.resolved {
                 continue;
             }
@@ -493,8 +498,9 @@ fn rank(k: crate::incidents::Kind) -> u8 {
         Flapping => 2,
         BackendDegraded => 3,
         Rule => 4,
-        Silence => 5,
-        Operator => 6,
+        Channel => 5,
+        Silence => 6,
+        Operator => 7,
     }
 }
 

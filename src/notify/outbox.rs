@@ -314,6 +314,18 @@ impl Senders {
     }
 }
 
+/// A channel starts failing (`failing` says how) or works again (None):
+/// the pipeline turns it into an incident, notified on the other channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelHealth {
+    pub channel: String,
+    pub failing: Option<String>,
+}
+
+/// Failed attempts in a row after which a channel counts as failing (one
+/// permanent failure is enough).
+const FAILING_AFTER: u32 = 3;
+
 /// Runs until the process stops. `wake` is signalled when rows are
 /// committed; `channels` changes on a reload; `failed` counts rows given up.
 pub async fn run(
@@ -323,7 +335,11 @@ pub async fn run(
     store: SyncSender<WriteOp>,
     wake: Arc<Notify>,
     failed: Arc<std::sync::atomic::AtomicU64>,
+    health: std::sync::mpsc::Sender<ChannelHealth>,
 ) {
+    // Failed attempts in a row per channel, and the channels said to be failing.
+    let mut streaks: HashMap<String, u32> = HashMap::new();
+    let mut failing = std::collections::HashSet::new();
     let conn = match crate::store::open_read(&db) {
         Ok(c) => c,
         Err(e) => {
@@ -474,6 +490,19 @@ pub async fn run(
                 }
                 for (attempt, error, channel) in batch {
                     report(&attempt, error.as_ref(), &channel, &mut tls_reported, &failed);
+                    let streak = streaks.entry(channel.clone()).or_default();
+                    let change = if attempt.delivered_ms.is_some() {
+                        *streak = 0;
+                        failing.remove(&channel).then_some(None)
+                    } else {
+                        *streak += 1;
+                        let bad = error.as_ref().is_some_and(DeliveryError::is_permanent)
+                            || *streak >= FAILING_AFTER;
+                        (bad && failing.insert(channel.clone())).then(|| attempt.error.clone())
+                    };
+                    if let Some(failing) = change {
+                        let _ = health.send(ChannelHealth { channel: channel.clone(), failing });
+                    }
                     in_flight.insert(attempt.id, Flight::after(&attempt));
                     if attempt.delivered_ms.is_some() || attempt.failed {
                         first_tried.remove(&attempt.id);

@@ -42,6 +42,7 @@ pub fn word(i: &Incident) -> &'static str {
         Kind::BackendDegraded => "DEGRADED",
         Kind::Flapping => "FLAPPING",
         Kind::Silence => "SILENT",
+        Kind::Channel => "CHANNEL FAILING",
         Kind::Operator => "MAINTENANCE",
         Kind::Rule => match i.detail.get("rule").and_then(Value::as_str) {
             Some("p95_ms") => "SLOW",
@@ -91,6 +92,13 @@ fn what(i: &Incident) -> String {
         Kind::Flapping => match int(d, "changes") {
             Some(n) => format!(" ({n} UP/DOWN changes)"),
             None => String::new(),
+        },
+        Kind::Channel => match d.get("reason").and_then(Value::as_str) {
+            Some(reason) => format!(
+                ": {} ({reason})",
+                d.get("channel").and_then(Value::as_str).unwrap_or_default()
+            ),
+            None => format!(": {}", i.summary),
         },
         Kind::Rule | Kind::Silence | Kind::Operator => {
             // The summary already names the place; keep what follows it.
