@@ -41,6 +41,8 @@ pub struct TrafficTotals {
     /// Routes changed since the last `take_changes`, and routes forgotten.
     changed: Vec<String>,
     forgotten: Vec<String>,
+    /// When idle routes were last looked for.
+    expired_ms: i64,
 }
 
 struct Entry {
@@ -70,6 +72,7 @@ impl TrafficTotals {
             overflowed: 0,
             changed: Vec::new(),
             forgotten: Vec::new(),
+            expired_ms: i64::MIN,
         }
     }
 
@@ -132,9 +135,13 @@ impl TrafficTotals {
         }
     }
 
-    /// Forgets routes idle for `idle_ms` (once a second: a scan only when
-    /// something can have expired is the next step if routes grow large).
+    /// Forgets routes idle for `idle_ms`; scans at most once a minute, so the
+    /// per-second work stays with what changed.
     pub fn expire(&mut self, now_ms: i64) {
+        if now_ms.saturating_sub(self.expired_ms) < 60_000 {
+            return;
+        }
+        self.expired_ms = now_ms;
         let idle = self.idle_ms;
         let forgotten = &mut self.forgotten;
         self.routes.retain(|k, e| {

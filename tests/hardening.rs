@@ -273,3 +273,119 @@ fn control_characters_from_the_network_never_reach_a_terminal_or_the_log() {
     }
     assert!(!log.iter().any(|l| l.starts_with("FAKE ALERT")), "{log:#?}");
 }
+
+/// The daemon's resident memory, MB.
+fn rss_mb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[test]
+fn a_receiver_answering_500_with_a_gigabyte_body_costs_no_memory() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = listener.local_addr().unwrap().port();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut head = [0u8; 65536];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(b"HTTP/1.1 500 X\r\ncontent-length: 1073741824\r\n\r\n");
+            let block = vec![b'e'; 1 << 20];
+            // Until the client hangs up, or the whole gigabyte.
+            for _ in 0..1024 {
+                if s.write_all(&block).is_err() {
+                    break;
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let cfg = config(
+        dir.path(),
+        udp,
+        &format!(
+            "[notify]\ngroup_wait = \"0s\"\nretry_min = \"5s\"\n\
+             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\n"
+        ),
+    );
+    let mut daemon = Daemon::start(&cfg, 1);
+    let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+    send_udp(udp, &[down.to_vec()]);
+    daemon.wait_log("notification failed; will retry");
+    let rss = rss_mb(daemon.pid());
+    let log = daemon.stop();
+    assert!(rss < 200, "RSS {rss} MB");
+    let failed = log.iter().find(|l| l.contains("will retry")).unwrap();
+    assert!(failed.contains("HTTP 500"), "{failed}");
+    assert!(
+        sent.load(std::sync::atomic::Ordering::Relaxed) < 1024,
+        "the body was not read to its end"
+    );
+}
+
+#[test]
+fn idle_http_clients_are_closed_and_do_not_hold_the_status_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, http) = (free_port(), free_port());
+    let cfg = config(
+        dir.path(),
+        udp,
+        &format!(
+            "[limits]\nhttp_connections = 4\nhttp_idle = \"1s\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n"
+        ),
+    );
+    let daemon = Daemon::start(&cfg, 1);
+    // Twice as many clients as the limit connect and say nothing.
+    let idle: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", http)).unwrap())
+        .collect();
+    // They are closed after http_idle, so a real request is still answered.
+    let (status, body) = http_get(http, "/healthz");
+    drop(idle);
+    daemon.stop();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_unix_socket_is_owner_and_group_only_and_gone_after_exit() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run").join("log.sock");
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[[listen]]\nurl = \"unix://{}\"\nsocket_group = \"root\"\n\
+             [[listen]]\nurl = \"udp://0.0.0.0:{}\"\n",
+            dir.path().join("h.db"),
+            sock.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, 2);
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    let dir_mode = std::fs::metadata(sock.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    let log = daemon.stop();
+    assert_eq!((mode, dir_mode), (0o660, 0o750));
+    assert!(!sock.exists(), "removed at exit");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("anyone who reaches this address can send logs")),
+        "a listener beyond loopback without allow is warned about: {log:#?}"
+    );
+}

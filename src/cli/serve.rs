@@ -152,7 +152,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         (
             Engine::new(config.incidents.clone(), next_id, open, fleet)
-                .with_host_limit(config.limits.hosts),
+                .with_host_limit(config.limits.hosts)
+                .with_server_idle(config.limits.route_idle),
             outbox,
         )
     };

@@ -18,6 +18,8 @@ pub struct ServerStatus {
     pub backup_left: Option<u32>,
     /// Times of recent UP/DOWN changes, for flap detection.
     pub changes: VecDeque<i64>,
+    /// When a check or state line last named it (idle servers are forgotten).
+    pub heard_ms: i64,
 }
 
 #[derive(Debug, Default)]

@@ -185,6 +185,9 @@ pub struct Engine {
     /// Hosts watched for silence at most; more are counted, not watched.
     host_limit: usize,
     pub hosts_untracked: u64,
+    server_idle_ms: i64,
+    /// When idle servers were last pruned.
+    pruned_ms: i64,
 }
 
 fn server_key(host: &str, backend: &str, server: &str) -> ServerKey {
@@ -205,6 +208,8 @@ impl Engine {
             last_seen: HashMap::new(),
             host_limit: 10_000,
             hosts_untracked: 0,
+            server_idle_ms: 3_600_000,
+            pruned_ms: i64::MIN,
         }
     }
 
@@ -334,6 +339,8 @@ impl Engine {
                     };
                     self.fleet.server(host, h.proxy, h.server).last_failure = Some(reason);
                 }
+                let heard = &mut self.fleet.server(host, h.proxy, h.server).heard_ms;
+                *heard = (*heard).max(ts_ms);
                 for kind in ["server", "flapping"] {
                     self.timeline(
                         &mut out,
@@ -384,6 +391,7 @@ impl Engine {
             let status = self.fleet.server(host, be, srv);
             status.state = state.to_owned();
             status.since_ms = ts_ms;
+            status.heard_ms = ts_ms;
             status.active_left = s.active_servers.or(status.active_left);
             status.backup_left = s.backup_servers.or(status.backup_left);
         }
@@ -582,6 +590,13 @@ impl Engine {
         self
     }
 
+    /// Servers UP (or never changed) and quiet this long are forgotten: a flood
+    /// of names must not stay in memory. DOWN and operator states are kept.
+    pub fn with_server_idle(mut self, idle: Duration) -> Engine {
+        self.server_idle_ms = idle.as_millis() as i64;
+        self
+    }
+
     /// Delivery says a channel fails (`Some(error)`) or works again (`None`).
     pub fn on_channel(
         &mut self,
@@ -648,6 +663,20 @@ impl Engine {
     /// Time-driven changes: silent hosts, flapping servers that settled.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Change> {
         let mut out = Vec::new();
+        if now_ms.saturating_sub(self.pruned_ms) >= 60_000 {
+            self.pruned_ms = now_ms;
+            let idle = self.server_idle_ms;
+            let before = self.fleet.servers.len();
+            let open = &self.open;
+            self.fleet.servers.retain(|(h, b, srv), s| {
+                let quiet = now_ms - s.heard_ms.max(s.since_ms) >= idle;
+                let flapping = open.contains_key(&format!("flapping:{h}:{b}/{srv}"));
+                !(quiet && !flapping && matches!(s.state.as_str(), "" | "UP"))
+            });
+            if self.fleet.servers.len() != before {
+                self.fleet.version += 1;
+            }
+        }
         let silence = self.cfg.silence_after.as_millis() as i64;
         if silence > 0 {
             // Hosts gone for long are forgotten (an open silence stays until they return).

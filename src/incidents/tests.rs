@@ -266,3 +266,20 @@ fn a_rule_fires_after_its_hold_and_resolves_under_the_lower_threshold() {
         .on_reading(&be, &reading(Some(0.2)), 7500, 2000)
         .is_empty());
 }
+
+#[test]
+fn quiet_servers_that_are_up_are_forgotten_and_down_ones_kept() {
+    let mut e = engine().with_server_idle(Duration::from_secs(3600));
+    feed(&mut e, "lb1", &down("app1", 3), 0);
+    feed(&mut e, "lb1", &up("app2", 4), 0);
+    e.tick(30 * MIN);
+    assert_eq!(e.fleet().servers.len(), 2, "not idle yet");
+    e.tick(61 * MIN);
+    let left: Vec<&str> = e
+        .fleet()
+        .servers
+        .keys()
+        .map(|(_, _, s)| s.as_str())
+        .collect();
+    assert_eq!(left, ["app1"], "the DOWN one stays");
+}

@@ -13,6 +13,8 @@ pub struct Framer {
     /// Bytes of the partial frame at the front of `buf` already searched for
     /// an LF: byte-at-a-time input is scanned once, not once per byte.
     searched: usize,
+    /// Bytes looked at for an LF, over the framer's life (for the linearity test).
+    scanned: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -30,6 +32,7 @@ impl Framer {
             skip: 0,
             skip_line: false,
             searched: 0,
+            scanned: 0,
         }
     }
 
@@ -112,6 +115,7 @@ impl Framer {
                 .iter()
                 .position(|&b| b == b'\n')
                 .map(|i| i + from);
+            self.scanned += lf.map_or(rest.len(), |i| i + 1) - from;
             match lf {
                 Some(i) if i <= self.max => {
                     let line = &rest[..i];
@@ -163,6 +167,19 @@ impl Framer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_at_a_time_input_is_scanned_once() {
+        let mut f = Framer::new(64 * 1024);
+        let mut out = Vec::new();
+        for _ in 0..50_000 {
+            f.push(b"x", &mut out);
+        }
+        f.push(b"\n", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bytes.len(), 50_000);
+        assert!(f.scanned <= 2 * 50_001, "scanned {} bytes", f.scanned);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -328,6 +328,16 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_is_short_and_has_no_control_characters() {
+        let mut i = down("api2", 2);
+        i.backend = Some("b".repeat(10_000));
+        i.server = Some("s\r\nBcc: x@example.org".into());
+        let subject = subject_line(&title(&[item(i, None)]));
+        assert!(subject.chars().count() <= 200, "{}", subject.len());
+        assert!(!subject.contains('\r') && !subject.contains('\n'));
+    }
+
+    #[test]
     fn titles_lead_with_the_worst_and_resolves_say_what_came_back() {
         let one = [item(down("api2", 2), None)];
         assert_eq!(
