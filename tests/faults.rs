@@ -459,3 +459,51 @@ fn a_full_disk_still_delivers_what_is_in_the_outbox_and_lets_sigterm_end_the_dae
     );
     assert_eq!(receiver.accepted.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn a_corrupt_store_stops_the_daemon_instead_of_losing_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let udp = free_port();
+    let cfg = store_config(dir.path(), &db, udp);
+    let daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &datagrams("default"));
+    daemon.stop();
+    // Every page but the first (the schema) overwritten.
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 8192, "{} bytes", bytes.len());
+    bytes[4096..].fill(0xA5);
+    std::fs::write(&db, &bytes).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        send_udp(udp, &datagrams("default")[..20]);
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "it went on as if healthy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut err = String::new();
+    use std::io::Read as _;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("malformed") || err.contains("not a database") || err.contains("corrupt"),
+        "{err}"
+    );
+}
