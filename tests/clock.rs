@@ -19,6 +19,27 @@ fn set_offset(control: &std::path::Path, offset: &str) {
     std::fs::rename(&tmp, control).unwrap();
 }
 
+/// A daemon whose wall clock follows the offset in the returned control file
+/// (a step moves the wall clock only, as NTP or `date -s` do).
+fn faked_clock_daemon(
+    dir: &std::path::Path,
+    cfg: &std::path::Path,
+) -> (Daemon, std::path::PathBuf) {
+    let control = dir.join("faketime");
+    set_offset(&control, "+0");
+    let daemon = Daemon::start_with_env(
+        cfg,
+        1,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", control.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    (daemon, control)
+}
+
 #[test]
 fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
     if !installed(&[LIBFAKETIME]) {
@@ -41,19 +62,7 @@ fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
         ),
     )
     .unwrap();
-    let control = dir.path().join("faketime");
-    set_offset(&control, "+0");
-    let mut daemon = Daemon::start_with_env(
-        &cfg,
-        1,
-        &[
-            ("LD_PRELOAD", LIBFAKETIME),
-            ("FAKETIME_TIMESTAMP_FILE", control.to_str().unwrap()),
-            ("FAKETIME_NO_CACHE", "1"),
-            // A step moves the wall clock only.
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let (mut daemon, control) = faked_clock_daemon(dir.path(), &cfg);
 
     // A DOWN waits 2 s in its group; the clock steps back 3 h meanwhile.
     send_udp(udp, &[DOWN.to_vec()]);
@@ -123,18 +132,7 @@ fn a_step_forward_past_expire_after_does_not_expire_a_fresh_notification() {
         ),
     )
     .unwrap();
-    let control = dir.path().join("faketime");
-    set_offset(&control, "+0");
-    let mut daemon = Daemon::start_with_env(
-        &cfg,
-        1,
-        &[
-            ("LD_PRELOAD", LIBFAKETIME),
-            ("FAKETIME_TIMESTAMP_FILE", control.to_str().unwrap()),
-            ("FAKETIME_NO_CACHE", "1"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let (mut daemon, control) = faked_clock_daemon(dir.path(), &cfg);
     // Nobody listens yet: it is retried; then the wall clock jumps 25 h ahead.
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_log("notification failed; will retry");
