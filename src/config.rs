@@ -305,6 +305,33 @@ pub fn state_dir() -> PathBuf {
     PathBuf::from(".")
 }
 
+/// A share: 0.05 is 5 %. `5` would be a rule that can never fire.
+pub fn share<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is not a share: write it between 0 and 1 (0.05 means 5 %)"
+        )));
+    }
+    Ok(v)
+}
+
+/// A webhook URL: http:// or https://, nothing else.
+pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = String::deserialize(d)?;
+    let scheme = url
+        .split("://")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if url.contains("://") && (scheme == "http" || scheme == "https") {
+        return Ok(Some(url));
+    }
+    Err(serde::de::Error::custom(
+        "a webhook url starts with http:// or https://",
+    ))
+}
+
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|e| {
@@ -376,6 +403,19 @@ mod tests {
         let c = Config::from_toml(text).unwrap();
         assert!(!c.listen.is_empty());
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_share_over_one_and_a_non_http_url_are_refused_with_their_line() {
+        let e = Config::from_toml("[rules]\n\nerror_5xx = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("0.05 means 5 %"), "{e}");
+        let e =
+            Config::from_toml("[[channel]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"ftp://x\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("line 4") && e.contains("http://"), "{e}");
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
         return json_reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "GET only"}));
     }
     let path = req.uri().path();
+    // `?strict=1`: any server not UP is unhealthy, as stats-CSV health proxies answer.
+    let strict = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict"));
     match path {
         "/healthz" => {
             let now = crate::timezone::now_ms();
@@ -112,16 +117,19 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
             "text/plain; version=0.0.4",
             metrics(state, &state.observed.view()),
         ),
-        "/health/haproxy" => health(&state.observed.view(), None),
+        "/health/haproxy" => health(&state.observed.view(), None, strict),
         _ => match path.strip_prefix("/health/haproxy/backend/") {
-            Some(name) if !name.is_empty() => health(&state.observed.view(), Some(name)),
+            Some(name) if !name.is_empty() => health(&state.observed.view(), Some(name), strict),
             _ => json_reply(StatusCode::NOT_FOUND, json!({"error": "no such path"})),
         },
     }
 }
 
 /// ok (200), degraded (200, with counts), all_down (503); 404 for an unknown backend.
-fn health(view: &View, backend: Option<&str>) -> Response<Full<Bytes>> {
+/// The fleet's (or one backend's) health for uptime monitors. Overall, a
+/// backend with no server UP is a 503 even when others are fine; with
+/// `strict`, any server not UP is.
+fn health(view: &View, backend: Option<&str>, strict: bool) -> Response<Full<Bytes>> {
     let servers: Vec<_> = view
         .servers
         .iter()
@@ -141,10 +149,26 @@ fn health(view: &View, backend: Option<&str>) -> Response<Full<Bytes>> {
     }
     let down = servers.iter().filter(|s| s.state != "UP").count();
     let total = servers.len();
-    let (status, word) = match down {
-        0 => (StatusCode::OK, "ok"),
-        d if d == total => (StatusCode::SERVICE_UNAVAILABLE, "all_down"),
-        _ => (StatusCode::OK, "degraded"),
+    // (host, backend) with servers, none of them UP.
+    let mut backends: std::collections::BTreeMap<(&str, &str), bool> = Default::default();
+    for s in &servers {
+        *backends.entry((&s.host, &s.backend)).or_insert(false) |= s.state == "UP";
+    }
+    let all_down: Vec<String> = backends
+        .iter()
+        .filter(|(_, up)| !**up)
+        .map(|((host, b), _)| format!("{b} on {host}"))
+        .collect();
+    let word = match (down, all_down.is_empty()) {
+        (0, _) => "ok",
+        _ if down == total => "all_down",
+        (_, false) => "backend_down",
+        _ => "degraded",
+    };
+    let status = match word {
+        "ok" => StatusCode::OK,
+        "degraded" if !strict => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let not_up: Vec<String> = servers
         .iter()
@@ -153,7 +177,7 @@ fn health(view: &View, backend: Option<&str>) -> Response<Full<Bytes>> {
         .collect();
     json_reply(
         status,
-        json!({"status": word, "down": down, "total": total, "not_up": not_up}),
+        json!({"status": word, "down": down, "total": total, "not_up": not_up, "all_down": all_down}),
     )
 }
 
@@ -346,4 +370,45 @@ fn metrics(state: &State, view: &View) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::ServerView;
+
+    fn view(servers: &[(&str, &str, &str)]) -> View {
+        View {
+            servers: servers
+                .iter()
+                .map(|(b, s, state)| ServerView {
+                    host: "lb1".into(),
+                    backend: (*b).into(),
+                    server: (*s).into(),
+                    state: (*state).into(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_dead_backend_makes_the_fleet_unhealthy_and_strict_counts_every_server() {
+        let v = view(&[
+            ("be_api", "a1", "UP"),
+            ("be_api", "a2", "DOWN"),
+            ("be_static", "s1", "DOWN"),
+        ]);
+        assert_eq!(
+            health(&v, None, false).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let v = view(&[("be_api", "a1", "UP"), ("be_api", "a2", "DOWN")]);
+        assert_eq!(health(&v, None, false).status(), StatusCode::OK);
+        assert_eq!(
+            health(&v, None, true).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(health(&v, Some("be_api"), false).status(), StatusCode::OK);
+    }
 }

@@ -257,7 +257,7 @@ fn control_characters_from_the_network_never_reach_a_terminal_or_the_log() {
     let tables = [
         hapwatch(&["events", "--db", db]),
         hapwatch(&["incidents", "--db", db]),
-        hapwatch(&["incident", "--db", db, "1"]),
+        hapwatch(&["incident", "--db", db, "#1"]),
     ];
     let log = daemon.stop();
     assert!(

@@ -35,10 +35,11 @@ impl StoreArgs {
 /// `--since` and `--until`, taken by the history queries.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SpanArgs {
-    /// Start: 30m, 2h, 7d ago, or an RFC 3339 time.
+    /// Start: now, today, yesterday, 30m, 2h ago, -2h, 18:00, monday, last monday,
+    /// 2026-11-23, "2026-11-23 18:00" or RFC 3339 (local zone, as journalctl).
     #[arg(long, default_value = "1h")]
     pub since: String,
-    /// End (default: now).
+    /// End, in the same forms (default: now).
     #[arg(long)]
     pub until: Option<String>,
 }
@@ -58,26 +59,96 @@ impl SpanArgs {
     }
 }
 
-/// `30m`, `2h`, `7d` (that long ago), `now`, or an RFC 3339 time; Unix ms.
+/// What `--since` and `--until` take, as journalctl does (in the local zone):
+/// `now`, `today`, `yesterday`, `tomorrow`; `30m`, `2h ago`, `-2h` (that long ago),
+/// `+1h` (ahead); `18:00[:ss]` (today); `monday`, `last monday` (00:00 of the
+/// latest one; `last` skips today); `2026-11-23[ 18:00[:ss]]`; RFC 3339. Unix ms.
 pub fn parse_time(s: &str, now_ms: i64) -> anyhow::Result<i64> {
-    if s == "now" {
-        return Ok(now_ms);
+    parse_time_in(s, now_ms, &jiff::tz::TimeZone::system())
+}
+
+const TIME_FORMS: &str = "use now, today, yesterday, 30m, 2h ago, -2h, 18:00, monday, last monday, 2026-11-23, \"2026-11-23 18:00\" or RFC 3339";
+
+pub fn parse_time_in(s: &str, now_ms: i64, tz: &jiff::tz::TimeZone) -> anyhow::Result<i64> {
+    let text = s.trim().to_lowercase();
+    let bad = || anyhow::anyhow!("{s:?} is not a time: {TIME_FORMS}");
+    let now = jiff::Timestamp::from_millisecond(now_ms)
+        .map_err(|_| bad())?
+        .to_zoned(tz.clone());
+    let midnight = |days_back: i64| -> anyhow::Result<i64> {
+        let day = now
+            .start_of_day()
+            .map_err(|_| bad())?
+            .checked_sub(jiff::Span::new().days(days_back))
+            .map_err(|_| bad())?;
+        Ok(day.timestamp().as_millisecond())
+    };
+    match text.as_str() {
+        "now" => return Ok(now_ms),
+        "today" => return midnight(0),
+        "yesterday" => return midnight(1),
+        "tomorrow" => return midnight(-1),
+        _ => {}
     }
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(now_ms - d.as_millis() as i64);
+    let ago = text.strip_suffix(" ago").map(str::trim);
+    let (sign, span) = match (ago, text.strip_prefix('-'), text.strip_prefix('+')) {
+        (Some(rest), _, _) => (-1, rest),
+        (_, Some(rest), _) => (-1, rest),
+        (_, _, Some(rest)) => (1, rest),
+        _ => (-1, text.as_str()),
+    };
+    if let Ok(d) = humantime::parse_duration(span.trim()) {
+        return Ok(now_ms + sign * d.as_millis() as i64);
     }
-    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+    let (last, day) = match text.strip_prefix("last ") {
+        Some(rest) => (true, rest.trim()),
+        None => (false, text.as_str()),
+    };
+    if let Some(wd) = weekday(day) {
+        let today = now.weekday().to_monday_zero_offset() as i64;
+        let mut back = (today - wd.to_monday_zero_offset() as i64).rem_euclid(7);
+        if last && back == 0 {
+            back = 7;
+        }
+        return midnight(back);
+    }
+    if let Ok(t) = s.trim().parse::<jiff::Timestamp>() {
         return Ok(t.as_millisecond());
     }
-    // A civil time without offset is read in the local zone.
-    let dt: jiff::civil::DateTime = s
-        .parse()
-        .with_context(|| format!("{s:?} is not a time: use 30m, 2h, 7d, now or RFC 3339"))?;
-    Ok(dt
-        .to_zoned(jiff::tz::TimeZone::system())
-        .context("no such local time")?
-        .timestamp()
-        .as_millisecond())
+    let local = |dt: jiff::civil::DateTime| -> anyhow::Result<i64> {
+        Ok(dt
+            .to_zoned(tz.clone())
+            .context("no such local time")?
+            .timestamp()
+            .as_millisecond())
+    };
+    // Most specific first: jiff reads the time part of a date-time as a Time.
+    if let Ok(dt) = text.replacen(' ', "T", 1).parse::<jiff::civil::DateTime>() {
+        if text.contains(':') {
+            return local(dt);
+        }
+    }
+    if let Ok(d) = text.parse::<jiff::civil::Date>() {
+        return local(d.to_datetime(jiff::civil::Time::midnight()));
+    }
+    let t: jiff::civil::Time = text.parse().map_err(|_| bad())?;
+    local(now.date().to_datetime(t))
+}
+
+fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
+    use jiff::civil::Weekday::*;
+    let days = [
+        ("monday", Monday),
+        ("tuesday", Tuesday),
+        ("wednesday", Wednesday),
+        ("thursday", Thursday),
+        ("friday", Friday),
+        ("saturday", Saturday),
+        ("sunday", Sunday),
+    ];
+    days.into_iter()
+        .find(|(name, _)| s == *name || (s.len() >= 3 && name.starts_with(s)))
+        .map(|(_, d)| d)
 }
 
 pub use crate::timezone::rfc3339;
@@ -96,7 +167,31 @@ mod tests {
             parse_time("2026-11-23T01:00:00Z", now).unwrap(),
             1_795_395_600_000
         );
-        assert!(parse_time("last tuesday", now).is_err());
         assert_eq!(rfc3339(1_795_395_600_000), "2026-11-23T01:00:00Z");
+    }
+
+    #[test]
+    fn times_read_as_journalctl_reads_them() {
+        let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        // Wednesday 2026-11-25 15:30:00 in Paris (CET, UTC+1).
+        let now = "2026-11-25T14:30:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        let at = |s: &str| rfc3339(parse_time_in(s, now, &tz).unwrap());
+        assert_eq!(at("today"), "2026-11-24T23:00:00Z");
+        assert_eq!(at("yesterday"), "2026-11-23T23:00:00Z");
+        assert_eq!(at("-2h"), "2026-11-25T12:30:00Z");
+        assert_eq!(at("2h ago"), "2026-11-25T12:30:00Z");
+        assert_eq!(at("+1h"), "2026-11-25T15:30:00Z");
+        assert_eq!(at("18:00"), "2026-11-25T17:00:00Z");
+        assert_eq!(at("monday"), "2026-11-22T23:00:00Z");
+        assert_eq!(at("last monday"), "2026-11-22T23:00:00Z");
+        assert_eq!(at("wednesday"), "2026-11-24T23:00:00Z");
+        assert_eq!(at("last wednesday"), "2026-11-17T23:00:00Z");
+        assert_eq!(at("2026-11-23"), "2026-11-22T23:00:00Z");
+        assert_eq!(at("2026-11-23 18:00"), "2026-11-23T17:00:00Z");
+        let e = parse_time_in("someday", now, &tz).unwrap_err().to_string();
+        assert!(e.contains("yesterday") && e.contains("last monday"), "{e}");
     }
 }

@@ -36,6 +36,44 @@ pub struct EventsArgs {
     pub json: bool,
 }
 
+/// What `--kind` takes: the stored kinds and every template of them.
+pub const EVENT_KINDS: &[&str] = &[
+    "health_check",
+    "state_change",
+    "backend_down",
+    "other",
+    "agent_check",
+    "srv_down",
+    "srv_up",
+    "srv_stopping",
+    "srv_going_maint",
+    "srv_maint_was_down",
+    "srv_enters_drain",
+    "srv_leave_forced_maint",
+    "srv_leave_maint",
+    "srv_resolves_again",
+    "srv_leave_forced_maint_remains",
+    "srv_resolves_remains_maint",
+    "srv_remains_forced_maint",
+    "srv_leave_forced_drain",
+    "srv_leave_drain",
+    "srv_remains_drain",
+    "srv_remains_forced_drain",
+    "srv_dns_ready",
+    "backend_no_server",
+    "proxy_stopped",
+    "proxy_hard_stopped",
+    "proxy_started",
+    "proxy_paused",
+    "proxy_resumed",
+    "proxy_stopping",
+    "soft_stop_too_long",
+    "process",
+    "connect_from",
+    "conn_error",
+    "reconciliation",
+];
+
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let now = crate::timezone::now_ms();
     let (since_ms, until_ms) = args.span.resolve(now)?;
@@ -45,6 +83,9 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     } else {
         until_ms
     };
+    if let Some(k) = &args.kind {
+        super::output::known("--kind", k, EVENT_KINDS)?;
+    }
     let mut filter = EventFilter {
         since_ms,
         until_ms,
@@ -126,4 +167,22 @@ fn print_table(events: &[StoredEvent], now: i64, out: &mut impl Write) -> std::i
         ]);
     }
     t.print(&style, out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_captured_event_template_is_a_known_kind() {
+        for stream in hapwatch_fixtures::streams() {
+            for label in hapwatch_fixtures::labels(&stream) {
+                let kind = label["kind"].as_str().unwrap_or_default();
+                if kind == "http" || kind == "tcp" || kind.is_empty() {
+                    continue;
+                }
+                for k in [kind, label["template"].as_str().unwrap_or_default()] {
+                    assert!(super::EVENT_KINDS.contains(&k), "{stream}: {k}");
+                }
+            }
+        }
+    }
 }

@@ -149,3 +149,47 @@ mod tests {
         );
     }
 }
+
+/// `value` is one of `known`, or an error naming the flag with the closest
+/// known value ("did you mean") and the list.
+pub fn known(flag: &str, value: &str, known: &[&str]) -> anyhow::Result<()> {
+    if known.contains(&value) {
+        return Ok(());
+    }
+    let closest = known
+        .iter()
+        .map(|k| (edit_distance(value, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3);
+    let hint = closest.map_or(String::new(), |(_, k)| format!(" (did you mean {k:?}?)"));
+    anyhow::bail!(
+        "{flag} {value:?} is not known{hint}; known: {}",
+        known.join(", ")
+    )
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod known_tests {
+    #[test]
+    fn a_typo_is_an_error_with_the_closest_known_value() {
+        let e = super::known("--kind", "srv_dwn", &["srv_down", "srv_up"]).unwrap_err();
+        assert!(e.to_string().contains("did you mean \"srv_down\""), "{e}");
+        assert!(super::known("--kind", "srv_up", &["srv_down", "srv_up"]).is_ok());
+    }
+}

@@ -131,6 +131,7 @@ pub struct IncidentsConfig {
     #[serde(deserialize_with = "crate::config::duration")]
     pub flap_quiet: Duration,
     /// Share of a backend's servers DOWN above which it is degraded (0 disables).
+    #[serde(deserialize_with = "crate::config::share")]
     pub degraded_share: f64,
     /// No message from a host heard before for this long (0 disables).
     #[serde(deserialize_with = "crate::config::duration")]

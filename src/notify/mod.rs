@@ -50,8 +50,8 @@ pub struct ChannelConfig {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ChannelType,
-    /// Where webhooks are posted.
-    #[serde(default)]
+    /// Where webhooks are posted (http:// or https://).
+    #[serde(default, deserialize_with = "crate::config::http_url")]
     pub url: Option<String>,
     /// Incidents below this severity are not sent ("info", "warning", "critical").
     #[serde(default = "default_min_severity", deserialize_with = "severity")]
