@@ -206,6 +206,17 @@ impl Default for ParseConfig {
     }
 }
 
+/// The config the package installs, read when no `--config`, no
+/// `$HAPWATCH_CONFIG` and no `--db` says otherwise, so that the CLI finds the
+/// daemon's store as the daemon does. `$HAPWATCH_SYSTEM_CONFIG` moves it (tests).
+pub fn system_config() -> Option<PathBuf> {
+    let path = std::env::var_os("HAPWATCH_SYSTEM_CONFIG").map_or_else(
+        || PathBuf::from("/etc/hapwatch/hapwatch.toml"),
+        PathBuf::from,
+    );
+    path.is_file().then_some(path)
+}
+
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)

@@ -451,3 +451,44 @@ fn the_digest_sums_up_each_backend() {
         "the servers with errors: {section}"
     );
 }
+
+#[test]
+fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let db = dir.path().join("daemon.db");
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+    send_udp(udp, &[down.to_vec()]);
+    wait_json_lines(&["events", "--db", db.to_str().unwrap(), "--json"], &daemon);
+    // No --config, no --db: the package's config (moved here for the test) names the store.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["events", "--since", "1h"])
+        .env("HAPWATCH_SYSTEM_CONFIG", &cfg)
+        .env_remove("HAPWATCH_CONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    daemon.stop();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("be_x/s1"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "store {} (config {})",
+            db.display(),
+            cfg.display()
+        )),
+        "the table names the store it read: {text}"
+    );
+}

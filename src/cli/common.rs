@@ -18,17 +18,43 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The config file read: `--config`, `$HAPWATCH_CONFIG`, else (without
+    /// `--db`) the package's `/etc/hapwatch/hapwatch.toml` when it exists.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            self.db
+                .is_none()
+                .then(crate::config::system_config)
+                .flatten()
+        })
+    }
+
     pub fn load(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config.as_deref())?;
+        let mut config = Config::load(self.config_file().as_deref())?;
         if let Some(db) = &self.db {
             config.storage.path = Some(db.clone());
         }
         Ok(config)
     }
 
+    /// The store this command reads.
+    pub fn db_path(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.load()?.db_path())
+    }
+
     pub fn open_read(&self) -> anyhow::Result<rusqlite::Connection> {
-        let path = self.load()?.db_path();
-        Ok(crate::store::open_read(&path)?)
+        Ok(crate::store::open_read(&self.db_path()?)?)
+    }
+
+    /// The footer of a table: which store it came from (and which config).
+    pub fn footer(&self) -> String {
+        let db = self
+            .db_path()
+            .map_or_else(|_| "?".into(), |p| p.display().to_string());
+        match self.config_file() {
+            Some(c) => format!("store {db} (config {})", c.display()),
+            None => format!("store {db}"),
+        }
     }
 }
 

@@ -112,6 +112,7 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
             .try_for_each(|e| writeln!(out, "{}", Value::Object(json_row(e))))
     } else {
         print_table(&events, now, &mut out)
+            .and_then(|()| super::output::footer(&args.store, &mut out))
     };
     match written.and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),

@@ -94,7 +94,7 @@ pub fn run_list(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
         list.iter()
             .try_for_each(|s| writeln!(out, "{}", json_row(s, now)))
     } else {
-        print_list(&list, now, &mut out)
+        print_list(&list, now, &mut out).and_then(|()| super::output::footer(&args.store, &mut out))
     };
     write_out(result.and_then(|()| out.flush()))
 }

@@ -132,5 +132,6 @@ pub fn run(args: OutboxArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     t.print(&style, &mut out)?;
+    super::output::footer(&args.store, &mut out)?;
     Ok(ExitCode::SUCCESS)
 }

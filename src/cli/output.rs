@@ -193,3 +193,8 @@ mod known_tests {
         assert!(super::known("--kind", "srv_up", &["srv_down", "srv_up"]).is_ok());
     }
 }
+
+/// The last line of a table: which store (and config) it was read from.
+pub fn footer(store: &super::common::StoreArgs, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "{}", Style::detect().paint(&store.footer(), DIM))
+}

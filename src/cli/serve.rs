@@ -59,7 +59,14 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The config file with this command line's overrides.
     fn config(&self) -> anyhow::Result<Config> {
-        let mut c = Config::load(self.config.as_deref())?;
+        // As the CLI: --config, $HAPWATCH_CONFIG, else the package's file (without --db).
+        let file = self.config.clone().or_else(|| {
+            self.db
+                .is_none()
+                .then(crate::config::system_config)
+                .flatten()
+        });
+        let mut c = Config::load(file.as_deref())?;
         if !self.listen.is_empty() {
             c.listen = self
                 .listen

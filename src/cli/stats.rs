@@ -77,6 +77,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
                 .try_for_each(|r| writeln!(out, "{}", json_row(r)))
         } else {
             print_table(&rows, &args, &mut out)
+                .and_then(|()| super::output::footer(&args.store, &mut out))
         }
     };
     match written.and_then(|()| out.flush()) {
