@@ -22,7 +22,10 @@ pub struct BackendDigest {
     /// Incidents active in the span, by kind.
     pub incidents: BTreeMap<&'static str, u64>,
     /// Seconds of server or backend outage within the span.
+    /// Time with no server available (backend_down incidents, overlaps counted once).
     pub downtime_s: i64,
+    /// Server-seconds DOWN (server_down incidents, one per server).
+    pub servers_down_s: i64,
 }
 
 pub fn build(
@@ -58,16 +61,37 @@ pub fn build(
             ..Default::default()
         },
     )?;
+    let mut outages: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
     for s in list.iter().filter(|s| s.incident.opened_ms < until_ms) {
         let Some(backend) = s.incident.backend.clone() else {
             continue;
         };
         let d = by_backend.entry(backend).or_default();
         *d.incidents.entry(s.incident.kind.as_str()).or_default() += 1;
-        if matches!(s.incident.kind, Kind::ServerDown | Kind::BackendDown) {
-            let start = s.incident.opened_ms.max(since_ms);
-            let end = s.resolved_ms.unwrap_or(until_ms).min(until_ms);
-            d.downtime_s += (end - start).max(0) / 1000;
+        let start = s.incident.opened_ms.max(since_ms);
+        let end = s.resolved_ms.unwrap_or(until_ms).min(until_ms);
+        match s.incident.kind {
+            Kind::BackendDown => outages
+                .entry(s.incident.backend.clone().unwrap_or_default())
+                .or_default()
+                .push((start, end)),
+            Kind::ServerDown => d.servers_down_s += (end - start).max(0) / 1000,
+            _ => {}
+        }
+    }
+    // A backend is down once however many hosts or incidents say so at once.
+    for (backend, mut spans) in outages {
+        spans.sort_unstable();
+        let (mut total, mut reach) = (0i64, i64::MIN);
+        for (start, end) in spans {
+            let from = start.max(reach);
+            if end > from {
+                total += end - from;
+            }
+            reach = reach.max(end);
+        }
+        if let Some(d) = by_backend.get_mut(&backend) {
+            d.downtime_s = total / 1000;
         }
     }
     let mut out: Vec<BackendDigest> = by_backend
@@ -141,9 +165,10 @@ pub fn render(digests: &[BackendDigest], since_ms: i64, until_ms: i64) -> String
                 .collect();
             let _ = writeln!(
                 t,
-                "  incidents {}   downtime {}",
+                "  incidents {}   no server available {}   servers DOWN {}",
                 kinds.join(", "),
-                duration(d.downtime_s)
+                duration(d.downtime_s),
+                duration(d.servers_down_s)
             );
         }
         let ended = [
@@ -223,6 +248,52 @@ impl Default for DigestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_is_counted_once_and_server_downtime_apart() {
+        use crate::incidents::{Change, Incident, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let w = crate::store::writer::Writer::spawn(
+            crate::store::open_write(&path).unwrap(),
+            None,
+            Default::default(),
+        );
+        let incident = |id: i64, kind: Kind, server: Option<&str>| Incident {
+            id,
+            key: format!("k{id}"),
+            kind,
+            severity: Severity::Warning,
+            host: "lb1".into(),
+            backend: Some("be".into()),
+            server: server.map(Into::into),
+            opened_ms: 10_000,
+            summary: "x".into(),
+            detail: Default::default(),
+        };
+        let mut changes = Vec::new();
+        // A 15 s outage: both servers DOWN and "no server available", all at once.
+        for i in [
+            incident(1, Kind::ServerDown, Some("s1")),
+            incident(2, Kind::ServerDown, Some("s2")),
+            incident(3, Kind::BackendDown, None),
+        ] {
+            changes.push(Change::Opened(i.clone()));
+            changes.push(Change::Resolved {
+                id: i.id,
+                ts_ms: 25_000,
+                incident: Box::new(i),
+                note: "UP".into(),
+            });
+        }
+        w.tx.send(crate::store::writer::WriteOp::Incidents(changes, vec![]))
+            .unwrap();
+        w.finish();
+        let conn = crate::store::open_read(&path).unwrap();
+        let d = build(&conn, 0, 60_000).unwrap();
+        let be = d.iter().find(|d| d.backend == "be").unwrap();
+        assert_eq!((be.downtime_s, be.servers_down_s), (15, 30));
+    }
 
     #[test]
     fn digests_are_due_on_the_hour_or_the_day() {

@@ -164,8 +164,9 @@ fn print_list(list: &[StoredIncident], now: i64, out: &mut impl Write) -> std::i
         .map(|(b, (total, n))| format!("{b} {} ({n})", duration_text(total / n)))
         .collect();
     let summary = format!(
-        "{} incidents, {open} open; MTTR: {}",
+        "{} incident{}, {open} open; MTTR: {}",
         list.len(),
+        if list.len() == 1 { "" } else { "s" },
         if mttr.is_empty() {
             "-".to_owned()
         } else {
