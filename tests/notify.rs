@@ -450,3 +450,45 @@ fn a_channel_that_keeps_failing_is_an_incident_on_the_others() {
         .iter()
         .all(|(_, b)| !b.contains("\"kind\":\"channel\"")));
 }
+
+#[test]
+fn a_silence_for_a_backend_the_logs_never_named_is_refused_and_backend_slash_server_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg_s = cfg.to_str().unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    receiver.wait_accepted(1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args([
+            "silence",
+            "add",
+            "--config",
+            cfg_s,
+            "--backend",
+            "be_z",
+            "--for",
+            "1h",
+        ])
+        .args(["--reason", "typo"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("did you mean \"be_x\"") && err.contains("--force"),
+        "{err}"
+    );
+    hapwatch(&[
+        "silence", "add", "--config", cfg_s, "--server", "be_x/s1", "--for", "1h", "--reason",
+        "deploy",
+    ]);
+    let list = json_lines(&["silence", "list", "--config", cfg_s, "--json"]);
+    daemon.stop();
+    assert_eq!(
+        (list[0]["backend"].as_str(), list[0]["server"].as_str()),
+        (Some("be_x"), Some("s1"))
+    );
+}

@@ -22,7 +22,7 @@ pub enum SilenceAction {
         store: StoreArgs,
         #[arg(long)]
         backend: Option<String>,
-        /// A server of --backend.
+        /// A server of --backend, or BACKEND/SERVER.
         #[arg(long)]
         server: Option<String>,
         #[arg(long)]
@@ -32,6 +32,9 @@ pub enum SilenceAction {
         duration: Duration,
         #[arg(long)]
         reason: String,
+        /// Silence a backend or server the logs have not named yet.
+        #[arg(long)]
+        force: bool,
     },
     /// The active silences (all of them with --all).
     List {
@@ -67,12 +70,38 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {
             host,
             duration,
             reason,
+            force,
         } => {
+            // `--server be_api/api3`, as `events --server` takes it, names both.
+            let (backend, server) = match (backend, server) {
+                (None, Some(s)) if s.contains('/') => {
+                    let (b, s) = s.split_once('/').unwrap_or_default();
+                    (Some(b.to_owned()), Some(s.to_owned()))
+                }
+                (b, s) => (b, s),
+            };
             if backend.is_none() && host.is_none() {
                 anyhow::bail!("say what to silence: --backend B [--server S] and/or --host H");
             }
             if server.is_some() && backend.is_none() {
-                anyhow::bail!("--server needs --backend");
+                anyhow::bail!("--server needs --backend (or write it BACKEND/SERVER)");
+            }
+            let conn = open_write(&store)?;
+            // A typo would silence nothing and say nothing: the backend must be
+            // known to the store (when it knows any), unless --force.
+            let check = |flag: &str, value: &str| -> anyhow::Result<()> {
+                let known = crate::store::queries::backends(&conn)?;
+                if force || known.is_empty() {
+                    return Ok(());
+                }
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                super::output::known(flag, value, &known).map_err(|e| {
+                    anyhow::anyhow!("{e} (--force silences a name the logs have not shown yet)")
+                })
+            };
+            // (A server is not checked: a healthy one may never have been logged.)
+            if let Some(b) = &backend {
+                check("--backend", b)?;
             }
             let s = Silence {
                 id: 0,
@@ -83,7 +112,7 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {
                 until_ms: now + duration.as_millis() as i64,
                 reason,
             };
-            let id = silences::add(&open_write(&store)?, &s)?;
+            let id = silences::add(&conn, &s)?;
             writeln!(
                 out,
                 "silence #{id} until {} ({})",

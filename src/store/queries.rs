@@ -236,3 +236,14 @@ pub fn ingest_stats(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<In
     })?;
     rows.collect()
 }
+
+/// The backend names the store has seen, in events or traffic windows:
+/// what a silence may name.
+pub fn backends(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(
+        "SELECT DISTINCT proxy FROM events WHERE proxy IS NOT NULL
+         UNION SELECT DISTINCT backend FROM windows ORDER BY 1",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
+}
