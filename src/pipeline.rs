@@ -185,7 +185,7 @@ impl Processor {
                     self.clock.accept_ms(&d)
                 })
                 .unwrap_or_else(|| self.fallback_ms(&rec, received_ms)),
-            _ if self.time == TimeSource::Live => received_ms,
+            _ if self.time == TimeSource::Live => self.event_ms(&rec, received_ms),
             _ => self.fallback_ms(&rec, received_ms),
         };
         self.last_ms = ts;
@@ -232,6 +232,16 @@ impl Processor {
     }
 
     /// Time of a line without an accept date: the header's in a replay, else receive time.
+    /// A live event's time: the header's, when it is plausibly this sender's
+    /// clock (a relay's queue delivered it late), else the receive time.
+    fn event_ms(&mut self, rec: &Record<'_>, received_ms: i64) -> i64 {
+        rec.envelope
+            .timestamp
+            .and_then(|t| self.clock.header_ms(t, received_ms))
+            .filter(|h| plausible_header(*h, received_ms))
+            .unwrap_or(received_ms)
+    }
+
     fn fallback_ms(&mut self, rec: &Record<'_>, received_ms: i64) -> i64 {
         match self.time {
             TimeSource::Live => received_ms,
@@ -481,6 +491,15 @@ fn servers_view(
         }
     }
     servers
+}
+
+/// A header time up to 55 minutes behind the receive time (a relay's disk
+/// queue, a restart) and at most 5 s ahead is the log's own time. Further off,
+/// it is more likely a header in another zone (HAProxy writes local time
+/// without an offset) than a queue: the receive time is then safer.
+fn plausible_header(header_ms: i64, received_ms: i64) -> bool {
+    let behind = received_ms - header_ms;
+    (-5_000..=55 * 60_000).contains(&behind)
 }
 
 /// The sender's address names a host whose header has no hostname.

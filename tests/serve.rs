@@ -492,3 +492,49 @@ fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
         "the table names the store it read: {text}"
     );
 }
+
+#[test]
+fn events_delivered_late_by_a_queue_keep_the_time_their_log_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let db = dir.path().join("h.db");
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {db:?}\n[parse]\ntimezone = \"UTC\"\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    // As rsyslog's disk queue hands them over after a restart: both at once, 20 s
+    // and 13 s after they were logged.
+    let now = jiff::Timestamp::now().as_second();
+    let header = |ago: i64| {
+        jiff::Timestamp::from_second(now - ago)
+            .unwrap()
+            .strftime("%b %e %H:%M:%S")
+            .to_string()
+    };
+    let down = format!("<129>{} haproxy[1]: Server be_q/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 1 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.", header(20));
+    let up = format!("<133>{} haproxy[1]: Server be_q/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 2 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.", header(13));
+    send_udp(udp, &[down.into_bytes(), up.into_bytes()]);
+    let db = db.to_str().unwrap();
+    // The DOWN and the UP may be committed apart: wait for the resolve.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let i = loop {
+        let incidents = wait_json_lines(&["incidents", "--db", db, "--json"], &daemon);
+        let resolved = incidents
+            .into_iter()
+            .find(|i| i["kind"] == "server_down" && !i["resolved_at"].is_null());
+        if let Some(i) = resolved {
+            break i;
+        }
+        assert!(std::time::Instant::now() < deadline, "never resolved");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    daemon.stop();
+    assert_eq!(i["duration_s"], 7, "{i}");
+    let opened: jiff::Timestamp = i["opened_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(opened.as_second(), now - 20, "{i}");
+}
