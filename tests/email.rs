@@ -192,3 +192,46 @@ fn implicit_tls_works_too() {
         .unwrap()
         .starts_with("[hapwatch] DOWN be_x/s1"));
 }
+
+#[test]
+fn a_plain_relay_under_the_default_starttls_fails_with_a_hint_to_set_tls_none() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = certificates(dir.path());
+    let smtp_port = free_port();
+    let _smtp = Smtp::start_mode(
+        smtp_port,
+        &cert,
+        &key,
+        &dir.path().join("mails.jsonl"),
+        "plain",
+    );
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\n\
+             from = \"hapwatch@example.org\"\nto = [\"ops@example.org\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["test-alert", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("FAILED (permanent") && text.contains("set tls = \"none\""),
+        "{text}"
+    );
+    // With tls = "none", the same relay takes the mail.
+    let plain = std::fs::read_to_string(&cfg).unwrap() + "tls = \"none\"\n";
+    std::fs::write(&cfg, plain).unwrap();
+    assert_eq!(
+        hapwatch(&["test-alert", "--config", cfg.to_str().unwrap()]).trim(),
+        "mail: sent"
+    );
+}

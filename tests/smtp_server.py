@@ -1,7 +1,7 @@
 """A real SMTP server for hapwatch's tests: Debian's aiosmtpd, with STARTTLS
 required and AUTH (user/pass) required. Run with /usr/bin/python3:
 
-    smtp_server.py PORT CERT KEY OUT.jsonl [starttls|tls] [STALL_SECONDS]
+    smtp_server.py PORT CERT KEY OUT.jsonl [starttls|tls|plain] [STALL_SECONDS]
 
 Each accepted message is appended to OUT.jsonl; "ready" is printed once
 listening; it stops when stdin closes. With STALL_SECONDS, the first message's
@@ -60,7 +60,10 @@ def authenticate(server, session, envelope, mechanism, auth_data):
 
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
-if mode == "tls":
+if mode == "plain":
+    # A local relay without TLS (and so without AUTH).
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+elif mode == "tls":
     # Implicit TLS (SMTPS, port 465 style): TLS from the first byte. aiosmtpd
     # only counts STARTTLS as TLS when offering AUTH, hence auth_require_tls off.
     controller = Controller(

@@ -427,7 +427,8 @@ fn log_buffer(l: &ListenerConfig, granted: usize) {
     if granted / 2 < l.recv_buffer {
         tracing::warn!(
             listen = %l.url, requested = l.recv_buffer, granted = granted / 2,
-            "the kernel granted a smaller receive buffer; raise net.core.rmem_max to avoid drops under bursts"
+            hint = %format!("sysctl -w net.core.rmem_max={}; to keep it, copy /usr/share/doc/hapwatch/examples/60-hapwatch-sysctl.conf into /etc/sysctl.d/", l.recv_buffer),
+            "the kernel granted a smaller receive buffer than recv_buffer: raise net.core.rmem_max to avoid drops under bursts"
         );
     } else {
         tracing::info!(listen = %l.url, recv_buffer = granted / 2, "receive buffer");

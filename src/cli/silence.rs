@@ -35,6 +35,9 @@ pub enum SilenceAction {
         /// Silence a backend or server the logs have not named yet.
         #[arg(long)]
         force: bool,
+        /// Everything (a maintenance of the whole fleet).
+        #[arg(long, conflicts_with_all = ["backend", "server", "host"])]
+        all: bool,
     },
     /// The active silences (all of them with --all).
     List {
@@ -71,6 +74,7 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {
             duration,
             reason,
             force,
+            all,
         } => {
             // `--server be_api/api3`, as `events --server` takes it, names both.
             let (backend, server) = match (backend, server) {
@@ -80,8 +84,10 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {
                 }
                 (b, s) => (b, s),
             };
-            if backend.is_none() && host.is_none() {
-                anyhow::bail!("say what to silence: --backend B [--server S] and/or --host H");
+            if backend.is_none() && host.is_none() && !all {
+                anyhow::bail!(
+                    "say what to silence: --backend B [--server S] and/or --host H, or --all"
+                );
             }
             if server.is_some() && backend.is_none() {
                 anyhow::bail!("--server needs --backend (or write it BACKEND/SERVER)");

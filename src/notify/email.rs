@@ -249,7 +249,10 @@ fn untrusted(e: &lettre::transport::smtp::Error) -> bool {
 /// SMTP 5xx (AUTH rejected, recipient refused) and client errors are for a
 /// person to fix; 4xx, timeouts and broken connections are worth retrying.
 fn classify(e: lettre::transport::smtp::Error) -> DeliveryError {
-    let text = super::error_chain(&e);
+    let mut text = super::error_chain(&e);
+    if text.contains("STARTTLS is not supported") {
+        text += ": the relay offers no TLS; for a relay on this machine without it, set tls = \"none\" in the channel";
+    }
     if e.is_permanent() || e.is_client() || untrusted(&e) {
         DeliveryError::Permanent(text)
     } else {
