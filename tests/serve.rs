@@ -538,3 +538,48 @@ fn events_delivered_late_by_a_queue_keep_the_time_their_log_says() {
     let opened: jiff::Timestamp = i["opened_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(opened.as_second(), now - 20, "{i}");
 }
+
+#[test]
+fn incidents_filter_by_server_kind_severity_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_port();
+    let db = dir.path().join("h.db");
+    let cfg = dir.path().join("hapwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    let down = |srv: &str| {
+        format!("<129>Nov 23 01:23:33 haproxy[1]: Server {srv} is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.").into_bytes()
+    };
+    send_udp(udp, &[down("be_x/s1"), down("be_y/s2")]);
+    let db = db.to_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wait_json_lines(&["incidents", "--db", db, "--json"], &daemon).len() < 2 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let q = |extra: &[&str]| {
+        let mut args = vec!["incidents", "--db", db, "--json"];
+        args.extend_from_slice(extra);
+        json_lines(&args)
+    };
+    let one = q(&["--server", "be_x/s1"]);
+    assert_eq!((one.len(), one[0]["server"].as_str()), (1, Some("s1")));
+    assert_eq!(
+        q(&["--kind", "server_down", "--severity", "warning"]).len(),
+        2
+    );
+    assert!(q(&["--severity", "critical"]).is_empty());
+    assert_eq!(q(&["--limit", "1"]).len(), 1);
+    assert!(q(&["--until", "2020-01-01"]).is_empty());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["incidents", "--db", db, "--kind", "server_dwn"])
+        .output()
+        .unwrap();
+    daemon.stop();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"server_down\""));
+}

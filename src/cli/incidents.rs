@@ -18,12 +18,27 @@ use crate::windows::Counts;
 pub struct IncidentsArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Incidents active since: 30m, 2h, 7d ago, or an RFC 3339 time.
+    /// Incidents active since (the forms of `events --since`).
     #[arg(long, default_value = "7d")]
     pub since: String,
+    /// And opened before (default: now).
+    #[arg(long)]
+    pub until: Option<String>,
     /// Only this backend's.
     #[arg(long)]
     pub backend: Option<String>,
+    /// Only this server's: BACKEND/SERVER.
+    #[arg(long, value_name = "B/S")]
+    pub server: Option<String>,
+    /// Only this kind (server_down, backend_down, backend_degraded, flapping, rule, silence, operator, channel).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// This severity or worse (info, warning, critical).
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// The newest this many.
+    #[arg(long)]
+    pub limit: Option<usize>,
     /// Only those still open, whenever they opened.
     #[arg(long)]
     pub open: bool,
@@ -78,17 +93,51 @@ fn write_out(result: std::io::Result<()>) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn filter(args: &IncidentsArgs, now: i64) -> anyhow::Result<IncidentFilter> {
+    use crate::incidents::Kind;
+    let kind = match &args.kind {
+        Some(k) => {
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            super::output::known("--kind", k, &names)?;
+            Kind::parse(k)
+        }
+        None => None,
+    };
+    let severity = match &args.severity {
+        Some(s) => {
+            super::output::known("--severity", s, &["info", "warning", "critical"])?;
+            Severity::parse(s)
+        }
+        None => None,
+    };
+    let (mut backend, mut server) = (args.backend.clone(), None);
+    if let Some(s) = &args.server {
+        let (b, srv) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("--server {s:?}: expected BACKEND/SERVER"))?;
+        backend = Some(b.to_owned());
+        server = Some(srv.to_owned());
+    }
+    Ok(IncidentFilter {
+        since_ms: parse_time(&args.since, now)?,
+        until_ms: args
+            .until
+            .as_deref()
+            .map(|u| parse_time(u, now))
+            .transpose()?,
+        backend,
+        server,
+        kind,
+        severity,
+        open: args.open,
+        limit: args.limit,
+    })
+}
+
 pub fn run_list(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
     let now = crate::timezone::now_ms();
     let conn = args.store.open_read()?;
-    let list = incidents::list(
-        &conn,
-        &IncidentFilter {
-            since_ms: parse_time(&args.since, now)?,
-            backend: args.backend.clone(),
-            open: args.open,
-        },
-    )?;
+    let list = incidents::list(&conn, &filter(&args, now)?)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = if args.json {
         list.iter()

@@ -18,9 +18,17 @@ pub struct StoredIncident {
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
     pub since_ms: i64,
+    /// Active before this (None: now).
+    pub until_ms: Option<i64>,
     pub backend: Option<String>,
+    pub server: Option<String>,
+    pub kind: Option<Kind>,
+    /// This severity or worse.
+    pub severity: Option<Severity>,
     /// Only open ones (whenever they opened).
     pub open: bool,
+    /// The newest this many.
+    pub limit: Option<usize>,
 }
 
 const COLUMNS: &str =
@@ -72,7 +80,30 @@ pub fn list(conn: &Connection, f: &IncidentFilter) -> rusqlite::Result<Vec<Store
         args.push(SqlValue::Text(b.clone()));
         sql += &format!(" AND backend = ?{}", args.len());
     }
+    if let Some(srv) = &f.server {
+        args.push(SqlValue::Text(srv.clone()));
+        sql += &format!(" AND server = ?{}", args.len());
+    }
+    if let Some(k) = f.kind {
+        args.push(SqlValue::Text(k.as_str().into()));
+        sql += &format!(" AND kind = ?{}", args.len());
+    }
+    if let Some(min) = f.severity {
+        let worse: Vec<String> = [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .filter(|s| *s >= min)
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        sql += &format!(" AND severity IN ({})", worse.join(", "));
+    }
+    if let Some(until) = f.until_ms {
+        args.push(until.into());
+        sql += &format!(" AND opened_at < ?{}", args.len());
+    }
     sql += " ORDER BY opened_at DESC, id DESC";
+    if let Some(n) = f.limit {
+        sql += &format!(" LIMIT {n}");
+    }
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), row)?;
     rows.collect()
