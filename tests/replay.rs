@@ -141,3 +141,56 @@ fn stdin_and_a_missing_database_are_handled() {
     assert_eq!(events[0]["host"], "lb1");
     assert_eq!(events[0]["new_state"], "DOWN");
 }
+
+#[test]
+fn a_replay_opens_the_incidents_on_their_own_time_and_the_same_file_is_not_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("haproxy.log");
+    std::fs::write(
+        &log,
+        "Nov 23 01:23:33 lb1 haproxy[1]: Server be_n/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.\n\
+         Nov 23 01:25:00 lb1 haproxy[1]: Server be_n/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\n",
+            dir.path().join("r.db")
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let said = hapwatch(&["replay", "--config", cfg_s, log.to_str().unwrap()]);
+    assert!(said.contains(", 1 incidents,"), "{said}");
+    let incidents = json_lines(&["incidents", "--config", cfg_s, "--since", "60d", "--json"]);
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["kind"], "server_down");
+    assert_eq!(
+        incidents[0]["duration_s"], 87,
+        "the lines' own time: 01:23:33 to 01:25:00"
+    );
+    // The same file again would count its lines twice.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+        .args(["replay", "--config", cfg_s, log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("was replayed into") && err.contains("--force"),
+        "{err}"
+    );
+    let events = json_lines(&["events", "--config", cfg_s, "--since", "60d", "--json"]);
+    assert_eq!(events.len(), 2, "nothing counted twice");
+    hapwatch(&[
+        "replay",
+        "--config",
+        cfg_s,
+        "--force",
+        log.to_str().unwrap(),
+    ]);
+    let events = json_lines(&["events", "--config", cfg_s, "--since", "60d", "--json"]);
+    assert_eq!(events.len(), 4, "--force replays it anyway");
+}

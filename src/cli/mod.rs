@@ -14,6 +14,7 @@ mod outbox;
 mod output;
 mod parse;
 mod replay;
+mod replay_after;
 mod serve;
 mod silence;
 mod stats;

@@ -30,6 +30,9 @@ pub struct ReplayArgs {
     /// Parsing threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Replay a file this store already took in (it then counts twice).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Lines are handed to workers in blocks this large.
@@ -39,7 +42,29 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.store.load()?;
     args.formats.apply(&mut config.parse);
     let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
-    let conn = crate::store::open_write(&config.db_path())?;
+    let db = config.db_path();
+    // Incident ids and counts are the store's: not while a daemon writes it.
+    let _guard = crate::store::guard::StoreGuard::acquire(&db)
+        .map_err(|e| anyhow::anyhow!("{e}; stop it, or replay into another --db"))?;
+    let conn = crate::store::open_write(&db)?;
+    let mut prints = Vec::new();
+    for path in &args.files {
+        let Some(print) = super::replay_after::fingerprint(path)? else {
+            continue;
+        };
+        if let Some((at, was)) = super::replay_after::replayed_before(&conn, &print)? {
+            if !args.force {
+                anyhow::bail!(
+                    "{} was replayed into {} on {} (as {was}): again, it would count twice; --force to do it anyway",
+                    path.display(),
+                    db.display(),
+                    super::output::local_time(at)
+                );
+            }
+        }
+        prints.push((print, path.clone()));
+    }
+    let events_before = super::replay_after::last_event(&conn)?;
     // A backfill writes all over the windows index: a larger page cache keeps it hot.
     conn.pragma_update(None, "cache_size", -65_536)?;
     let stats = Arc::new(Stats::default());
@@ -112,22 +137,41 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if crashed > 0 {
         anyhow::bail!("{crashed} replay thread(s) failed; the store may be incomplete");
     }
+    // The incidents of what was replayed, on its own time; nobody is notified.
+    let conn = crate::store::open_write(&db)?;
+    let changes = super::replay_after::incidents(&conn, events_before, &parser, &config)?;
+    let opened = changes
+        .iter()
+        .filter(|c| matches!(c, crate::incidents::Change::Opened(_)))
+        .count();
+    for (print, path) in &prints {
+        super::replay_after::record(&conn, print, path, crate::timezone::now_ms())?;
+    }
+    let incidents_writer = Writer::spawn(conn, None, stats.writer_counters());
+    let _ = incidents_writer
+        .tx
+        .send(crate::store::writer::WriteOp::Incidents(
+            changes,
+            Vec::new(),
+        ));
+    incidents_writer.finish();
 
     let s = stats.snapshot();
     let secs = started.elapsed().as_secs_f64();
     let errors = s.parse_errors_text(", ");
     let rate = s.parsed as f64 + s.parse_errors_total() as f64;
     println!(
-        "replayed {} lines in {:.2}s ({:.0} lines/s): {} traffic into windows, {} events, {} unparsed{}; {} rows written to {}",
+        "replayed {} lines in {:.2}s ({:.0} lines/s): {} traffic into windows, {} events, {} incidents, {} unparsed{}; {} rows written to {}",
         s.parsed + s.parse_errors_total(),
         secs,
         rate / secs.max(1e-9),
         s.traffic,
         s.events,
+        opened,
         s.parse_errors_total(),
         if errors.is_empty() { String::new() } else { format!(" ({errors})") },
         s.rows_written,
-        config.db_path().display(),
+        db.display(),
     );
     if s.write_errors > 0 {
         anyhow::bail!(

@@ -144,6 +144,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL;
     -- Incidents notified before this migration have no row per change: pair their resolves as v3 did.
     CREATE TABLE outbox_legacy AS SELECT coalesce(max(id), 0) AS max_incident FROM incidents;
+    -- Files `replay` took in, so the same file is not counted twice.
+    CREATE TABLE replays (fingerprint TEXT PRIMARY KEY, path TEXT NOT NULL, at INTEGER NOT NULL);
     CREATE TABLE channels_running (       -- what the daemon delivers to, for check-config
         name TEXT PRIMARY KEY,
         fingerprint TEXT NOT NULL,        -- SHA-256 of the channel's settings
