@@ -235,3 +235,32 @@ fn a_plain_relay_under_the_default_starttls_fails_with_a_hint_to_set_tls_none() 
         "mail: sent"
     );
 }
+
+#[test]
+fn digest_send_mails_the_digest_now_to_the_digest_channels() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (udp, smtp_port) = (free_port(), free_port());
+    let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
+    let cfg = config(dir.path(), udp, smtp_port, &ca);
+    let text = std::fs::read_to_string(&cfg).unwrap() + "[digest]\nchannels = [\"mail\"]\n";
+    std::fs::write(&cfg, text).unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    smtp.wait_mails(1);
+    daemon.stop();
+    let out = hapwatch(&["digest", "--config", cfg.to_str().unwrap(), "--send"]);
+    assert_eq!(out.trim(), "mail: sent");
+    let mails = smtp.wait_mails(2);
+    assert!(mails[1]["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("[hapwatch] digest "));
+    assert!(
+        mails[1]["body"].as_str().unwrap().contains("be_x"),
+        "{mails:?}"
+    );
+}

@@ -492,3 +492,27 @@ fn a_silence_for_a_backend_the_logs_never_named_is_refused_and_backend_slash_ser
         (Some("be_x"), Some("s1"))
     );
 }
+
+#[test]
+fn a_failed_row_is_sent_again_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![400]);
+    let udp = free_port();
+    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg_s = cfg.to_str().unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    send_udp(udp, &[DOWN.to_vec()]);
+    let rows = wait_outbox_state(&["--config", cfg_s], "failed", &daemon);
+    let row = rows.iter().find(|r| r["state"] == "failed").unwrap()["id"].clone();
+    let id = row.to_string();
+    let said = hapwatch(&["outbox", "--config", cfg_s, "--retry", &format!("#{id}")]);
+    assert!(said.contains("will be sent again"), "{said}");
+    let got = receiver.wait_accepted(1);
+    daemon.wait_log("retrying notifications on request");
+    let rows = wait_outbox_state(&["--config", cfg_s, "--all"], "delivered", &daemon);
+    daemon.stop();
+    assert_eq!(got.len(), 1);
+    assert!(rows
+        .iter()
+        .any(|r| r["id"] == row && r["state"] == "delivered"));
+}

@@ -18,6 +18,32 @@ pub struct OutboxArgs {
     pub all: bool,
     #[arg(long)]
     pub json: bool,
+    /// Send a row that was given up (failed) again, e.g. after fixing its channel:
+    /// the running daemon queues it within a second.
+    #[arg(long, value_name = "ID", value_parser = row_id)]
+    pub retry: Option<i64>,
+}
+
+fn row_id(s: &str) -> Result<i64, String> {
+    s.trim_start_matches('#')
+        .parse()
+        .map_err(|_| format!("{s:?} is not an outbox row (12 or #12)"))
+}
+
+/// `--retry ID`: asks the daemon (through the store) to send a failed row again.
+fn retry(args: &OutboxArgs, id: i64) -> anyhow::Result<ExitCode> {
+    let conn = crate::store::open_write(&args.store.db_path()?)?;
+    let state: Option<String> = conn
+        .query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+        .ok();
+    match state.as_deref() {
+        None => anyhow::bail!("no outbox row #{id}"),
+        Some("failed") => {}
+        Some(other) => anyhow::bail!("row #{id} is {other}: only a failed row can be retried"),
+    }
+    crate::store::outbox::request_retry(&conn, id, crate::timezone::now_ms())?;
+    println!("row #{id} will be sent again by the running daemon (at its next start if none runs)");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What happened to a row, for people: (state, colour, when, why).
@@ -87,6 +113,9 @@ pub fn json(r: &Row) -> serde_json::Value {
 }
 
 pub fn run(args: OutboxArgs) -> anyhow::Result<ExitCode> {
+    if let Some(id) = args.retry {
+        return retry(&args, id);
+    }
     let now = crate::timezone::now_ms();
     let conn = args.store.open_read()?;
     let rows = outbox::list(&conn, args.all, now)?;

@@ -374,6 +374,18 @@ pub async fn run(
             tracing::warn!(error = %e, "reading the outbox failed");
             Vec::new()
         });
+        // Rows the CLI asked to send again: the store requeues them, and this
+        // task forgets it had given them up.
+        let retries = crate::store::outbox::retry_requests(&conn).unwrap_or_default();
+        if !retries.is_empty() {
+            for id in &retries {
+                in_flight.remove(id);
+                first_tried.remove(id);
+            }
+            if store.try_send(WriteOp::Retry(retries.clone(), now)).is_ok() {
+                tracing::info!(rows = ?retries, "retrying notifications on request");
+            }
+        }
         in_flight.retain(|id, f| f.unsettled(rows.iter().find(|r| r.id == *id)));
         for mut row in rows {
             if senders.unusable.contains_key(&row.channel) {

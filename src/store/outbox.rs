@@ -219,3 +219,20 @@ pub fn running_channels(conn: &Connection) -> rusqlite::Result<Option<RunningCha
         rows.into_iter().map(|(n, f, _)| (n, f)).collect(),
     )))
 }
+
+/// The CLI asks for a failed row to be sent again; the daemon's delivery
+/// applies it (through the writer) and forgets it had given up.
+pub fn request_retry(conn: &Connection, id: i64, at_ms: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO outbox_retries (id, at) VALUES (?1, ?2)",
+        params![id, at_ms],
+    )?;
+    Ok(())
+}
+
+/// Rows asked to be retried.
+pub fn retry_requests(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    conn.prepare("SELECT id FROM outbox_retries ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}

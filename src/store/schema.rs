@@ -145,6 +145,8 @@ const MIGRATIONS: &[&str] = &[
     -- Incidents notified before this migration have no row per change: pair their resolves as v3 did.
     CREATE TABLE outbox_legacy AS SELECT coalesce(max(id), 0) AS max_incident FROM incidents;
     -- Files `replay` took in, so the same file is not counted twice.
+    -- Failed rows the CLI asks to send again (`outbox --retry ID`).
+    CREATE TABLE outbox_retries (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);
     CREATE TABLE replays (fingerprint TEXT PRIMARY KEY, path TEXT NOT NULL, at INTEGER NOT NULL);
     CREATE TABLE channels_running (       -- what the daemon delivers to, for check-config
         name TEXT PRIMARY KEY,

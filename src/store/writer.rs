@@ -63,6 +63,8 @@ pub enum WriteOp {
     Ingest(IngestRow),
     /// The channels the daemon now delivers to: (name, fingerprint), at a start or reload.
     Channels(Vec<(String, String)>, i64),
+    /// Failed rows to send again (asked by the CLI): queued from `at_ms`.
+    Retry(Vec<i64>, i64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -330,6 +332,7 @@ impl WriteOp {
             WriteOp::Windows(_) => "windows",
             WriteOp::Ingest(_) => "ingest",
             WriteOp::Channels(..) => "channels",
+            WriteOp::Retry(..) => "retry",
         }
     }
 
@@ -420,6 +423,17 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                 for (name, fingerprint) in channels {
                     stmt.execute(params![name, fingerprint, at_ms])?;
                     rows += 1;
+                }
+            }
+            WriteOp::Retry(ids, at_ms) => {
+                for id in ids {
+                    rows += tx.execute(
+                        "UPDATE outbox SET state = 'queued', failed_at = NULL, attempts = 0,
+                            next_attempt_at = ?2, last_error = NULL, created_at = ?2
+                         WHERE id = ?1 AND state = 'failed'",
+                        params![id, at_ms],
+                    )? as u64;
+                    tx.execute("DELETE FROM outbox_retries WHERE id = ?1", [id])?;
                 }
             }
             WriteOp::Ingest(s) => {
