@@ -452,17 +452,22 @@ fn the_digest_sums_up_each_backend() {
     );
 }
 
-#[test]
-fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let db = dir.path().join("daemon.db");
-    let cfg = dir.path().join("hapwatch.toml");
+/// A config that stores in `db` and listens on `udp`.
+fn udp_config(dir: &std::path::Path, db: &std::path::Path, udp: u16) -> std::path::PathBuf {
+    let cfg = dir.join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
     )
     .unwrap();
+    cfg
+}
+
+#[test]
+fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, db) = (free_port(), dir.path().join("daemon.db"));
+    let cfg = udp_config(dir.path(), &db, udp);
     let daemon = Daemon::start(&cfg, 1);
     let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
     send_udp(udp, &[down.to_vec()]);
@@ -542,14 +547,8 @@ fn events_delivered_late_by_a_queue_keep_the_time_their_log_says() {
 #[test]
 fn incidents_filter_by_server_kind_severity_and_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let db = dir.path().join("h.db");
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
-    )
-    .unwrap();
+    let (udp, db) = (free_port(), dir.path().join("h.db"));
+    let cfg = udp_config(dir.path(), &db, udp);
     let daemon = Daemon::start(&cfg, 1);
     let down = |srv: &str| {
         format!("<129>Nov 23 01:23:33 haproxy[1]: Server {srv} is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.").into_bytes()
