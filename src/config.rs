@@ -241,6 +241,20 @@ impl Config {
 
     /// Checks across keys that deserializing cannot make.
     pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        for (key, zero) in [
+            ("hosts", l.hosts == 0),
+            ("routes", l.routes == 0),
+            ("route_idle", l.route_idle.is_zero()),
+            ("tcp_connections", l.tcp_connections == 0),
+            ("tcp_idle", l.tcp_idle.is_zero()),
+            ("http_connections", l.http_connections == 0),
+            ("http_idle", l.http_idle.is_zero()),
+        ] {
+            if zero {
+                return Err(format!("[limits] {key} must be more than 0"));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for ch in &self.channel {
             if !names.insert(ch.name.as_str()) {

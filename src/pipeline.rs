@@ -363,8 +363,12 @@ impl Processor {
                 self.served
                     .insert((r.host.clone(), r.backend.clone(), r.server.clone()));
             }
-            if !forgotten.is_empty() {
-                self.served.clear();
+            for key in &forgotten {
+                let mut parts = key.split('\0');
+                if let (Some(h), Some(b), Some(srv)) = (parts.next(), parts.next(), parts.next()) {
+                    self.served
+                        .remove(&(h.to_owned(), b.to_owned(), srv.to_owned()));
+                }
             }
             self.servers_view = servers_view(engine, &self.served);
             self.published_fleet = engine.fleet_version();

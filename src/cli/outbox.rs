@@ -33,13 +33,34 @@ fn row_id(s: &str) -> Result<i64, String> {
 /// `--retry ID`: asks the daemon (through the store) to send a failed row again.
 fn retry(args: &OutboxArgs, id: i64) -> anyhow::Result<ExitCode> {
     let conn = crate::store::open_write(&args.store.db_path()?)?;
-    let state: Option<String> = conn
-        .query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+    let row: Option<(String, String, String, i64)> = conn
+        .query_row(
+            "SELECT state, status, payload, incident_id FROM outbox WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .ok();
-    match state.as_deref() {
-        None => anyhow::bail!("no outbox row #{id}"),
-        Some("failed") => {}
-        Some(other) => anyhow::bail!("row #{id} is {other}: only a failed row can be retried"),
+    let Some((state, status, payload, incident)) = row else {
+        anyhow::bail!("no outbox row #{id}");
+    };
+    if state != "failed" {
+        anyhow::bail!("row #{id} is {state}: only a failed row can be retried");
+    }
+    if payload.is_empty() {
+        anyhow::bail!(
+            "row #{id} was given up before its message was made: there is nothing to send"
+        );
+    }
+    // A firing sent after its incident resolved would page for what is over.
+    let resolved: bool = conn
+        .query_row(
+            "SELECT resolved_at IS NOT NULL FROM incidents WHERE id = ?1",
+            [incident],
+            |r| r.get(0),
+        )
+        .unwrap_or(false);
+    if status == "firing" && resolved {
+        anyhow::bail!("row #{id} is the firing of incident #{incident}, which has resolved since");
     }
     crate::store::outbox::request_retry(&conn, id, crate::timezone::now_ms())?;
     println!("row #{id} will be sent again by the running daemon (at its next start if none runs)");

@@ -144,8 +144,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|c| matches!(c, crate::incidents::Change::Opened(_)))
         .count();
-    for (print, path) in &prints {
-        super::replay_after::record(&conn, print, path, crate::timezone::now_ms())?;
+    // Remembered only when everything was stored: a failed replay may be run again.
+    if stats.snapshot().write_errors == 0 {
+        for (print, path) in &prints {
+            super::replay_after::record(&conn, print, path, crate::timezone::now_ms())?;
+        }
     }
     let incidents_writer = Writer::spawn(conn, None, stats.writer_counters());
     let _ = incidents_writer

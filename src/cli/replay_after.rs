@@ -10,20 +10,18 @@ use rusqlite::{params, Connection};
 
 use crate::incidents::{Change, Engine};
 
-/// Identifies a file's content: its size and a digest of its first 1 MiB
-/// (the same log rotated or copied elsewhere is the same file).
+/// Identifies a file by a digest of its first 1 MiB: the same log rotated,
+/// copied or grown since is the same file (its beginning would count twice).
 pub fn fingerprint(path: &Path) -> anyhow::Result<Option<String>> {
     if path.as_os_str() == "-" {
         return Ok(None);
     }
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let size = f.metadata()?.len();
-    let mut head = vec![0u8; 1 << 20];
-    let n = f.read(&mut head)?;
+    let mut head = Vec::with_capacity(1 << 20);
+    (&mut f).take(1 << 20).read_to_end(&mut head)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&size.to_le_bytes());
-    ctx.update(&head[..n]);
+    ctx.update(&head);
     let hex: String = ctx.finish().as_ref()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -102,6 +100,9 @@ pub fn incidents(
     }
     if last > i64::MIN {
         changes.extend(engine.tick(last));
+        // Left open, the daemon would restore them as live and take the next
+        // real DOWN of that server for one it already knows.
+        changes.extend(engine.close_all(last, "still open where the replayed logs end"));
     }
     Ok(changes)
 }

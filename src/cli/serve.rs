@@ -244,7 +244,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             store: writer.tx.clone(),
             channels: channels_tx,
         },
-        guard,
+        &guard,
     ));
     delivery.abort();
     // A store that refuses writes (a full disk) must not hold the exit past
@@ -254,6 +254,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     rt.shutdown_timeout(Duration::from_secs(1));
     let pipeline = processor.join();
     writer.finish();
+    // Held until the last write: no replay or second daemon mid-drain.
+    drop(guard);
     log_totals(&stats.snapshot());
     if pipeline.is_err() {
         anyhow::bail!("the pipeline thread failed; windows still open were lost");
@@ -272,7 +274,12 @@ fn raise_open_files() {
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             let soft = lim.rlim_cur;
-            lim.rlim_cur = lim.rlim_max;
+            // "Unlimited" is refused for open files: the kernel's own cap is the most.
+            let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|n| n.trim().parse::<libc::rlim_t>().ok())
+                .unwrap_or(1 << 20);
+            lim.rlim_cur = lim.rlim_max.min(nr_open);
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
                 tracing::debug!(
                     from = soft,
@@ -304,7 +311,7 @@ async fn listen_until_signal(
     tx: mpsc::SyncSender<Batch>,
     stats: Arc<Stats>,
     reloads: Reloads,
-    guard: crate::store::guard::StoreGuard,
+    guard: &crate::store::guard::StoreGuard,
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     // Unix socket files to remove at exit.
@@ -382,7 +389,7 @@ async fn listen_until_signal(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            e = store_failure(&guard, &stats) => {
+            e = store_failure(guard, &stats) => {
                 tracing::error!(error = %e, "the store is unusable; stopping rather than accept what cannot be kept");
                 stats.set_store_error(e.clone());
                 failure = Some(e);

@@ -25,13 +25,12 @@ pub struct ServerStatus {
 #[derive(Debug, Default)]
 pub struct Fleet {
     pub servers: HashMap<ServerKey, ServerStatus>,
-    /// Bumped by every mutable access: a change may have happened.
+    /// Bumped when a server's state or the set of servers changes.
     pub version: u64,
 }
 
 impl Fleet {
     pub fn server(&mut self, host: &str, backend: &str, server: &str) -> &mut ServerStatus {
-        self.version += 1;
         self.servers
             .entry((host.to_owned(), backend.to_owned(), server.to_owned()))
             .or_default()

@@ -258,6 +258,7 @@ impl Engine {
 
     /// Learns a state without acting on it (a server first seen UP in the stats).
     pub fn note_state(&mut self, host: &str, backend: &str, server: &str, state: &str, ts_ms: i64) {
+        self.fleet.version += 1;
         let s = self.fleet.server(host, backend, server);
         s.state = state.to_owned();
         s.since_ms = ts_ms;
@@ -303,6 +304,8 @@ impl Engine {
 
     fn resolve(&mut self, out: &mut Vec<Change>, key: &str, ts_ms: i64, note: String) {
         if let Some(i) = self.open.remove(key) {
+            // Times from headers and from the clock may disagree: never before it opened.
+            let ts_ms = ts_ms.max(i.opened_ms);
             out.push(Change::Resolved {
                 id: i.id,
                 ts_ms,
@@ -388,6 +391,7 @@ impl Engine {
         let (be, srv) = (s.proxy, s.server);
         let key = server_key(host, be, srv);
         let state = s.new_state.map_or("?", |x| x.as_str());
+        self.fleet.version += 1;
         {
             let status = self.fleet.server(host, be, srv);
             status.state = state.to_owned();
@@ -591,8 +595,9 @@ impl Engine {
         self
     }
 
-    /// Servers UP (or never changed) and quiet this long are forgotten: a flood
-    /// of names must not stay in memory. DOWN and operator states are kept.
+    /// Servers only ever named by health checks and quiet this long are
+    /// forgotten: a flood of names must not stay in memory. Servers with a
+    /// state (UP, DOWN, MAINT…) are kept.
     pub fn with_server_idle(mut self, idle: Duration) -> Engine {
         self.server_idle_ms = idle.as_millis() as i64;
         self
@@ -625,6 +630,17 @@ impl Engine {
                 );
             }
             None => self.resolve(&mut out, &key, ts_ms, "it delivers again".into()),
+        }
+        out
+    }
+
+    /// Resolves every open incident at `ts_ms` (the end of a replay: what the
+    /// file leaves open is not a live incident).
+    pub fn close_all(&mut self, ts_ms: i64, note: &str) -> Vec<Change> {
+        let mut out = Vec::new();
+        let keys: Vec<String> = self.open.keys().cloned().collect();
+        for key in keys {
+            self.resolve(&mut out, &key, ts_ms, note.to_owned());
         }
         out
     }
@@ -672,7 +688,9 @@ impl Engine {
             self.fleet.servers.retain(|(h, b, srv), s| {
                 let quiet = now_ms - s.heard_ms.max(s.since_ms) >= idle;
                 let flapping = open.contains_key(&format!("flapping:{h}:{b}/{srv}"));
-                !(quiet && !flapping && matches!(s.state.as_str(), "" | "UP"))
+                // Only servers never seen changing state: an UP one is still part of
+                // its backend's health (HAProxy says UP once).
+                !(quiet && !flapping && s.state.is_empty())
             });
             if self.fleet.servers.len() != before {
                 self.fleet.version += 1;

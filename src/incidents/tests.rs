@@ -268,18 +268,29 @@ fn a_rule_fires_after_its_hold_and_resolves_under_the_lower_threshold() {
 }
 
 #[test]
-fn quiet_servers_that_are_up_are_forgotten_and_down_ones_kept() {
+fn quiet_servers_never_seen_changing_are_forgotten_and_those_with_a_state_kept() {
     let mut e = engine().with_server_idle(Duration::from_secs(3600));
     feed(&mut e, "lb1", &down("app1", 3), 0);
     feed(&mut e, "lb1", &up("app2", 4), 0);
+    feed(
+        &mut e,
+        "lb1",
+        "Health check for server be_app/app3 failed, reason: Layer4 timeout, check duration: 2001ms, status: 1/2 UP.",
+        0,
+    );
     e.tick(30 * MIN);
-    assert_eq!(e.fleet().servers.len(), 2, "not idle yet");
+    assert_eq!(e.fleet().servers.len(), 3, "not idle yet");
     e.tick(61 * MIN);
-    let left: Vec<&str> = e
+    let mut left: Vec<&str> = e
         .fleet()
         .servers
         .keys()
         .map(|(_, _, s)| s.as_str())
         .collect();
-    assert_eq!(left, ["app1"], "the DOWN one stays");
+    left.sort_unstable();
+    assert_eq!(
+        left,
+        ["app1", "app2"],
+        "UP and DOWN are part of their backend's health"
+    );
 }

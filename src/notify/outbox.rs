@@ -86,6 +86,21 @@ pub fn backoff(cfg: &NotifyConfig, attempts: i64, id: i64) -> Duration {
     Duration::from_millis((capped * jitter) as u64)
 }
 
+/// How long `attempts` failures have waited at least, by the backoff without
+/// its jitter: a count the store keeps across restarts and no clock step moves.
+pub fn retried_for(cfg: &NotifyConfig, attempts: i64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut wait = cfg.retry_min;
+    for _ in 0..attempts.clamp(0, 100_000) {
+        total += wait.mul_f64(0.8);
+        wait = (wait * 2).min(cfg.retry_max);
+        if total >= cfg.expire_after {
+            break;
+        }
+    }
+    total
+}
+
 /// HMAC-SHA256 of the body, hex, as `X-Hapwatch-Signature: sha256=…` carries it.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
@@ -323,8 +338,50 @@ pub struct ChannelHealth {
 }
 
 /// Failed attempts in a row after which a channel counts as failing (one
-/// permanent failure is enough).
+/// permanent failure is enough), if they span at least `FAILING_FOR_MS`:
+/// several rows failing on one blip are not "keeps failing".
 const FAILING_AFTER: u32 = 3;
+const FAILING_FOR_MS: i64 = 60_000;
+
+/// Per channel: failed attempts in a row, since when, and whether it was
+/// said to fail. The first delivery after a start says it works (resolving
+/// an incident a previous run left open).
+#[derive(Default)]
+struct Streaks {
+    by_channel: HashMap<String, (u32, i64)>,
+    failing: std::collections::HashSet<String>,
+    said_ok: std::collections::HashSet<String>,
+}
+
+impl Streaks {
+    /// What to tell the pipeline after this attempt: Some(Some(why)) failing,
+    /// Some(None) working again, None nothing new.
+    fn note(
+        &mut self,
+        channel: &str,
+        a: &Attempt,
+        error: Option<&DeliveryError>,
+        now_ms: i64,
+    ) -> Option<Option<String>> {
+        let (count, since) = self
+            .by_channel
+            .entry(channel.to_owned())
+            .or_insert((0, now_ms));
+        if a.delivered_ms.is_some() {
+            *count = 0;
+            let was_failing = self.failing.remove(channel);
+            let first = self.said_ok.insert(channel.to_owned());
+            return (was_failing || first).then_some(None);
+        }
+        if *count == 0 {
+            *since = now_ms;
+        }
+        *count += 1;
+        let bad = error.is_some_and(DeliveryError::is_permanent)
+            || (*count >= FAILING_AFTER && now_ms - *since >= FAILING_FOR_MS);
+        (bad && self.failing.insert(channel.to_owned())).then(|| a.error.clone())
+    }
+}
 
 /// Runs until the process stops. `wake` is signalled when rows are
 /// committed; `channels` changes on a reload; `failed` counts rows given up.
@@ -337,9 +394,7 @@ pub async fn run(
     failed: Arc<std::sync::atomic::AtomicU64>,
     health: std::sync::mpsc::Sender<ChannelHealth>,
 ) {
-    // Failed attempts in a row per channel, and the channels said to be failing.
-    let mut streaks: HashMap<String, u32> = HashMap::new();
-    let mut failing = std::collections::HashSet::new();
+    let mut streaks = Streaks::default();
     let conn = match crate::store::open_read(&db) {
         Ok(c) => c,
         Err(e) => {
@@ -379,7 +434,10 @@ pub async fn run(
         let retries = crate::store::outbox::retry_requests(&conn).unwrap_or_default();
         if !retries.is_empty() {
             for id in &retries {
-                in_flight.remove(id);
+                // Only what was given up: a row being sent stays in flight.
+                if matches!(in_flight.get(id), Some(Flight::Done { .. })) {
+                    in_flight.remove(id);
+                }
                 first_tried.remove(id);
             }
             if store.try_send(WriteOp::Retry(retries.clone(), now)).is_ok() {
@@ -449,11 +507,13 @@ pub async fn run(
                         (a, None)
                     }
                     Err(error) => {
-                        // Both clocks must agree it is old: the wall since it was
-                        // queued (across restarts) and the monotonic since this
-                        // process first tried it (immune to clock steps).
+                        // The wall clock says how long since it was queued, but a
+                        // step can fake that; it must agree with the monotonic time
+                        // since this process first tried it, or (across restarts)
+                        // with the waits its stored attempts add up to.
                         let expired = at - row.created_ms >= cfg.expire_after.as_millis() as i64
-                            && born.elapsed() >= cfg.expire_after;
+                            && (born.elapsed() >= cfg.expire_after
+                                || retried_for(&cfg, attempts) >= cfg.expire_after);
                         let next = at + backoff(&cfg, attempts, row.id).as_millis() as i64;
                         let a = Attempt {
                             id: row.id,
@@ -502,18 +562,12 @@ pub async fn run(
                 }
                 for (attempt, error, channel) in batch {
                     report(&attempt, error.as_ref(), &channel, &mut tls_reported, &failed);
-                    let streak = streaks.entry(channel.clone()).or_default();
-                    let change = if attempt.delivered_ms.is_some() {
-                        *streak = 0;
-                        failing.remove(&channel).then_some(None)
-                    } else {
-                        *streak += 1;
-                        let bad = error.as_ref().is_some_and(DeliveryError::is_permanent)
-                            || *streak >= FAILING_AFTER;
-                        (bad && failing.insert(channel.clone())).then(|| attempt.error.clone())
-                    };
-                    if let Some(failing) = change {
-                        let _ = health.send(ChannelHealth { channel: channel.clone(), failing });
+                    // A channel no longer configured is not failing: it is gone.
+                    if senders.usable.contains_key(&channel) {
+                        let now = crate::timezone::now_ms();
+                        if let Some(failing) = streaks.note(&channel, &attempt, error.as_ref(), now) {
+                            let _ = health.send(ChannelHealth { channel: channel.clone(), failing });
+                        }
                     }
                     in_flight.insert(attempt.id, Flight::after(&attempt));
                     if attempt.delivered_ms.is_some() || attempt.failed {
@@ -603,6 +657,19 @@ mod tests {
                 "attempt {attempts}: {d} ms"
             );
         }
+    }
+
+    #[test]
+    fn retries_add_up_to_expiry_whatever_the_clock_says() {
+        let cfg = NotifyConfig {
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            expire_after: Duration::from_secs(3600),
+            group_wait: Duration::ZERO,
+            repeat_critical: Duration::ZERO,
+        };
+        assert!(retried_for(&cfg, 10) < Duration::from_secs(300));
+        assert!(retried_for(&cfg, 80) >= cfg.expire_after);
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn broken(e: &rusqlite::Error) -> bool {
 fn commit_with_retries(conn: &Connection, batch: &[WriteOp], counters: &WriterCounters) -> u64 {
     match commit(conn, batch, counters) {
         Ok(rows) => rows,
-        Err(e) if past_stop(counters) => {
+        Err(e) if transient(&e) && past_stop(counters) => {
             counters
                 .rows_rejected
                 .fetch_add(batch.len() as u64, Relaxed);
