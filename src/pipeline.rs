@@ -67,6 +67,8 @@ pub struct Processor {
     served: std::collections::HashSet<(String, String, String)>,
     servers_view: Vec<crate::observe::ServerView>,
     published_fleet: u64,
+    /// Whether HAProxy's stats can be read, from the reconcile task.
+    stats_health: Option<std::sync::mpsc::Receiver<Option<String>>>,
     /// Channels delivery reports failing or working again (daemon only).
     channel_health: Option<std::sync::mpsc::Receiver<crate::notify::outbox::ChannelHealth>>,
     /// Traffic rules, judged at receive time (daemon only).
@@ -110,6 +112,7 @@ impl Processor {
             ),
             observed: None,
             channel_health: None,
+            stats_health: None,
             served: Default::default(),
             servers_view: Vec::new(),
             published_fleet: u64::MAX,
@@ -263,8 +266,10 @@ impl Processor {
         mut self,
         rx: std::sync::mpsc::Receiver<Vec<crate::reconcile::StatRow>>,
         host: String,
+        health: std::sync::mpsc::Receiver<Option<String>>,
     ) -> Self {
         self.reconcile = Some((rx, host));
+        self.stats_health = Some(health);
         self
     }
 
@@ -272,6 +277,12 @@ impl Processor {
         let (Some((rx, host)), Some(engine)) = (&self.reconcile, &mut self.engine) else {
             return;
         };
+        if let Some(health) = &self.stats_health {
+            for failing in health.try_iter() {
+                let changes = engine.on_stats(host, failing.as_deref(), now_ms);
+                apply(&self.store, &mut self.notifier, changes, engine);
+            }
+        }
         let Some(rows) = rx.try_iter().last() else {
             return;
         };

@@ -148,13 +148,37 @@ async fn fetch(cfg: &ReconcileConfig, client: &reqwest::Client) -> Result<String
 }
 
 /// Polls until the pipeline is gone, sending each reading to it.
-pub async fn run(cfg: ReconcileConfig, tx: SyncSender<Vec<StatRow>>) {
+/// Polls in a row that fail before it is an incident (one refused poll is not).
+const UNREADABLE_AFTER: u32 = 3;
+
+/// `health` hears when the stats stay unreadable (`Some(why)`) and when they
+/// answer again (`None`): an incident, not only a warning.
+pub async fn run(
+    cfg: ReconcileConfig,
+    tx: SyncSender<Vec<StatRow>>,
+    health: std::sync::mpsc::Sender<Option<String>>,
+) {
     let client = reqwest::Client::new();
     let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(100)));
     let mut failing = false;
+    let mut failures = 0u32;
     loop {
         ticker.tick().await;
-        match fetch(&cfg, &client).await {
+        let result = fetch(&cfg, &client).await;
+        match &result {
+            Ok(_) if failures >= UNREADABLE_AFTER => {
+                let _ = health.send(None);
+                failures = 0;
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == UNREADABLE_AFTER {
+                    let _ = health.send(Some(e.clone()));
+                }
+            }
+        }
+        match result {
             Ok(text) => {
                 failing = false;
                 match tx.try_send(parse_csv(&text)) {

@@ -582,3 +582,38 @@ fn incidents_filter_by_server_kind_severity_and_limit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"server_down\""));
 }
+
+#[test]
+fn a_stats_socket_that_refuses_is_an_incident_not_only_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, db) = (free_port(), dir.path().join("h.db"));
+    let cfg = udp_config(dir.path(), &db, udp);
+    let text = std::fs::read_to_string(&cfg).unwrap()
+        + &format!(
+            "[reconcile]\nstats_socket = {:?}\nhost = \"lb1\"\ninterval = \"100ms\"\n",
+            dir.path().join("no-haproxy.sock")
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    daemon.wait_log("ALERT HAProxy's stats cannot be read for lb1");
+    let incidents = wait_json_lines(
+        &[
+            "incidents",
+            "--db",
+            db.to_str().unwrap(),
+            "--kind",
+            "reconcile",
+            "--json",
+        ],
+        &daemon,
+    );
+    daemon.stop();
+    assert_eq!(incidents.len(), 1);
+    assert!(
+        incidents[0]["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no-haproxy.sock"),
+        "{incidents:?}"
+    );
+}

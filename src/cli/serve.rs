@@ -180,8 +180,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_observed(observed.clone());
         if let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) {
             let (tx, rx) = mpsc::sync_channel(4);
-            reconcile_tx = Some(tx);
-            p = p.with_reconcile(rx, host);
+            let (health_tx, health_rx) = mpsc::channel();
+            reconcile_tx = Some((tx, health_tx));
+            p = p.with_reconcile(rx, host, health_rx);
         }
         let (stats, store, reload) = (stats.clone(), writer.tx.clone(), reload.clone());
         let interval = config.daemon.stats_interval;
@@ -216,9 +217,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             config.limits.http_idle,
         ));
     }
-    if let Some(tx) = reconcile_tx {
+    if let Some((tx, health)) = reconcile_tx {
         tracing::info!(every = ?config.reconcile.interval, "reconciling with HAProxy's stats");
-        rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx));
+        rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx, health));
     }
     let (channels_tx, channels_rx) = tokio::sync::watch::channel(config.channel.clone());
     record_channels(&writer.tx, &config);

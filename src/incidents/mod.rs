@@ -51,10 +51,12 @@ pub enum Kind {
     Rule,
     /// A notification channel that keeps failing: pages are not getting through.
     Channel,
+    /// HAProxy's stats (socket or page) cannot be read: reconciliation is blind.
+    Reconcile,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::ServerDown,
         Kind::BackendDown,
         Kind::BackendDegraded,
@@ -63,6 +65,7 @@ impl Kind {
         Kind::Silence,
         Kind::Rule,
         Kind::Channel,
+        Kind::Reconcile,
     ];
 
     pub fn parse(s: &str) -> Option<Kind> {
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Silence => "silence",
             Kind::Rule => "rule",
             Kind::Channel => "channel",
+            Kind::Reconcile => "reconcile",
         }
     }
 }
@@ -641,6 +645,30 @@ impl Engine {
         let keys: Vec<String> = self.open.keys().cloned().collect();
         for key in keys {
             self.resolve(&mut out, &key, ts_ms, note.to_owned());
+        }
+        out
+    }
+
+    /// The stats of `host`'s HAProxy cannot be read (`Some(why)`) or can again.
+    pub fn on_stats(&mut self, host: &str, failing: Option<&str>, ts_ms: i64) -> Vec<Change> {
+        let mut out = Vec::new();
+        let key = format!("reconcile:{host}");
+        match failing {
+            Some(error) => {
+                let mut detail = Map::new();
+                detail.insert("reason".into(), json!(error));
+                self.open(
+                    &mut out,
+                    key,
+                    Kind::Reconcile,
+                    Severity::Warning,
+                    (host, None, None),
+                    ts_ms,
+                    format!("HAProxy's stats cannot be read for {host}"),
+                    detail,
+                );
+            }
+            None => self.resolve(&mut out, &key, ts_ms, "the stats answer again".into()),
         }
         out
     }

@@ -499,8 +499,9 @@ fn rank(k: crate::incidents::Kind) -> u8 {
         BackendDegraded => 3,
         Rule => 4,
         Channel => 5,
-        Silence => 6,
-        Operator => 7,
+        Reconcile => 6,
+        Silence => 7,
+        Operator => 8,
     }
 }
 

@@ -43,6 +43,7 @@ pub fn word(i: &Incident) -> &'static str {
         Kind::Flapping => "FLAPPING",
         Kind::Silence => "SILENT",
         Kind::Channel => "CHANNEL FAILING",
+        Kind::Reconcile => "STATS UNREADABLE",
         Kind::Operator => "MAINTENANCE",
         Kind::Rule => match i.detail.get("rule").and_then(Value::as_str) {
             Some("p95_ms") => "SLOW",
@@ -99,6 +100,10 @@ fn what(i: &Incident) -> String {
                 d.get("channel").and_then(Value::as_str).unwrap_or_default()
             ),
             None => format!(": {}", i.summary),
+        },
+        Kind::Reconcile => match d.get("reason").and_then(Value::as_str) {
+            Some(reason) => format!(": {reason}"),
+            None => String::new(),
         },
         Kind::Rule | Kind::Silence | Kind::Operator => {
             // The summary already names the place; keep what follows it.
