@@ -531,13 +531,6 @@ mod tests {
         vec![toml::from_str("name = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n").unwrap()]
     }
 
-    /// One item pushed alone; its operations.
-    fn push_one(g: &mut Grouper, it: Item, at_ms: i64) -> Vec<OutboxOp> {
-        let mut ops = Vec::new();
-        g.push(&channels(), vec![it], at_ms, &mut ops);
-        ops
-    }
-
     fn grouper(wait_s: u64) -> Grouper {
         Grouper::new(Duration::from_secs(wait_s), Zone::Utc, 1)
     }
@@ -564,41 +557,6 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn changes_within_the_wait_are_rows_at_once_and_one_message_at_the_deadline() {
-        let ch = channels();
-        let mut g = grouper(2);
-        let mut ops = Vec::new();
-        ops.extend(push_one(
-            &mut g,
-            item(1, Kind::ServerDown, Some("s1"), false),
-            0,
-        ));
-        ops.extend(push_one(
-            &mut g,
-            item(2, Kind::ServerDown, Some("s2"), false),
-            1500,
-        ));
-        let waiting: Vec<i64> = ops
-            .iter()
-            .filter_map(|o| match o {
-                OutboxOp::Insert(r) if r.state == RowState::Waiting => Some(r.due_ms),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(waiting, [2000, 2000], "the first change starts the clock");
-        assert_eq!(g.next_deadline(), Some(2000));
-        let mut due = Vec::new();
-        g.due(&ch, 1999, &mut due);
-        assert!(due.is_empty());
-        g.due(&ch, 2000, &mut due);
-        let m = messages(&due);
-        assert_eq!(m.len(), 1);
-        assert_eq!(m[0].0, 1, "the first row carries the message");
-        assert_eq!(m[0].1["incidents"].as_array().unwrap().len(), 2);
-        assert_eq!(settled(&due), [(2, RowState::Grouped)]);
-    }
-
     /// Pushes (id, kind, server, resolved) items at `at_ms`.
     fn push_all(
         g: &mut Grouper,
@@ -614,10 +572,44 @@ mod tests {
         ops
     }
 
-    fn due(g: &mut Grouper, at_ms: i64) -> Vec<OutboxOp> {
+    fn due_at(g: &mut Grouper, at_ms: i64) -> Vec<OutboxOp> {
         let mut ops = Vec::new();
         g.due(&channels(), at_ms, &mut ops);
         ops
+    }
+
+    #[test]
+    fn changes_within_the_wait_are_rows_at_once_and_one_message_at_the_deadline() {
+        let mut g = grouper(2);
+        let mut ops = Vec::new();
+        ops.extend(push_all(
+            &mut g,
+            &[(1, Kind::ServerDown, Some("s1"), false)],
+            0,
+        ));
+        ops.extend(push_all(
+            &mut g,
+            &[(2, Kind::ServerDown, Some("s2"), false)],
+            1500,
+        ));
+        let waiting: Vec<i64> = ops
+            .iter()
+            .filter_map(|o| match o {
+                OutboxOp::Insert(r) if r.state == RowState::Waiting => Some(r.due_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(waiting, [2000, 2000], "the first change starts the clock");
+        assert_eq!(g.next_deadline(), Some(2000));
+        let mut due = Vec::new();
+        due.extend(due_at(&mut g, 1999));
+        assert!(due.is_empty());
+        due.extend(due_at(&mut g, 2000));
+        let m = messages(&due);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].0, 1, "the first row carries the message");
+        assert_eq!(m[0].1["incidents"].as_array().unwrap().len(), 2);
+        assert_eq!(settled(&due), [(2, RowState::Grouped)]);
     }
 
     #[test]
@@ -628,7 +620,7 @@ mod tests {
         push_all(&mut g, &[(3, Kind::BackendDown, None, false)], 100);
         push_all(&mut g, &[(4, Kind::ServerDown, Some("s2"), false)], 200);
         // Decided when the group is due, from all it holds.
-        let ops = due(&mut g, 2000);
+        let ops = due_at(&mut g, 2000);
         let mut states = settled(&ops);
         states.sort();
         assert_eq!(
@@ -652,7 +644,7 @@ mod tests {
             3000,
         );
         assert_eq!(settled(&later), [(5, RowState::Cancelled)]);
-        later.extend(due(&mut g, 9000));
+        later.extend(due_at(&mut g, 9000));
         let m = messages(&later);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].1["status"], "resolved");
@@ -668,14 +660,14 @@ mod tests {
         .collect();
         let mut released = Vec::new();
         g.release(&channels(), 3, &open, 9500, &mut released);
-        released.extend(due(&mut g, 20_000));
+        released.extend(due_at(&mut g, 20_000));
         let m = messages(&released);
         assert_eq!(m.len(), 1, "{released:?}");
         assert_eq!(m[0].1["incident"]["id"], 4);
         assert_eq!(m[0].1["incidents"].as_array().unwrap().len(), 1);
         // And so s2's recovery is sent, paired with the released firing.
         let mut back = push_all(&mut g, &[(4, Kind::ServerDown, Some("s2"), true)], 30_000);
-        back.extend(due(&mut g, 40_000));
+        back.extend(due_at(&mut g, 40_000));
         assert_eq!(messages(&back)[0].1["status"], "resolved");
     }
 
@@ -686,7 +678,7 @@ mod tests {
         push_all(&mut g, &[(2, Kind::BackendDown, None, false)], 100);
         // s2 blipped: the backend is back before the group is due; s1 is still DOWN.
         push_all(&mut g, &[(2, Kind::BackendDown, None, true)], 500);
-        let ops = due(&mut g, 2000);
+        let ops = due_at(&mut g, 2000);
         let m = messages(&ops);
         assert_eq!(m.len(), 1, "{ops:?}");
         assert_eq!(m[0].1["incident"]["id"], 1);
@@ -696,7 +688,7 @@ mod tests {
     fn a_resolve_arriving_during_a_reminders_wait_is_still_sent() {
         let mut g = grouper(2);
         push_all(&mut g, &[(3, Kind::BackendDown, None, false)], 0);
-        assert_eq!(messages(&due(&mut g, 2000)).len(), 1);
+        assert_eq!(messages(&due_at(&mut g, 2000)).len(), 1);
         let mut reminder = item(3, Kind::BackendDown, None, false);
         reminder
             .incident
@@ -709,7 +701,7 @@ mod tests {
             &[(3, Kind::BackendDown, None, true)],
             3500,
         ));
-        ops.extend(due(&mut g, 6000));
+        ops.extend(due_at(&mut g, 6000));
         let m = messages(&ops);
         assert_eq!(m.len(), 1, "{ops:?}");
         assert_eq!(m[0].1["status"], "resolved");
@@ -751,7 +743,7 @@ mod tests {
             ],
             0,
         );
-        let ops = due(&mut g, 2000);
+        let ops = due_at(&mut g, 2000);
         assert_eq!(settled(&ops), [(2, RowState::Superseded)]);
         let m = messages(&ops);
         assert_eq!(m[0].1["incidents"].as_array().unwrap().len(), 1);
@@ -764,7 +756,7 @@ mod tests {
             ],
             3000,
         );
-        back.extend(due(&mut g, 9000));
+        back.extend(due_at(&mut g, 9000));
         assert_eq!(
             messages(&back)[0].1["incidents"].as_array().unwrap().len(),
             1
@@ -773,20 +765,19 @@ mod tests {
 
     #[test]
     fn a_change_undone_within_the_wait_sends_nothing() {
-        let ch = channels();
         let mut g = grouper(2);
         let mut ops = Vec::new();
-        ops.extend(push_one(
+        ops.extend(push_all(
             &mut g,
-            item(4, Kind::ServerDown, Some("s4"), false),
+            &[(4, Kind::ServerDown, Some("s4"), false)],
             0,
         ));
-        ops.extend(push_one(
+        ops.extend(push_all(
             &mut g,
-            item(4, Kind::ServerDown, Some("s4"), true),
+            &[(4, Kind::ServerDown, Some("s4"), true)],
             500,
         ));
-        g.due(&ch, 2000, &mut ops);
+        ops.extend(due_at(&mut g, 2000));
         assert!(messages(&ops).is_empty());
         assert_eq!(
             settled(&ops),
@@ -796,12 +787,11 @@ mod tests {
 
     #[test]
     fn a_restart_inside_the_wait_sends_the_group_once() {
-        let ch = channels();
         let mut g = grouper(2);
         let mut ops = Vec::new();
-        ops.extend(push_one(
+        ops.extend(push_all(
             &mut g,
-            item(1, Kind::ServerDown, Some("s1"), false),
+            &[(1, Kind::ServerDown, Some("s1"), false)],
             0,
         ));
         let OutboxOp::Insert(row) = &ops[0] else {
@@ -823,16 +813,16 @@ mod tests {
         });
         assert_eq!(after.alloc(), 2, "new rows follow the restored ones");
         let mut due = Vec::new();
-        after.due(&ch, 5000, &mut due);
+        due.extend(due_at(&mut after, 5000));
         assert_eq!(messages(&due).len(), 1);
         // Its resolve pairs with the firing sent after the restart.
         let mut later = Vec::new();
-        later.extend(push_one(
+        later.extend(push_all(
             &mut after,
-            item(1, Kind::ServerDown, Some("s1"), true),
+            &[(1, Kind::ServerDown, Some("s1"), true)],
             6000,
         ));
-        after.due(&ch, 9000, &mut later);
+        later.extend(due_at(&mut after, 9000));
         assert_eq!(messages(&later)[0].1["status"], "resolved");
     }
 
@@ -840,9 +830,9 @@ mod tests {
     fn a_resolve_whose_firing_never_went_to_the_channel_is_not_sent() {
         let mut g = grouper(0);
         let mut ops = Vec::new();
-        ops.extend(push_one(
+        ops.extend(push_all(
             &mut g,
-            item(9, Kind::ServerDown, Some("s9"), true),
+            &[(9, Kind::ServerDown, Some("s9"), true)],
             0,
         ));
         assert!(messages(&ops).is_empty());
@@ -851,18 +841,16 @@ mod tests {
 
     #[test]
     fn without_a_wait_what_arrives_together_is_one_message() {
-        let ch = channels();
         let mut g = grouper(0);
         let mut ops = Vec::new();
-        g.push(
-            &ch,
-            vec![
-                item(1, Kind::ServerDown, Some("s1"), false),
-                item(2, Kind::BackendDegraded, None, false),
+        ops.extend(push_all(
+            &mut g,
+            &[
+                (1, Kind::ServerDown, Some("s1"), false),
+                (2, Kind::BackendDegraded, None, false),
             ],
             0,
-            &mut ops,
-        );
+        ));
         assert_eq!(messages(&ops).len(), 1);
         assert_eq!(g.next_deadline(), None);
     }
