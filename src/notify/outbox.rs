@@ -76,24 +76,26 @@ pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 /// Retry delay after `attempts` failures: doubling from `retry_min`, capped,
 /// ±20 % jitter so that many rows failing together do not retry together.
 pub fn backoff(cfg: &NotifyConfig, attempts: i64, id: i64) -> Duration {
-    let base = cfg.retry_min.as_millis() as f64 * 2f64.powi(attempts.clamp(0, 30) as i32 - 1);
-    let capped = base.min(cfg.retry_max.as_millis() as f64);
     let jitter = {
         use std::hash::BuildHasher as _;
         let h = std::collections::hash_map::RandomState::new().hash_one((id, attempts));
         0.8 + 0.4 * (h % 1000) as f64 / 1000.0
     };
-    Duration::from_millis((capped * jitter) as u64)
+    base_backoff(cfg, attempts).mul_f64(jitter)
 }
 
-/// How long `attempts` failures have waited at least, by the backoff without
-/// its jitter: a count the store keeps across restarts and no clock step moves.
+/// The delay after `attempts` failures before jitter: doubling from `retry_min`, capped.
+fn base_backoff(cfg: &NotifyConfig, attempts: i64) -> Duration {
+    let base = cfg.retry_min.as_millis() as f64 * 2f64.powi(attempts.clamp(0, 30) as i32 - 1);
+    Duration::from_millis(base.min(cfg.retry_max.as_millis() as f64) as u64)
+}
+
+/// How long `attempts` failures have waited at least (each backoff at its
+/// lowest jitter): a count the store keeps across restarts and no clock step moves.
 pub fn retried_for(cfg: &NotifyConfig, attempts: i64) -> Duration {
     let mut total = Duration::ZERO;
-    let mut wait = cfg.retry_min;
-    for _ in 0..attempts.clamp(0, 100_000) {
-        total += wait.mul_f64(0.8);
-        wait = (wait * 2).min(cfg.retry_max);
+    for n in 1..=attempts.clamp(0, 100_000) {
+        total += base_backoff(cfg, n).mul_f64(0.8);
         if total >= cfg.expire_after {
             break;
         }
@@ -641,15 +643,20 @@ fn report(
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_doubles_within_jitter_and_caps() {
-        let cfg = NotifyConfig {
+    /// Retries from 1 s to 1 min, expiring after an hour.
+    fn retries_1s_to_1m() -> NotifyConfig {
+        NotifyConfig {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             expire_after: Duration::from_secs(3600),
             group_wait: Duration::ZERO,
             repeat_critical: Duration::ZERO,
-        };
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let cfg = retries_1s_to_1m();
         for (attempts, base) in [(1, 1000.0), (2, 2000.0), (3, 4000.0), (10, 60_000.0)] {
             let d = backoff(&cfg, attempts, 42).as_millis() as f64;
             assert!(
@@ -661,13 +668,7 @@ mod tests {
 
     #[test]
     fn retries_add_up_to_expiry_whatever_the_clock_says() {
-        let cfg = NotifyConfig {
-            retry_min: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            expire_after: Duration::from_secs(3600),
-            group_wait: Duration::ZERO,
-            repeat_critical: Duration::ZERO,
-        };
+        let cfg = retries_1s_to_1m();
         assert!(retried_for(&cfg, 10) < Duration::from_secs(300));
         assert!(retried_for(&cfg, 80) >= cfg.expire_after);
     }
