@@ -169,6 +169,17 @@ impl ServerMatch {
     }
 }
 
+/// An incident about hapwatch's own dependencies (a channel, HAProxy's stats).
+struct Dependency {
+    key: String,
+    kind: Kind,
+    severity: Severity,
+    summary: String,
+    detail: Map<String, Value>,
+    /// The resolution when it works again.
+    back: &'static str,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Heard {
     first_ms: i64,
@@ -615,25 +626,58 @@ impl Engine {
         failing: Option<&str>,
         ts_ms: i64,
     ) -> Vec<Change> {
+        let mut detail = Map::new();
+        detail.insert("channel".into(), json!(channel));
+        let incident = Dependency {
+            key: format!("channel:{channel}"),
+            kind: Kind::Channel,
+            severity: Severity::Critical,
+            summary: format!("notification channel {channel} keeps failing"),
+            detail,
+            back: "it delivers again",
+        };
+        self.dependency(host, incident, failing, ts_ms)
+    }
+
+    /// The stats of `host`'s HAProxy cannot be read (`Some(why)`) or can again.
+    pub fn on_stats(&mut self, host: &str, failing: Option<&str>, ts_ms: i64) -> Vec<Change> {
+        let incident = Dependency {
+            key: format!("reconcile:{host}"),
+            kind: Kind::Reconcile,
+            severity: Severity::Warning,
+            summary: format!("HAProxy's stats cannot be read for {host}"),
+            detail: Map::new(),
+            back: "the stats answer again",
+        };
+        self.dependency(host, incident, failing, ts_ms)
+    }
+
+    /// Something hapwatch itself relies on fails (opens `d`, with the reason)
+    /// or works again (resolves it).
+    fn dependency(
+        &mut self,
+        host: &str,
+        d: Dependency,
+        failing: Option<&str>,
+        ts_ms: i64,
+    ) -> Vec<Change> {
         let mut out = Vec::new();
-        let key = format!("channel:{channel}");
         match failing {
             Some(error) => {
-                let mut detail = Map::new();
-                detail.insert("channel".into(), json!(channel));
+                let mut detail = d.detail;
                 detail.insert("reason".into(), json!(error));
                 self.open(
                     &mut out,
-                    key,
-                    Kind::Channel,
-                    Severity::Critical,
+                    d.key,
+                    d.kind,
+                    d.severity,
                     (host, None, None),
                     ts_ms,
-                    format!("notification channel {channel} keeps failing"),
+                    d.summary,
                     detail,
                 );
             }
-            None => self.resolve(&mut out, &key, ts_ms, "it delivers again".into()),
+            None => self.resolve(&mut out, &d.key, ts_ms, d.back.into()),
         }
         out
     }
@@ -645,30 +689,6 @@ impl Engine {
         let keys: Vec<String> = self.open.keys().cloned().collect();
         for key in keys {
             self.resolve(&mut out, &key, ts_ms, note.to_owned());
-        }
-        out
-    }
-
-    /// The stats of `host`'s HAProxy cannot be read (`Some(why)`) or can again.
-    pub fn on_stats(&mut self, host: &str, failing: Option<&str>, ts_ms: i64) -> Vec<Change> {
-        let mut out = Vec::new();
-        let key = format!("reconcile:{host}");
-        match failing {
-            Some(error) => {
-                let mut detail = Map::new();
-                detail.insert("reason".into(), json!(error));
-                self.open(
-                    &mut out,
-                    key,
-                    Kind::Reconcile,
-                    Severity::Warning,
-                    (host, None, None),
-                    ts_ms,
-                    format!("HAProxy's stats cannot be read for {host}"),
-                    detail,
-                );
-            }
-            None => self.resolve(&mut out, &key, ts_ms, "the stats answer again".into()),
         }
         out
     }
