@@ -457,7 +457,10 @@ fn reload_config(args: &ServeArgs, running: &Config, reloads: &Reloads) -> Optio
             {
                 tracing::warn!("listeners, storage path and window size change only on restart");
             }
-            let diff = crate::notify::ChannelDiff::between(&running.channel, &config.channel);
+            let diff = crate::notify::ChannelDiff::against(
+                &crate::notify::fingerprints(&running.channel),
+                &config.channel,
+            );
             tracing::info!(
                 formats = parser.custom_formats().len(),
                 channels = config.channel.len(),
@@ -482,11 +485,7 @@ fn reload_config(args: &ServeArgs, running: &Config, reloads: &Reloads) -> Optio
 /// Stores which channels delivery now uses, so `check-config` can say what a
 /// reload would change.
 fn record_channels(store: &mpsc::SyncSender<WriteOp>, config: &Config) {
-    let channels = config
-        .channel
-        .iter()
-        .map(|c| (c.name.clone(), c.fingerprint()))
-        .collect();
+    let channels = crate::notify::fingerprints(&config.channel);
     let _ = store.send(WriteOp::Channels(channels, crate::timezone::now_ms()));
 }
 

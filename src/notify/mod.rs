@@ -44,7 +44,7 @@ pub enum SmtpTls {
 }
 
 /// `[[channel]]` in the config.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     pub name: String,
@@ -231,25 +231,15 @@ impl ChannelDiff {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
+}
 
-    pub fn between(old: &[ChannelConfig], new: &[ChannelConfig]) -> ChannelDiff {
-        let find =
-            |list: &[ChannelConfig], name: &str| list.iter().find(|c| c.name == name).cloned();
-        let mut d = ChannelDiff::default();
-        for c in new {
-            match find(old, &c.name) {
-                None => d.added.push(c.name.clone()),
-                Some(o) if o != *c => d.changed.push(c.name.clone()),
-                Some(_) => {}
-            }
-        }
-        d.removed = old
-            .iter()
-            .filter(|c| find(new, &c.name).is_none())
-            .map(|c| c.name.clone())
-            .collect();
-        d
-    }
+/// (name, fingerprint) of each channel: what a running daemon records, and
+/// what a reload or `check-config` compares with.
+pub fn fingerprints(channels: &[ChannelConfig]) -> Vec<(String, String)> {
+    channels
+        .iter()
+        .map(|c| (c.name.clone(), c.fingerprint()))
+        .collect()
 }
 
 /// Why a delivery attempt failed, and so whether another can succeed.
