@@ -179,6 +179,13 @@ fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
 
 pub use crate::timezone::rfc3339;
 
+/// An id as typed or as the tables print it: `12` or `#12`.
+pub fn hash_id(s: &str) -> Result<i64, String> {
+    s.trim_start_matches('#')
+        .parse()
+        .map_err(|_| format!("{s:?} is not an id (12 or #12)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

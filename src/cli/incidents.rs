@@ -52,17 +52,11 @@ pub struct IncidentArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// The incident, as `12` or `#12` (as the tables print it).
-    #[arg(value_parser = incident_id)]
+    #[arg(value_parser = super::common::hash_id)]
     pub id: i64,
     /// The incident, its timeline and evidence as one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-fn incident_id(s: &str) -> Result<i64, String> {
-    s.trim_start_matches('#')
-        .parse()
-        .map_err(|_| format!("{s:?} is not an incident id (12 or #12)"))
 }
 
 fn duration_text(ms: i64) -> String {

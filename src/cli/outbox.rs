@@ -20,14 +20,8 @@ pub struct OutboxArgs {
     pub json: bool,
     /// Send a row that was given up (failed) again, e.g. after fixing its channel:
     /// the running daemon queues it within a second.
-    #[arg(long, value_name = "ID", value_parser = row_id)]
+    #[arg(long, value_name = "ID", value_parser = super::common::hash_id)]
     pub retry: Option<i64>,
-}
-
-fn row_id(s: &str) -> Result<i64, String> {
-    s.trim_start_matches('#')
-        .parse()
-        .map_err(|_| format!("{s:?} is not an outbox row (12 or #12)"))
 }
 
 /// `--retry ID`: asks the daemon (through the store) to send a failed row again.
