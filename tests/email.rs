@@ -217,12 +217,7 @@ fn a_plain_relay_under_the_default_starttls_fails_with_a_hint_to_set_tls_none() 
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["test-alert", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    let (text, _) = hapwatch_fails(&["test-alert", "--config", cfg.to_str().unwrap()]);
     assert!(
         text.contains("FAILED (permanent") && text.contains("set tls = \"none\""),
         "{text}"

@@ -360,13 +360,8 @@ fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     let first = Daemon::start(&store_config(dir.path(), &db, free_port()), 1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["serve", "--config"])
-        .arg(store_config(dir.path(), &db, free_port()))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let second = store_config(dir.path(), &db, free_port());
+    let (_, err) = hapwatch_fails(&["serve", "--config", second.to_str().unwrap()]);
     assert!(
         err.contains(&format!(
             "is in use by another hapwatch (pid {})",
@@ -412,13 +407,7 @@ fn a_read_only_store_is_refused_at_start_with_an_error_naming_it() {
         .status()
         .unwrap();
     assert!(remount.success());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (_, err) = hapwatch_fails(&["serve", "--config", cfg.to_str().unwrap()]);
     assert!(err.contains(db.to_str().unwrap()), "{err}");
     assert!(!err.contains("listening"), "{err}");
 }

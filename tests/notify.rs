@@ -461,22 +461,18 @@ fn a_silence_for_a_backend_the_logs_never_named_is_refused_and_backend_slash_ser
     let daemon = Daemon::start(&cfg, 1);
     send_udp(udp, &[DOWN.to_vec()]);
     receiver.wait_accepted(1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args([
-            "silence",
-            "add",
-            "--config",
-            cfg_s,
-            "--backend",
-            "be_z",
-            "--for",
-            "1h",
-        ])
-        .args(["--reason", "typo"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (_, err) = hapwatch_fails(&[
+        "silence",
+        "add",
+        "--config",
+        cfg_s,
+        "--backend",
+        "be_z",
+        "--for",
+        "1h",
+        "--reason",
+        "typo",
+    ]);
     assert!(
         err.contains("did you mean \"be_x\"") && err.contains("--force"),
         "{err}"

@@ -620,12 +620,7 @@ fn a_wrong_relay_certificate_is_a_clear_error_and_a_failed_row_not_a_retry_storm
     let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
     let cfg = mail_config(dir.path(), udp, smtp_port, &other);
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["test-alert", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success());
+    let (text, _) = hapwatch_fails(&["test-alert", "--config", cfg.to_str().unwrap()]);
     for want in [
         "mail: FAILED (permanent",
         "127.0.0.1:",

@@ -100,12 +100,8 @@ fn replay_of_plain_and_gzip_files_matches_the_labels() {
 fn stdin_and_a_missing_database_are_handled() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("none.db");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["events", "--db", db.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    let (_, err) = hapwatch_fails(&["events", "--db", db.to_str().unwrap()]);
+    assert!(err.contains("no database at"), "{err}");
     assert!(!db.exists(), "queries never create the file");
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
@@ -172,12 +168,7 @@ fn a_replay_opens_the_incidents_on_their_own_time_and_the_same_file_is_not_count
         "the lines' own time: 01:23:33 to 01:25:00"
     );
     // The same file again would count its lines twice.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["replay", "--config", cfg_s, log.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (_, err) = hapwatch_fails(&["replay", "--config", cfg_s, log.to_str().unwrap()]);
     assert!(
         err.contains("was replayed into") && err.contains("--force"),
         "{err}"

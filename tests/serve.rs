@@ -574,13 +574,9 @@ fn incidents_filter_by_server_kind_severity_and_limit() {
     assert!(q(&["--severity", "critical"]).is_empty());
     assert_eq!(q(&["--limit", "1"]).len(), 1);
     assert!(q(&["--until", "2020-01-01"]).is_empty());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
-        .args(["incidents", "--db", db, "--kind", "server_dwn"])
-        .output()
-        .unwrap();
+    let (_, err) = hapwatch_fails(&["incidents", "--db", db, "--kind", "server_dwn"]);
     daemon.stop();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean \"server_down\""));
+    assert!(err.contains("did you mean \"server_down\""), "{err}");
 }
 
 #[test]

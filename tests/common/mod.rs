@@ -81,20 +81,38 @@ pub fn stored_windows(rows: &[Value]) -> Expected {
     m
 }
 
-/// Runs the CLI; returns stdout, and panics with stderr on failure.
-pub fn hapwatch(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hapwatch"))
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("HAPWATCH_CONFIG")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the CLI; returns stdout, and panics with stderr on failure.
+pub fn hapwatch(args: &[&str]) -> String {
+    let out = run_cli(args);
     assert!(
         out.status.success(),
         "hapwatch {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs the CLI expecting it to fail; returns (stdout, stderr).
+pub fn hapwatch_fails(args: &[&str]) -> (String, String) {
+    let out = run_cli(args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        !out.status.success(),
+        "hapwatch {args:?} succeeded: {stdout}"
+    );
+    (stdout, stderr)
 }
 
 pub fn json_lines(args: &[&str]) -> Vec<Value> {
