@@ -63,8 +63,9 @@ pub struct Processor {
     /// Totals since start and the view the HTTP endpoints serve (daemon only).
     totals: crate::observe::TrafficTotals,
     observed: Option<Arc<crate::observe::Observed>>,
-    /// Routes seen serving, the server list last published, and the fleet it reflects.
-    served: std::collections::HashSet<(String, String, String)>,
+    /// Routes seen serving (by the live totals' key), the server list last
+    /// published, and the fleet it reflects.
+    served: HashMap<String, crate::observe::Route>,
     servers_view: Vec<crate::observe::ServerView>,
     published_fleet: u64,
     /// Whether HAProxy's stats can be read, from the reconcile task.
@@ -364,22 +365,15 @@ impl Processor {
         // Work in proportion to what changed: the routes touched this second.
         self.totals.expire(now_ms);
         let (changed, forgotten) = self.totals.take_changes();
-        let new_routes = changed.iter().any(|(_, r, _)| {
-            !self
-                .served
-                .contains(&(r.host.clone(), r.backend.clone(), r.server.clone()))
-        });
+        let new_routes = changed.iter().any(|(k, _, _)| !self.served.contains_key(k));
         if new_routes || !forgotten.is_empty() || engine.fleet_version() != self.published_fleet {
-            for (_, r, _) in &changed {
-                self.served
-                    .insert((r.host.clone(), r.backend.clone(), r.server.clone()));
+            for (k, r, _) in &changed {
+                if !self.served.contains_key(k) {
+                    self.served.insert(k.clone(), r.clone());
+                }
             }
             for key in &forgotten {
-                let mut parts = key.split('\0');
-                if let (Some(h), Some(b), Some(srv)) = (parts.next(), parts.next(), parts.next()) {
-                    self.served
-                        .remove(&(h.to_owned(), b.to_owned(), srv.to_owned()));
-                }
+                self.served.remove(key);
             }
             self.servers_view = servers_view(engine, &self.served);
             self.published_fleet = engine.fleet_version();
@@ -480,7 +474,7 @@ impl Processor {
 /// traffic as UP. Rebuilt only when the fleet or the set of routes changed.
 fn servers_view(
     engine: &Engine,
-    served: &std::collections::HashSet<(String, String, String)>,
+    served: &HashMap<String, crate::observe::Route>,
 ) -> Vec<crate::observe::ServerView> {
     let fleet = &engine.fleet().servers;
     let mut servers: Vec<crate::observe::ServerView> = fleet
@@ -493,14 +487,15 @@ fn servers_view(
             state: s.state.clone(),
         })
         .collect();
-    for key in served {
-        let (host, backend, server) = key;
-        let known = fleet.get(key).is_some_and(|s| !s.state.is_empty());
-        if !known && !server.starts_with('<') && !server.is_empty() && host != "_overflow" {
+    for r in served.values() {
+        let key = (r.host.clone(), r.backend.clone(), r.server.clone());
+        let known = fleet.get(&key).is_some_and(|s| !s.state.is_empty());
+        if !known && !r.server.starts_with('<') && !r.server.is_empty() && r.host != "_overflow" {
+            let (host, backend, server) = key;
             servers.push(crate::observe::ServerView {
-                host: host.clone(),
-                backend: backend.clone(),
-                server: server.clone(),
+                host,
+                backend,
+                server,
                 state: "UP".into(),
             });
         }
