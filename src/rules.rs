@@ -70,6 +70,15 @@ impl Default for RulesConfig {
     }
 }
 
+/// A rule's value as people read it: `0.42/s`, `310 ms`, `5.8 %`.
+pub fn show_value(rule: &str, v: f64) -> String {
+    match rule {
+        "retries_per_s" => format!("{v:.2}/s"),
+        "p95_ms" => format!("{v:.0} ms"),
+        _ => format!("{:.1} %", v * 100.0),
+    }
+}
+
 /// One rule's reading for one backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {

@@ -25,11 +25,7 @@ impl Engine {
             None => format!("backend {backend}"),
         };
         let firing = self.open.contains_key(&key);
-        let show = |v: f64| match r.rule {
-            "retries_per_s" => format!("{v:.2}/s"),
-            "p95_ms" => format!("{v:.0} ms"),
-            _ => format!("{:.1} %", v * 100.0),
-        };
+        let show = |v: f64| crate::rules::show_value(r.rule, v);
         let what = r.rule.replace('_', " ");
         match r.value {
             Some(v) if !firing && v > r.fire => {

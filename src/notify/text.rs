@@ -251,11 +251,7 @@ pub fn evidence(i: &Incident, zone: &Zone) -> Vec<(&'static str, String)> {
         d.get("value").and_then(Value::as_f64),
         d.get("threshold").and_then(Value::as_f64),
     ) {
-        let show = |v: f64| match rule {
-            "retries_per_s" => format!("{v:.2}/s"),
-            "p95_ms" => format!("{v:.0} ms"),
-            _ => format!("{:.1} %", v * 100.0),
-        };
+        let show = |v: f64| crate::rules::show_value(rule, v);
         let requests = int(d, "requests").map_or(String::new(), |n| format!(" over {n} requests"));
         out.push((
             "Rule",
