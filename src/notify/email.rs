@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 use super::{text, tls, ChannelConfig, DeliveryError, Message, SmtpTls};
 
 /// Subject, body and threading ids, stored in the outbox when the message is composed.
-pub fn render(ch: &ChannelConfig, m: &Message<'_>) -> Value {
-    let _ = ch;
+pub fn render(m: &Message<'_>) -> Value {
     let zone = m.zone;
     let mut body = String::new();
     for it in m.items {

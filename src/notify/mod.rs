@@ -518,7 +518,7 @@ impl Message<'_> {
 /// The body one channel is sent for a message.
 pub fn render(ch: &ChannelConfig, m: &Message<'_>) -> String {
     let v = match ch.kind {
-        ChannelType::Email => email::render(ch, m),
+        ChannelType::Email => email::render(m),
         _ => payload::build(ch, m),
     };
     v.to_string()
