@@ -129,6 +129,23 @@ fn duration(s: i64) -> String {
     }
 }
 
+/// The stored mail of a digest up to `until_ms` for one channel; `unique_ms`
+/// makes its Message-ID (the daemon's schedule, or now for `digest --send`).
+pub fn mail(
+    ch: &crate::notify::ChannelConfig,
+    body: &str,
+    until_ms: i64,
+    unique_ms: i64,
+) -> String {
+    serde_json::json!({
+        "subject": format!("[hapwatch] digest {}", crate::timezone::rfc3339(until_ms)),
+        "body": body,
+        "message_id": format!("<hapwatch-digest-{unique_ms}@{}>", crate::notify::mail_domain(ch)),
+        "in_reply_to": null,
+    })
+    .to_string()
+}
+
 /// Plain text, for the terminal and the mail body.
 pub fn render(digests: &[BackendDigest], since_ms: i64, until_ms: i64) -> String {
     let mut t = format!(

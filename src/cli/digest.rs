@@ -54,13 +54,8 @@ pub fn run(args: DigestArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut failed = 0;
     for ch in channels {
-        let mail = serde_json::json!({
-            "subject": format!("[hapwatch] digest {}", crate::timezone::rfc3339(until)),
-            "body": body,
-            "message_id": format!("<hapwatch-digest-{now}@{}>", crate::notify::mail_domain(ch)),
-            "in_reply_to": null,
-        });
-        match rt.block_on(crate::notify::outbox::send_now(ch, &mail.to_string())) {
+        let mail = crate::digest::mail(ch, &body, until, now);
+        match rt.block_on(crate::notify::outbox::send_now(ch, &mail)) {
             Ok(()) => writeln!(out, "{}: sent", ch.name)?,
             Err(e) => {
                 failed += 1;

@@ -197,20 +197,11 @@ impl Notifier {
             }
         };
         let body = crate::digest::render(&digests, due - span, due);
-        let subject = format!("[hapwatch] digest {}", crate::timezone::rfc3339(due));
         let mails: Vec<(String, String)> = self
             .channels
             .iter()
             .filter(|c| self.digest.channels.contains(&c.name))
-            .map(|c| {
-                let mail = serde_json::json!({
-                    "subject": subject,
-                    "body": body,
-                    "message_id": format!("<hapwatch-digest-{due}@{}>", super::mail_domain(c)),
-                    "in_reply_to": null,
-                });
-                (c.name.clone(), mail.to_string())
-            })
+            .map(|c| (c.name.clone(), crate::digest::mail(c, &body, due, due)))
             .collect();
         mails
             .into_iter()
