@@ -27,34 +27,26 @@ pub struct OutboxArgs {
 /// `--retry ID`: asks the daemon (through the store) to send a failed row again.
 fn retry(args: &OutboxArgs, id: i64) -> anyhow::Result<ExitCode> {
     let conn = crate::store::open_write(&args.store.db_path()?)?;
-    let row: Option<(String, String, String, i64)> = conn
-        .query_row(
-            "SELECT state, status, payload, incident_id FROM outbox WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .ok();
-    let Some((state, status, payload, incident)) = row else {
+    let Some(row) = crate::store::outbox::retry_candidate(&conn, id)? else {
         anyhow::bail!("no outbox row #{id}");
     };
-    if state != "failed" {
-        anyhow::bail!("row #{id} is {state}: only a failed row can be retried");
+    if row.state != "failed" {
+        anyhow::bail!(
+            "row #{id} is {}: only a failed row can be retried",
+            row.state
+        );
     }
-    if payload.is_empty() {
+    if !row.has_message {
         anyhow::bail!(
             "row #{id} was given up before its message was made: there is nothing to send"
         );
     }
     // A firing sent after its incident resolved would page for what is over.
-    let resolved: bool = conn
-        .query_row(
-            "SELECT resolved_at IS NOT NULL FROM incidents WHERE id = ?1",
-            [incident],
-            |r| r.get(0),
-        )
-        .unwrap_or(false);
-    if status == "firing" && resolved {
-        anyhow::bail!("row #{id} is the firing of incident #{incident}, which has resolved since");
+    if row.status == "firing" && row.incident_resolved {
+        anyhow::bail!(
+            "row #{id} is the firing of incident #{}, which has resolved since",
+            row.incident_id
+        );
     }
     crate::store::outbox::request_retry(&conn, id, crate::timezone::now_ms())?;
     println!("row #{id} will be sent again by the running daemon (at its next start if none runs)");

@@ -52,7 +52,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let Some(print) = super::replay_after::fingerprint(path)? else {
             continue;
         };
-        if let Some((at, was)) = super::replay_after::replayed_before(&conn, &print)? {
+        if let Some((at, was)) = crate::store::replays::replayed_before(&conn, &print)? {
             if !args.force {
                 anyhow::bail!(
                     "{} was replayed into {} on {} (as {was}): again, it would count twice; --force to do it anyway",
@@ -64,7 +64,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         prints.push((print, path.clone()));
     }
-    let events_before = super::replay_after::last_event(&conn)?;
+    let events_before = crate::store::replays::last_event(&conn)?;
     // A backfill writes all over the windows index: a larger page cache keeps it hot.
     conn.pragma_update(None, "cache_size", -65_536)?;
     let stats = Arc::new(Stats::default());
@@ -147,7 +147,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // Remembered only when everything was stored: a failed replay may be run again.
     if stats.snapshot().write_errors == 0 {
         for (print, path) in &prints {
-            super::replay_after::record(&conn, print, path, crate::timezone::now_ms())?;
+            crate::store::replays::record(&conn, print, path, crate::timezone::now_ms())?;
         }
     }
     let incidents_writer = Writer::spawn(conn, None, stats.writer_counters());

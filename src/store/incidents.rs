@@ -124,13 +124,17 @@ pub fn timeline(conn: &Connection, id: i64) -> rusqlite::Result<Vec<(i64, String
     rows.collect()
 }
 
+/// The id the next incident takes.
+pub fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM incidents", [], |r| {
+        r.get(0)
+    })
+}
+
 /// What the engine starts from: the next id, the open incidents, and each
 /// server's latest state from events since `since_ms`.
 pub fn restore(conn: &Connection, since_ms: i64) -> rusqlite::Result<(i64, Vec<Incident>, Fleet)> {
-    let next_id: i64 =
-        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM incidents", [], |r| {
-            r.get(0)
-        })?;
+    let next_id = next_id(conn)?;
     let open = list(
         conn,
         &IncidentFilter {

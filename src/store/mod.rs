@@ -4,6 +4,7 @@ pub mod guard;
 pub mod incidents;
 pub mod outbox;
 pub mod queries;
+pub mod replays;
 pub mod schema;
 pub mod silences;
 pub mod writer;

@@ -220,6 +220,33 @@ pub fn running_channels(conn: &Connection) -> rusqlite::Result<Option<RunningCha
     )))
 }
 
+/// What decides whether a row may be sent again.
+#[derive(Debug, Clone)]
+pub struct RetryCandidate {
+    pub state: String,
+    pub status: String,
+    pub has_message: bool,
+    pub incident_id: i64,
+    pub incident_resolved: bool,
+}
+
+pub fn retry_candidate(conn: &Connection, id: i64) -> rusqlite::Result<Option<RetryCandidate>> {
+    let mut stmt = conn.prepare(
+        "SELECT o.state, o.status, o.payload != '', o.incident_id, i.resolved_at IS NOT NULL
+         FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id WHERE o.id = ?1",
+    )?;
+    let mut rows = stmt.query_map([id], |r| {
+        Ok(RetryCandidate {
+            state: r.get(0)?,
+            status: r.get(1)?,
+            has_message: r.get(2)?,
+            incident_id: r.get(3)?,
+            incident_resolved: r.get::<_, Option<bool>>(4)?.unwrap_or(false),
+        })
+    })?;
+    rows.next().transpose()
+}
+
 /// The CLI asks for a failed row to be sent again; the daemon's delivery
 /// applies it (through the writer) and forgets it had given up.
 pub fn request_retry(conn: &Connection, id: i64, at_ms: i64) -> rusqlite::Result<()> {
