@@ -26,6 +26,7 @@ pub struct Config {
     pub channel: Vec<crate::notify::ChannelConfig>,
     pub http: HttpConfig,
     pub digest: crate::digest::DigestConfig,
+    #[serde(deserialize_with = "one_reconcile")]
     pub reconcile: crate::reconcile::ReconcileConfig,
     pub limits: LimitsConfig,
 }
@@ -52,6 +53,9 @@ pub struct LimitsConfig {
     /// An HTTP connection idle (or a request unfinished) this long is closed.
     #[serde(deserialize_with = "duration")]
     pub http_idle: Duration,
+    /// Distinct normalised URLs kept per backend and window (`stats --by
+    /// url`); the rest are summed in one `(other)` row. 0 keeps none.
+    pub urls: usize,
 }
 
 impl Default for LimitsConfig {
@@ -64,6 +68,7 @@ impl Default for LimitsConfig {
             tcp_idle: Duration::from_secs(300),
             http_connections: 128,
             http_idle: Duration::from_secs(30),
+            urls: 200,
         }
     }
 }
@@ -366,6 +371,40 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+/// `[reconcile]` is one table. `[[reconcile]]` (an array) would otherwise be
+/// read as a struct from a sequence and fail as "invalid type: map, expected
+/// path string"; a list of one is taken, a longer one refused by name.
+fn one_reconcile<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<crate::reconcile::ReconcileConfig, D::Error> {
+    use serde::de::{value::MapAccessDeserializer, Error, MapAccess, SeqAccess, Visitor};
+    struct One;
+    impl<'de> Visitor<'de> for One {
+        type Value = crate::reconcile::ReconcileConfig;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a [reconcile] table")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Self::Value::deserialize(MapAccessDeserializer::new(map))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first: Self::Value = seq.next_element()?.unwrap_or_default();
+            let mut more = 0;
+            while seq.next_element::<toml::Value>()?.is_some() {
+                more += 1;
+            }
+            if more > 0 {
+                return Err(A::Error::custom(format!(
+                    "{} [[reconcile]] tables: hapwatch reads one HAProxy's stats; write a single [reconcile] table",
+                    more + 1
+                )));
+            }
+            Ok(first)
+        }
+    }
+    d.deserialize_any(One)
+}
+
 fn window_span<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let span = duration(d)?;
     let secs = span.as_secs();
@@ -420,6 +459,31 @@ mod tests {
         assert_eq!(c.storage.window, Duration::from_secs(60));
         assert_eq!(c.listeners().len(), 1);
         assert_eq!(c.storage.retain_events, Duration::from_secs(365 * 86_400));
+    }
+
+    #[test]
+    fn reconcile_is_one_table_and_a_list_of_them_is_refused_by_name() {
+        let one = "[[reconcile]]\nstats_socket = \"/run/haproxy/admin.sock\"\nhost = \"lb1\"\n";
+        let c = Config::from_toml(one).unwrap();
+        assert_eq!(c.reconcile.host.as_deref(), Some("lb1"));
+        let two = format!("{one}\n[[reconcile]]\nstats_socket = \"/x\"\nhost = \"lb2\"\n");
+        let e = Config::from_toml(&two).unwrap_err().to_string();
+        assert!(
+            e.contains("2 [[reconcile]] tables") && e.contains("single [reconcile]"),
+            "{e}"
+        );
+        assert!(!e.contains("expected path string"), "{e}");
+        let e = Config::from_toml("[reconcile]\nstats_sock = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `stats_sock`") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = Config::from_toml("[reconcile]\nhost = \"a\"\n[reconcile]\nhost = \"b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duplicate key") && e.contains("line 3"), "{e}");
     }
 
     #[test]

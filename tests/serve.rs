@@ -496,6 +496,32 @@ fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
         )),
         "the table names the store it read: {text}"
     );
+    // check-config checks the same file, and takes --config as every command does.
+    let check = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hapwatch"))
+            .args(args)
+            .env("HAPWATCH_SYSTEM_CONFIG", &cfg)
+            .env_remove("HAPWATCH_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = check(&["check-config"]);
+    assert!(
+        said.starts_with(&format!("{}: OK", cfg.display())),
+        "{said}"
+    );
+    assert!(said.contains(&db.display().to_string()), "{said}");
+    let said = check(&["check-config", "--config", cfg.to_str().unwrap()]);
+    assert!(
+        said.starts_with(&format!("{}: OK", cfg.display())),
+        "{said}"
+    );
 }
 
 #[test]

@@ -8,12 +8,20 @@ use crate::config::Config;
 
 #[derive(clap::Args, Debug)]
 pub struct CheckConfigArgs {
-    /// The file to check (default: $HAPWATCH_CONFIG; without either, the built-in defaults).
-    #[arg(value_name = "FILE", env = "HAPWATCH_CONFIG")]
+    /// The file to check (default: $HAPWATCH_CONFIG, else
+    /// /etc/hapwatch/hapwatch.toml when it exists, else the built-in defaults).
+    #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// The same as FILE, as every other command spells it.
+    #[arg(long = "config", value_name = "FILE", env = "HAPWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
-pub fn run(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
+    args.file = args
+        .file
+        .or(args.config.take())
+        .or_else(crate::config::system_config);
     let config = Config::load(args.file.as_deref())?;
     // Building the parser checks every log-format and the HAProxy config they come from.
     let parser = crate::formats::parser_for(&config.parse)?;
