@@ -21,4 +21,5 @@ mod rules;
 mod stats;
 mod store;
 mod timezone;
+mod urls;
 mod windows;

@@ -92,6 +92,7 @@ impl Processor {
                 config.storage.window,
                 config.storage.window_grace,
                 config.storage.samples_per_window,
+                config.limits.urls,
             ),
             events: Vec::new(),
             store,
@@ -463,9 +464,12 @@ impl Processor {
         }
     }
 
-    fn send_windows(&mut self, rows: Vec<crate::windows::WindowRow>) {
-        if !rows.is_empty() {
-            let _ = self.store.send(WriteOp::Windows(rows));
+    fn send_windows(&mut self, closed: crate::windows::Closed) {
+        if !closed.windows.is_empty() {
+            let _ = self.store.send(WriteOp::Windows(closed.windows));
+        }
+        if !closed.urls.is_empty() {
+            let _ = self.store.send(WriteOp::Urls(closed.urls));
         }
     }
 }

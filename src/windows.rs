@@ -135,6 +135,34 @@ pub struct WindowRow {
     pub counts: Counts,
     /// (class, raw line) evidence.
     pub samples: Vec<(&'static str, String)>,
+    /// Requests by HTTP status code (0: none), in the order first seen.
+    pub statuses: Vec<(u16, u64)>,
+}
+
+/// One backend's URL in one closed window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlRow {
+    pub start: i64,
+    pub span_s: i64,
+    pub host: String,
+    pub backend: String,
+    pub method: String,
+    pub path: String,
+    pub counts: crate::urls::UrlCounts,
+}
+
+/// What closing windows hands to the store.
+#[derive(Debug, Default)]
+pub struct Closed {
+    pub windows: Vec<WindowRow>,
+    pub urls: Vec<UrlRow>,
+}
+
+#[cfg(test)]
+impl Closed {
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.urls.is_empty()
+    }
 }
 
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]
@@ -150,6 +178,15 @@ struct Key {
 struct Open {
     counts: Counts,
     samples: Vec<(&'static str, String)>,
+    statuses: Vec<(u16, u64)>,
+}
+
+/// A backend's window, for its URL table.
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+struct BackendKey {
+    start: i64,
+    host: u32,
+    backend: u32,
 }
 
 pub struct Windows {
@@ -164,6 +201,10 @@ pub struct Windows {
     routes: FastMap<u64, [u32; 4]>,
     hasher: FastState,
     open: FastMap<Key, Open>,
+    /// Distinct URLs kept per backend and window (0: no URL breakdown).
+    url_limit: usize,
+    urls: FastMap<BackendKey, crate::urls::UrlTable>,
+    scratch: String,
 }
 
 impl Windows {
@@ -171,6 +212,7 @@ impl Windows {
         span: std::time::Duration,
         grace: std::time::Duration,
         samples_per_window: usize,
+        url_limit: usize,
     ) -> Self {
         Windows {
             span_ms: (span.as_millis() as i64).max(1000),
@@ -181,6 +223,9 @@ impl Windows {
             routes: FastMap::default(),
             hasher: FastState::default(),
             open: FastMap::default(),
+            url_limit,
+            urls: FastMap::default(),
+            scratch: String::new(),
         }
     }
 
@@ -235,10 +280,26 @@ impl Windows {
         let limit = self.samples_per_window;
         let w = self.open.entry(key).or_default();
         w.counts.add(t);
+        let code = crate::urls::status_code(t.status);
+        match w.statuses.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, n)) => *n += 1,
+            None => w.statuses.push((code, 1)),
+        }
         if let Some(class) = sample_class(t) {
             if w.samples.iter().filter(|(c, _)| *c == class).count() < limit {
                 w.samples.push((class, raw()));
             }
+        }
+        if self.url_limit > 0 && crate::urls::has_url(t) {
+            let key = BackendKey {
+                start: key.start,
+                host,
+                backend,
+            };
+            self.urls
+                .entry(key)
+                .or_default()
+                .add(t, self.url_limit, &mut self.scratch);
         }
     }
 
@@ -248,7 +309,7 @@ impl Windows {
     }
 
     /// Closes every window that ended at least the grace period before `watermark_ms`.
-    pub fn close_before(&mut self, watermark_ms: i64) -> Vec<WindowRow> {
+    pub fn close_before(&mut self, watermark_ms: i64) -> Closed {
         let cutoff_start_s = watermark_ms
             .saturating_sub(self.grace_ms + self.span_ms)
             .div_euclid(1000);
@@ -258,13 +319,20 @@ impl Windows {
             .filter(|k| k.start <= cutoff_start_s)
             .copied()
             .collect();
-        self.take(closing)
+        let urls: Vec<BackendKey> = self
+            .urls
+            .keys()
+            .filter(|k| k.start <= cutoff_start_s)
+            .copied()
+            .collect();
+        self.take(closing, urls)
     }
 
     /// Closes everything (shutdown, end of a replay).
-    pub fn close_all(&mut self) -> Vec<WindowRow> {
+    pub fn close_all(&mut self) -> Closed {
         let all: Vec<Key> = self.open.keys().copied().collect();
-        let rows = self.take(all);
+        let urls: Vec<BackendKey> = self.urls.keys().copied().collect();
+        let rows = self.take(all, urls);
         // Nothing refers to the names any more: let a long-lived daemon forget old ones.
         self.ids.clear();
         self.names.clear();
@@ -272,9 +340,29 @@ impl Windows {
         rows
     }
 
-    fn take(&mut self, keys: Vec<Key>) -> Vec<WindowRow> {
+    fn take(&mut self, keys: Vec<Key>, url_keys: Vec<BackendKey>) -> Closed {
         let span_s = self.span_ms / 1000;
-        keys.into_iter()
+        let mut urls = Vec::new();
+        for k in url_keys {
+            let Some(table) = self.urls.remove(&k) else {
+                continue;
+            };
+            let (host, backend) = (
+                &self.names[k.host as usize],
+                &self.names[k.backend as usize],
+            );
+            urls.extend(table.into_rows().map(|(method, path, counts)| UrlRow {
+                start: k.start,
+                span_s,
+                host: host.to_string(),
+                backend: backend.to_string(),
+                method,
+                path,
+                counts,
+            }));
+        }
+        let windows = keys
+            .into_iter()
             .filter_map(|k| {
                 let w = self.open.remove(&k)?;
                 Some(WindowRow {
@@ -286,9 +374,11 @@ impl Windows {
                     server: self.names[k.server as usize].to_string(),
                     counts: w.counts,
                     samples: w.samples,
+                    statuses: w.statuses,
                 })
             })
-            .collect()
+            .collect();
+        Closed { windows, urls }
     }
 }
 
@@ -311,7 +401,7 @@ mod tests {
     #[test]
     fn lines_land_in_their_own_window_and_close_after_the_grace() {
         let p = Parser::new(vec![]);
-        let mut w = Windows::new(Duration::from_secs(60), Duration::from_secs(10), 1);
+        let mut w = Windows::new(Duration::from_secs(60), Duration::from_secs(10), 1, 10);
         let ok = traffic_of(&p, OK);
         let err = traffic_of(&p, ERR);
         w.add("lb1", &ok, 60_000 + 5, || "ok".into());
@@ -321,7 +411,8 @@ mod tests {
         assert_eq!(w.open_windows(), 2);
         // 60 s window [60, 120) closes at 120 s + 10 s grace.
         assert!(w.close_before(129_999).is_empty());
-        let rows = w.close_before(130_000);
+        let closed = w.close_before(130_000);
+        let rows = closed.windows;
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!((r.start, r.span_s, r.server.as_str()), (60, 60, "app1"));
@@ -338,6 +429,23 @@ mod tests {
             vec![("5xx", "err1".to_string())],
             "one sample per class"
         );
-        assert_eq!(w.close_all().len(), 1);
+        assert_eq!(r.statuses, vec![(200, 1), (503, 2)]);
+        let urls: Vec<_> = closed
+            .urls
+            .iter()
+            .map(|u| {
+                (
+                    u.start,
+                    u.backend.as_str(),
+                    u.method.as_str(),
+                    u.path.as_str(),
+                    u.counts.requests,
+                    u.counts.s5xx,
+                )
+            })
+            .collect();
+        assert_eq!(urls, vec![(60, "be_app", "GET", "/", 3, 2)]);
+        let rest = w.close_all();
+        assert_eq!((rest.windows.len(), rest.urls.len()), (1, 1));
     }
 }

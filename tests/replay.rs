@@ -6,11 +6,9 @@ use std::io::Write;
 
 use common::*;
 
-#[test]
-fn replay_of_plain_and_gzip_files_matches_the_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    // rsyslog's file format is the forwarded line without its PRI.
-    let lines: Vec<Vec<u8>> = datagrams("rsyslog-fwd-default")
+/// A capture's datagrams as rsyslog writes them to a file: without the PRI, one per line.
+fn file_lines(capture: &str) -> Vec<Vec<u8>> {
+    datagrams(capture)
         .into_iter()
         .map(|d| {
             let end = d.iter().position(|&b| b == b'>').unwrap();
@@ -20,7 +18,28 @@ fn replay_of_plain_and_gzip_files_matches_the_labels() {
             }
             l
         })
-        .collect();
+        .collect()
+}
+
+/// A config storing in `NAME.db` that reads the captures' formats in UTC, plus `extra`.
+fn replay_config(dir: &std::path::Path, name: &str, extra: &str) -> std::path::PathBuf {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n{extra}",
+            dir.join(format!("{name}.db")),
+            fixture("config/haproxy-default.cfg")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn replay_of_plain_and_gzip_files_matches_the_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = file_lines("rsyslog-fwd-default");
     let (first, second) = lines.split_at(lines.len() / 2);
     let plain = dir.path().join("haproxy.log.1");
     std::fs::write(&plain, first.concat()).unwrap();
@@ -31,16 +50,7 @@ fn replay_of_plain_and_gzip_files_matches_the_labels() {
     );
     enc.write_all(&second.concat()).unwrap();
     enc.finish().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n",
-            dir.path().join("r.db"),
-            fixture("config/haproxy-default.cfg")
-        ),
-    )
-    .unwrap();
+    let cfg = replay_config(dir.path(), "r", "");
     let cfg = cfg.to_str().unwrap();
 
     let summary = hapwatch(&[
@@ -184,4 +194,139 @@ fn a_replay_opens_the_incidents_on_their_own_time_and_the_same_file_is_not_count
     ]);
     let events = json_lines(&["events", "--config", cfg_s, "--since", "60d", "--json"]);
     assert_eq!(events.len(), 4, "--force replays it anyway");
+}
+
+#[test]
+fn stats_by_status_and_by_url_add_up_to_the_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("haproxy.log");
+    std::fs::write(&log, file_lines("rsyslog-fwd-default").concat()).unwrap();
+    let cfg = replay_config(dir.path(), "r", "[limits]\nurls = 3\n");
+    let cfg = cfg.to_str().unwrap();
+    hapwatch(&["replay", "--config", cfg, log.to_str().unwrap()]);
+    let labels = expected("rsyslog-fwd-default");
+    let traffic: Vec<&serde_json::Value> = labels
+        .iter()
+        .filter(|l| l["kind"] == "http" || l["kind"] == "tcp")
+        .collect();
+    let span = [
+        "--since",
+        "2026-11-23T00:00:00Z",
+        "--until",
+        "2026-11-24T00:00:00Z",
+    ];
+
+    // Every status code with its count; tcplog sessions and -1 have none.
+    let mut want: std::collections::BTreeMap<Option<i64>, u64> = Default::default();
+    for l in &traffic {
+        *want
+            .entry(l["status"].as_i64().filter(|s| *s > 0))
+            .or_default() += 1;
+    }
+    let rows = json_lines(
+        &[
+            &["stats", "--config", cfg, "--by", "status", "--json"],
+            &span[..],
+        ]
+        .concat(),
+    );
+    let got: std::collections::BTreeMap<Option<i64>, u64> = rows
+        .iter()
+        .map(|r| (r["status"].as_i64(), r["requests"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, want);
+    let table = hapwatch(&[&["stats", "--config", cfg, "--by", "status"], &span[..]].concat());
+    assert!(table.contains("STATUS") && table.contains("503"), "{table}");
+
+    // With [limits] urls = 3 each backend window keeps three URLs and adds up
+    // the rest as (other): the rows still sum to the backend's HTTP requests.
+    let http_of = |backend: &str| {
+        traffic
+            .iter()
+            .filter(|l| l["kind"] == "http" && l["backend"] == backend)
+            .count() as u64
+    };
+    let rows = json_lines(
+        &[
+            &[
+                "stats",
+                "--config",
+                cfg,
+                "--by",
+                "url",
+                "--backend",
+                "be_app",
+                "--limit",
+                "0",
+                "--json",
+            ],
+            &span[..],
+        ]
+        .concat(),
+    );
+    let sum: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    assert_eq!(sum, http_of("be_app"));
+    assert!(rows.iter().any(|r| r["path"] == "(other)"), "{rows:?}");
+
+    // Unbounded, ids fold and queries drop: one row per endpoint.
+    let cfg2 = replay_config(dir.path(), "r2", "");
+    let cfg2 = cfg2.to_str().unwrap();
+    hapwatch(&["replay", "--config", cfg2, log.to_str().unwrap()]);
+    let rows = json_lines(
+        &[
+            &[
+                "stats", "--config", cfg2, "--by", "url", "--limit", "0", "--json",
+            ],
+            &span[..],
+        ]
+        .concat(),
+    );
+    let row = |method: &str, path: &str| {
+        rows.iter()
+            .find(|r| r["method"] == method && r["path"] == path)
+            .unwrap_or_else(|| panic!("no {method} {path} in {rows:?}"))
+    };
+    let items = traffic
+        .iter()
+        .filter(|l| {
+            l["method"] == "GET"
+                && l["uri"]
+                    .as_str()
+                    .is_some_and(|u| u == "/api/items" || u.starts_with("/api/items?"))
+        })
+        .count() as u64;
+    assert_eq!(row("GET", "/api/items")["requests"], items);
+    let boom: Vec<_> = traffic
+        .iter()
+        .filter(|l| l["uri"] == "/status/500/boom")
+        .collect();
+    let r = row("GET", "/status/:id/boom");
+    assert_eq!(r["requests"], boom.len() as u64);
+    assert_eq!(
+        r["s5xx"],
+        boom.iter().filter(|l| l["status"] == 500).count() as u64
+    );
+    assert_eq!(row("", "(none)")["requests"], 5, "the <BADREQ> lines");
+    let sum: u64 = rows.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+    let http = traffic.iter().filter(|l| l["kind"] == "http").count() as u64;
+    assert_eq!(sum, http, "tcplog sessions have no URL");
+    let by_requests: Vec<u64> = rows
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap())
+        .collect();
+    assert!(
+        by_requests.windows(2).all(|w| w[0] >= w[1]),
+        "largest first"
+    );
+
+    let (_, err) = hapwatch_fails(&[
+        "stats",
+        "--config",
+        cfg2,
+        "--by",
+        "url",
+        "--server",
+        "be_app/app1",
+    ]);
+    assert!(err.contains("URLs are kept per backend"), "{err}");
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod assets;
+mod breakdown;
 mod check_config;
 mod common;
 mod digest;

@@ -20,6 +20,10 @@ pub enum By {
     Frontend,
     Backend,
     Server,
+    /// Requests by HTTP status code (halog -st).
+    Status,
+    /// Requests by normalised URL, per backend (halog -u).
+    Url,
 }
 
 #[derive(clap::Args, Debug)]
@@ -35,9 +39,19 @@ pub struct StatsArgs {
     /// Only this load balancer.
     #[arg(long)]
     pub host: Option<String>,
-    /// One row per host, frontend, backend or server (backend/server).
+    /// Only this server (backend/server, or a server name with --backend).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// One row per host, frontend, backend, server (backend/server), status
+    /// code or URL (query dropped, ids folded to :id).
     #[arg(long, value_enum, default_value = "backend")]
     pub by: By,
+    /// With --by url: the order of the rows, largest first.
+    #[arg(long, value_enum, default_value = "requests")]
+    pub sort: super::breakdown::UrlSort,
+    /// With --by url: at most this many rows per window (0: all).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
     #[command(flatten)]
     pub span: SpanArgs,
     /// Split the span into windows of this length (a multiple of the stored window).
@@ -70,6 +84,8 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = if args.self_ {
         print_self(&conn, since_ms, args.json, &mut out)?
+    } else if matches!(args.by, By::Status | By::Url) {
+        breakdown(&conn, &args, since_ms, until_ms, &mut out)?
     } else {
         let rows = aggregate(&conn, &args, since_ms, until_ms)?;
         if args.json {
@@ -86,21 +102,82 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn filter_of(args: &StatsArgs, since_ms: i64, until_ms: i64) -> anyhow::Result<WindowFilter> {
+    let (since_s, until_s) = (since_ms.div_euclid(1000), (until_ms + 999).div_euclid(1000));
+    let (backend, server) = match args.server.as_deref().map(|s| s.split_once('/')) {
+        None => (args.backend.clone(), None),
+        Some(Some((b, s))) => (Some(b.to_owned()), Some(s.to_owned())),
+        Some(None) if args.backend.is_some() => (args.backend.clone(), args.server.clone()),
+        Some(None) => anyhow::bail!(
+            "--server {:?}: name it as BACKEND/SERVER, or give --backend",
+            args.server.as_deref().unwrap_or("")
+        ),
+    };
+    if args.by == By::Url {
+        for (flag, set) in [
+            ("--frontend", args.frontend.is_some()),
+            ("--server", server.is_some()),
+        ] {
+            if set {
+                anyhow::bail!("{flag} does not apply to --by url: URLs are kept per backend");
+            }
+        }
+    }
+    Ok(WindowFilter {
+        since_s,
+        until_s,
+        host: args.host.clone(),
+        frontend: args.frontend.clone(),
+        backend,
+        server,
+    })
+}
+
+fn breakdown(
+    conn: &rusqlite::Connection,
+    args: &StatsArgs,
+    since_ms: i64,
+    until_ms: i64,
+    out: &mut impl Write,
+) -> anyhow::Result<std::io::Result<()>> {
+    use super::breakdown as b;
+    let filter = filter_of(args, since_ms, until_ms)?;
+    let spans = b::Spans {
+        since_s: filter.since_s,
+        until_s: filter.until_s,
+        step: args.window.map(|w| w.as_secs().max(1) as i64),
+    };
+    let windowed = args.window.is_some();
+    Ok(if args.by == By::Status {
+        let rows = b::statuses(conn, &filter, spans)?;
+        if args.json {
+            rows.iter()
+                .try_for_each(|r| writeln!(out, "{}", b::status_json(r)))
+        } else {
+            b::print_statuses(&rows, windowed, out)
+                .and_then(|()| super::output::footer(&args.store, out))
+        }
+    } else {
+        let rows = b::urls(conn, &filter, spans, args.sort, args.limit)?;
+        if args.json {
+            rows.iter()
+                .try_for_each(|r| writeln!(out, "{}", b::url_json(r)))
+        } else {
+            b::print_urls(&rows, windowed, out)
+                .and_then(|()| super::output::footer(&args.store, out))
+        }
+    })
+}
+
 fn aggregate(
     conn: &rusqlite::Connection,
     args: &StatsArgs,
     since_ms: i64,
     until_ms: i64,
 ) -> anyhow::Result<Vec<Row>> {
-    let (since_s, until_s) = (since_ms.div_euclid(1000), (until_ms + 999).div_euclid(1000));
-    let filter = WindowFilter {
-        since_s,
-        until_s,
-        host: args.host.clone(),
-        frontend: args.frontend.clone(),
-        backend: args.backend.clone(),
-        server: None,
-    };
+    let filter = filter_of(args, since_ms, until_ms)?;
+    let since_s = filter.since_s;
+    let until_s = filter.until_s;
     let step = args.window.map(|w| w.as_secs().max(1) as i64);
     let mut rows: Vec<Row> = Vec::new();
     // Group key → index in `rows`; the key is built in a reused buffer so a
@@ -157,7 +234,7 @@ fn aggregate(
     Ok(rows)
 }
 
-fn pct(part: u64, whole: u64) -> f64 {
+pub(super) fn pct(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
@@ -196,6 +273,9 @@ fn print_table(rows: &[Row], args: &StatsArgs, out: &mut impl Write) -> std::io:
         By::Frontend => "FRONTEND",
         By::Backend => "BACKEND",
         By::Server => "SERVER",
+        // Printed by cli::breakdown.
+        By::Status => "STATUS",
+        By::Url => "URL",
     };
     let mut columns = Vec::new();
     if args.window.is_some() {
@@ -217,6 +297,7 @@ fn print_table(rows: &[Row], args: &StatsArgs, out: &mut impl Write) -> std::io:
                 r.backend.as_deref().unwrap_or(""),
                 r.server.as_deref().unwrap_or("")
             )),
+            By::Status | By::Url => None,
         }
         .unwrap_or_default();
         let p5 = pct(c.s5xx, c.requests);

@@ -119,21 +119,43 @@ pub struct WindowRef<'a> {
     pub t_response: &'a [u8],
 }
 
-/// Calls `each` with every window that overlaps [since, until), oldest first.
-pub fn for_each_window(
-    conn: &Connection,
-    f: &WindowFilter,
-    mut each: impl FnMut(&WindowRef<'_>),
-) -> rusqlite::Result<()> {
+/// Windows overlapping [since, until) that match the filter; `routes` when
+/// the table has frontend and server columns.
+fn window_where(f: &WindowFilter, routes: bool) -> Where {
     // Windows are at most a day long, which bounds the index range scan.
     let mut w = Where::new(
         "start >= ?1 - 86400 AND start + span_s > ?1 AND start < ?2",
         vec![f.since_s.into(), f.until_s.into()],
     );
     w.eq("backend", &f.backend);
-    w.eq("server", &f.server);
     w.eq("host", &f.host);
-    w.eq("frontend", &f.frontend);
+    if routes {
+        w.eq("server", &f.server);
+        w.eq("frontend", &f.frontend);
+    }
+    w
+}
+
+/// A text column borrowed from its row.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn blob<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r [u8]> {
+    r.get_ref(i)?.as_blob().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, e.into())
+    })
+}
+
+/// Calls `each` with every window that overlaps [since, until), oldest first.
+pub fn for_each_window(
+    conn: &Connection,
+    f: &WindowFilter,
+    mut each: impl FnMut(&WindowRef<'_>),
+) -> rusqlite::Result<()> {
+    let w = window_where(f, true);
     let sql = format!(
         "SELECT start, span_s, host, frontend, backend, server, requests, s1xx, s2xx, s3xx, s4xx,
             s5xx, s_other, retries, redispatches, term_client, term_server, term_proxy,
@@ -144,16 +166,8 @@ pub fn for_each_window(
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(w.args))?;
     while let Some(r) = rows.next()? {
-        let text = |i: usize| -> rusqlite::Result<&str> {
-            r.get_ref(i)?.as_str().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-            })
-        };
-        let blob = |i: usize| -> rusqlite::Result<&[u8]> {
-            r.get_ref(i)?.as_blob().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, e.into())
-            })
-        };
+        let text = |i| text(r, i);
+        let blob = |i| blob(r, i);
         each(&WindowRef {
             start: r.get(0)?,
             span_s: r.get(1)?,
@@ -187,6 +201,82 @@ pub fn for_each_window(
     Ok(())
 }
 
+/// One stored count of a status code on a route.
+pub struct StatusRef {
+    pub start: i64,
+    pub span_s: i64,
+    pub status: u16,
+    pub requests: u64,
+}
+
+/// Calls `each` with every status count of a window overlapping [since, until).
+pub fn for_each_status(
+    conn: &Connection,
+    f: &WindowFilter,
+    mut each: impl FnMut(&StatusRef),
+) -> rusqlite::Result<()> {
+    let w = window_where(f, true);
+    let sql = format!(
+        "SELECT start, span_s, status, requests FROM status_windows{} ORDER BY start",
+        w.sql
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(w.args))?;
+    while let Some(r) = rows.next()? {
+        each(&StatusRef {
+            start: r.get(0)?,
+            span_s: r.get(1)?,
+            status: r.get(2)?,
+            requests: r.get(3)?,
+        });
+    }
+    Ok(())
+}
+
+/// One stored URL of a backend's window; the histogram stays encoded.
+pub struct UrlRef<'a> {
+    pub start: i64,
+    pub span_s: i64,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub counts: crate::urls::UrlCounts,
+    pub t_total: &'a [u8],
+}
+
+/// Calls `each` with every URL row of a window overlapping [since, until).
+/// URLs are kept per backend: the filter's frontend and server must be unset.
+pub fn for_each_url(
+    conn: &Connection,
+    f: &WindowFilter,
+    mut each: impl FnMut(&UrlRef<'_>),
+) -> rusqlite::Result<()> {
+    let w = window_where(f, false);
+    let sql = format!(
+        "SELECT start, span_s, method, path, requests, s4xx, s5xx, bytes, t_total_hist
+         FROM url_windows{} ORDER BY start",
+        w.sql
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(w.args))?;
+    while let Some(r) = rows.next()? {
+        each(&UrlRef {
+            start: r.get(0)?,
+            span_s: r.get(1)?,
+            method: text(r, 2)?,
+            path: text(r, 3)?,
+            counts: crate::urls::UrlCounts {
+                requests: r.get(4)?,
+                s4xx: r.get(5)?,
+                s5xx: r.get(6)?,
+                bytes: r.get(7)?,
+                t_total: Histogram::default(),
+            },
+            t_total: blob(r, 8)?,
+        });
+    }
+    Ok(())
+}
+
 /// Windows that overlap [since, until), decoded.
 #[cfg(test)]
 pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<WindowRow>> {
@@ -204,6 +294,7 @@ pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<Wind
             server: w.server.into(),
             counts,
             samples: Vec::new(),
+            statuses: Vec::new(),
         });
     })?;
     Ok(out)

@@ -153,6 +153,33 @@ const MIGRATIONS: &[&str] = &[
         fingerprint TEXT NOT NULL,        -- SHA-256 of the channel's settings
         since INTEGER NOT NULL            -- Unix ms of the start or reload that set it
     );",
+    // 5: requests by status code per route, and by normalised URL per backend.
+    "CREATE TABLE status_windows (
+        start INTEGER NOT NULL,
+        span_s INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        frontend TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        server TEXT NOT NULL,
+        status INTEGER NOT NULL,          -- 0: no status (tcplog, -1)
+        requests INTEGER NOT NULL,
+        PRIMARY KEY (start, span_s, host, frontend, backend, server, status)
+    ) WITHOUT ROWID;
+    CREATE TABLE url_windows (
+        start INTEGER NOT NULL,
+        span_s INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,               -- normalised; '(other)' past [limits] urls
+        requests INTEGER NOT NULL,
+        s4xx INTEGER NOT NULL,
+        s5xx INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        t_total_hist BLOB NOT NULL,
+        PRIMARY KEY (start, span_s, host, backend, method, path)
+    ) WITHOUT ROWID;
+    CREATE INDEX url_windows_backend_start ON url_windows (backend, start);",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

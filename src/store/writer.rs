@@ -10,7 +10,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection};
 
 use crate::hist::Histogram;
-use crate::windows::WindowRow;
+use crate::windows::{UrlRow, WindowRow};
 
 /// One stored health/state/proxy event.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,7 @@ pub enum WriteOp {
     /// Outcomes of delivery attempts.
     Deliveries(Vec<crate::notify::outbox::Attempt>),
     Windows(Vec<WindowRow>),
+    Urls(Vec<UrlRow>),
     Ingest(IngestRow),
     /// The channels the daemon now delivers to: (name, fingerprint), at a start or reload.
     Channels(Vec<(String, String)>, i64),
@@ -265,6 +266,7 @@ fn commit_isolating(conn: &Connection, op: &WriteOp, counters: &WriterCounters) 
             .iter()
             .map(|w| WriteOp::Windows(vec![w.clone()]))
             .collect(),
+        WriteOp::Urls(v) => v.iter().map(|u| WriteOp::Urls(vec![u.clone()])).collect(),
         WriteOp::Deliveries(v) => v
             .iter()
             .map(|d| WriteOp::Deliveries(vec![d.clone()]))
@@ -330,6 +332,7 @@ impl WriteOp {
             WriteOp::Incidents(..) => "incidents",
             WriteOp::Deliveries(_) => "deliveries",
             WriteOp::Windows(_) => "windows",
+            WriteOp::Urls(_) => "urls",
             WriteOp::Ingest(_) => "ingest",
             WriteOp::Channels(..) => "channels",
             WriteOp::Retry(..) => "retry",
@@ -343,6 +346,12 @@ impl WriteOp {
             WriteOp::Windows(v) => v
                 .first()
                 .map(|w| format!("window {} {}/{}/{}", w.start, w.host, w.backend, w.server)),
+            WriteOp::Urls(v) => v.first().map(|u| {
+                format!(
+                    "url window {} {}/{} {} {}",
+                    u.start, u.host, u.backend, u.method, u.path
+                )
+            }),
             WriteOp::Deliveries(v) => v.first().map(|d| format!("outbox row {}", d.id)),
             _ => None,
         };
@@ -391,6 +400,7 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                 }
             }
             WriteOp::Windows(windows) => rows += write_windows(&tx, windows)?,
+            WriteOp::Urls(urls) => rows += write_urls(&tx, urls)?,
             WriteOp::Incidents(changes, notifications) => {
                 rows += write_incidents(&tx, changes)?;
                 rows += write_outbox(&tx, notifications)?;
@@ -490,6 +500,12 @@ fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusql
         "INSERT INTO samples (start, span_s, host, frontend, backend, server, class, raw)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
+    let mut status = tx.prepare_cached(
+        "INSERT INTO status_windows (start, span_s, host, frontend, backend, server, status, requests)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (start, span_s, host, frontend, backend, server, status) DO UPDATE SET
+            requests = requests + excluded.requests",
+    )?;
     let mut rows = 0;
     for w in windows {
         let c = &w.counts;
@@ -525,8 +541,51 @@ fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusql
             ])?;
             rows += 1;
         }
+        for (code, n) in &w.statuses {
+            status.execute(params![
+                w.start,
+                w.span_s,
+                w.host,
+                w.frontend,
+                w.backend,
+                w.server,
+                code,
+                clamp(*n)
+            ])?;
+            rows += 1;
+        }
     }
     Ok(rows)
+}
+
+fn write_urls(tx: &rusqlite::Transaction<'_>, urls: &[UrlRow]) -> rusqlite::Result<u64> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO url_windows (start, span_s, host, backend, method, path, requests, s4xx,
+            s5xx, bytes, t_total_hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (start, span_s, host, backend, method, path) DO UPDATE SET
+            requests = requests + excluded.requests,
+            s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx,
+            bytes = bytes + excluded.bytes,
+            t_total_hist = hist_merge(t_total_hist, excluded.t_total_hist)",
+    )?;
+    for u in urls {
+        let c = &u.counts;
+        upsert.execute(params![
+            u.start,
+            u.span_s,
+            u.host,
+            u.backend,
+            u.method,
+            u.path,
+            clamp(c.requests),
+            clamp(c.s4xx),
+            clamp(c.s5xx),
+            clamp(c.bytes),
+            c.t_total.encode()
+        ])?;
+    }
+    Ok(urls.len() as u64)
 }
 
 fn write_incidents(
@@ -635,6 +694,14 @@ fn prune(conn: &Connection, r: Retention) {
     let result = (|| -> rusqlite::Result<usize> {
         let tx = conn.unchecked_transaction()?;
         let mut n = tx.execute("DELETE FROM windows WHERE start < ?1", [windows_before_s])?;
+        n += tx.execute(
+            "DELETE FROM status_windows WHERE start < ?1",
+            [windows_before_s],
+        )?;
+        n += tx.execute(
+            "DELETE FROM url_windows WHERE start < ?1",
+            [windows_before_s],
+        )?;
         n += tx.execute("DELETE FROM samples WHERE start < ?1", [samples_before_s])?;
         n += tx.execute(
             "DELETE FROM ingest_stats WHERE ts < ?1",
@@ -687,6 +754,7 @@ mod tests {
             server: "s1".into(),
             counts,
             samples: vec![("5xx", format!("line {requests}"))],
+            statuses: vec![(200, requests)],
         }
     }
 
@@ -703,7 +771,11 @@ mod tests {
         w.tx.send(WriteOp::Windows(vec![window(1, &[40])])).unwrap();
         w.finish();
         assert_eq!(errors.load(Relaxed), 0);
-        assert_eq!(rows.load(Relaxed), 4, "two window rows and two samples");
+        assert_eq!(
+            rows.load(Relaxed),
+            6,
+            "two window rows, two samples and two status counts"
+        );
 
         let conn = crate::store::open_read(&path).unwrap();
         let stored = queries::windows(
@@ -725,6 +797,18 @@ mod tests {
             .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
             .unwrap();
         assert_eq!(samples, 2);
+        let statuses: Vec<(i64, i64)> = conn
+            .prepare("SELECT status, requests FROM status_windows")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            statuses,
+            vec![(200, 3)],
+            "the re-opened window's count merged"
+        );
     }
 
     fn event(raw: &str, check_ms: u64) -> EventRow {
@@ -782,7 +866,10 @@ mod tests {
             WriteOp::Windows(vec![huge]),
         ];
         let rows = commit_with_retries(&conn, &batch, &counters);
-        assert_eq!(rows, 4, "two events, a window and its sample");
+        assert_eq!(
+            rows, 5,
+            "two events, a window, its sample and its status count"
+        );
         assert_eq!(counters.rows_rejected.load(Relaxed), 1);
         let events: i64 = conn
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
