@@ -7,6 +7,7 @@
 //! With `email`, the channel is SMTP to Debian's aiosmtpd (tests/smtp_server.py,
 //! STARTTLS and AUTH, certificates made with openssl) and the time is taken
 //! when the server has accepted the mail.
+#![allow(clippy::print_stdout)] // a program whose output is its report
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};

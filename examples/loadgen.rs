@@ -13,6 +13,7 @@
 //! one httplog line per minute for each of 20 servers over N days, and a
 //! state change every few minutes over a year (dates in UTC), to measure
 //! queries on a store of realistic size.
+#![allow(clippy::print_stdout)] // a program whose output is its report
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};

@@ -319,6 +319,7 @@ fn still_taking_messages(daemon: &mut Daemon, sock: &std::net::UdpSocket, udp: u
 /// Sends `count` datagrams to `port` as fast as this machine can: sendmmsg,
 /// 64 per call, cycling through `lines` from `offset`. Returns how many the
 /// kernel took (on loopback it takes them all, dropping at the receiver).
+#[allow(unsafe_code)] // sendmmsg has no safe wrapper in std
 fn burst(port: u16, lines: &[Vec<u8>], count: usize, offset: usize) -> u64 {
     use std::os::fd::AsRawFd as _;
     const BATCH: usize = 64;

@@ -49,7 +49,10 @@ fn retry(args: &OutboxArgs, id: i64) -> anyhow::Result<ExitCode> {
         );
     }
     crate::store::outbox::request_retry(&conn, id, crate::timezone::now_ms())?;
-    println!("row #{id} will be sent again by the running daemon (at its next start if none runs)");
+    writeln!(
+        std::io::stdout(),
+        "row #{id} will be sent again by the running daemon (at its next start if none runs)"
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 //! A reader thread cuts the input into blocks of whole lines; worker threads
 //! parse and aggregate their own windows, which the store merges exactly.
 
-use std::io::{BufReader, IsTerminal as _, Read};
+use std::io::{BufReader, IsTerminal as _, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -163,7 +163,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     let errors = s.parse_errors_text(", ");
     let rate = s.parsed as f64 + s.parse_errors_total() as f64;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "replayed {} lines in {:.2}s ({:.0} lines/s): {} traffic into windows, {} events, {} incidents, {} unparsed{}; {} rows written to {}",
         s.parsed + s.parse_errors_total(),
         secs,
@@ -175,7 +176,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         if errors.is_empty() { String::new() } else { format!(" ({errors})") },
         s.rows_written,
         db.display(),
-    );
+    )?;
     if s.write_errors > 0 {
         anyhow::bail!(
             "{} database writes failed; see the messages above",

@@ -266,6 +266,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Open files up to the hard limit: the connection caps of `[limits]` then
 /// leave descriptors for delivery (SMTP, webhooks) and the store.
+#[allow(unsafe_code)] // libc has no safe getrlimit/setrlimit
 fn raise_open_files() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
