@@ -4,7 +4,7 @@
 //!
 //! cargo build --release && cargo run --release --example alert_latency [EVENTS] [email]
 //!
-//! With `email`, the channel is SMTP to Debian's aiosmtpd (tests/smtp_server.py,
+//! With `email`, the channel is SMTP to Debian's aiosmtpd (tests/integration/smtp_server.py,
 //! STARTTLS and AUTH, certificates made with openssl) and the time is taken
 //! when the server has accepted the mail.
 #![allow(clippy::print_stdout)] // a program whose output is its report
@@ -20,7 +20,7 @@ mod common;
 
 /// The tests' aiosmtpd server and test CA, reused as they are.
 #[allow(dead_code)]
-#[path = "../tests/common/smtp.rs"]
+#[path = "../tests/integration/util/smtp.rs"]
 mod smtp;
 
 fn free_port() -> u16 {

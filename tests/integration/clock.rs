@@ -2,9 +2,8 @@
 //! libfaketime (Debian's package) moves the daemon's wall clock while its
 //! monotonic clock runs on, as a real step does.
 
-mod common;
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";

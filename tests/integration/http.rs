@@ -1,11 +1,10 @@
 //! The HTTP endpoints of a running daemon fed real fixture datagrams:
 //! JSON and the Prometheus exposition, parsed.
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 /// `name{labels} value` lines, comments skipped: (name, labels, value).

@@ -5,9 +5,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
 
-mod common;
 
-use common::{datagrams, expected, fixture};
+use crate::util::{datagrams, expected, fixture};
 
 fn run_parse(args: &[&str], stdin: &[u8]) -> (String, std::process::ExitStatus) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hapwatch"))

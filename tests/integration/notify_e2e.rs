@@ -3,15 +3,14 @@
 //! SMTP server (aiosmtpd, STARTTLS + AUTH) and a webhook receiver. Each test
 //! counts what every channel got once the outbox has nothing left to send.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::haproxy::{origin, start_haproxy, HAPROXY};
-use common::smtp::Smtp;
-use common::*;
+use crate::util::haproxy::{origin, start_haproxy, HAPROXY};
+use crate::util::smtp::Smtp;
+use crate::util::*;
 use serde_json::Value;
 
 struct Stack {
@@ -30,11 +29,11 @@ struct Stack {
 impl Stack {
     /// A backend of `servers` servers, each up; None when a program is missing.
     fn new(backend: &str, servers: usize) -> Option<Stack> {
-        if !installed(&[HAPROXY]) || !common::smtp::aiosmtpd_available() {
+        if !installed(&[HAPROXY]) || !crate::util::smtp::aiosmtpd_available() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let (ca, cert, key) = common::smtp::certificates(dir.path());
+        let (ca, cert, key) = crate::util::smtp::certificates(dir.path());
         let smtp_port = free_port();
         let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
         let origins = (0..servers)
@@ -586,7 +585,7 @@ fn mail_config(dir: &Path, udp: u16, smtp: u16, ca: &Path) -> PathBuf {
 
 #[test]
 fn a_relays_own_self_signed_certificate_in_ca_file_is_trusted() {
-    if !common::smtp::aiosmtpd_available() {
+    if !crate::util::smtp::aiosmtpd_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -610,7 +609,7 @@ fn a_relays_own_self_signed_certificate_in_ca_file_is_trusted() {
 
 #[test]
 fn a_wrong_relay_certificate_is_a_clear_error_and_a_failed_row_not_a_retry_storm() {
-    if !common::smtp::aiosmtpd_available() {
+    if !crate::util::smtp::aiosmtpd_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -4,12 +4,11 @@
 //!
 //! Skipped when aiosmtpd is missing, unless HAPWATCH_E2E=1 (CI installs it).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::smtp::*;
-use common::*;
+use crate::util::smtp::*;
+use crate::util::*;
 
 const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
 const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";

@@ -1,10 +1,9 @@
 //! `hapwatch replay` backfills the same tables from log files as rsyslog writes them.
 
-mod common;
 
 use std::io::Write;
 
-use common::*;
+use crate::util::*;
 
 /// A capture's datagrams as rsyslog writes them to a file: without the PRI, one per line.
 fn file_lines(capture: &str) -> Vec<Vec<u8>> {

@@ -1,9 +1,8 @@
 //! Webhook delivery from a running daemon to a real HTTP receiver: signed,
 //! in order, retried until accepted, and kept across a SIGKILL.
 
-mod common;
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";

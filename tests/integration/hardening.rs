@@ -1,11 +1,10 @@
 //! Hostile input a running daemon must survive without losing anything else:
 //! every number of every template, out of range.
 
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::util::*;
 
 /// One real datagram per (kind, template) of the captured stream.
 fn one_per_template() -> Vec<Vec<u8>> {

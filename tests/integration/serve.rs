@@ -1,13 +1,12 @@
 //! A running `hapwatch serve` fed real HAProxy datagrams over UDP, TCP and a
 //! unix socket; the SQLite file is then read back through the CLI.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 const SPAN: [&str; 4] = [

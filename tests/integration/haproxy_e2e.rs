@@ -5,15 +5,14 @@
 //! Skipped when haproxy is not installed, unless HAPWATCH_E2E=1 (CI sets it),
 //! which turns a missing haproxy into a failure.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::haproxy::{origin, start_haproxy, HAPROXY};
-use common::*;
+use crate::util::haproxy::{origin, start_haproxy, HAPROXY};
+use crate::util::*;
 
 /// Waits until the store at `db` holds a DOWN event of `server` ("be/srv"); returns them.
 fn wait_down_events(db: &str, server: &str, daemon: &Daemon) -> Vec<serde_json::Value> {
@@ -105,13 +104,13 @@ fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
 
 #[test]
 fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_webhooks() {
-    if !installed(&[HAPROXY]) || !common::smtp::aiosmtpd_available() {
+    if !installed(&[HAPROXY]) || !crate::util::smtp::aiosmtpd_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = common::smtp::certificates(dir.path());
+    let (ca, cert, key) = crate::util::smtp::certificates(dir.path());
     let (log_port, front, web1, smtp_port) = (free_port(), free_port(), free_port(), free_port());
-    let smtp = common::smtp::Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
+    let smtp = crate::util::smtp::Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
     let hooks = Receiver::start(0, vec![]);
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(

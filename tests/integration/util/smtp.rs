@@ -1,4 +1,4 @@
-//! A real SMTP server for the tests: Debian's aiosmtpd (tests/smtp_server.py),
+//! A real SMTP server for the tests: Debian's aiosmtpd (tests/integration/smtp_server.py),
 //! STARTTLS and AUTH required, with a test CA made by openssl.
 
 use std::io::{BufRead, BufReader};
@@ -116,7 +116,7 @@ impl Smtp {
         mode: &str,
         stall_s: u32,
     ) -> Smtp {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/integration/smtp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg(port.to_string())

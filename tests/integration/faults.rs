@@ -1,8 +1,7 @@
 //! Faults the daemon must ride out without losing what it accepted.
 
-mod common;
 
-use common::*;
+use crate::util::*;
 
 /// A config that stores in `db` and listens on `udp`, reading the fixtures' log-formats.
 fn store_config(dir: &std::path::Path, db: &std::path::Path, udp: u16) -> std::path::PathBuf {

@@ -1,5 +1,4 @@
 //! Shared by the integration tests: real fixtures, a running daemon, the CLI.
-#![allow(dead_code)]
 
 pub mod haproxy;
 pub mod smtp;

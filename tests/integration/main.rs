@@ -1,0 +1,17 @@
+//! hapwatch's integration tests, one binary (as ripgrep has it): each module
+//! an area, `util` what they share (fixtures, a running daemon, the CLI, a
+//! real SMTP server and HAProxy).
+
+mod util;
+
+mod clock;
+mod email;
+mod faults;
+mod haproxy_e2e;
+mod hardening;
+mod http;
+mod notify;
+mod notify_e2e;
+mod parse_cli;
+mod replay;
+mod serve;
