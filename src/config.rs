@@ -211,6 +211,37 @@ impl Default for ParseConfig {
     }
 }
 
+/// What a config breaks that no single key's type can say.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("[limits] {0} must be more than 0")]
+    Zero(&'static str),
+    #[error("two channels are named {0:?}")]
+    DuplicateChannel(String),
+    #[error("channel {channel:?} (type {kind:?}) needs `{key}`")]
+    ChannelNeeds {
+        channel: String,
+        kind: crate::notify::ChannelType,
+        key: &'static str,
+    },
+    #[error("channel {channel:?}: {address:?} is not an email address: {reason}")]
+    BadAddress {
+        channel: String,
+        address: String,
+        reason: String,
+    },
+    #[error("[digest] channel {0:?} is not an email channel")]
+    DigestNotEmail(String),
+    #[error("[digest] names channel {0:?}, which is not configured")]
+    DigestUnknown(String),
+    #[error("[digest] hour = {0} is not an hour of the day (0-23)")]
+    DigestHour(u32),
+    #[error("[reconcile] needs `host`: the host under which this HAProxy's logs arrive")]
+    ReconcileNeedsHost,
+    #[error("[reconcile] takes stats_socket or stats_url, not both")]
+    ReconcileBoth,
+}
+
 /// The config the package installs, read when no `--config`, no
 /// `$HAPWATCH_CONFIG` and no `--db` says otherwise, so that the CLI finds the
 /// daemon's store as the daemon does. `$HAPWATCH_SYSTEM_CONFIG` moves it (tests).
@@ -245,7 +276,7 @@ impl Config {
     }
 
     /// Checks across keys that deserializing cannot make.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         for (key, zero) in [
             ("hosts", l.hosts == 0),
@@ -257,35 +288,26 @@ impl Config {
             ("http_idle", l.http_idle.is_zero()),
         ] {
             if zero {
-                return Err(format!("[limits] {key} must be more than 0"));
+                return Err(ConfigError::Zero(key));
             }
         }
         let mut names = std::collections::HashSet::new();
         for ch in &self.channel {
             if !names.insert(ch.name.as_str()) {
-                return Err(format!("two channels are named {:?}", ch.name));
+                return Err(ConfigError::DuplicateChannel(ch.name.clone()));
             }
             ch.validate()?;
         }
         for name in &self.digest.channels {
             match self.channel.iter().find(|c| &c.name == name) {
                 Some(c) if c.kind == crate::notify::ChannelType::Email => {}
-                Some(_) => {
-                    return Err(format!("[digest] channel {name:?} is not an email channel"))
-                }
-                None => {
-                    return Err(format!(
-                        "[digest] names channel {name:?}, which is not configured"
-                    ))
-                }
+                Some(_) => return Err(ConfigError::DigestNotEmail(name.clone())),
+                None => return Err(ConfigError::DigestUnknown(name.clone())),
             }
         }
         self.reconcile.validate()?;
         if self.digest.hour > 23 {
-            return Err(format!(
-                "[digest] hour = {} is not an hour of the day (0-23)",
-                self.digest.hour
-            ));
+            return Err(ConfigError::DigestHour(self.digest.hour));
         }
         Ok(())
     }

@@ -43,14 +43,13 @@ impl ReconcileConfig {
         self.stats_socket.is_some() || self.stats_url.is_some()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::ConfigError;
         if self.enabled() && self.host.is_none() {
-            return Err(
-                "[reconcile] needs `host`: the host under which this HAProxy's logs arrive".into(),
-            );
+            return Err(ConfigError::ReconcileNeedsHost);
         }
         if self.stats_socket.is_some() && self.stats_url.is_some() {
-            return Err("[reconcile] takes stats_socket or stats_url, not both".into());
+            return Err(ConfigError::ReconcileBoth);
         }
         Ok(())
     }
@@ -121,30 +120,47 @@ pub fn state_change<'a>(row: &'a StatRow) -> StateChange<'a> {
     change
 }
 
-async fn fetch(cfg: &ReconcileConfig, client: &reqwest::Client) -> Result<String, String> {
+/// Why HAProxy's stats could not be read this poll.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{path}: {source}")]
+    Socket {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Http(String),
+    #[error("{url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: crate::notify::http_status::Status,
+    },
+}
+
+async fn fetch(cfg: &ReconcileConfig, client: &reqwest::Client) -> Result<String, FetchError> {
     if let Some(path) = &cfg.stats_socket {
+        let socket = |source| FetchError::Socket {
+            path: path.display().to_string(),
+            source,
+        };
         let mut s = tokio::net::UnixStream::connect(path)
             .await
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        s.write_all(b"show stat\n")
-            .await
-            .map_err(|e| e.to_string())?;
+            .map_err(socket)?;
+        s.write_all(b"show stat\n").await.map_err(socket)?;
         let mut out = String::new();
-        s.read_to_string(&mut out)
-            .await
-            .map_err(|e| e.to_string())?;
+        s.read_to_string(&mut out).await.map_err(socket)?;
         return Ok(out);
     }
     let url = cfg.stats_url.as_deref().unwrap_or_default();
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| crate::notify::error_chain(&e))?;
+    let http = |e: reqwest::Error| FetchError::Http(crate::notify::error_chain(&e));
+    let resp = client.get(url).send().await.map_err(http)?;
     if !resp.status().is_success() {
-        return Err(format!("{url}: HTTP {}", resp.status()));
+        return Err(FetchError::Status {
+            url: url.to_owned(),
+            status: crate::notify::http_status::Status(resp.status().as_u16()),
+        });
     }
-    resp.text().await.map_err(|e| e.to_string())
+    resp.text().await.map_err(http)
 }
 
 /// Polls until the pipeline is gone, sending each reading to it.
@@ -174,7 +190,7 @@ pub async fn run(
             Err(e) => {
                 failures += 1;
                 if failures == UNREADABLE_AFTER {
-                    let _ = health.send(Some(e.clone()));
+                    let _ = health.send(Some(e.to_string()));
                 }
             }
         }

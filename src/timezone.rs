@@ -12,8 +12,16 @@ pub enum Zone {
     Named(String, TimeZone),
 }
 
+/// A zone name that is neither `local`, `UTC` nor in the IANA database.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown time zone {name:?} (use \"local\", \"UTC\" or an IANA name): {source}")]
+pub struct UnknownZone {
+    pub name: String,
+    source: jiff::Error,
+}
+
 impl std::str::FromStr for Zone {
-    type Err = String;
+    type Err = UnknownZone;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
@@ -21,10 +29,9 @@ impl std::str::FromStr for Zone {
             "UTC" | "utc" | "Z" => Ok(Zone::Utc),
             name => TimeZone::get(name)
                 .map(|tz| Zone::Named(name.to_owned(), tz))
-                .map_err(|e| {
-                    format!(
-                        "unknown time zone {name:?} (use \"local\", \"UTC\" or an IANA name): {e}"
-                    )
+                .map_err(|source| UnknownZone {
+                    name: name.to_owned(),
+                    source,
                 }),
         }
     }

@@ -179,11 +179,16 @@ fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
 
 pub use crate::timezone::rfc3339;
 
+/// An argument that is not an id.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an id (12 or #12)")]
+pub struct NotAnId(String);
+
 /// An id as typed or as the tables print it: `12` or `#12`.
-pub fn hash_id(s: &str) -> Result<i64, String> {
+pub fn hash_id(s: &str) -> Result<i64, NotAnId> {
     s.trim_start_matches('#')
         .parse()
-        .map_err(|_| format!("{s:?} is not an id (12 or #12)"))
+        .map_err(|_| NotAnId(s.to_owned()))
 }
 
 #[cfg(test)]

@@ -426,7 +426,7 @@ async fn store_failure(guard: &crate::store::guard::StoreGuard, stats: &Stats) -
             return e;
         }
         if let Err(e) = guard.check() {
-            return e;
+            return e.to_string();
         }
     }
 }

@@ -23,24 +23,45 @@ impl std::fmt::Display for Listen {
     }
 }
 
+const LISTEN_USAGE: &str = "expected udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH";
+
+/// Why a listener URL is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenUrlError {
+    #[error("{url:?}: {LISTEN_USAGE}")]
+    NoScheme { url: String },
+    #[error("{url:?}: {source} ({LISTEN_USAGE}; IPv6 as [::1]:5140)")]
+    BadAddress {
+        url: String,
+        source: std::net::AddrParseError,
+    },
+    #[error("{url:?}: the socket path must be absolute ({LISTEN_USAGE})")]
+    RelativePath { url: String },
+    #[error("{url:?}: unknown scheme {scheme:?} ({LISTEN_USAGE})")]
+    UnknownScheme { url: String, scheme: String },
+}
+
 impl std::str::FromStr for Listen {
-    type Err = String;
+    type Err = ListenUrlError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = "expected udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH";
+        let url = || s.to_owned();
         let (scheme, rest) = s
             .split_once("://")
-            .ok_or_else(|| format!("{s:?}: {usage}"))?;
+            .ok_or_else(|| ListenUrlError::NoScheme { url: url() })?;
         let addr = || {
             rest.parse::<SocketAddr>()
-                .map_err(|e| format!("{s:?}: {e} ({usage}; IPv6 as [::1]:5140)"))
+                .map_err(|source| ListenUrlError::BadAddress { url: url(), source })
         };
         match scheme {
             "udp" => addr().map(Listen::Udp),
             "tcp" => addr().map(Listen::Tcp),
             "unix" if rest.starts_with('/') => Ok(Listen::Unix(PathBuf::from(rest))),
-            "unix" => Err(format!("{s:?}: the socket path must be absolute ({usage})")),
-            _ => Err(format!("{s:?}: unknown scheme {scheme:?} ({usage})")),
+            "unix" => Err(ListenUrlError::RelativePath { url: url() }),
+            _ => Err(ListenUrlError::UnknownScheme {
+                url: url(),
+                scheme: scheme.to_owned(),
+            }),
         }
     }
 }
@@ -77,8 +98,17 @@ impl Cidr {
     }
 }
 
+/// Why an `allow` entry is not a network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0:?} is not a network like 10.0.0.0/8 or ::1")]
+    NotANetwork(String),
+    #[error("{net:?}: the prefix length must be 0 to {max}")]
+    Prefix { net: String, max: u8 },
+}
+
 impl std::str::FromStr for Cidr {
-    type Err = String;
+    type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (addr, prefix) = match s.split_once('/') {
@@ -87,15 +117,19 @@ impl std::str::FromStr for Cidr {
         };
         let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("{s:?} is not a network like 10.0.0.0/8 or ::1"))?;
+            .map_err(|_| CidrError::NotANetwork(s.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+            Some(p) => {
+                p.parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| CidrError::Prefix {
+                        net: s.to_owned(),
+                        max,
+                    })?
+            }
         };
         Ok(Cidr { addr, prefix })
     }
@@ -127,10 +161,9 @@ mod tests {
         assert!("unix://relative.sock".parse::<Listen>().is_err());
         assert!("127.0.0.1:5140".parse::<Listen>().is_err());
         assert!("udp://localhost".parse::<Listen>().is_err());
-        assert!("http://127.0.0.1:1"
-            .parse::<Listen>()
-            .unwrap_err()
-            .contains("unknown scheme"));
+        let e = "http://127.0.0.1:1".parse::<Listen>().unwrap_err();
+        assert!(matches!(&e, ListenUrlError::UnknownScheme { scheme, .. } if scheme == "http"));
+        assert!(e.to_string().contains("unknown scheme"), "{e}");
     }
 
     #[test]

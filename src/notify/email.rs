@@ -10,7 +10,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::Message as Mail;
 use serde_json::{json, Value};
 
-use super::{text, tls, ChannelConfig, DeliveryError, Message, SmtpTls};
+use super::{text, tls, ChannelConfig, DeliveryError, Message, SetupError, SmtpTls};
 
 /// Subject, body and threading ids, stored in the outbox when the message is composed.
 pub fn render(m: &Message<'_>) -> Value {
@@ -76,8 +76,11 @@ pub struct SmtpChannel {
 }
 
 impl SmtpChannel {
-    pub fn new(ch: &ChannelConfig) -> Result<SmtpChannel, String> {
-        let host = ch.smtp_host.clone().ok_or("no smtp_host")?;
+    pub fn new(ch: &ChannelConfig) -> Result<SmtpChannel, SetupError> {
+        let host = ch
+            .smtp_host
+            .clone()
+            .ok_or_else(|| SetupError::NoSmtpHost(ch.name.clone()))?;
         let pins = match &ch.ca_file {
             Some(path) => tls::read_pem(path)?,
             None => Vec::new(),
@@ -95,11 +98,11 @@ impl SmtpChannel {
             let strict = strict
                 .build_rustls()
                 .or_else(|_| TlsParameters::builder(host.clone()).build_rustls())
-                .map_err(|e| e.to_string())?;
+                .map_err(SetupError::Tls)?;
             let probe = TlsParameters::builder(host)
                 .dangerous_accept_invalid_certs(true)
                 .build_rustls()
-                .map_err(|e| e.to_string())?;
+                .map_err(SetupError::Tls)?;
             (Some(strict), Some(probe))
         };
         Ok(SmtpChannel {
@@ -170,7 +173,7 @@ impl SmtpChannel {
         let leaf = c.peer_certificate().map_err(classify)?;
         let host = self.ch.smtp_host.as_deref().unwrap_or_default();
         let pin = if self.pins.is_empty() {
-            Err("no ca_file".to_owned())
+            Err(tls::PinError::NoCaFile)
         } else {
             tls::pinned(&leaf, &self.pins, host)
         };
@@ -182,7 +185,7 @@ impl SmtpChannel {
             Err(why) if strict_error.is_none() && self.pinned.swap(false, Relaxed) => {
                 // The pin no longer matches; the next attempt verifies the chain.
                 c.abort().await;
-                Err(DeliveryError::Transient(format!(
+                Err(DeliveryError::Transport(format!(
                     "the pinned certificate changed: {why}"
                 )))
             }
@@ -191,7 +194,7 @@ impl SmtpChannel {
                 Err(DeliveryError::Tls(Box::new(tls::TlsDiagnosis {
                     channel: self.ch.name.clone(),
                     server: self.server(),
-                    reason: strict_error.unwrap_or(why),
+                    reason: strict_error.unwrap_or_else(|| why.to_string()),
                     presented: Some(tls::CertInfo::of(&leaf)),
                     ca_file: self.ch.ca_file.clone(),
                     trusted: self.pins.iter().map(|p| tls::CertInfo::of(p)).collect(),
@@ -201,7 +204,8 @@ impl SmtpChannel {
     }
 
     pub async fn send(&self, payload: &str) -> Result<(), DeliveryError> {
-        let mail = mail(&self.ch, payload).map_err(DeliveryError::Permanent)?;
+        let mail = mail(&self.ch, payload)
+            .map_err(|e| DeliveryError::Permanent(super::error_chain(&e)))?;
         let mut conn = self.connect().await?;
         let result = async {
             if let (Some(u), Some(p)) = (&self.ch.username, &self.ch.password) {
@@ -255,13 +259,29 @@ fn classify(e: lettre::transport::smtp::Error) -> DeliveryError {
     if e.is_permanent() || e.is_client() || untrusted(&e) {
         DeliveryError::Permanent(text)
     } else {
-        DeliveryError::Transient(text)
+        DeliveryError::Transport(text)
     }
 }
 
+/// Why a stored mail cannot be made into a message for its channel.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("bad stored mail: {0}")]
+    Stored(#[from] serde_json::Error),
+    #[error("from: {0}")]
+    From(#[source] lettre::address::AddressError),
+    #[error("to {to:?}: {source}")]
+    To {
+        to: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("{0}")]
+    Build(#[from] lettre::error::Error),
+}
+
 /// The stored mail as a message for this channel's sender and recipients.
-fn mail(ch: &ChannelConfig, payload: &str) -> Result<Mail, String> {
-    let v: Value = serde_json::from_str(payload).map_err(|e| format!("bad stored mail: {e}"))?;
+fn mail(ch: &ChannelConfig, payload: &str) -> Result<Mail, MailError> {
+    let v: Value = serde_json::from_str(payload)?;
     let text = |k: &str| {
         v.get(k)
             .and_then(Value::as_str)
@@ -273,13 +293,16 @@ fn mail(ch: &ChannelConfig, payload: &str) -> Result<Mail, String> {
         .as_deref()
         .unwrap_or_default()
         .parse()
-        .map_err(|e| format!("from: {e}"))?;
+        .map_err(MailError::From)?;
     let mut m = Mail::builder()
         .from(from)
         .subject(text("subject"))
         .message_id(Some(text("message_id")));
     for to in &ch.to {
-        m = m.to(to.parse().map_err(|e| format!("to {to:?}: {e}"))?);
+        m = m.to(to.parse().map_err(|source| MailError::To {
+            to: to.clone(),
+            source,
+        })?);
     }
     if let Some(parent) = v.get("in_reply_to").and_then(Value::as_str) {
         m = m.in_reply_to(parent.to_owned());
@@ -294,7 +317,5 @@ fn mail(ch: &ChannelConfig, payload: &str) -> Result<Mail, String> {
             refs.join(" ")
         });
     }
-    m.header(ContentType::TEXT_PLAIN)
-        .body(text("body"))
-        .map_err(|e| e.to_string())
+    Ok(m.header(ContentType::TEXT_PLAIN).body(text("body"))?)
 }

@@ -98,12 +98,11 @@ pub struct ChannelConfig {
 
 impl ChannelConfig {
     /// What serde cannot check field by field: the keys each type needs.
-    pub fn validate(&self) -> Result<(), String> {
-        let need = |what: &str| {
-            format!(
-                "channel {:?} (type {:?}) needs `{what}`",
-                self.name, self.kind
-            )
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let need = |key: &'static str| crate::config::ConfigError::ChannelNeeds {
+            channel: self.name.clone(),
+            kind: self.kind,
+            key,
         };
         match self.kind {
             ChannelType::Email => {
@@ -116,10 +115,11 @@ impl ChannelConfig {
                 }
                 for a in self.to.iter().map(String::as_str).chain([from]) {
                     a.parse::<lettre::message::Mailbox>().map_err(|e| {
-                        format!(
-                            "channel {:?}: {a:?} is not an email address: {e}",
-                            self.name
-                        )
+                        crate::config::ConfigError::BadAddress {
+                            channel: self.name.clone(),
+                            address: a.to_owned(),
+                            reason: e.to_string(),
+                        }
                     })?;
                 }
                 if self.username.is_some() != self.password.is_some() {
@@ -245,20 +245,76 @@ pub fn fingerprints(channels: &[ChannelConfig]) -> Vec<(String, String)> {
 /// Why a delivery attempt failed, and so whether another can succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    /// Worth retrying: a timeout, a refused connection, HTTP 5xx/408/429, SMTP 4xx.
+    /// No answer within the channel's `timeout`: retried.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(std::time::Duration),
+    /// The receiver answered this HTTP status (5xx, 408 and 429 are retried).
+    #[error("HTTP {status}: {body}")]
+    Status {
+        status: http_status::Status,
+        body: String,
+    },
+    /// Connecting or talking failed (refused, reset, DNS, SMTP 4xx): retried.
     #[error("{0}")]
-    Transient(String),
-    /// Only a person can fix it: HTTP 4xx, a redirect, SMTP 5xx, AUTH rejected.
-    #[error("{0}")]
-    Permanent(String),
+    Transport(String),
     /// The server's certificate is not trusted: what it presented, what to do.
     #[error("{0}")]
     Tls(Box<tls::TlsDiagnosis>),
+    /// Only a person can fix it: a redirect, SMTP 5xx, AUTH rejected, a bad
+    /// address, a channel that cannot be set up.
+    #[error("{0}")]
+    Permanent(String),
 }
 
 impl DeliveryError {
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, DeliveryError::Transient(_))
+        match self {
+            DeliveryError::Timeout(_) | DeliveryError::Transport(_) => false,
+            DeliveryError::Status { status, .. } => !status.is_retried(),
+            DeliveryError::Tls(_) | DeliveryError::Permanent(_) => true,
+        }
+    }
+}
+
+pub mod http_status {
+    /// An HTTP status as a receiver answered it, shown as `503 Service Unavailable`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Status(pub u16);
+
+    impl Status {
+        /// Worth another attempt: the receiver is overloaded, down or asks to wait.
+        pub fn is_retried(self) -> bool {
+            matches!(self.0, 500..=599 | 408 | 429)
+        }
+    }
+
+    impl std::fmt::Display for Status {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match reqwest::StatusCode::from_u16(self.0) {
+                Ok(code) => write!(f, "{code}"),
+                Err(_) => write!(f, "{}", self.0),
+            }
+        }
+    }
+}
+
+/// A channel that cannot be set up to deliver (its `ca_file`, its TLS
+/// settings, the HTTP client): no attempt can succeed until the config changes.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("channel {0:?} has no smtp_host")]
+    NoSmtpHost(String),
+    #[error(transparent)]
+    CaFile(#[from] tls::CaFileError),
+    #[error("TLS settings: {0}")]
+    Tls(#[source] lettre::transport::smtp::Error),
+    #[error("HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
+impl From<SetupError> for DeliveryError {
+    fn from(e: SetupError) -> Self {
+        DeliveryError::Permanent(error_chain(&e))
     }
 }
 
@@ -566,7 +622,10 @@ mod tests {
         let mail = channel(
             "name = \"m\"\ntype = \"email\"\nsmtp_host = \"mx\"\nfrom = \"hapwatch@example.org\"\n",
         );
-        assert!(mail.validate().unwrap_err().contains("needs `to`"));
+        assert!(matches!(
+            mail.validate(),
+            Err(crate::config::ConfigError::ChannelNeeds { key: "to", .. })
+        ));
         let api_only = channel("name = \"b\"\ntype = \"slack\"\nurl = \"http://y\"\nbackends = [\"be_api\"]\nresolved = false\n");
         let critical = channel(
             "name = \"c\"\ntype = \"webhook\"\nurl = \"http://z\"\nmin_severity = \"critical\"\n",

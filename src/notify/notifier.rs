@@ -348,9 +348,9 @@ mod digest_tests {
             "[digest]\nchannels = [\"hook\"]\n[[channel]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://x\"\n",
         )
         .unwrap();
-        assert!(config
-            .validate()
-            .unwrap_err()
-            .contains("not an email channel"));
+        assert!(matches!(
+            config.validate(),
+            Err(crate::config::ConfigError::DigestNotEmail(_))
+        ));
     }
 }

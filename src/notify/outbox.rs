@@ -11,7 +11,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use super::{ChannelConfig, ChannelType, DeliveryError, NotifyConfig};
+use super::{ChannelConfig, ChannelType, DeliveryError, NotifyConfig, SetupError};
 use crate::store::writer::WriteOp;
 
 /// One pending row, as the delivery task reads it.
@@ -130,12 +130,7 @@ async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), Del
     };
     tokio::time::timeout(ch.timeout, attempt)
         .await
-        .unwrap_or_else(|_| {
-            Err(DeliveryError::Transient(format!(
-                "no answer within {}",
-                humantime::format_duration(ch.timeout)
-            )))
-        })
+        .unwrap_or(Err(DeliveryError::Timeout(ch.timeout)))
 }
 
 /// An error body says why; more than this of it is not worth memory.
@@ -165,7 +160,7 @@ async fn post(
         if text.contains("invalid peer certificate") {
             DeliveryError::Permanent(format!("TLS: {text}"))
         } else {
-            DeliveryError::Transient(text)
+            DeliveryError::Transport(text)
         }
     })?;
     let status = resp.status();
@@ -191,18 +186,9 @@ async fn post(
             _ => break,
         }
     }
-    let text = format!(
-        "HTTP {status}: {}",
-        String::from_utf8_lossy(&body)
-            .chars()
-            .take(200)
-            .collect::<String>()
-    );
-    let retry = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
-    Err(if retry {
-        DeliveryError::Transient(text)
-    } else {
-        DeliveryError::Permanent(text)
+    Err(DeliveryError::Status {
+        status: super::http_status::Status(status.as_u16()),
+        body: String::from_utf8_lossy(&body).chars().take(200).collect(),
     })
 }
 
@@ -240,15 +226,15 @@ fn with_timeline(conn: &Connection, row: &Pending) -> String {
     serde_json::Value::Object(mail).to_string()
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
+fn http_client() -> Result<reqwest::Client, SetupError> {
     reqwest::Client::builder()
         // A POST is never re-sent elsewhere: a redirect is reported instead.
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(SetupError::Http)
 }
 
-fn sender(ch: &ChannelConfig, client: &reqwest::Client) -> Result<Sender, String> {
+fn sender(ch: &ChannelConfig, client: &reqwest::Client) -> Result<Sender, SetupError> {
     Ok(match ch.kind {
         ChannelType::Email => Sender::Smtp(Arc::new(super::email::SmtpChannel::new(ch)?)),
         _ => Sender::Http(client.clone()),
@@ -257,8 +243,8 @@ fn sender(ch: &ChannelConfig, client: &reqwest::Client) -> Result<Sender, String
 
 /// Sends one payload now, outside the outbox (`hapwatch test-alert`).
 pub async fn send_now(ch: &ChannelConfig, payload: &str) -> Result<(), DeliveryError> {
-    let client = http_client().map_err(DeliveryError::Permanent)?;
-    let via = sender(ch, &client).map_err(DeliveryError::Permanent)?;
+    let client = http_client()?;
+    let via = sender(ch, &client)?;
     send(&via, ch, payload).await
 }
 
@@ -307,7 +293,7 @@ impl Flight {
 struct Senders {
     usable: HashMap<String, (ChannelConfig, Sender)>,
     /// Configured but unusable (a bad CA file…): their rows wait for a fixed config.
-    unusable: HashMap<String, String>,
+    unusable: HashMap<String, SetupError>,
 }
 
 impl Senders {

@@ -37,44 +37,63 @@ impl Secret {
     }
 
     /// `env:NAME`, `file:/path`, or the value itself.
-    pub fn resolve(spec: &str) -> Result<Secret, String> {
+    pub fn resolve(spec: &str) -> Result<Secret, SecretError> {
         if let Some(name) = spec.strip_prefix("env:") {
             return std::env::var(name)
                 .map(Secret)
-                .map_err(|_| format!("environment variable {name} is not set"));
+                .map_err(|_| SecretError::NoVariable(name.to_owned()));
         }
         if let Some(path) = spec.strip_prefix("file:") {
+            let unreadable = |source| SecretError::Unreadable {
+                path: path.to_owned(),
+                source,
+            };
             // /proc/self/environ and friends look like small regular files.
-            let real =
-                std::fs::canonicalize(path).map_err(|e| format!("secret file {path}: {e}"))?;
-            if ["/proc", "/sys", "/dev"]
+            let real = std::fs::canonicalize(path).map_err(unreadable)?;
+            if let Some(under) = ["/proc", "/sys", "/dev"]
                 .iter()
-                .any(|p| real.starts_with(p))
+                .find(|p| real.starts_with(p))
             {
-                return Err(format!(
-                    "secret file {path} is under {}: name a file of your own",
-                    real.display()
-                ));
+                return Err(SecretError::Special {
+                    path: path.to_owned(),
+                    under,
+                });
             }
-            let meta = std::fs::metadata(path).map_err(|e| format!("secret file {path}: {e}"))?;
+            let meta = std::fs::metadata(path).map_err(unreadable)?;
             // Not a device, a FIFO or /proc: a read that never ends is no secret.
             if !meta.is_file() || meta.len() > MAX_SECRET_FILE {
-                return Err(format!(
-                    "secret file {path} is not a regular file of at most {MAX_SECRET_FILE} bytes"
-                ));
+                return Err(SecretError::NotSmallFile(path.to_owned()));
             }
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(format!(
-                    "secret file {path} is readable by others (mode {:o}); chmod 600 it",
-                    meta.permissions().mode() & 0o777
-                ));
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(SecretError::Readable {
+                    path: path.to_owned(),
+                    mode,
+                });
             }
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("secret file {path}: {e}"))?;
+            let text = std::fs::read_to_string(path).map_err(unreadable)?;
             return Ok(Secret(text.trim_end_matches(['\n', '\r']).to_owned()));
         }
         Ok(Secret(spec.to_owned()))
     }
+}
+
+/// Why a secret's `env:` or `file:` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    NoVariable(String),
+    #[error("secret file {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("secret file {path} is under {under}: name a file of your own")]
+    Special { path: String, under: &'static str },
+    #[error("secret file {0} is not a regular file of at most {MAX_SECRET_FILE} bytes")]
+    NotSmallFile(String),
+    #[error("secret file {path} is readable by others (mode {mode:o}); chmod 600 it")]
+    Readable { path: String, mode: u32 },
 }
 
 impl std::fmt::Debug for Secret {
@@ -117,24 +136,31 @@ mod tests {
                 .expose(),
             "from-env"
         );
-        assert!(Secret::resolve("env:HAPWATCH_NO_SUCH_VAR")
-            .unwrap_err()
-            .contains("not set"));
+        assert!(matches!(
+            Secret::resolve("env:HAPWATCH_NO_SUCH_VAR"),
+            Err(SecretError::NoVariable(_))
+        ));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
         std::fs::write(&path, "from-file\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let spec = format!("file:{}", path.display());
-        assert!(Secret::resolve(&spec).unwrap_err().contains("chmod 600"));
+        let e = Secret::resolve(&spec).unwrap_err();
+        assert!(
+            matches!(e, SecretError::Readable { mode: 0o644, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("chmod 600"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = Secret::resolve(&spec).unwrap();
         assert_eq!(s.expose(), "from-file");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(Secret::resolve("inline").unwrap().expose(), "inline");
         for special in ["file:/dev/zero", "file:/proc/self/environ"] {
-            assert!(Secret::resolve(special)
-                .unwrap_err()
-                .contains("name a file of your own"));
+            assert!(
+                matches!(Secret::resolve(special), Err(SecretError::Special { .. })),
+                "{special}"
+            );
         }
     }
 }

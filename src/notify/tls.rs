@@ -77,32 +77,71 @@ impl fmt::Display for TlsDiagnosis {
     }
 }
 
+/// Why `ca_file` gives no certificate to trust.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("ca_file {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("ca_file {path}: {source}")]
+    Pem {
+        path: String,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("ca_file {path}: no PEM certificate in it")]
+    Empty { path: String },
+}
+
 /// The certificates of a PEM file, as DER.
-pub fn read_pem(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+pub fn read_pem(path: &Path) -> Result<Vec<Vec<u8>>, CaFileError> {
+    let shown = || path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Unreadable {
+        path: shown(),
+        source,
+    })?;
     let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
         .map(|c| c.map(|c| c.as_ref().to_vec()))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        .map_err(|source| CaFileError::Pem {
+            path: shown(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "ca_file {}: no PEM certificate in it",
-            path.display()
-        ));
+        return Err(CaFileError::Empty { path: shown() });
     }
     Ok(certs)
 }
 
+/// Why a relay's certificate is not the pinned one.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("no ca_file")]
+    NoCaFile,
+    #[error("the presented certificate is not the one in ca_file")]
+    NotPinned,
+    #[error("{0}")]
+    Unreadable(webpki::Error),
+    #[error("{0}")]
+    BadHost(rustls_pki_types::InvalidDnsNameError),
+    #[error("the pinned certificate does not name {host}: {source}")]
+    WrongName { host: String, source: webpki::Error },
+}
+
 /// Whether the presented leaf is one of the pinned certificates and names `host`.
-pub fn pinned(leaf: &[u8], pins: &[Vec<u8>], host: &str) -> Result<(), String> {
+pub fn pinned(leaf: &[u8], pins: &[Vec<u8>], host: &str) -> Result<(), PinError> {
     if !pins.iter().any(|p| p == leaf) {
-        return Err("the presented certificate is not the one in ca_file".into());
+        return Err(PinError::NotPinned);
     }
     let der = CertificateDer::from(leaf);
-    let cert = webpki::EndEntityCert::try_from(&der).map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+    let cert = webpki::EndEntityCert::try_from(&der).map_err(PinError::Unreadable)?;
+    let name = ServerName::try_from(host).map_err(PinError::BadHost)?;
     cert.verify_is_valid_for_subject_name(&name)
-        .map_err(|e| format!("the pinned certificate does not name {host}: {e}"))
+        .map_err(|source| PinError::WrongName {
+            host: host.to_owned(),
+            source,
+        })
 }
 
 fn fingerprint(der: &[u8]) -> String {

@@ -77,23 +77,46 @@ impl StoreGuard {
     }
 
     /// Whether the file written is still the one the path names.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), StoreGone> {
         let Some((file, identity)) = &self.watched else {
             return Ok(());
         };
-        let shown = self.path.display();
-        let opened = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+        let path = || self.path.display().to_string();
+        let opened = file.metadata().map_err(|source| StoreGone::Unreadable {
+            path: path(),
+            source,
+        })?;
         if opened.nlink() == 0 {
-            return Err(format!(
-                "{shown} was deleted while in use: what is written now would be lost"
-            ));
+            return Err(StoreGone::Deleted { path: path() });
         }
         match std::fs::metadata(&self.path) {
             Ok(now) if (now.dev(), now.ino()) == *identity => Ok(()),
-            Ok(_) => Err(format!("{shown} was replaced by another file while in use")),
-            Err(e) => Err(format!("{shown} is gone while in use: {e}")),
+            Ok(_) => Err(StoreGone::Replaced { path: path() }),
+            Err(source) => Err(StoreGone::Missing {
+                path: path(),
+                source,
+            }),
         }
     }
+}
+
+/// The store file the daemon writes is no longer the one its path names.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreGone {
+    #[error("{path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} was deleted while in use: what is written now would be lost")]
+    Deleted { path: String },
+    #[error("{path} was replaced by another file while in use")]
+    Replaced { path: String },
+    #[error("{path} is gone while in use: {source}")]
+    Missing {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[cfg(test)]
@@ -115,8 +138,8 @@ mod tests {
         // Moved away and another file put in its place.
         std::fs::rename(&db, dir.path().join("old.db")).unwrap();
         std::fs::write(&db, b"").unwrap();
-        assert!(guard.check().unwrap_err().contains("replaced"));
+        assert!(matches!(guard.check(), Err(StoreGone::Replaced { .. })));
         std::fs::remove_file(dir.path().join("old.db")).unwrap();
-        assert!(guard.check().unwrap_err().contains("deleted"));
+        assert!(matches!(guard.check(), Err(StoreGone::Deleted { .. })));
     }
 }

@@ -2,7 +2,6 @@
 //! libfaketime (Debian's package) moves the daemon's wall clock while its
 //! monotonic clock runs on, as a real step does.
 
-
 use crate::util::*;
 use serde_json::Value;
 

@@ -4,7 +4,6 @@
 //!
 //! Skipped when aiosmtpd is missing, unless HAPWATCH_E2E=1 (CI installs it).
 
-
 use std::path::{Path, PathBuf};
 
 use crate::util::smtp::*;

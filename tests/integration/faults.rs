@@ -1,6 +1,5 @@
 //! Faults the daemon must ride out without losing what it accepted.
 
-
 use crate::util::*;
 
 /// A config that stores in `db` and listens on `udp`, reading the fixtures' log-formats.

@@ -5,7 +5,6 @@
 //! Skipped when haproxy is not installed, unless HAPWATCH_E2E=1 (CI sets it),
 //! which turns a missing haproxy into a failure.
 
-
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -110,7 +109,8 @@ fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_we
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = crate::util::smtp::certificates(dir.path());
     let (log_port, front, web1, smtp_port) = (free_port(), free_port(), free_port(), free_port());
-    let smtp = crate::util::smtp::Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
+    let smtp =
+        crate::util::smtp::Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
     let hooks = Receiver::start(0, vec![]);
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(

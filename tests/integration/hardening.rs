@@ -1,7 +1,6 @@
 //! Hostile input a running daemon must survive without losing anything else:
 //! every number of every template, out of range.
 
-
 use std::collections::BTreeMap;
 
 use crate::util::*;

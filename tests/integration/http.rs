@@ -1,7 +1,6 @@
 //! The HTTP endpoints of a running daemon fed real fixture datagrams:
 //! JSON and the Prometheus exposition, parsed.
 
-
 use std::collections::{BTreeMap, HashMap};
 
 use crate::util::*;

@@ -1,7 +1,6 @@
 //! Webhook delivery from a running daemon to a real HTTP receiver: signed,
 //! in order, retried until accepted, and kept across a SIGKILL.
 
-
 use crate::util::*;
 use serde_json::Value;
 

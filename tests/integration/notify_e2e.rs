@@ -3,7 +3,6 @@
 //! SMTP server (aiosmtpd, STARTTLS + AUTH) and a webhook receiver. Each test
 //! counts what every channel got once the outbox has nothing left to send.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};

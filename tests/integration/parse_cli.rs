@@ -5,7 +5,6 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
 
-
 use crate::util::{datagrams, expected, fixture};
 
 fn run_parse(args: &[&str], stdin: &[u8]) -> (String, std::process::ExitStatus) {

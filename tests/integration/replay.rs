@@ -1,6 +1,5 @@
 //! `hapwatch replay` backfills the same tables from log files as rsyslog writes them.
 
-
 use std::io::Write;
 
 use crate::util::*;

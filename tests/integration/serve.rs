@@ -1,7 +1,6 @@
 //! A running `hapwatch serve` fed real HAProxy datagrams over UDP, TCP and a
 //! unix socket; the SQLite file is then read back through the CLI.
 
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;

@@ -116,7 +116,8 @@ impl Smtp {
         mode: &str,
         stall_s: u32,
     ) -> Smtp {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/integration/smtp_server.py");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/integration/smtp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg(port.to_string())
