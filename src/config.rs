@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::ingest::listen::{Cidr, Listen};
@@ -211,11 +210,28 @@ impl Default for ParseConfig {
     }
 }
 
+/// Why a config file gives no config.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a bad value, with its line.
+    #[error("config {path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config {path}: {source}")]
+    Invalid { path: String, source: ConfigError },
+}
+
 /// What a config breaks that no single key's type can say.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("[limits] {0} must be more than 0")]
     Zero(&'static str),
+    #[error("{0}: `allow` does not apply to a unix socket (use socket_mode)")]
+    AllowOnUnix(String),
     #[error("two channels are named {0:?}")]
     DuplicateChannel(String),
     #[error("channel {channel:?} (type {kind:?}) needs `{key}`")]
@@ -259,19 +275,24 @@ impl Config {
     }
 
     /// Reads `path`, or returns the defaults when there is none.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    pub fn load(path: Option<&Path>) -> Result<Config, LoadError> {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let config = Config::from_toml(&text).map_err(|e| {
-            let e = crate::notify::secret::redact(&e.to_string(), &text);
-            anyhow::anyhow!("config {}: {e}", path.display())
+        let shown = || path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: shown(),
+            source,
         })?;
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+        let config = Config::from_toml(&text).map_err(|e| LoadError::Syntax {
+            path: shown(),
+            // TOML quotes the line: a secret on it is cut out.
+            message: crate::notify::secret::redact(&e.to_string(), &text),
+        })?;
+        config.validate().map_err(|source| LoadError::Invalid {
+            path: shown(),
+            source,
+        })?;
         Ok(config)
     }
 
@@ -289,6 +310,11 @@ impl Config {
         ] {
             if zero {
                 return Err(ConfigError::Zero(key));
+            }
+        }
+        for l in &self.listen {
+            if matches!(l.url, crate::ingest::listen::Listen::Unix(_)) && !l.allow.is_empty() {
+                return Err(ConfigError::AllowOnUnix(l.url.to_string()));
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -506,6 +532,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("duplicate key") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn allow_on_a_unix_socket_is_refused_by_check_config_as_by_serve() {
+        let c = Config::from_toml(
+            "[[listen]]\nurl = \"unix:///run/hapwatch/log.sock\"\nallow = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::AllowOnUnix(_))));
     }
 
     #[test]

@@ -23,8 +23,11 @@ pub struct State {
     pub started_ms: i64,
 }
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+/// Binds before any runtime exists; `serve` adopts the listener.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Serves until the task is dropped; one task per connection.
@@ -32,11 +35,18 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 /// rest wait in the kernel's backlog), each closed after `idle` without a
 /// complete request, so idle clients cannot take the descriptors delivery needs.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     state: Arc<State>,
     max: usize,
     idle: std::time::Duration,
 ) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "HTTP listener cannot be used");
+            return;
+        }
+    };
     let slots = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {

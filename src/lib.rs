@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 mod digest;
 mod escape;
 mod fasthash;
@@ -18,7 +19,7 @@ mod observe;
 mod pipeline;
 mod reconcile;
 mod rules;
-mod stats;
+pub mod stats;
 mod store;
 mod timezone;
 mod urls;

@@ -9,8 +9,11 @@ use super::framing::Framer;
 use super::listen::{allowed, Cidr};
 use super::{Sink, MAX_MESSAGE};
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Binds before any runtime exists; `run` adopts the listener.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// What one listener lets its peers hold.
@@ -26,7 +29,14 @@ pub struct Limits {
 const READ_BUF: usize = 16 * 1024;
 
 /// Accepts connections until the pipeline is gone; one task per connection.
-pub async fn run(listener: TcpListener, allow: Vec<Cidr>, sink: Sink, limits: Limits) {
+pub async fn run(listener: std::net::TcpListener, allow: Vec<Cidr>, sink: Sink, limits: Limits) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "TCP listener cannot be used");
+            return;
+        }
+    };
     let mut conns = tokio::task::JoinSet::new();
     let mut refused = 0u64;
     loop {

@@ -11,11 +11,12 @@ use super::{Sink, MAX_MESSAGE};
 
 /// Binds `count` sockets to `addr` (port 0: one free port for all) with the
 /// requested receive buffer. Returns them with the buffer the kernel granted.
+/// They are std sockets, bound before any runtime exists; `run` adopts them.
 pub fn bind(
     addr: SocketAddr,
     count: usize,
     recv_buffer: usize,
-) -> std::io::Result<(Vec<UdpSocket>, usize)> {
+) -> std::io::Result<(Vec<std::net::UdpSocket>, usize)> {
     let mut sockets = Vec::new();
     let mut addr = addr;
     let mut granted = 0;
@@ -31,14 +32,21 @@ pub fn bind(
         s.bind(&addr.into())?;
         let std: std::net::UdpSocket = s.into();
         addr = std.local_addr()?;
-        sockets.push(UdpSocket::from_std(std)?);
+        sockets.push(std);
     }
     Ok((sockets, granted))
 }
 
 /// Reads datagrams until the pipeline is gone: everything the socket holds
 /// is read before the batch is queued.
-pub async fn run(socket: UdpSocket, allow: Vec<Cidr>, mut sink: Sink) {
+pub async fn run(socket: std::net::UdpSocket, allow: Vec<Cidr>, mut sink: Sink) {
+    let socket = match UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "UDP socket cannot be used");
+            return;
+        }
+    };
     // One byte more than the largest datagram tells a cut one from a full one.
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     loop {

@@ -25,7 +25,7 @@ pub fn bind(
     mode: u32,
     gid: Option<u32>,
     recv_buffer: usize,
-) -> std::io::Result<(UnixDatagram, usize)> {
+) -> std::io::Result<(std::os::unix::net::UnixDatagram, usize)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             std::fs::create_dir_all(dir)?;
@@ -63,10 +63,17 @@ pub fn bind(
     let _ = sref.set_recv_buffer_size(recv_buffer);
     let granted = sref.recv_buffer_size()?;
     sock.set_nonblocking(true)?;
-    Ok((UnixDatagram::from_std(sock)?, granted))
+    Ok((sock, granted))
 }
 
-pub async fn run(socket: UnixDatagram, mut sink: Sink) {
+pub async fn run(socket: std::os::unix::net::UnixDatagram, mut sink: Sink) {
+    let socket = match UnixDatagram::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "unix socket cannot be used");
+            return;
+        }
+    };
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     loop {
         if let Err(e) = socket.readable().await {

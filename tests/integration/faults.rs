@@ -66,7 +66,7 @@ fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let stream = datagrams("default");
     send_udp(udp, &stream);
-    daemon.wait_received(stream.len() as u64);
+    daemon.wait_received_in_log(stream.len() as u64);
     daemon.wait_log("holding the batch and retrying");
     holder.execute_batch("COMMIT").unwrap();
     daemon.wait_log("database writes resumed; nothing was lost");
@@ -134,13 +134,13 @@ fn a_full_disk_holds_writes_with_a_clear_error_and_loses_nothing_once_space_retu
     let filler = volume.fill();
     let stream = datagrams("default");
     send_udp(udp, &stream);
-    daemon.wait_received(stream.len() as u64);
+    daemon.wait_received_in_log(stream.len() as u64);
     // SQLite's own words for ENOSPC, and the daemon keeps going.
     daemon.wait_log("database or disk is full");
     daemon.wait_log("holding the batch and retrying");
     // Still alive and taking messages while the disk is full (one that stores nothing).
     send_udp(udp, &[b"not a haproxy line".to_vec()]);
-    daemon.wait_received(stream.len() as u64 + 1);
+    daemon.wait_received_in_log(stream.len() as u64 + 1);
 
     std::fs::remove_file(filler).unwrap();
     daemon.wait_log("database writes resumed; nothing was lost");

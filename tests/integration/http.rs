@@ -48,13 +48,12 @@ const HMAC_SECRET: &str = "hmac-9b2e44";
 #[test]
 fn every_endpoint_answers_from_the_log_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, http) = (free_port(), free_port());
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[storage]\npath = {:?}\n[parse]\nhaproxy_config = {:?}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+            "[storage]\npath = {:?}\n[parse]\nhaproxy_config = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook?token={URL_TOKEN}\"\n\
              secret = \"{HMAC_SECRET}\"\n[notify]\ngroup_wait = \"0s\"\n",
             dir.path().join("h.db"),
@@ -63,8 +62,9 @@ fn every_endpoint_answers_from_the_log_stream() {
     )
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let http = daemon.http_port();
     let datagrams = datagrams("default");
-    send_udp(udp, &datagrams);
+    send_udp(daemon.port(0), &datagrams);
     daemon.wait_received(datagrams.len() as u64);
 
     let (status, body) = http_get(http, "/healthz");

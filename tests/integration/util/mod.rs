@@ -1,7 +1,10 @@
 //! Shared by the integration tests: real fixtures, a running daemon, the CLI.
 
 pub mod haproxy;
+pub mod in_process;
 pub mod smtp;
+
+pub use in_process::InProcess;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -208,19 +211,27 @@ pub struct Daemon {
     child: Child,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
+    /// What it listens on and stores to, from its ready file.
+    pub ready: Value,
 }
 
 impl Daemon {
-    /// Starts `serve --config FILE` and waits until `listeners` sockets are bound.
+    /// Starts `serve --config FILE` and waits until it is receiving on its
+    /// `listeners` sockets (its ready file says so).
     pub fn start(config: &Path, listeners: usize) -> Daemon {
         Daemon::start_with_env(config, listeners, &[])
     }
 
     /// As `start`, with more environment variables (LD_PRELOAD…).
     pub fn start_with_env(config: &Path, listeners: usize, env: &[(&str, &str)]) -> Daemon {
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ready_file = config.with_extension(format!("ready-{}-{n}.json", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_hapwatch"))
             .args(["serve", "--stats-interval", "200ms", "--config"])
             .arg(config)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .envs(env.iter().copied())
             .env("HAPWATCH_LOG", "info")
             .env("NO_COLOR", "1")
@@ -240,9 +251,48 @@ impl Daemon {
             child,
             lines: rx,
             seen: Vec::new(),
+            ready: Value::Null,
         };
-        d.wait_for(|seen| seen.iter().filter(|l| l.contains("listening")).count() == listeners);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while d.ready.is_null() {
+            d.seen.extend(d.lines.try_iter());
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                d.ready = serde_json::from_str(&text).unwrap();
+                break;
+            }
+            if let Some(status) = d.child.try_wait().unwrap() {
+                d.seen.extend(d.lines.iter());
+                panic!(
+                    "serve exited ({status}) before receiving:\n{}",
+                    d.seen.join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start:\n{}",
+                d.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            d.ready["listeners"].as_array().unwrap().len(),
+            listeners,
+            "{}",
+            d.ready
+        );
         d
+    }
+
+    /// The port of its `i`th listener (as configured, port 0 made real).
+    pub fn port(&self, i: usize) -> u16 {
+        let url = self.ready["listeners"][i].as_str().unwrap();
+        url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// The port of its HTTP endpoints.
+    pub fn http_port(&self) -> u16 {
+        let addr = self.ready["http"].as_str().expect("no [http] listen");
+        addr.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     /// Waits for a log line containing `text`.
@@ -288,15 +338,50 @@ impl Daemon {
         self.wait_counter("received", n);
     }
 
-    /// Waits until the interval counter `key` (received, traffic, …) adds up to `n`.
-    pub fn wait_counter(&mut self, key: &str, n: u64) {
-        self.wait_for(|seen| {
+    /// Waits until the counters the daemon logs each interval add up to `n`
+    /// received messages: for a test whose fault is that the store cannot
+    /// be written, where `wait_received` would wait for good.
+    pub fn wait_received_in_log(&mut self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let logged = |seen: &[String]| -> u64 {
             seen.iter()
                 .filter(|l| l.contains(" ingest "))
-                .map(|l| field(l, key))
-                .sum::<u64>()
-                >= n
-        });
+                .map(|l| field(l, "received"))
+                .sum()
+        };
+        while logged(&self.seen) < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!("not received; its log:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits until the daemon's stored interval counters (`ingest_stats`:
+    /// received, traffic, …) add up to `n`: its state, not its log.
+    pub fn wait_counter(&mut self, key: &str, n: u64) {
+        let db = self.ready["db"].as_str().unwrap().to_owned();
+        let sql = format!("SELECT coalesce(sum({key}), 0) FROM ingest_stats");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let stored: u64 = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| c.query_row(&sql, [], |r| r.get(0)))
+            .unwrap_or(0);
+            if stored >= n {
+                return;
+            }
+            self.seen.extend(self.lines.try_iter());
+            assert!(
+                Instant::now() < deadline,
+                "{key} reached {stored} of {n}; the daemon's log:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGTERM, a clean exit, and the whole log.

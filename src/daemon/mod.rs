@@ -1,0 +1,414 @@
+//! The daemon: sockets (tokio tasks) → a bounded queue → the pipeline thread
+//! → the writer thread → SQLite, with delivery, the HTTP endpoints and
+//! reconciliation beside them. `Daemon::start` takes a config and sockets
+//! already bound (`bind`, or port-0 sockets of a test), so a daemon can run
+//! in-process; `run` serves until stopped and then drains everything.
+
+mod bind;
+mod os;
+mod reload;
+mod restore;
+mod tick;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+pub use bind::{bind, BindError, Bound, BoundListener, Socket};
+pub use os::raise_open_files;
+
+use crate::config::Config;
+use crate::ingest::listen::Listen;
+use crate::ingest::{tcp, udp, unix, Batch, Sink, BATCH_MESSAGES};
+use crate::pipeline::{Processor, TimeSource};
+use crate::stats::Stats;
+use crate::store::guard::StoreGuard;
+use crate::store::writer::{Retention, Writer};
+
+/// How long shutdown waits for a store that refuses writes.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Parser(#[from] crate::formats::ParserError),
+    #[error("cannot read what the last run left in {path}: {source}")]
+    Restore {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Start {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// The store file went away or refuses writes: stopping rather than
+    /// accepting what cannot be kept.
+    #[error("the store is unusable: {0}")]
+    StoreFailed(String),
+    #[error("the pipeline thread failed; windows still open were lost")]
+    PipelineFailed,
+}
+
+/// Where a started daemon receives.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    /// Each listener with its real port.
+    pub listeners: Vec<Listen>,
+    pub http: Option<SocketAddr>,
+}
+
+impl Addresses {
+    /// The first UDP listener's address (most tests need just that).
+    pub fn udp(&self) -> Option<SocketAddr> {
+        self.listeners.iter().find_map(|l| match l {
+            Listen::Udp(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        self.listeners.iter().find_map(|l| match l {
+            Listen::Tcp(a) => Some(*a),
+            _ => None,
+        })
+    }
+}
+
+enum Request {
+    Stop,
+    Reload(Box<Config>),
+}
+
+/// Stops or reloads a running daemon, from any thread.
+#[derive(Clone)]
+pub struct Control {
+    tx: tokio::sync::mpsc::UnboundedSender<Request>,
+}
+
+impl Control {
+    pub fn stop(&self) {
+        let _ = self.tx.send(Request::Stop);
+    }
+
+    /// Applies a new config (what SIGHUP does): formats, zone, routing, channels.
+    pub fn reload(&self, config: Config) {
+        let _ = self.tx.send(Request::Reload(Box::new(config)));
+    }
+}
+
+/// A started daemon: receiving, storing and delivering until `run` returns.
+pub struct Daemon {
+    rt: tokio::runtime::Runtime,
+    config: Config,
+    db: PathBuf,
+    guard: StoreGuard,
+    writer: Writer,
+    stats: Arc<Stats>,
+    pipeline: std::thread::JoinHandle<()>,
+    listeners: tokio::task::JoinSet<()>,
+    delivery: tokio::task::JoinHandle<()>,
+    reloads: reload::Reloads,
+    control: Control,
+    requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
+    addresses: Addresses,
+    unix_paths: Vec<PathBuf>,
+}
+
+impl Daemon {
+    /// Opens the store (one daemon per store), carries on from what the last
+    /// run left, and starts receiving on `bound`.
+    pub fn start(config: Config, bound: Bound) -> Result<Daemon, DaemonError> {
+        let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
+        let db = config.db_path();
+        // One daemon per store: a second one stops here, before receiving anything.
+        let mut guard = StoreGuard::acquire(&db)?;
+        let conn = crate::store::open_write(&db)?;
+        guard.watch()?;
+        tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");
+        let stats = Arc::new(Stats::default());
+        let outbox_wake = Arc::new(tokio::sync::Notify::new());
+        let writer = Writer::spawn_waking(
+            conn,
+            Some(Retention {
+                windows: config.storage.retain_windows,
+                events: config.storage.retain_events,
+                samples: config.storage.samples_kept(),
+            }),
+            stats.writer_counters(),
+            Some(outbox_wake.clone()),
+        );
+        let (engine, outbox) = restore::restore(&config, &db, &writer.tx)?;
+        let observed = Arc::new(crate::observe::Observed::default());
+        // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
+        let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
+        let pipeline_reload = tick::Reload::default();
+        // Delivery tells the pipeline which channels fail: incidents of their own.
+        let (health_tx, health_rx) = mpsc::channel();
+        let mut processor = Processor::new(
+            parser,
+            &config,
+            writer.tx.clone(),
+            stats.clone(),
+            TimeSource::Live,
+        )
+        .with_engine(engine, crate::store::open_read(&db)?, outbox)
+        .with_channel_health(health_rx)
+        .with_observed(observed.clone());
+        let mut reconcile = None;
+        if let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) {
+            let (tx, rx) = mpsc::sync_channel(4);
+            let (health_tx, health_rx) = mpsc::channel();
+            reconcile = Some((tx, health_tx));
+            processor = processor.with_reconcile(rx, host, health_rx);
+        }
+        let pipeline = {
+            let (stats, store, reload) =
+                (stats.clone(), writer.tx.clone(), pipeline_reload.clone());
+            let interval = config.daemon.stats_interval;
+            // Taken before anything is received, so the first interval misses nothing.
+            let baseline = (stats.snapshot(), crate::timezone::now_ms());
+            std::thread::Builder::new()
+                .name("hapwatch-pipeline".into())
+                .spawn(move || {
+                    tick::run(
+                        &mut processor,
+                        rx,
+                        &stats,
+                        &store,
+                        interval,
+                        &reload,
+                        baseline,
+                    )
+                })
+                .map_err(|source| DaemonError::Start {
+                    what: "the pipeline thread",
+                    source,
+                })?
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|source| DaemonError::Start {
+                what: "the runtime",
+                source,
+            })?;
+        let http = match bound.http {
+            Some(listener) => {
+                let addr = listener.local_addr().map_err(|source| DaemonError::Start {
+                    what: "the HTTP server",
+                    source,
+                })?;
+                tracing::info!(http = %addr, "serving /healthz, /metrics, /health/haproxy");
+                let state = Arc::new(crate::http::State {
+                    observed,
+                    stats: stats.clone(),
+                    started_ms: crate::timezone::now_ms(),
+                });
+                rt.spawn(crate::http::serve(
+                    listener,
+                    state,
+                    config.limits.http_connections,
+                    config.limits.http_idle,
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
+        if let Some((tx, health)) = reconcile {
+            tracing::info!(every = ?config.reconcile.interval, "reconciling with HAProxy's stats");
+            rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx, health));
+        }
+        let (channels_tx, channels_rx) = tokio::sync::watch::channel(config.channel.clone());
+        reload::record_channels(&writer.tx, &config);
+        let delivery = rt.spawn(crate::notify::outbox::run(
+            db.clone(),
+            channels_rx,
+            config.notify.clone(),
+            writer.tx.clone(),
+            outbox_wake,
+            stats.notifications_failed.clone(),
+            health_tx,
+        ));
+        if config.channel.is_empty() {
+            tracing::info!("no notification channel configured: incidents go to this log only");
+        }
+        let (listeners, addresses, unix_paths) =
+            receive(&config, bound.listeners, &tx, &stats, rt.handle());
+        // The listeners hold the only senders now: when they stop, the pipeline drains and ends.
+        drop(tx);
+        let (requests_tx, requests) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Daemon {
+            reloads: reload::Reloads {
+                pipeline: pipeline_reload,
+                store: writer.tx.clone(),
+                channels: channels_tx,
+            },
+            rt,
+            config,
+            db,
+            guard,
+            writer,
+            stats,
+            pipeline,
+            listeners,
+            delivery,
+            control: Control { tx: requests_tx },
+            requests,
+            addresses: Addresses {
+                listeners: addresses,
+                http,
+            },
+            unix_paths,
+        })
+    }
+
+    pub fn addresses(&self) -> &Addresses {
+        &self.addresses
+    }
+
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    pub fn db(&self) -> &Path {
+        &self.db
+    }
+
+    /// Serves until `Control::stop`, the store failing, or `until` completing
+    /// (signals, for `serve`); then closes the sockets, drains the queue,
+    /// closes every window and stops.
+    pub fn run(self, until: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let Daemon {
+            rt,
+            mut config,
+            guard,
+            writer,
+            stats,
+            pipeline,
+            mut listeners,
+            delivery,
+            reloads,
+            mut requests,
+            unix_paths,
+            ..
+        } = self;
+        os::ready();
+        let failure = rt.block_on(async {
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    () = &mut until => return None,
+                    request = requests.recv() => match request {
+                        Some(Request::Reload(next)) => {
+                            config = reload::apply(std::mem::take(&mut config), *next, &reloads);
+                        }
+                        Some(Request::Stop) | None => return None,
+                    },
+                    e = store_failure(&guard, &stats) => {
+                        tracing::error!(error = %e, "the store is unusable; stopping rather than accept what cannot be kept");
+                        stats.set_store_error(e.clone());
+                        return Some(e);
+                    }
+                }
+            }
+        });
+        tracing::info!("shutting down");
+        // The kernel forgets a socket's drop count when it closes: read it first.
+        let _ = stats.snapshot();
+        rt.block_on(listeners.shutdown());
+        for path in &unix_paths {
+            let _ = std::fs::remove_file(path);
+        }
+        delivery.abort();
+        // The writer ends when the last sender of its queue is gone.
+        drop(reloads);
+        // A store that refuses writes (a full disk) must not hold the exit past
+        // systemd's stop timeout: after this, what it refuses is counted as lost.
+        writer.stop_by(Instant::now() + STOP_GRACE);
+        // The sockets are closed: the pipeline drains the queue, closes every window and stops.
+        rt.shutdown_timeout(Duration::from_secs(1));
+        let pipeline = pipeline.join();
+        writer.finish();
+        // Held until the last write: no replay or second daemon mid-drain.
+        drop(guard);
+        tick::log_totals(&stats.snapshot());
+        if pipeline.is_err() {
+            return Err(DaemonError::PipelineFailed);
+        }
+        match failure {
+            Some(e) => Err(DaemonError::StoreFailed(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One task per socket, each feeding the pipeline's queue through its own sink.
+fn receive(
+    config: &Config,
+    bound: Vec<BoundListener>,
+    tx: &mpsc::SyncSender<Batch>,
+    stats: &Arc<Stats>,
+    rt: &tokio::runtime::Handle,
+) -> (tokio::task::JoinSet<()>, Vec<Listen>, Vec<PathBuf>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let (mut addresses, mut unix_paths) = (Vec::new(), Vec::new());
+    for l in bound {
+        let sink = Sink::new(
+            tx.clone(),
+            stats.clone(),
+            stats.listener(l.config.url.to_string()),
+        );
+        tracing::info!(listen = %l.url, "listening");
+        addresses.push(l.url.clone());
+        match l.socket {
+            Socket::Udp(sockets) => {
+                for s in sockets {
+                    if let Some(inode) = crate::ingest::kernel::socket_inode(&s) {
+                        sink.listener
+                            .udp_inodes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(inode);
+                    }
+                    tasks.spawn_on(udp::run(s, l.config.allow.clone(), sink.clone()), rt);
+                }
+            }
+            Socket::Tcp(listener) => {
+                let limits = tcp::Limits {
+                    connections: config.limits.tcp_connections,
+                    idle: config.limits.tcp_idle,
+                };
+                tasks.spawn_on(tcp::run(listener, l.config.allow.clone(), sink, limits), rt);
+            }
+            Socket::Unix(socket, path) => {
+                unix_paths.push(path);
+                tasks.spawn_on(unix::run(socket, sink), rt);
+            }
+        }
+    }
+    (tasks, addresses, unix_paths)
+}
+
+/// Resolves when the store can no longer be used: its file deleted or
+/// replaced, or the writer finding it corrupt or read-only. Checked every 2 s.
+async fn store_failure(guard: &StoreGuard, stats: &Stats) -> String {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(e) = stats.store_error() {
+            return e;
+        }
+        if let Err(e) = guard.check() {
+            return e.to_string();
+        }
+    }
+}
