@@ -384,16 +384,6 @@ pub fn state_dir() -> PathBuf {
 }
 
 /// A share: 0.05 is 5 %. `5` would be a rule that can never fire.
-pub fn share<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    let v = f64::deserialize(d)?;
-    if !(0.0..=1.0).contains(&v) {
-        return Err(serde::de::Error::custom(format!(
-            "{v} is not a share: write it between 0 and 1 (0.05 means 5 %)"
-        )));
-    }
-    Ok(v)
-}
-
 /// A webhook URL: http:// or https://, nothing else.
 pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let url = String::deserialize(d)?;
@@ -410,14 +400,7 @@ pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     ))
 }
 
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{s:?} is not a duration like \"60s\" or \"30d\": {e}"
-        ))
-    })
-}
+pub use hapwatch_engine::de::{duration, share};
 
 /// `[reconcile]` is one table. `[[reconcile]]` (an array) would otherwise be
 /// read as a struct from a sequence and fail as "invalid type: map, expected

@@ -18,21 +18,21 @@ use crate::windows::{status_class, StatusClass};
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// The sliding window the figures are computed over.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::de::duration")]
     pub window: Duration,
     /// Fewer requests than this in the window: ratio rules do not judge.
     pub min_requests: u64,
     /// A condition must hold this long before its incident opens.
-    #[serde(rename = "for", deserialize_with = "crate::config::duration")]
+    #[serde(rename = "for", deserialize_with = "crate::de::duration")]
     pub hold: Duration,
     /// Share of 5xx responses (0.05 = 5 %) that fires, and the share under which it resolves.
-    #[serde(deserialize_with = "crate::config::share")]
+    #[serde(deserialize_with = "crate::de::share")]
     pub error_5xx: f64,
-    #[serde(deserialize_with = "crate::config::share")]
+    #[serde(deserialize_with = "crate::de::share")]
     pub error_5xx_resolve: f64,
-    #[serde(deserialize_with = "crate::config::share")]
+    #[serde(deserialize_with = "crate::de::share")]
     pub error_4xx: f64,
-    #[serde(deserialize_with = "crate::config::share")]
+    #[serde(deserialize_with = "crate::de::share")]
     pub error_4xx_resolve: f64,
     /// Retries + redispatches per second.
     pub retries_per_s: f64,
@@ -41,9 +41,9 @@ pub struct RulesConfig {
     pub p95_ms: f64,
     pub p95_ms_resolve: f64,
     /// Share of sessions ended on the server side (termination state S…).
-    #[serde(deserialize_with = "crate::config::share")]
+    #[serde(deserialize_with = "crate::de::share")]
     pub server_terminations: f64,
-    #[serde(deserialize_with = "crate::config::share")]
+    #[serde(deserialize_with = "crate::de::share")]
     pub server_terminations_resolve: f64,
     /// Judge each server too, not only each backend.
     pub per_server: bool,

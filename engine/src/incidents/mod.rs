@@ -129,16 +129,16 @@ pub struct IncidentsConfig {
     /// More than this many UP/DOWN changes of one server…
     pub flap_changes: usize,
     /// …within this period make it flapping.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::de::duration")]
     pub flap_period: Duration,
     /// A flapping server stable this long is resolved.
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::de::duration")]
     pub flap_quiet: Duration,
     /// Share of a backend's servers DOWN above which it is degraded (0 disables).
-    #[serde(deserialize_with = "crate::config::share")]
+    #[serde(deserialize_with = "crate::de::share")]
     pub degraded_share: f64,
     /// No message from a host heard before for this long (0 disables).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::de::duration")]
     pub silence_after: Duration,
 }
 
