@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 
 use rusqlite::Connection;
 
+use crate::figures::{compact_duration, pct};
+
 use crate::incidents::Kind;
 use crate::store::incidents::{self, IncidentFilter};
 use crate::store::queries::{self, WindowFilter};
@@ -113,22 +115,6 @@ pub fn build(
     Ok(out)
 }
 
-fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
-
-fn duration(s: i64) -> String {
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
-    }
-}
-
 /// The stored mail of a digest up to `until_ms` for one channel; `unique_ms`
 /// makes its Message-ID (the daemon's schedule, or now for `digest --send`).
 pub fn mail(
@@ -184,8 +170,8 @@ pub fn render(digests: &[BackendDigest], since_ms: i64, until_ms: i64) -> String
                 t,
                 "  incidents {}   no server available {}   servers DOWN {}",
                 kinds.join(", "),
-                duration(d.downtime_s),
-                duration(d.servers_down_s)
+                compact_duration(d.downtime_s * 1000),
+                compact_duration(d.servers_down_s * 1000)
             );
         }
         let ended = [

@@ -3,7 +3,9 @@
 //! The library behind the `hapwatch` binary. `cli` is the whole program;
 //! `config` is public on its own so that the config loader can be fuzzed.
 
-pub use hapwatch_engine::{escape, fasthash, hist, incidents, rules, timezone, urls, windows};
+pub use hapwatch_engine::{
+    escape, fasthash, figures, hist, incidents, rules, timezone, urls, windows,
+};
 
 pub mod cli;
 pub mod config;

@@ -6,6 +6,7 @@
 pub mod de;
 pub mod escape;
 pub mod fasthash;
+pub mod figures;
 pub mod hist;
 pub mod incidents;
 pub mod rules;

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::common::{parse_time, rfc3339, StoreArgs};
 use super::output::{local_time, relative, Style, Table, BOLD, DIM, GREEN, RED, YELLOW};
+use crate::figures::compact_duration;
 use crate::incidents::Severity;
 use crate::store::incidents::{self, IncidentFilter, StoredIncident};
 use crate::store::queries::{self, WindowFilter};
@@ -57,16 +58,6 @@ pub struct IncidentArgs {
     /// The incident, its timeline and evidence as one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-fn duration_text(ms: i64) -> String {
-    let s = (ms / 1000).max(0);
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
-        _ => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
-    }
 }
 
 fn json_row(s: &StoredIncident, now: i64) -> Value {
@@ -184,7 +175,7 @@ fn print_list(list: &[StoredIncident], now: i64, out: &mut impl Write) -> std::i
             (local_time(i.opened_ms), ""),
             (relative(i.opened_ms, now), DIM),
             (
-                duration_text(s.resolved_ms.unwrap_or(now) - i.opened_ms),
+                compact_duration(s.resolved_ms.unwrap_or(now) - i.opened_ms),
                 "",
             ),
             (i.host.clone(), ""),
@@ -204,7 +195,7 @@ fn print_list(list: &[StoredIncident], now: i64, out: &mut impl Write) -> std::i
     let open = list.iter().filter(|s| s.resolved_ms.is_none()).count();
     let mttr: Vec<String> = per_backend
         .iter()
-        .map(|(b, (total, n))| format!("{b} {} ({n})", duration_text(total / n)))
+        .map(|(b, (total, n))| format!("{b} {} ({n})", compact_duration(total / n)))
         .collect();
     let summary = format!(
         "{} incident{}, {open} open; MTTR: {}",
@@ -313,14 +304,14 @@ fn print_one(
             out,
             "resolved  {} after {}: {}",
             local_time(r),
-            duration_text(r - i.opened_ms),
+            compact_duration(r - i.opened_ms),
             s.resolution.as_deref().unwrap_or("")
         )?,
         None => writeln!(
             out,
             "resolved  {} (open for {})",
             style.paint("not yet", YELLOW),
-            duration_text(now - i.opened_ms)
+            compact_duration(now - i.opened_ms)
         )?,
     }
     // The evidence as the notifications put it (the JSON is in --json).
@@ -349,11 +340,7 @@ fn print_one(
         )?;
         let mut t = Table::new(&["MINUTE", ">REQ", ">5XX%", ">RETRIES", ">P95"]);
         for (start, c) in evidence {
-            let p5 = if c.requests == 0 {
-                0.0
-            } else {
-                c.s5xx as f64 * 100.0 / c.requests as f64
-            };
+            let p5 = crate::figures::pct(c.s5xx, c.requests);
             t.row(vec![
                 (local_time(start * 1000), ""),
                 (c.requests.to_string(), ""),

@@ -234,13 +234,7 @@ fn aggregate(
     Ok(rows)
 }
 
-pub(super) fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        (part as f64 * 10_000.0 / whole as f64).round() / 100.0
-    }
-}
+pub(super) use crate::figures::pct;
 
 fn rate(r: &Row) -> f64 {
     let secs = (r.end_s - r.start_s).max(1) as f64;
