@@ -117,16 +117,11 @@ pub fn build(
 
 /// The stored mail of a digest up to `until_ms` for one channel; `unique_ms`
 /// makes its Message-ID (the daemon's schedule, or now for `digest --send`).
-pub fn mail(
-    ch: &crate::notify::ChannelConfig,
-    body: &str,
-    until_ms: i64,
-    unique_ms: i64,
-) -> String {
+pub fn mail(mail_domain: &str, body: &str, until_ms: i64, unique_ms: i64) -> String {
     serde_json::json!({
         "subject": format!("[hapwatch] digest {}", crate::timezone::rfc3339(until_ms)),
         "body": body,
-        "message_id": format!("<hapwatch-digest-{unique_ms}@{}>", crate::notify::mail_domain(ch)),
+        "message_id": format!("<hapwatch-digest-{unique_ms}@{mail_domain}>"),
         "in_reply_to": null,
     })
     .to_string()
@@ -264,13 +259,14 @@ mod tests {
         );
         let incident = |id: i64, kind: Kind, server: Option<&str>| Incident {
             id,
-            key: format!("k{id}"),
+            key: crate::incidents::IncidentKey::stored(format!("k{id}")),
             kind,
             severity: Severity::Warning,
             host: "lb1".into(),
             backend: Some("be".into()),
             server: server.map(Into::into),
             opened_ms: 10_000,
+            reminder_ms: None,
             summary: "x".into(),
             detail: Default::default(),
         };

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hapwatch_parsers::ServerState;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -157,12 +158,15 @@ fn health(view: &View, backend: Option<&str>, strict: bool) -> Response<Full<Byt
             ),
         };
     }
-    let down = servers.iter().filter(|s| s.state != "UP").count();
+    let down = servers
+        .iter()
+        .filter(|s| !s.state.is(ServerState::Up))
+        .count();
     let total = servers.len();
     // (host, backend) with servers, none of them UP.
     let mut backends: std::collections::BTreeMap<(&str, &str), bool> = Default::default();
     for s in &servers {
-        *backends.entry((&s.host, &s.backend)).or_insert(false) |= s.state == "UP";
+        *backends.entry((&s.host, &s.backend)).or_insert(false) |= s.state.is(ServerState::Up);
     }
     let all_down: Vec<String> = backends
         .iter()
@@ -182,7 +186,7 @@ fn health(view: &View, backend: Option<&str>, strict: bool) -> Response<Full<Byt
     };
     let not_up: Vec<String> = servers
         .iter()
-        .filter(|s| s.state != "UP")
+        .filter(|s| !s.state.is(ServerState::Up))
         .map(|s| format!("{}/{} {} on {}", s.backend, s.server, s.state, s.host))
         .collect();
     json_reply(
@@ -375,8 +379,8 @@ fn metrics(state: &State, view: &View) -> String {
             label(&s.host),
             label(&s.backend),
             label(&s.server),
-            label(&s.state),
-            u8::from(s.state == "UP")
+            label(&s.state.to_string()),
+            u8::from(s.state.is(ServerState::Up))
         );
     }
     out
@@ -395,7 +399,7 @@ mod tests {
                     host: "lb1".into(),
                     backend: (*b).into(),
                     server: (*s).into(),
-                    state: (*state).into(),
+                    state: crate::incidents::fleet::StateSeen::from_name(state),
                 })
                 .collect(),
             ..Default::default()

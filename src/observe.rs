@@ -172,8 +172,8 @@ pub struct ServerView {
     pub host: String,
     pub backend: String,
     pub server: String,
-    /// UP, DOWN, MAINT, DRAIN, STOPPING; UP for a server only seen serving traffic.
-    pub state: String,
+    /// What the logs said; UP for a server only seen serving traffic.
+    pub state: crate::incidents::fleet::StateSeen,
 }
 
 #[derive(Debug, Clone, Default)]

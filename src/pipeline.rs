@@ -8,8 +8,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use hapwatch_parsers::json::record_to_json;
-use hapwatch_parsers::{parse_accept_date, Event, Parser, Record};
+use hapwatch_parsers::{parse_accept_date, Event, Parser, Record, ServerState};
 
+use crate::incidents::fleet::StateSeen;
 use crate::incidents::{Change, Engine, Severity};
 use crate::notify::notifier::Notifier;
 use crate::stats::Stats;
@@ -289,16 +290,19 @@ impl Processor {
             return;
         };
         for row in &rows {
-            let (be, srv, state) = (&row.backend, &row.server, row.state.as_str());
-            let known = engine.known_state(host, be, srv).map(str::to_owned);
-            match known.as_deref() {
-                Some(k) if k == state => continue,
-                None if state == "UP" => {
-                    engine.note_state(host, be, srv, state, now_ms);
+            let (be, srv) = (&row.backend, &row.server);
+            let state = row.state.as_str();
+            let known = engine.known_state(host, be, srv);
+            match known {
+                StateSeen::Is(k) if k == row.state => continue,
+                StateSeen::Never if row.state == ServerState::Up => {
+                    engine.note_state(host, be, srv, row.state, now_ms);
                     continue;
                 }
                 _ => {}
             }
+            // As stored in `old_state`: what the logs last said, if anything.
+            let known = (known != StateSeen::Never).then(|| known.to_string());
             let said = known.as_deref().unwrap_or("nothing");
             let message = format!(
                 "reconciliation: HAProxy's stats say {be}/{srv} is {state} (the logs said {said})"
@@ -483,24 +487,24 @@ fn servers_view(
     let fleet = &engine.fleet().servers;
     let mut servers: Vec<crate::observe::ServerView> = fleet
         .iter()
-        .filter(|(_, s)| !s.state.is_empty())
+        .filter(|(_, s)| s.state != StateSeen::Never)
         .map(|((host, backend, server), s)| crate::observe::ServerView {
             host: host.clone(),
             backend: backend.clone(),
             server: server.clone(),
-            state: s.state.clone(),
+            state: s.state,
         })
         .collect();
     for r in served.values() {
         let key = (r.host.clone(), r.backend.clone(), r.server.clone());
-        let known = fleet.get(&key).is_some_and(|s| !s.state.is_empty());
+        let known = fleet.get(&key).is_some_and(|s| s.state != StateSeen::Never);
         if !known && !r.server.starts_with('<') && !r.server.is_empty() && r.host != "_overflow" {
             let (host, backend, server) = key;
             servers.push(crate::observe::ServerView {
                 host,
                 backend,
                 server,
-                state: "UP".into(),
+                state: StateSeen::Is(ServerState::Up),
             });
         }
     }

@@ -87,8 +87,19 @@ pub struct Snapshot {
     pub rows_rejected: u64,
     pub notifications_failed: u64,
     pub parse_errors: Vec<(&'static str, u64)>,
-    /// (listener, received, bytes, denied, socket drops)
-    pub listeners: Vec<(String, u64, u64, u64, u64)>,
+    pub listeners: Vec<ListenerSnapshot>,
+}
+
+/// One listener's counters since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerSnapshot {
+    /// Its URL as configured.
+    pub name: String,
+    pub received: u64,
+    pub bytes: u64,
+    pub denied: u64,
+    /// What the kernel dropped on its UDP sockets.
+    pub socket_drops: u64,
 }
 
 impl Snapshot {
@@ -164,7 +175,7 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let listeners: Vec<(String, u64, u64, u64, u64)> = self
+        let listeners: Vec<ListenerSnapshot> = self
             .listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -175,16 +186,14 @@ impl Stats {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                (
-                    l.name.clone(),
-                    l.received.load(Relaxed),
-                    l.bytes.load(Relaxed),
-                    l.denied.load(Relaxed),
-                    {
-                        let now = crate::ingest::kernel::udp_drops(&inodes);
-                        l.drops_seen.fetch_max(now, Relaxed).max(now)
-                    },
-                )
+                let drops = crate::ingest::kernel::udp_drops(&inodes);
+                ListenerSnapshot {
+                    name: l.name.clone(),
+                    received: l.received.load(Relaxed),
+                    bytes: l.bytes.load(Relaxed),
+                    denied: l.denied.load(Relaxed),
+                    socket_drops: l.drops_seen.fetch_max(drops, Relaxed).max(drops),
+                }
             })
             .collect();
         Snapshot {
@@ -192,7 +201,7 @@ impl Stats {
             bytes: self.bytes.load(Relaxed),
             queue_drops: self.queue_drops.load(Relaxed),
             denied: self.denied.load(Relaxed),
-            socket_drops: listeners.iter().map(|l| l.4).sum(),
+            socket_drops: listeners.iter().map(|l| l.socket_drops).sum(),
             parsed: self.parsed.load(Relaxed),
             traffic: self.traffic.load(Relaxed),
             events: self.events.load(Relaxed),

@@ -9,6 +9,7 @@ pub mod fasthash;
 pub mod figures;
 pub mod hist;
 pub mod incidents;
+pub mod notify;
 pub mod rules;
 pub mod timezone;
 pub mod urls;

@@ -99,6 +99,19 @@ pub enum ServerState {
 }
 
 impl ServerState {
+    pub const ALL: [ServerState; 5] = [
+        ServerState::Up,
+        ServerState::Down,
+        ServerState::Stopping,
+        ServerState::Maint,
+        ServerState::Drain,
+    ];
+
+    /// The state HAProxy names so (`UP`, `DOWN`, …), as `as_str` writes it.
+    pub fn from_name(name: &str) -> Option<ServerState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ServerState::Up => "UP",

@@ -54,7 +54,7 @@ pub fn run(args: DigestArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut failed = 0;
     for ch in channels {
-        let mail = crate::digest::mail(ch, &body, until, now);
+        let mail = crate::digest::mail(crate::notify::mail_domain(ch), &body, until, now);
         match rt.block_on(crate::notify::outbox::send_now(ch, &mail)) {
             Ok(()) => writeln!(out, "{}: sent", ch.name)?,
             Err(e) => {

@@ -43,13 +43,14 @@ pub fn run(args: TestAlertArgs) -> anyhow::Result<ExitCode> {
     );
     let incident = Incident {
         id: 0,
-        key: "test".into(),
+        key: crate::incidents::IncidentKey::test_alert(),
         kind: Kind::ServerDown,
         severity: Severity::Critical,
         host: "hapwatch-test".into(),
         backend: Some("be_test".into()),
         server: Some("test1".into()),
         opened_ms: now,
+        reminder_ms: None,
         summary: "server be_test/test1 is DOWN (a test)".into(),
         detail,
     };
@@ -67,7 +68,7 @@ pub fn run(args: TestAlertArgs) -> anyhow::Result<ExitCode> {
             resolved: None,
         };
         let payload = render(
-            ch,
+            &ch.route(),
             &Message {
                 items: std::slice::from_ref(&item),
                 message_id: format!("<hapwatch-test-{now}@{}>", mail_domain(ch)),

@@ -117,15 +117,19 @@ fn report(
     let listeners: Vec<serde_json::Value> = now
         .listeners
         .iter()
-        .map(|(name, rx, bytes, denied, drops)| {
-            let before = prev.listeners.iter().find(|l| &l.0 == name);
-            let b = |f: fn(&(String, u64, u64, u64, u64)) -> u64| before.map_or(0, f);
+        .map(|l| {
+            let before = prev
+                .listeners
+                .iter()
+                .find(|p| p.name == l.name)
+                .cloned()
+                .unwrap_or_default();
             serde_json::json!({
-                "listener": name,
-                "received": d(*rx, b(|l| l.1)),
-                "bytes": d(*bytes, b(|l| l.2)),
-                "denied": d(*denied, b(|l| l.3)),
-                "socket_drops": d(*drops, b(|l| l.4)),
+                "listener": l.name,
+                "received": d(l.received, before.received),
+                "bytes": d(l.bytes, before.bytes),
+                "denied": d(l.denied, before.denied),
+                "socket_drops": d(l.socket_drops, before.socket_drops),
             })
         })
         .collect();

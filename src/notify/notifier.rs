@@ -5,12 +5,12 @@
 use rusqlite::Connection;
 
 use super::group::{Grouper, Restored};
-use super::{items, ChannelConfig, NewRow, OutboxOp, RowState, Status};
+use super::{items, NewRow, OutboxOp, Route, RowState, Status};
 use crate::incidents::{Change, ServerMatch};
 use crate::store::silences::{self, Silence};
 
 pub struct Notifier {
-    channels: Vec<ChannelConfig>,
+    channels: Vec<Route>,
     digest: crate::digest::DigestConfig,
     /// When the next digest leaves (None: no digest configured).
     next_digest_ms: Option<i64>,
@@ -28,7 +28,7 @@ impl Notifier {
     pub fn new(config: &crate::config::Config, next_row: i64) -> Notifier {
         let now = crate::timezone::now_ms();
         Notifier {
-            channels: config.channel.clone(),
+            channels: super::routes(&config.channel),
             digest: config.digest.clone(),
             next_digest_ms: (!config.digest.channels.is_empty())
                 .then(|| crate::digest::next_due(now, config.digest.every, config.digest.hour)),
@@ -54,7 +54,7 @@ impl Notifier {
     }
 
     pub fn reconfigure(&mut self, config: &crate::config::Config) {
-        self.channels = config.channel.clone();
+        self.channels = super::routes(&config.channel);
         self.repeat_ms = config.notify.repeat_critical.as_millis() as i64;
         self.grouper
             .reconfigure(config.notify.group_wait, config.parse.timezone.clone());
@@ -138,7 +138,7 @@ impl Notifier {
                 let mut reminder = i.clone();
                 let hours = (now_ms - i.opened_ms) as f64 / 3_600_000.0;
                 reminder.summary = format!("{} (still open after {hours:.1} h)", i.summary);
-                reminder.detail.insert("reminder_ms".into(), now_ms.into());
+                reminder.reminder_ms = Some(now_ms);
                 due.push(Change::Opened(reminder));
             }
         }
@@ -201,7 +201,10 @@ impl Notifier {
             .channels
             .iter()
             .filter(|c| self.digest.channels.contains(&c.name))
-            .map(|c| (c.name.clone(), crate::digest::mail(c, &body, due, due)))
+            .map(|c| {
+                let mail = crate::digest::mail(&c.mail_domain, &body, due, due);
+                (c.name.clone(), mail)
+            })
             .collect();
         mails
             .into_iter()
@@ -259,13 +262,14 @@ mod tests {
         let mut n = Notifier::new(&config, 1);
         let i = Incident {
             id: 3,
-            key: "backend:lb1:be".into(),
+            key: crate::incidents::IncidentKey::backend("lb1", "be"),
             kind: Kind::BackendDown,
             severity: Severity::Critical,
             host: "lb1".into(),
             backend: Some("be".into()),
             server: None,
             opened_ms: 0,
+            reminder_ms: None,
             summary: "backend be has no server available".into(),
             detail: Default::default(),
         };

@@ -50,13 +50,14 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredIncident> {
     Ok(StoredIncident {
         incident: Incident {
             id: r.get(0)?,
-            key: text(1)?,
+            key: crate::incidents::IncidentKey::stored(text(1)?),
             kind: Kind::parse(&text(2)?).ok_or_else(|| bad(2, "kind"))?,
             severity: Severity::parse(&text(3)?).ok_or_else(|| bad(3, "severity"))?,
             host: text(4)?,
             backend: r.get(5)?,
             server: r.get(6)?,
             opened_ms: r.get(7)?,
+            reminder_ms: None,
             summary: text(9)?,
             detail,
         },
@@ -164,7 +165,7 @@ pub fn restore(conn: &Connection, since_ms: i64) -> rusqlite::Result<(i64, Vec<I
     for r in rows {
         let (host, proxy, server, state, ts) = r?;
         let s = fleet.server(&host, &proxy, &server);
-        s.state = state;
+        s.state = crate::incidents::fleet::StateSeen::from_name(&state);
         s.since_ms = ts;
     }
     Ok((next_id, open, fleet))

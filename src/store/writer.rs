@@ -604,7 +604,7 @@ fn write_incidents(
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
                 .execute(params![
-                    i.id, i.key, i.kind.as_str(), i.severity.as_str(), i.host, i.backend, i.server,
+                    i.id, i.key.as_str(), i.kind.as_str(), i.severity.as_str(), i.host, i.backend, i.server,
                     i.opened_ms, i.summary, serde_json::Value::Object(i.detail.clone()).to_string()
                 ])?;
                 timeline.execute(params![i.id, i.opened_ms, format!("opened: {}", i.summary)])?;
@@ -840,13 +840,14 @@ mod tests {
         let conn = crate::store::open_write(&path).unwrap();
         let opened = Change::Opened(Incident {
             id: 1,
-            key: "server:lb1:be/s1".into(),
+            key: crate::incidents::IncidentKey::server("lb1", "be", "s1"),
             kind: Kind::ServerDown,
             severity: Severity::Warning,
             host: "lb1".into(),
             backend: Some("be".into()),
             server: Some("s1".into()),
             opened_ms: 1,
+            reminder_ms: None,
             summary: "server be/s1 is DOWN".into(),
             detail: Default::default(),
         });

@@ -3,13 +3,56 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use hapwatch_parsers::ServerState;
+
+/// What the logs said of a server's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StateSeen {
+    /// No state line yet (only checks, or traffic).
+    #[default]
+    Never,
+    /// A state line whose state could not be read.
+    Unreadable,
+    Is(ServerState),
+}
+
+impl StateSeen {
+    /// As stored in `events.new_state`: a name HAProxy prints, else unreadable.
+    pub fn from_name(name: &str) -> StateSeen {
+        match name {
+            "" => StateSeen::Never,
+            n => ServerState::from_name(n).map_or(StateSeen::Unreadable, StateSeen::Is),
+        }
+    }
+
+    pub fn known(self) -> Option<ServerState> {
+        match self {
+            StateSeen::Is(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is(self, state: ServerState) -> bool {
+        self == StateSeen::Is(state)
+    }
+}
+
+impl std::fmt::Display for StateSeen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateSeen::Never => "",
+            StateSeen::Unreadable => "?",
+            StateSeen::Is(s) => s.as_str(),
+        })
+    }
+}
+
 /// (host, backend, server)
 pub type ServerKey = (String, String, String);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerStatus {
-    /// UP, DOWN, MAINT, DRAIN, STOPPING (as HAProxy prints them).
-    pub state: String,
+    pub state: StateSeen,
     pub since_ms: i64,
     /// The last failed check's reason, kept as evidence.
     pub last_failure: Option<String>,
@@ -43,7 +86,7 @@ impl Fleet {
         let down = self
             .servers
             .iter()
-            .filter(|((h, b, _), s)| h == host && b == backend && s.state == "DOWN")
+            .filter(|((h, b, _), s)| h == host && b == backend && s.state.is(ServerState::Down))
             .count();
         (down, share(down, down + active_left as usize))
     }
@@ -57,7 +100,9 @@ impl Fleet {
         let mut names: Vec<&str> = self
             .servers
             .iter()
-            .filter(move |((h, b, _), s)| h == host && b == backend && s.state == "DOWN")
+            .filter(move |((h, b, _), s)| {
+                h == host && b == backend && s.state.is(ServerState::Down)
+            })
             .map(|((_, _, srv), _)| srv.as_str())
             .collect();
         names.sort_unstable();
@@ -101,9 +146,9 @@ mod tests {
     #[test]
     fn down_share_counts_known_down_servers_and_the_active_left() {
         let mut f = Fleet::default();
-        f.server("lb", "be", "s1").state = "DOWN".into();
-        f.server("lb", "be", "s2").state = "UP".into();
-        f.server("lb2", "be", "s1").state = "DOWN".into();
+        f.server("lb", "be", "s1").state = StateSeen::Is(ServerState::Down);
+        f.server("lb", "be", "s2").state = StateSeen::Is(ServerState::Up);
+        f.server("lb2", "be", "s1").state = StateSeen::Is(ServerState::Down);
         assert_eq!(f.backend_down_share("lb", "be", 3), (1, 0.25));
     }
 }

@@ -3,6 +3,7 @@
 //! and notifying are the caller's.
 
 pub mod fleet;
+mod key;
 mod readings;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use fleet::{Fleet, ServerKey};
+pub use key::IncidentKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,13 +95,16 @@ impl Kind {
 pub struct Incident {
     pub id: i64,
     /// What it is about, e.g. `server:lb1:be_api/api3`: one open incident per key.
-    pub key: String,
+    pub key: IncidentKey,
     pub kind: Kind,
     pub severity: Severity,
     pub host: String,
     pub backend: Option<String>,
     pub server: Option<String>,
     pub opened_ms: i64,
+    /// Set on the copy a reminder (`repeat_critical`) notifies: when it was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder_ms: Option<i64>,
     pub summary: String,
     /// Evidence known when it opened: check reason, servers left, …
     pub detail: Map<String, Value>,
@@ -171,7 +176,7 @@ impl ServerMatch {
 
 /// An incident about hapwatch's own dependencies (a channel, HAProxy's stats).
 struct Dependency {
-    key: String,
+    key: IncidentKey,
     kind: Kind,
     severity: Severity,
     summary: String,
@@ -191,9 +196,9 @@ pub struct Engine {
     /// Silenced servers: their DOWN is recorded but does not make a backend degraded.
     muted: Vec<ServerMatch>,
     /// Rule conditions seen true, waiting out their hold time: key → since.
-    pending: HashMap<String, i64>,
+    pending: HashMap<IncidentKey, i64>,
     next_id: i64,
-    open: HashMap<String, Incident>,
+    open: HashMap<IncidentKey, Incident>,
     fleet: Fleet,
     /// Per host: when it was first and last heard. Only a host heard over at
     /// least `silence_after` can fall silent; one line from a new name cannot.
@@ -255,27 +260,33 @@ impl Engine {
                 !self.muted.iter().any(|m| m.matches(host, backend, srv))
                     && !self
                         .open
-                        .contains_key(&format!("flapping:{host}:{backend}/{srv}"))
+                        .contains_key(&IncidentKey::flapping(host, backend, srv))
             })
             .count();
         let total = all_down + active_left as usize;
         (counted, total, fleet::share(counted, total))
     }
 
-    /// The state the logs last gave this server, if any.
-    pub fn known_state(&self, host: &str, backend: &str, server: &str) -> Option<&str> {
+    /// The state the logs last gave this server, if they gave one.
+    pub fn known_state(&self, host: &str, backend: &str, server: &str) -> fleet::StateSeen {
         self.fleet
             .servers
             .get(&server_key(host, backend, server))
-            .map(|s| s.state.as_str())
-            .filter(|s| !s.is_empty())
+            .map_or(fleet::StateSeen::Never, |s| s.state)
     }
 
     /// Learns a state without acting on it (a server first seen UP in the stats).
-    pub fn note_state(&mut self, host: &str, backend: &str, server: &str, state: &str, ts_ms: i64) {
+    pub fn note_state(
+        &mut self,
+        host: &str,
+        backend: &str,
+        server: &str,
+        state: ServerState,
+        ts_ms: i64,
+    ) {
         self.fleet.version += 1;
         let s = self.fleet.server(host, backend, server);
-        s.state = state.to_owned();
+        s.state = fleet::StateSeen::Is(state);
         s.since_ms = ts_ms;
     }
 
@@ -287,7 +298,7 @@ impl Engine {
     fn open(
         &mut self,
         out: &mut Vec<Change>,
-        key: String,
+        key: IncidentKey,
         kind: Kind,
         severity: Severity,
         (host, backend, server): (&str, Option<&str>, Option<&str>),
@@ -309,6 +320,7 @@ impl Engine {
             backend: backend.map(str::to_owned),
             server: server.map(str::to_owned),
             opened_ms: ts_ms,
+            reminder_ms: None,
             summary,
             detail,
         };
@@ -317,7 +329,7 @@ impl Engine {
         id
     }
 
-    fn resolve(&mut self, out: &mut Vec<Change>, key: &str, ts_ms: i64, note: String) {
+    fn resolve(&mut self, out: &mut Vec<Change>, key: &IncidentKey, ts_ms: i64, note: String) {
         if let Some(i) = self.open.remove(key) {
             // Times from headers and from the clock may disagree: never before it opened.
             let ts_ms = ts_ms.max(i.opened_ms);
@@ -330,7 +342,7 @@ impl Engine {
         }
     }
 
-    fn timeline(&self, out: &mut Vec<Change>, key: &str, ts_ms: i64, text: &str) {
+    fn timeline(&self, out: &mut Vec<Change>, key: &IncidentKey, ts_ms: i64, text: &str) {
         if let Some(i) = self.open.get(key) {
             out.push(Change::Timeline {
                 id: i.id,
@@ -360,18 +372,16 @@ impl Engine {
                 }
                 let heard = &mut self.fleet.server(host, h.proxy, h.server).heard_ms;
                 *heard = (*heard).max(ts_ms);
-                for kind in ["server", "flapping"] {
-                    self.timeline(
-                        &mut out,
-                        &format!("{kind}:{host}:{}/{}", h.proxy, h.server),
-                        ts_ms,
-                        message,
-                    );
+                for key in [
+                    IncidentKey::server(host, h.proxy, h.server),
+                    IncidentKey::flapping(host, h.proxy, h.server),
+                ] {
+                    self.timeline(&mut out, &key, ts_ms, message);
                 }
             }
             Event::StateChange(s) => self.on_state(&mut out, host, s, ts_ms, message),
             Event::BackendDown { proxy, proxy_type } => {
-                let key = format!("backend:{host}:{proxy}");
+                let key = IncidentKey::backend(host, proxy);
                 let mut detail = Map::new();
                 detail.insert("proxy_type".into(), json!(proxy_type));
                 let down: Vec<&str> = self.fleet.down_servers(host, proxy).collect();
@@ -409,7 +419,9 @@ impl Engine {
         self.fleet.version += 1;
         {
             let status = self.fleet.server(host, be, srv);
-            status.state = state.to_owned();
+            status.state = s
+                .new_state
+                .map_or(fleet::StateSeen::Unreadable, fleet::StateSeen::Is);
             status.since_ms = ts_ms;
             status.heard_ms = ts_ms;
             status.active_left = s.active_servers.or(status.active_left);
@@ -417,7 +429,7 @@ impl Engine {
         }
         let target = (host, Some(be), Some(srv));
         if s.is_operator_action() {
-            let op_key = format!("operator:{host}:{be}/{srv}");
+            let op_key = IncidentKey::operator(host, be, srv);
             if matches!(
                 s.new_state,
                 Some(ServerState::Maint | ServerState::Drain | ServerState::Down)
@@ -440,9 +452,9 @@ impl Engine {
             }
             return;
         }
-        let server_k = format!("server:{host}:{be}/{srv}");
-        let flap_k = format!("flapping:{host}:{be}/{srv}");
-        let degraded_k = format!("degraded:{host}:{be}");
+        let server_k = IncidentKey::server(host, be, srv);
+        let flap_k = IncidentKey::flapping(host, be, srv);
+        let degraded_k = IncidentKey::degraded(host, be);
         match s.new_state {
             Some(ServerState::Down) => {
                 if !self.flapping(out, &key, ts_ms, message) {
@@ -496,7 +508,7 @@ impl Engine {
                 self.flapping(out, &key, ts_ms, message);
                 self.timeline(out, &server_k, ts_ms, message);
                 self.resolve(out, &server_k, ts_ms, "UP again".into());
-                let backend_k = format!("backend:{host}:{be}");
+                let backend_k = IncidentKey::backend(host, be);
                 self.timeline(out, &backend_k, ts_ms, message);
                 let still: Vec<String> = self
                     .fleet
@@ -534,7 +546,7 @@ impl Engine {
             .fleet
             .note_change(key, ts_ms, self.cfg.flap_period.as_millis() as i64);
         let (host, be, srv) = key;
-        let flap_k = format!("flapping:{host}:{be}/{srv}");
+        let flap_k = IncidentKey::flapping(host, be, srv);
         if !self.open.contains_key(&flap_k) {
             if changes <= self.cfg.flap_changes {
                 return false;
@@ -560,7 +572,7 @@ impl Engine {
         let period = humantime::format_duration(self.cfg.flap_period);
         let id = self.open(
             out,
-            format!("flapping:{host}:{be}/{srv}"),
+            IncidentKey::flapping(host, be, srv),
             Kind::Flapping,
             Severity::Warning,
             (host, Some(be), Some(srv)),
@@ -570,12 +582,12 @@ impl Engine {
         );
         self.resolve(
             out,
-            &format!("server:{host}:{be}/{srv}"),
+            &IncidentKey::server(host, be, srv),
             ts_ms,
             format!("superseded by flapping incident #{id}"),
         );
         // A flapping server no longer counts toward its backend's share.
-        let degraded_k = format!("degraded:{host}:{be}");
+        let degraded_k = IncidentKey::degraded(host, be);
         if let Some(active) = self
             .open
             .get(&degraded_k)
@@ -629,7 +641,7 @@ impl Engine {
         let mut detail = Map::new();
         detail.insert("channel".into(), json!(channel));
         let incident = Dependency {
-            key: format!("channel:{channel}"),
+            key: IncidentKey::channel(channel),
             kind: Kind::Channel,
             severity: Severity::Critical,
             summary: format!("notification channel {channel} keeps failing"),
@@ -642,7 +654,7 @@ impl Engine {
     /// The stats of `host`'s HAProxy cannot be read (`Some(why)`) or can again.
     pub fn on_stats(&mut self, host: &str, failing: Option<&str>, ts_ms: i64) -> Vec<Change> {
         let incident = Dependency {
-            key: format!("reconcile:{host}"),
+            key: IncidentKey::reconcile(host),
             kind: Kind::Reconcile,
             severity: Severity::Warning,
             summary: format!("HAProxy's stats cannot be read for {host}"),
@@ -686,7 +698,7 @@ impl Engine {
     /// file leaves open is not a live incident).
     pub fn close_all(&mut self, ts_ms: i64, note: &str) -> Vec<Change> {
         let mut out = Vec::new();
-        let keys: Vec<String> = self.open.keys().cloned().collect();
+        let keys: Vec<IncidentKey> = self.open.keys().cloned().collect();
         for key in keys {
             self.resolve(&mut out, &key, ts_ms, note.to_owned());
         }
@@ -718,7 +730,7 @@ impl Engine {
                 );
             }
         }
-        let key = format!("silence:{host}");
+        let key = IncidentKey::silence(host);
         if self.open.contains_key(&key) {
             self.resolve(&mut out, &key, ts_ms, "logs arrive again".into());
         }
@@ -735,10 +747,10 @@ impl Engine {
             let open = &self.open;
             self.fleet.servers.retain(|(h, b, srv), s| {
                 let quiet = now_ms - s.heard_ms.max(s.since_ms) >= idle;
-                let flapping = open.contains_key(&format!("flapping:{h}:{b}/{srv}"));
+                let flapping = open.contains_key(&IncidentKey::flapping(h, b, srv));
                 // Only servers never seen changing state: an UP one is still part of
                 // its backend's health (HAProxy says UP once).
-                !(quiet && !flapping && s.state.is_empty())
+                !(quiet && !flapping && s.state == fleet::StateSeen::Never)
             });
             if self.fleet.servers.len() != before {
                 self.fleet.version += 1;
@@ -753,7 +765,7 @@ impl Engine {
                 .last_seen
                 .iter()
                 .filter(|(_, h)| now_ms - h.last_ms >= silence && h.last_ms - h.first_ms >= silence)
-                .filter(|(name, _)| !self.open.contains_key(&format!("silence:{name}")))
+                .filter(|(name, _)| !self.open.contains_key(&IncidentKey::silence(name)))
                 .map(|(name, h)| (name.clone(), h.last_ms))
                 .collect();
             for (host, last) in silent {
@@ -764,7 +776,7 @@ impl Engine {
                 ));
                 self.open(
                     &mut out,
-                    format!("silence:{host}"),
+                    IncidentKey::silence(&host),
                     Kind::Silence,
                     Severity::Warning,
                     (&host, None, None),
@@ -775,7 +787,7 @@ impl Engine {
             }
         }
         let quiet = self.cfg.flap_quiet.as_millis() as i64;
-        let settled: Vec<(String, ServerKey)> = self
+        let settled: Vec<(IncidentKey, ServerKey)> = self
             .open
             .values()
             .filter(|i| i.kind == Kind::Flapping)
@@ -793,7 +805,7 @@ impl Engine {
             })
             .collect();
         for (flap_key, (host, be, srv)) in settled {
-            let state = self.fleet.server(&host, &be, &srv).state.clone();
+            let state = self.fleet.server(&host, &be, &srv).state;
             self.resolve(
                 &mut out,
                 &flap_key,
@@ -803,7 +815,7 @@ impl Engine {
                     humantime::format_duration(self.cfg.flap_quiet)
                 ),
             );
-            if state == "DOWN" {
+            if state.is(ServerState::Down) {
                 let mut detail = Map::new();
                 detail.insert(
                     "reason".into(),
@@ -811,7 +823,7 @@ impl Engine {
                 );
                 self.open(
                     &mut out,
-                    format!("server:{host}:{be}/{srv}"),
+                    IncidentKey::server(&host, &be, &srv),
                     Kind::ServerDown,
                     Severity::Warning,
                     (&host, Some(&be), Some(&srv)),

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map};
 
-use super::{Change, Engine, Kind, Severity};
+use super::{Change, Engine, IncidentKey, Kind, Severity};
 
 impl Engine {
     /// A traffic rule's reading for one backend (once a second).
@@ -17,8 +17,8 @@ impl Engine {
         let (host, backend) = (subject.host.as_str(), subject.backend.as_str());
         let server = subject.server.as_deref();
         let key = match server {
-            Some(s) => format!("rule:{host}:{backend}/{s}:{}", r.rule),
-            None => format!("rule:{host}:{backend}:{}", r.rule),
+            Some(s) => IncidentKey::rule(host, backend, Some(s), r.rule),
+            None => IncidentKey::rule(host, backend, None, r.rule),
         };
         let name = match server {
             Some(s) => format!("server {backend}/{s}"),

@@ -12,8 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    mail_domain, render, sort_items, ChannelConfig, ChannelType, Item, Message, NewRow, OutboxOp,
-    RowState, Status,
+    render, sort_items, ChannelType, Item, Message, NewRow, OutboxOp, Route, RowState, Status,
 };
 use crate::incidents::Kind;
 use crate::timezone::Zone;
@@ -182,7 +181,7 @@ impl Grouper {
     /// together is one group, composed at once.
     pub fn push(
         &mut self,
-        channels: &[ChannelConfig],
+        channels: &[Route],
         items: Vec<Item>,
         now_ms: i64,
         ops: &mut Vec<OutboxOp>,
@@ -292,7 +291,7 @@ impl Grouper {
     /// stays DOWN unannounced and its recovery is not withheld.
     pub fn release(
         &mut self,
-        channels: &[ChannelConfig],
+        channels: &[Route],
         by: i64,
         still_open: &[crate::incidents::Incident],
         now_ms: i64,
@@ -365,7 +364,7 @@ impl Grouper {
     }
 
     /// Groups whose wait is over become messages (all of them with `i64::MAX`).
-    pub fn due(&mut self, channels: &[ChannelConfig], now_ms: i64, ops: &mut Vec<OutboxOp>) {
+    pub fn due(&mut self, channels: &[Route], now_ms: i64, ops: &mut Vec<OutboxOp>) {
         let keys: Vec<(String, String)> = self
             .groups
             .iter()
@@ -409,17 +408,11 @@ impl Grouper {
 
     /// One message from rows of one group: the lowest row carries it, so
     /// delivery order within the group is arrival order.
-    fn compose(
-        &mut self,
-        ch: &ChannelConfig,
-        rows: &[(i64, Item)],
-        at_ms: i64,
-        ops: &mut Vec<OutboxOp>,
-    ) {
+    fn compose(&mut self, ch: &Route, rows: &[(i64, Item)], at_ms: i64, ops: &mut Vec<OutboxOp>) {
         let carrier = rows[0].0;
         let mut items: Vec<Item> = rows.iter().map(|(_, it)| it.clone()).collect();
         sort_items(&mut items);
-        let domain = mail_domain(ch);
+        let domain = &ch.mail_domain;
         let message_id = match items.as_slice() {
             [one] => {
                 let i = &one.incident;
@@ -510,13 +503,14 @@ mod tests {
             channel: "a".into(),
             incident: Incident {
                 id,
-                key: format!("k{id}"),
+                key: crate::incidents::IncidentKey::stored(format!("k{id}")),
                 kind,
                 severity,
                 host: "lb1".into(),
                 backend: Some("be_api".into()),
                 server: server.map(Into::into),
                 opened_ms: 0,
+                reminder_ms: None,
                 summary: format!("incident {id}"),
                 detail: Default::default(),
             },
@@ -527,8 +521,8 @@ mod tests {
         }
     }
 
-    fn channels() -> Vec<ChannelConfig> {
-        vec![toml::from_str("name = \"a\"\ntype = \"webhook\"\nurl = \"http://x\"\n").unwrap()]
+    fn channels() -> Vec<Route> {
+        vec![Route::new("a", ChannelType::Webhook)]
     }
 
     fn grouper(wait_s: u64) -> Grouper {
@@ -690,10 +684,7 @@ mod tests {
         push_all(&mut g, &[(3, Kind::BackendDown, None, false)], 0);
         assert_eq!(messages(&due_at(&mut g, 2000)).len(), 1);
         let mut reminder = item(3, Kind::BackendDown, None, false);
-        reminder
-            .incident
-            .detail
-            .insert("reminder_ms".into(), 3000.into());
+        reminder.incident.reminder_ms = Some(3000);
         let mut ops = Vec::new();
         g.push(&channels(), vec![reminder], 3000, &mut ops);
         ops.extend(push_all(

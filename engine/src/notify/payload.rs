@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{text, ChannelConfig, ChannelType, Item, Message};
+use super::{text, ChannelType, Item, Message, Route};
 use crate::incidents::Severity;
 use crate::timezone::{rfc3339, Zone};
 
@@ -53,7 +53,7 @@ fn teams_escape(s: &str) -> String {
 
 /// The body of a message for a webhook channel. Items come sorted, most
 /// severe first: the top-level incident and severity are the worst one's.
-pub fn build(ch: &ChannelConfig, m: &Message<'_>) -> Value {
+pub fn build(ch: &Route, m: &Message<'_>) -> Value {
     let items = m.items;
     let lead = &items[0];
     let heading = text::title(items);
@@ -91,7 +91,7 @@ pub fn build(ch: &ChannelConfig, m: &Message<'_>) -> Value {
         ChannelType::Pagerduty => {
             let i = &lead.incident;
             json!({
-                "routing_key": ch.routing_key.as_ref().map_or("", |k| k.expose()),
+                "routing_key": ch.routing_key.as_deref().unwrap_or_default(),
                 "event_action": if lead.resolved.is_some() { "resolve" } else { "trigger" },
                 // The same key ties the resolve to its trigger.
                 "dedup_key": format!("hapwatch-{}", i.id),
@@ -153,23 +153,24 @@ mod tests {
         detail.insert("reason".into(), "Layer4 timeout".into());
         Incident {
             id: 9,
-            key: "server:lb1:be_api/s1".into(),
+            key: crate::incidents::IncidentKey::server("lb1", "be_api", "s1"),
             kind: Kind::ServerDown,
             severity: Severity::Warning,
             host: "lb1".into(),
             backend: Some("be_api".into()),
             server: Some("s1".into()),
             opened_ms: 1_795_395_600_000,
+            reminder_ms: None,
             summary: "server be_api/s1 is DOWN".into(),
             detail,
         }
     }
 
-    fn channel(kind: &str) -> ChannelConfig {
-        toml::from_str(&format!(
-            "name = \"c\"\ntype = \"{kind}\"\nurl = \"http://x\"\nrouting_key = \"R0UT1NG\"\n"
-        ))
-        .unwrap()
+    fn channel(kind: &str) -> Route {
+        Route {
+            routing_key: Some("R0UT1NG".into()),
+            ..Route::new("c", serde_json::from_value(json!(kind)).unwrap())
+        }
     }
 
     fn body(kind: &str, items: &[Item]) -> Value {

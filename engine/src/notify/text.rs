@@ -137,7 +137,9 @@ pub fn headline(it: &Item) -> String {
 
 /// When this firing is a reminder of an incident still open.
 pub fn reminder_ms(i: &Incident) -> Option<i64> {
-    i.detail.get("reminder_ms").and_then(Value::as_i64)
+    // Rows stored before it was a field carry it in the detail.
+    i.reminder_ms
+        .or_else(|| i.detail.get("reminder_ms").and_then(Value::as_i64))
 }
 
 /// The subject of a message: its most severe item (items come sorted),
@@ -285,13 +287,14 @@ mod tests {
         detail.insert("servers".into(), 3.into());
         Incident {
             id: 4,
-            key: format!("server:lb1:be_api/{server}"),
+            key: crate::incidents::IncidentKey::server("lb1", "be_api", server),
             kind: Kind::ServerDown,
             severity: Severity::Warning,
             host: "lb1".into(),
             backend: Some("be_api".into()),
             server: Some(server.into()),
             opened_ms: 1_795_395_600_000,
+            reminder_ms: None,
             summary: format!("server be_api/{server} is DOWN"),
             detail,
         }
