@@ -14,8 +14,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-use crate::observe::{cumulative, Observed, View, LE_MS};
-use crate::stats::Stats;
+use crate::counters::Stats;
+use crate::view::{cumulative, Observed, View, LE_MS};
 
 /// What the handlers read.
 pub struct State {
@@ -286,7 +286,7 @@ fn metrics(state: &State, view: &View) -> String {
     traffic.sort_by(|a, b| {
         (&a.0.host, &a.0.backend, &a.0.server).cmp(&(&b.0.host, &b.0.backend, &b.0.server))
     });
-    let labels = |r: &crate::observe::Route| {
+    let labels = |r: &crate::view::Route| {
         format!(
             "host=\"{}\",backend=\"{}\",server=\"{}\"",
             label(&r.host),
@@ -298,7 +298,7 @@ fn metrics(state: &State, view: &View) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
     // The per-route counters, each one family.
-    type Field = fn(&crate::observe::Totals) -> u64;
+    type Field = fn(&crate::view::Totals) -> u64;
     let counters: [(&str, &str, Field); 4] = [
         (
             "haproxy_log_requests_total",
@@ -389,7 +389,7 @@ fn metrics(state: &State, view: &View) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::ServerView;
+    use crate::view::ServerView;
 
     fn view(servers: &[(&str, &str, &str)]) -> View {
         View {

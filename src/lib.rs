@@ -1,7 +1,9 @@
 //! hapwatch: HAProxy's log stream as health alerts and a queryable history.
 //!
 //! The library behind the `hapwatch` binary. `cli` is the whole program;
-//! `config` is public on its own so that the config loader can be fuzzed.
+//! `config` is public so that the config loader can be fuzzed, and `daemon`
+//! and `counters` so that tests can run a daemon in-process and watch it.
+//! What hapwatch decides lives in `hapwatch-engine`, re-exported here.
 
 pub use hapwatch_engine::{
     escape, fasthash, figures, hist, incidents, rules, timezone, urls, windows,
@@ -9,14 +11,15 @@ pub use hapwatch_engine::{
 
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod daemon;
+mod delivery;
 mod digest;
-mod formats;
 mod http;
 mod ingest;
 mod notify;
-mod observe;
+mod parser;
 mod pipeline;
 mod reconcile;
-pub mod stats;
 mod store;
+mod view;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use hapwatch_parsers::json::record_to_json;
 use hapwatch_parsers::{parse_accept_date, Event, Parser, Record, ServerState};
 
+use crate::counters::Stats;
 use crate::incidents::fleet::StateSeen;
 use crate::incidents::{Change, Engine, Severity};
 use crate::notify::notifier::Notifier;
-use crate::stats::Stats;
 use crate::store::writer::{EventRow, WriteOp};
 use crate::timezone::Clock;
 use crate::windows::Windows;
@@ -62,12 +62,12 @@ pub struct Processor {
         String,
     )>,
     /// Totals since start and the view the HTTP endpoints serve (daemon only).
-    totals: crate::observe::TrafficTotals,
-    observed: Option<Arc<crate::observe::Observed>>,
+    totals: crate::view::TrafficTotals,
+    observed: Option<Arc<crate::view::Observed>>,
     /// Routes seen serving (by the live totals' key), the server list last
     /// published, and the fleet it reflects.
-    served: HashMap<String, crate::observe::Route>,
-    servers_view: Vec<crate::observe::ServerView>,
+    served: HashMap<String, crate::view::Route>,
+    servers_view: Vec<crate::view::ServerView>,
     published_fleet: u64,
     /// Whether HAProxy's stats can be read, from the reconcile task.
     stats_health: Option<std::sync::mpsc::Receiver<Option<String>>>,
@@ -109,7 +109,7 @@ impl Processor {
             seen: (String::new(), i64::MIN),
             notifier: Notifier::new(config, 1),
             rates: crate::rules::Rates::default(),
-            totals: crate::observe::TrafficTotals::new(
+            totals: crate::view::TrafficTotals::new(
                 config.limits.routes,
                 config.limits.route_idle.as_millis() as i64,
             ),
@@ -358,7 +358,7 @@ impl Processor {
     }
 
     /// Publishes what the HTTP endpoints show, each tick.
-    pub fn with_observed(mut self, observed: Arc<crate::observe::Observed>) -> Self {
+    pub fn with_observed(mut self, observed: Arc<crate::view::Observed>) -> Self {
         self.observed = Some(observed);
         self
     }
@@ -388,7 +388,7 @@ impl Processor {
         for i in engine.open_incidents() {
             open_incidents[i.severity as usize] += 1;
         }
-        observed.publish(crate::observe::View {
+        observed.publish(crate::view::View {
             traffic: Vec::new(),
             servers: self.servers_view.clone(),
             open_incidents,
@@ -482,13 +482,13 @@ impl Processor {
 /// traffic as UP. Rebuilt only when the fleet or the set of routes changed.
 fn servers_view(
     engine: &Engine,
-    served: &HashMap<String, crate::observe::Route>,
-) -> Vec<crate::observe::ServerView> {
+    served: &HashMap<String, crate::view::Route>,
+) -> Vec<crate::view::ServerView> {
     let fleet = &engine.fleet().servers;
-    let mut servers: Vec<crate::observe::ServerView> = fleet
+    let mut servers: Vec<crate::view::ServerView> = fleet
         .iter()
         .filter(|(_, s)| s.state != StateSeen::Never)
-        .map(|((host, backend, server), s)| crate::observe::ServerView {
+        .map(|((host, backend, server), s)| crate::view::ServerView {
             host: host.clone(),
             backend: backend.clone(),
             server: server.clone(),
@@ -500,7 +500,7 @@ fn servers_view(
         let known = fleet.get(&key).is_some_and(|s| s.state != StateSeen::Never);
         if !known && !r.server.starts_with('<') && !r.server.is_empty() && r.host != "_overflow" {
             let (host, backend, server) = key;
-            servers.push(crate::observe::ServerView {
+            servers.push(crate::view::ServerView {
                 host,
                 backend,
                 server,

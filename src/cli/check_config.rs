@@ -24,7 +24,7 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         .or_else(crate::config::system_config);
     let config = Config::load(args.file.as_deref())?;
     // Building the parser checks every log-format and the HAProxy config they come from.
-    let parser = crate::formats::parser_for(&config.parse)?;
+    let parser = crate::parser::parser_for(&config.parse)?;
     let mut out = std::io::stdout().lock();
     let name = args.file.as_ref().map_or_else(
         || "built-in defaults".to_owned(),

@@ -55,7 +55,7 @@ pub fn run(args: DigestArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for ch in channels {
         let mail = crate::digest::mail(crate::notify::mail_domain(ch), &body, until, now);
-        match rt.block_on(crate::notify::outbox::send_now(ch, &mail)) {
+        match rt.block_on(crate::delivery::send_now(ch, &mail)) {
             Ok(()) => writeln!(out, "{}: sent", ch.name)?,
             Err(e) => {
                 failed += 1;

@@ -13,7 +13,7 @@ pub struct ParseArgs {
     /// Files to read (`-` or nothing: standard input).
     pub files: Vec<PathBuf>,
     #[command(flatten)]
-    pub formats: crate::formats::FormatArgs,
+    pub formats: crate::parser::FormatArgs,
 }
 
 pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {

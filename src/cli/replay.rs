@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::common::StoreArgs;
+use crate::counters::Stats;
 use crate::pipeline::{Processor, TimeSource};
-use crate::stats::Stats;
 use crate::store::writer::Writer;
 
 #[derive(clap::Args, Debug)]
@@ -26,7 +26,7 @@ pub struct ReplayArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
-    pub formats: crate::formats::FormatArgs,
+    pub formats: crate::parser::FormatArgs,
     /// Parsing threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -41,7 +41,7 @@ const BLOCK: usize = 1 << 20;
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.store.load()?;
     args.formats.apply(&mut config.parse);
-    let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
+    let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
     let db = config.db_path();
     // Incident ids and counts are the store's: not while a daemon writes it.
     let _guard = crate::store::guard::StoreGuard::acquire(&db)

@@ -24,7 +24,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     #[command(flatten)]
-    pub formats: crate::formats::FormatArgs,
+    pub formats: crate::parser::FormatArgs,
     /// How often the daemon logs and stores its own counters (default 60s).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub stats_interval: Option<Duration>,

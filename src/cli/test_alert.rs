@@ -76,7 +76,7 @@ pub fn run(args: TestAlertArgs) -> anyhow::Result<ExitCode> {
                 zone: &config.parse.timezone,
             },
         );
-        match rt.block_on(crate::notify::outbox::send_now(ch, &payload)) {
+        match rt.block_on(crate::delivery::send_now(ch, &payload)) {
             Ok(()) => writeln!(out, "{}: sent", ch.name)?,
             Err(e) => {
                 failed += 1;

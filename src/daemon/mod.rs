@@ -20,10 +20,10 @@ pub use bind::{bind, BindError, Bound, BoundListener, Socket};
 pub use os::raise_open_files;
 
 use crate::config::Config;
+use crate::counters::Stats;
 use crate::ingest::listen::Listen;
 use crate::ingest::{tcp, udp, unix, Batch, Sink, BATCH_MESSAGES};
 use crate::pipeline::{Processor, TimeSource};
-use crate::stats::Stats;
 use crate::store::guard::StoreGuard;
 use crate::store::writer::{Retention, Writer};
 
@@ -35,7 +35,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
-    Parser(#[from] crate::formats::ParserError),
+    Parser(#[from] crate::parser::ParserError),
     #[error("cannot read what the last run left in {path}: {source}")]
     Restore {
         path: String,
@@ -123,7 +123,7 @@ impl Daemon {
     /// Opens the store (one daemon per store), carries on from what the last
     /// run left, and starts receiving on `bound`.
     pub fn start(config: Config, bound: Bound) -> Result<Daemon, DaemonError> {
-        let parser = Arc::new(crate::formats::parser_for(&config.parse)?);
+        let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
         let db = config.db_path();
         // One daemon per store: a second one stops here, before receiving anything.
         let mut guard = StoreGuard::acquire(&db)?;
@@ -143,7 +143,7 @@ impl Daemon {
             Some(outbox_wake.clone()),
         );
         let (engine, outbox) = restore::restore(&config, &db, &writer.tx)?;
-        let observed = Arc::new(crate::observe::Observed::default());
+        let observed = Arc::new(crate::view::Observed::default());
         // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
         let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
         let pipeline_reload = tick::Reload::default();

@@ -19,7 +19,7 @@ pub struct Reloads {
 
 /// Applies `next` over `running`; the config now running.
 pub fn apply(running: Config, next: Config, reloads: &Reloads) -> Config {
-    let parser = match crate::formats::parser_for(&next.parse) {
+    let parser = match crate::parser::parser_for(&next.parse) {
         Ok(p) => Arc::new(p),
         Err(e) => {
             tracing::error!(error = %e, "config reload failed; keeping the running config");

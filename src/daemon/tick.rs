@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::counters::{Snapshot, Stats};
 use crate::ingest::Batch;
 use crate::pipeline::Processor;
-use crate::stats::{Snapshot, Stats};
 use crate::store::writer::{IngestRow, WriteOp};
 
 /// A reloaded parser and config, waiting for the pipeline thread to pick up.

@@ -13,7 +13,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 
 use std::sync::Arc;
 
-use crate::stats::{ListenerStats, Stats};
+use crate::counters::{ListenerStats, Stats};
 
 /// Messages received together: one buffer, one clock reading and one queue
 /// slot per batch rather than per message, which is what lets a socket task

@@ -2,12 +2,11 @@
 //! they are sent. Rows go to the durable outbox with the incident change that
 //! caused them; `outbox.rs` delivers them.
 
-pub mod email;
 pub mod notifier;
 pub mod outbox;
 pub mod secret;
-pub mod tls;
 
+pub use crate::delivery::{error_chain, http_status, DeliveryError, SetupError};
 pub use hapwatch_engine::notify::{
     group, items, render, text, ChannelType, Item, Message, NewRow, OutboxOp, Route, RowState,
     Status,
@@ -241,96 +240,6 @@ pub fn fingerprints(channels: &[ChannelConfig]) -> Vec<(String, String)> {
         .iter()
         .map(|c| (c.name.clone(), c.fingerprint()))
         .collect()
-}
-
-/// Why a delivery attempt failed, and so whether another can succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    /// No answer within the channel's `timeout`: retried.
-    #[error("no answer within {}", humantime::format_duration(*.0))]
-    Timeout(std::time::Duration),
-    /// The receiver answered this HTTP status (5xx, 408 and 429 are retried).
-    #[error("HTTP {status}: {body}")]
-    Status {
-        status: http_status::Status,
-        body: String,
-    },
-    /// Connecting or talking failed (refused, reset, DNS, SMTP 4xx): retried.
-    #[error("{0}")]
-    Transport(String),
-    /// The server's certificate is not trusted: what it presented, what to do.
-    #[error("{0}")]
-    Tls(Box<tls::TlsDiagnosis>),
-    /// Only a person can fix it: a redirect, SMTP 5xx, AUTH rejected, a bad
-    /// address, a channel that cannot be set up.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl DeliveryError {
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            DeliveryError::Timeout(_) | DeliveryError::Transport(_) => false,
-            DeliveryError::Status { status, .. } => !status.is_retried(),
-            DeliveryError::Tls(_) | DeliveryError::Permanent(_) => true,
-        }
-    }
-}
-
-pub mod http_status {
-    /// An HTTP status as a receiver answered it, shown as `503 Service Unavailable`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub struct Status(pub u16);
-
-    impl Status {
-        /// Worth another attempt: the receiver is overloaded, down or asks to wait.
-        pub fn is_retried(self) -> bool {
-            matches!(self.0, 500..=599 | 408 | 429)
-        }
-    }
-
-    impl std::fmt::Display for Status {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            match reqwest::StatusCode::from_u16(self.0) {
-                Ok(code) => write!(f, "{code}"),
-                Err(_) => write!(f, "{}", self.0),
-            }
-        }
-    }
-}
-
-/// A channel that cannot be set up to deliver (its `ca_file`, its TLS
-/// settings, the HTTP client): no attempt can succeed until the config changes.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("channel {0:?} has no smtp_host")]
-    NoSmtpHost(String),
-    #[error(transparent)]
-    CaFile(#[from] tls::CaFileError),
-    #[error("TLS settings: {0}")]
-    Tls(#[source] lettre::transport::smtp::Error),
-    #[error("HTTP client: {0}")]
-    Http(#[source] reqwest::Error),
-}
-
-impl From<SetupError> for DeliveryError {
-    fn from(e: SetupError) -> Self {
-        DeliveryError::Permanent(error_chain(&e))
-    }
-}
-
-/// An error with its causes, each said once (some errors already print their source).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg += &format!(": {text}");
-        }
-        src = s.source();
-    }
-    msg
 }
 
 /// The domain of a channel's sender, for Message-IDs.

@@ -12,66 +12,10 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::{ChannelConfig, ChannelType, DeliveryError, NotifyConfig, SetupError};
+use crate::delivery::{http_client, send, sender, Sender};
 use crate::store::writer::WriteOp;
 
-/// One pending row, as the delivery task reads it.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub id: i64,
-    pub incident_id: i64,
-    pub channel: String,
-    pub payload: String,
-    pub attempts: i64,
-    pub created_ms: i64,
-}
-
-/// What an attempt did, for the writer to record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Attempt {
-    pub id: i64,
-    pub attempts: i64,
-    pub delivered_ms: Option<i64>,
-    pub next_attempt_ms: i64,
-    /// Given up: a permanent error, or expired.
-    pub failed: bool,
-    pub error: Option<String>,
-}
-
-/// The oldest undelivered row of each (channel, backend) that is due.
-///
-/// A row due later than `now + horizon` (the longest backoff) was scheduled
-/// before the clock was stepped back: it is due now, not hours from now.
-pub fn due(conn: &Connection, now_ms: i64, horizon_ms: i64) -> rusqlite::Result<Vec<Pending>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.incident_id, o.channel, o.payload, o.attempts, o.created_at FROM outbox o
-         WHERE o.state = 'queued'
-           AND (o.next_attempt_at <= ?1 OR o.next_attempt_at > ?1 + ?2)
-           AND o.id = (SELECT min(p.id) FROM outbox p
-                       WHERE p.channel = o.channel AND p.group_key = o.group_key
-                         AND p.state = 'queued')
-         ORDER BY o.id LIMIT 256",
-    )?;
-    let rows = stmt.query_map([now_ms, horizon_ms], |r| {
-        Ok(Pending {
-            id: r.get(0)?,
-            incident_id: r.get(1)?,
-            channel: r.get(2)?,
-            payload: r.get(3)?,
-            attempts: r.get(4)?,
-            created_ms: r.get(5)?,
-        })
-    })?;
-    rows.collect()
-}
-
-/// When the next undelivered row is due, if any.
-pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'",
-        [],
-        |r| r.get(0),
-    )
-}
+pub use crate::store::outbox::{due, next_due, Attempt, Pending};
 
 /// Retry delay after `attempts` failures: doubling from `retry_min`, capped,
 /// ±20 % jitter so that many rows failing together do not retry together.
@@ -101,95 +45,6 @@ pub fn retried_for(cfg: &NotifyConfig, attempts: i64) -> Duration {
         }
     }
     total
-}
-
-/// HMAC-SHA256 of the body, hex, as `X-Hapwatch-Signature: sha256=…` carries it.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = ring::hmac::sign(&key, body);
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
-/// How a channel is reached.
-#[derive(Clone)]
-enum Sender {
-    Http(reqwest::Client),
-    Smtp(Arc<super::email::SmtpChannel>),
-}
-
-/// One attempt, bounded by the channel's `timeout` as a whole: a server that
-/// stalls mid-dialogue must not hold the notification (and those queued
-/// behind it) for good.
-async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), DeliveryError> {
-    let attempt = async {
-        match via {
-            Sender::Http(client) => post(client, ch, payload).await,
-            Sender::Smtp(smtp) => smtp.send(payload).await,
-        }
-    };
-    tokio::time::timeout(ch.timeout, attempt)
-        .await
-        .unwrap_or(Err(DeliveryError::Timeout(ch.timeout)))
-}
-
-/// An error body says why; more than this of it is not worth memory.
-const ERROR_BODY: usize = 4096;
-
-async fn post(
-    client: &reqwest::Client,
-    ch: &ChannelConfig,
-    payload: &str,
-) -> Result<(), DeliveryError> {
-    let mut req = client
-        .post(ch.url.as_deref().unwrap_or_default())
-        .header("content-type", "application/json")
-        .header(
-            "user-agent",
-            concat!("hapwatch/", env!("CARGO_PKG_VERSION")),
-        );
-    if let Some(secret) = &ch.secret {
-        req = req.header(
-            "x-hapwatch-signature",
-            signature(secret.expose(), payload.as_bytes()),
-        );
-    }
-    let mut resp = req.body(payload.to_owned()).send().await.map_err(|e| {
-        // A webhook URL is often the secret itself (Slack, Teams): never log it.
-        let text = super::error_chain(&e.without_url());
-        if text.contains("invalid peer certificate") {
-            DeliveryError::Permanent(format!("TLS: {text}"))
-        } else {
-            DeliveryError::Transport(text)
-        }
-    })?;
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    if status.is_redirection() {
-        let to = resp
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .unwrap_or("nowhere");
-        return Err(DeliveryError::Permanent(format!(
-            "HTTP {status}: a redirect to {to} is not followed for a POST; set `url` to where it points"
-        )));
-    }
-    let mut body = Vec::new();
-    while body.len() < ERROR_BODY {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY - body.len())])
-            }
-            _ => break,
-        }
-    }
-    Err(DeliveryError::Status {
-        status: super::http_status::Status(status.as_u16()),
-        body: String::from_utf8_lossy(&body).chars().take(200).collect(),
-    })
 }
 
 /// A mail's body ends with the timelines of its incidents as stored when it is sent.
@@ -224,28 +79,6 @@ fn with_timeline(conn: &Connection, row: &Pending) -> String {
     }
     mail.insert("body".into(), body.into());
     serde_json::Value::Object(mail).to_string()
-}
-
-fn http_client() -> Result<reqwest::Client, SetupError> {
-    reqwest::Client::builder()
-        // A POST is never re-sent elsewhere: a redirect is reported instead.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(SetupError::Http)
-}
-
-fn sender(ch: &ChannelConfig, client: &reqwest::Client) -> Result<Sender, SetupError> {
-    Ok(match ch.kind {
-        ChannelType::Email => Sender::Smtp(Arc::new(super::email::SmtpChannel::new(ch)?)),
-        _ => Sender::Http(client.clone()),
-    })
-}
-
-/// Sends one payload now, outside the outbox (`hapwatch test-alert`).
-pub async fn send_now(ch: &ChannelConfig, payload: &str) -> Result<(), DeliveryError> {
-    let client = http_client()?;
-    let via = sender(ch, &client)?;
-    send(&via, ch, payload).await
 }
 
 /// A row this task attempted, as far as it knows before the store does.
@@ -657,14 +490,5 @@ mod tests {
         let cfg = retries_1s_to_1m();
         assert!(retried_for(&cfg, 10) < Duration::from_secs(300));
         assert!(retried_for(&cfg, 80) >= cfg.expire_after);
-    }
-
-    #[test]
-    fn signatures_match_a_known_hmac() {
-        // RFC 4231 test case 2.
-        assert_eq!(
-            signature("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
     }
 }

@@ -1,10 +1,70 @@
-//! Outbox reads: what the daemon carries on from at start (groups still
-//! waiting, firings already sent), and what the CLI shows of each row.
+//! Outbox reads: what delivery sends next, what the daemon carries on from
+//! at start (groups still waiting, firings already sent), and what the CLI
+//! shows of each row. (Writes are the writer's.)
 
 use rusqlite::{params, Connection};
 
-use crate::notify::group::{SentFiring, WaitingRow, Withheld};
-use crate::notify::RowState;
+use hapwatch_engine::notify::group::{SentFiring, WaitingRow, Withheld};
+use hapwatch_engine::notify::RowState;
+
+/// One pending row, as the delivery task reads it.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub incident_id: i64,
+    pub channel: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub created_ms: i64,
+}
+
+/// What an attempt did, for the writer to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: i64,
+    pub attempts: i64,
+    pub delivered_ms: Option<i64>,
+    pub next_attempt_ms: i64,
+    /// Given up: a permanent error, or expired.
+    pub failed: bool,
+    pub error: Option<String>,
+}
+
+/// The oldest undelivered row of each (channel, backend) that is due.
+///
+/// A row due later than `now + horizon` (the longest backoff) was scheduled
+/// before the clock was stepped back: it is due now, not hours from now.
+pub fn due(conn: &Connection, now_ms: i64, horizon_ms: i64) -> rusqlite::Result<Vec<Pending>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.id, o.incident_id, o.channel, o.payload, o.attempts, o.created_at FROM outbox o
+         WHERE o.state = 'queued'
+           AND (o.next_attempt_at <= ?1 OR o.next_attempt_at > ?1 + ?2)
+           AND o.id = (SELECT min(p.id) FROM outbox p
+                       WHERE p.channel = o.channel AND p.group_key = o.group_key
+                         AND p.state = 'queued')
+         ORDER BY o.id LIMIT 256",
+    )?;
+    let rows = stmt.query_map([now_ms, horizon_ms], |r| {
+        Ok(Pending {
+            id: r.get(0)?,
+            incident_id: r.get(1)?,
+            channel: r.get(2)?,
+            payload: r.get(3)?,
+            attempts: r.get(4)?,
+            created_ms: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// When the next undelivered row is due, if any.
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'",
+        [],
+        |r| r.get(0),
+    )
+}
 
 /// The id the next row takes.
 pub fn next_id(conn: &Connection) -> rusqlite::Result<i64> {

@@ -56,9 +56,12 @@ pub struct IngestRow {
 pub enum WriteOp {
     Events(Vec<EventRow>),
     /// Incident changes and the notifications they cause, committed together.
-    Incidents(Vec<crate::incidents::Change>, Vec<crate::notify::OutboxOp>),
+    Incidents(
+        Vec<crate::incidents::Change>,
+        Vec<hapwatch_engine::notify::OutboxOp>,
+    ),
     /// Outcomes of delivery attempts.
-    Deliveries(Vec<crate::notify::outbox::Attempt>),
+    Deliveries(Vec<super::outbox::Attempt>),
     Windows(Vec<WindowRow>),
     Urls(Vec<UrlRow>),
     Ingest(IngestRow),
@@ -628,9 +631,9 @@ fn write_incidents(
 
 fn write_outbox(
     tx: &rusqlite::Transaction<'_>,
-    ops: &[crate::notify::OutboxOp],
+    ops: &[hapwatch_engine::notify::OutboxOp],
 ) -> rusqlite::Result<u64> {
-    use crate::notify::OutboxOp;
+    use hapwatch_engine::notify::OutboxOp;
     let mut insert = tx.prepare_cached(
         "INSERT INTO outbox (id, incident_id, channel, group_key, status, payload, created_at,
             next_attempt_at, state, item, note)

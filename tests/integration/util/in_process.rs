@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hapwatch::counters::Stats;
 use hapwatch::daemon::{Addresses, Control, Daemon, DaemonError};
-use hapwatch::stats::Stats;
 
 pub struct InProcess {
     pub addresses: Addresses,
@@ -37,7 +37,7 @@ impl InProcess {
     }
 
     /// Waits until `what` of the daemon's counters holds (60 s at most).
-    pub fn wait(&self, what: &str, done: impl Fn(&hapwatch::stats::Snapshot) -> bool) {
+    pub fn wait(&self, what: &str, done: impl Fn(&hapwatch::counters::Snapshot) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let now = self.stats.snapshot();
@@ -58,7 +58,7 @@ impl InProcess {
 
     /// Stops it as SIGTERM would (sockets closed, queue drained, windows
     /// stored); its counters at the end.
-    pub fn stop(mut self) -> hapwatch::stats::Snapshot {
+    pub fn stop(mut self) -> hapwatch::counters::Snapshot {
         self.control.stop();
         let run = self.run.take().unwrap();
         run.join().unwrap().unwrap();

@@ -10,7 +10,8 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::Message as Mail;
 use serde_json::Value;
 
-use super::{tls, ChannelConfig, DeliveryError, SetupError, SmtpTls};
+use super::{tls, DeliveryError, SetupError};
+use crate::notify::{ChannelConfig, SmtpTls};
 
 /// How one email channel reaches its relay: strict verification against the
 /// system's CAs and `ca_file`, or the relay's own certificate pinned.
