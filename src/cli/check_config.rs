@@ -32,12 +32,12 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     );
     writeln!(out, "{name}: OK")?;
     for l in config.listeners() {
-        let allow = if l.allow.is_empty() {
+        let allow = if l.allow().is_empty() {
             "any sender".to_owned()
         } else {
-            format!("{} allowed network(s)", l.allow.len())
+            format!("{} allowed network(s)", l.allow().len())
         };
-        writeln!(out, "  listen    {} ({allow})", l.url)?;
+        writeln!(out, "  listen    {} ({allow})", l.url())?;
     }
     let s = &config.storage;
     writeln!(out, "  database  {}", config.db_path().display())?;

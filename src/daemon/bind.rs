@@ -60,39 +60,50 @@ pub fn bind(config: &Config) -> Result<Bound, BindError> {
 }
 
 fn bind_one(l: ListenerConfig) -> Result<BoundListener, BindError> {
+    let configured = l.url();
     let io = |source| BindError::Listener {
-        url: l.url.to_string(),
+        url: configured.to_string(),
         source,
     };
-    if let Listen::Udp(addr) | Listen::Tcp(addr) = &l.url {
-        if !addr.ip().is_loopback() && l.allow.is_empty() {
-            tracing::warn!(listen = %l.url, "anyone who reaches this address can send logs (and forge DOWN/UP): set `allow` to HAProxy's networks");
+    if let Listen::Udp(addr) | Listen::Tcp(addr) = &configured {
+        if !addr.ip().is_loopback() && l.allow().is_empty() {
+            tracing::warn!(listen = %configured, "anyone who reaches this address can send logs (and forge DOWN/UP): set `allow` to HAProxy's networks");
         }
     }
-    let (url, socket) = match &l.url {
-        Listen::Udp(addr) => {
-            let (sockets, granted) = udp::bind(*addr, l.sockets, l.recv_buffer).map_err(io)?;
-            log_buffer(&l, granted);
+    let (url, socket) = match &l {
+        ListenerConfig::Udp {
+            addr,
+            recv_buffer,
+            sockets,
+            ..
+        } => {
+            let (sockets, granted) = udp::bind(*addr, *sockets, *recv_buffer).map_err(io)?;
+            log_buffer(&configured, *recv_buffer, granted);
             let bound = sockets[0].local_addr().map_err(io)?;
             (Listen::Udp(bound), Socket::Udp(sockets))
         }
-        Listen::Tcp(addr) => {
+        ListenerConfig::Tcp { addr, .. } => {
             let listener = tcp::bind(*addr).map_err(io)?;
             let bound = listener.local_addr().map_err(io)?;
             (Listen::Tcp(bound), Socket::Tcp(listener))
         }
-        Listen::Unix(path) => {
-            let gid = match &l.socket_group {
+        ListenerConfig::Unix {
+            path,
+            recv_buffer,
+            socket_mode,
+            socket_group,
+        } => {
+            let gid = match socket_group {
                 Some(g) => Some(unix::group_id(g).ok_or_else(|| BindError::NoGroup {
-                    url: l.url.to_string(),
+                    url: configured.to_string(),
                     group: g.clone(),
                 })?),
                 None => None,
             };
             let (socket, granted) =
-                unix::bind(path, l.socket_mode, gid, l.recv_buffer).map_err(io)?;
-            log_buffer(&l, granted);
-            (l.url.clone(), Socket::Unix(socket, path.clone()))
+                unix::bind(path, *socket_mode, gid, *recv_buffer).map_err(io)?;
+            log_buffer(&configured, *recv_buffer, granted);
+            (configured.clone(), Socket::Unix(socket, path.clone()))
         }
     };
     Ok(BoundListener {
@@ -102,15 +113,15 @@ fn bind_one(l: ListenerConfig) -> Result<BoundListener, BindError> {
     })
 }
 
-fn log_buffer(l: &ListenerConfig, granted: usize) {
+fn log_buffer(url: &Listen, requested: usize, granted: usize) {
     // Linux reports twice the usable size it granted.
-    if granted / 2 < l.recv_buffer {
+    if granted / 2 < requested {
         tracing::warn!(
-            listen = %l.url, requested = l.recv_buffer, granted = granted / 2,
-            hint = %format!("sysctl -w net.core.rmem_max={}; to keep it, copy /usr/share/doc/hapwatch/examples/60-hapwatch-sysctl.conf into /etc/sysctl.d/", l.recv_buffer),
+            listen = %url, requested, granted = granted / 2,
+            hint = %format!("sysctl -w net.core.rmem_max={requested}; to keep it, copy /usr/share/doc/hapwatch/examples/60-hapwatch-sysctl.conf into /etc/sysctl.d/"),
             "the kernel granted a smaller receive buffer than recv_buffer: raise net.core.rmem_max to avoid drops under bursts"
         );
     } else {
-        tracing::info!(listen = %l.url, recv_buffer = granted / 2, "receive buffer");
+        tracing::info!(listen = %url, recv_buffer = granted / 2, "receive buffer");
     }
 }

@@ -366,7 +366,7 @@ fn receive(
         let sink = Sink::new(
             tx.clone(),
             stats.clone(),
-            stats.listener(l.config.url.to_string()),
+            stats.listener(l.config.url().to_string()),
         );
         tracing::info!(listen = %l.url, "listening");
         addresses.push(l.url.clone());
@@ -380,7 +380,7 @@ fn receive(
                             .unwrap_or_else(|p| p.into_inner())
                             .push(inode);
                     }
-                    tasks.spawn_on(udp::run(s, l.config.allow.clone(), sink.clone()), rt);
+                    tasks.spawn_on(udp::run(s, l.config.allow().to_vec(), sink.clone()), rt);
                 }
             }
             Socket::Tcp(listener) => {
@@ -388,7 +388,10 @@ fn receive(
                     connections: config.limits.tcp_connections,
                     idle: config.limits.tcp_idle,
                 };
-                tasks.spawn_on(tcp::run(listener, l.config.allow.clone(), sink, limits), rt);
+                tasks.spawn_on(
+                    tcp::run(listener, l.config.allow().to_vec(), sink, limits),
+                    rt,
+                );
             }
             Socket::Unix(socket, path) => {
                 unix_paths.push(path);

@@ -134,6 +134,36 @@ impl ChannelConfig {
         if self.kind != ChannelType::Email && self.url.is_none() {
             return Err(need("url"));
         }
+        // A key another type reads is a mistake, not a setting.
+        let email_only = [
+            ("smtp_host", self.smtp_host.is_some()),
+            ("smtp_port", self.smtp_port.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("from", self.from.is_some()),
+            ("to", !self.to.is_empty()),
+            ("ca_file", self.ca_file.is_some()),
+        ];
+        let webhook_only = [
+            ("url", self.url.is_some()),
+            ("secret", self.secret.is_some()),
+            ("routing_key", self.routing_key.is_some()),
+        ];
+        let foreign = match self.kind {
+            ChannelType::Email => webhook_only.iter().find(|(_, set)| *set),
+            ChannelType::Pagerduty => email_only.iter().find(|(_, set)| *set),
+            _ => email_only
+                .iter()
+                .chain(&webhook_only[2..])
+                .find(|(_, set)| *set),
+        };
+        if let Some((key, _)) = foreign {
+            return Err(crate::config::ConfigError::ChannelForeignKey {
+                channel: self.name.clone(),
+                kind: self.kind,
+                key,
+            });
+        }
         Ok(())
     }
 }

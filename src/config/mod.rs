@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::ingest::listen::{Cidr, Listen};
 use crate::timezone::Zone;
+
+mod listener;
+pub use listener::ListenerConfig;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,6 +24,7 @@ pub struct Config {
     pub rules: crate::rules::RulesConfig,
     pub notify: crate::notify::NotifyConfig,
     /// `[[channel]]` tables: where notifications go; none means the log only.
+    #[serde(deserialize_with = "checked_channels")]
     pub channel: Vec<crate::notify::ChannelConfig>,
     pub http: HttpConfig,
     pub digest: crate::digest::DigestConfig,
@@ -124,52 +127,6 @@ pub struct ParseConfig {
     pub log_formats: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerConfig {
-    #[serde(deserialize_with = "listen_url")]
-    pub url: Listen,
-    /// Source networks allowed to send; empty allows everyone.
-    #[serde(default, deserialize_with = "cidrs")]
-    pub allow: Vec<Cidr>,
-    /// Requested SO_RCVBUF (UDP, unix) in bytes; the kernel may grant less.
-    #[serde(default = "default_recv_buffer")]
-    pub recv_buffer: usize,
-    /// UDP sockets bound to the same address with SO_REUSEPORT.
-    #[serde(default = "one", deserialize_with = "positive")]
-    pub sockets: usize,
-    /// Permissions of a unix socket file (default "0660").
-    #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
-    pub socket_mode: u32,
-    /// The group that owns a unix socket file (e.g. "haproxy"), so its writers need no more.
-    #[serde(default)]
-    pub socket_group: Option<String>,
-}
-
-impl ListenerConfig {
-    pub fn new(url: Listen) -> Self {
-        ListenerConfig {
-            url,
-            allow: Vec::new(),
-            recv_buffer: default_recv_buffer(),
-            sockets: 1,
-            socket_mode: default_socket_mode(),
-            socket_group: None,
-        }
-    }
-}
-
-fn default_recv_buffer() -> usize {
-    8 << 20
-}
-fn one() -> usize {
-    1
-}
-/// Owner and group only: anyone who can write to it can forge DOWN and UP.
-fn default_socket_mode() -> u32 {
-    0o660
-}
-
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
@@ -230,12 +187,16 @@ pub enum LoadError {
 pub enum ConfigError {
     #[error("[limits] {0} must be more than 0")]
     Zero(&'static str),
-    #[error("{0}: `allow` does not apply to a unix socket (use socket_mode)")]
-    AllowOnUnix(String),
     #[error("two channels are named {0:?}")]
     DuplicateChannel(String),
     #[error("channel {channel:?} (type {kind:?}) needs `{key}`")]
     ChannelNeeds {
+        channel: String,
+        kind: crate::notify::ChannelType,
+        key: &'static str,
+    },
+    #[error("channel {channel:?} (type {kind:?}) takes no `{key}`: it is for another type")]
+    ChannelForeignKey {
         channel: String,
         kind: crate::notify::ChannelType,
         key: &'static str,
@@ -310,11 +271,6 @@ impl Config {
         ] {
             if zero {
                 return Err(ConfigError::Zero(key));
-            }
-        }
-        for l in &self.listen {
-            if matches!(l.url, crate::ingest::listen::Listen::Unix(_)) && !l.allow.is_empty() {
-                return Err(ConfigError::AllowOnUnix(l.url.to_string()));
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -402,6 +358,26 @@ pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
 
 pub use hapwatch_engine::de::{duration, share};
 
+/// Each `[[channel]]` checked as it is read, so that a key its type needs or
+/// does not take is an error at its table's line (`check-config` as `serve`).
+fn checked_channels<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<crate::notify::ChannelConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(try_from = "crate::notify::ChannelConfig")]
+    struct Checked(crate::notify::ChannelConfig);
+    impl TryFrom<crate::notify::ChannelConfig> for Checked {
+        type Error = ConfigError;
+        fn try_from(ch: crate::notify::ChannelConfig) -> Result<Self, ConfigError> {
+            ch.validate().map(|()| Checked(ch))
+        }
+    }
+    Ok(Vec::<Checked>::deserialize(d)?
+        .into_iter()
+        .map(|c| c.0)
+        .collect())
+}
+
 /// `[reconcile]` is one table. `[[reconcile]]` (an array) would otherwise be
 /// read as a struct from a sequence and fail as "invalid type: map, expected
 /// path string"; a list of one is taken, a longer one refused by name.
@@ -447,7 +423,7 @@ fn window_span<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     Ok(span)
 }
 
-fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+pub(crate) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = usize::deserialize(d)?;
     if n == 0 {
         return Err(serde::de::Error::custom("must be at least 1"));
@@ -458,26 +434,6 @@ fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 fn zone<'de, D: Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
-}
-
-fn listen_url<'de, D: Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(serde::de::Error::custom)
-}
-
-fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
-    let v = Vec::<String>::deserialize(d)?;
-    v.iter()
-        .map(|s| s.parse().map_err(serde::de::Error::custom))
-        .collect()
-}
-
-fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let s = String::deserialize(d)?;
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a file mode like \"0660\"")))
 }
 
 #[cfg(test)]
@@ -518,17 +474,39 @@ mod tests {
     }
 
     #[test]
-    fn allow_on_a_unix_socket_is_refused_by_check_config_as_by_serve() {
-        let c = Config::from_toml(
-            "[[listen]]\nurl = \"unix:///run/hapwatch/log.sock\"\nallow = [\"10.0.0.0/8\"]\n",
+    fn a_channel_key_of_another_type_or_a_missing_one_is_an_error_at_its_table() {
+        let e = Config::from_toml(
+            "[daemon]\nqueue = 10\n\n[[channel]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://x\"\nsmtp_host = \"mx\"\n",
         )
-        .unwrap();
-        assert!(matches!(c.validate(), Err(ConfigError::AllowOnUnix(_))));
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("takes no `smtp_host`") && e.contains("line 4"),
+            "{e}"
+        );
+        let e = Config::from_toml(
+            "[[channel]]\nname = \"mail\"\ntype = \"email\"\nsmtp_host = \"mx\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\nrouting_key = \"k\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("takes no `routing_key`") && e.contains("line 1"),
+            "{e}"
+        );
+        let e = Config::from_toml(
+            "[[channel]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"http://x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("needs `routing_key`") && e.contains("line 1"),
+            "{e}"
+        );
     }
 
     #[test]
     fn the_packaged_example_is_valid() {
-        let text = include_str!("../packaging/hapwatch.toml");
+        let text = include_str!("../../packaging/hapwatch.toml");
         let c = Config::from_toml(text).unwrap();
         assert!(!c.listen.is_empty());
         c.validate().unwrap();
