@@ -46,14 +46,13 @@ fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
     let dir = tempfile::tempdir().unwrap();
     // Two refusals, then accepted: retries are pending across a step.
     let receiver = Receiver::start(0, vec![503, 503]);
-    let udp = free_port();
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[incidents]\nsilence_after = \"5m\"\n\
              [notify]\ngroup_wait = \"2s\"\nretry_min = \"2s\"\nretry_max = \"4s\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
             dir.path().join("h.db"),
             receiver.port
@@ -61,6 +60,7 @@ fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
     )
     .unwrap();
     let (mut daemon, control) = faked_clock_daemon(dir.path(), &cfg);
+    let udp = daemon.port(0);
 
     // A DOWN waits 2 s in its group; the clock steps back 3 h meanwhile.
     send_udp(udp, &[DOWN.to_vec()]);
@@ -118,19 +118,20 @@ fn a_step_forward_past_expire_after_does_not_expire_a_fresh_notification() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (udp, hook) = (free_port(), free_port());
+    let hook = free_port();
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"500ms\"\nretry_max = \"1s\"\nexpire_after = \"1h\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\n",
             dir.path().join("h.db")
         ),
     )
     .unwrap();
     let (mut daemon, control) = faked_clock_daemon(dir.path(), &cfg);
+    let udp = daemon.port(0);
     // Nobody listens yet: it is retried; then the wall clock jumps 25 h ahead.
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_log("notification failed; will retry");

@@ -41,9 +41,10 @@ fn a_down_and_its_recovery_are_two_threaded_mails_over_starttls_with_auth() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let (udp, smtp_port) = (free_port(), free_port());
-    let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
-    let daemon = Daemon::start(&config(dir.path(), udp, smtp_port, &ca), 1);
+    let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
+    let smtp_port = smtp.port;
+    let daemon = Daemon::start(&config(dir.path(), 0, smtp_port, &ca), 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     smtp.wait_mails(1);
     send_udp(udp, &[UP.to_vec()]);
@@ -98,8 +99,9 @@ fn a_mail_server_down_for_a_while_gets_the_mail_once_it_is_back() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let (udp, smtp_port) = (free_port(), free_port());
-    let mut daemon = Daemon::start(&config(dir.path(), udp, smtp_port, &ca), 1);
+    let smtp_port = free_port();
+    let mut daemon = Daemon::start(&config(dir.path(), 0, smtp_port, &ca), 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_log("notification failed; will retry");
     let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
@@ -127,10 +129,10 @@ fn a_mail_server_slower_than_the_timeout_is_given_up_on_and_retried_once() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let (udp, smtp_port) = (free_port(), free_port());
     // The first DATA is answered after 10 s; the channel waits 2 s.
-    let smtp = Smtp::start_slow(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"), 10);
-    let cfg = config(dir.path(), udp, smtp_port, &ca);
+    let smtp = Smtp::start_slow(0, &cert, &key, &dir.path().join("mails.jsonl"), 10);
+    let smtp_port = smtp.port;
+    let cfg = config(dir.path(), 0, smtp_port, &ca);
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &cfg,
@@ -141,6 +143,7 @@ fn a_mail_server_slower_than_the_timeout_is_given_up_on_and_retried_once() {
     )
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_log("notification failed; will retry");
     smtp.wait_mails(1);
@@ -166,20 +169,15 @@ fn implicit_tls_works_too() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let (udp, smtp_port) = (free_port(), free_port());
-    let smtp = Smtp::start_mode(
-        smtp_port,
-        &cert,
-        &key,
-        &dir.path().join("mails.jsonl"),
-        "tls",
-    );
-    let cfg = config(dir.path(), udp, smtp_port, &ca);
+    let smtp = Smtp::start_mode(0, &cert, &key, &dir.path().join("mails.jsonl"), "tls");
+    let smtp_port = smtp.port;
+    let cfg = config(dir.path(), 0, smtp_port, &ca);
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("tls = \"starttls\"", "tls = \"tls\"");
     std::fs::write(&cfg, text).unwrap();
     let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     // That server speaks only TLS from the first byte: a mail arriving is the proof.
     let mails = smtp.wait_mails(1);
@@ -198,14 +196,8 @@ fn a_plain_relay_under_the_default_starttls_fails_with_a_hint_to_set_tls_none() 
     }
     let dir = tempfile::tempdir().unwrap();
     let (_, cert, key) = certificates(dir.path());
-    let smtp_port = free_port();
-    let _smtp = Smtp::start_mode(
-        smtp_port,
-        &cert,
-        &key,
-        &dir.path().join("mails.jsonl"),
-        "plain",
-    );
+    let relay = Smtp::start_mode(0, &cert, &key, &dir.path().join("mails.jsonl"), "plain");
+    let smtp_port = relay.port;
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
@@ -236,12 +228,13 @@ fn digest_send_mails_the_digest_now_to_the_digest_channels() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let (udp, smtp_port) = (free_port(), free_port());
-    let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
-    let cfg = config(dir.path(), udp, smtp_port, &ca);
+    let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
+    let smtp_port = smtp.port;
+    let cfg = config(dir.path(), 0, smtp_port, &ca);
     let text = std::fs::read_to_string(&cfg).unwrap() + "[digest]\nchannels = [\"mail\"]\n";
     std::fs::write(&cfg, text).unwrap();
     let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     smtp.wait_mails(1);
     daemon.stop();

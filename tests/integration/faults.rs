@@ -57,9 +57,9 @@ fn assert_default_stream_stored(db: &std::path::Path, log: &[String]) {
 #[test]
 fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
     let db = dir.path().join("h.db");
-    let mut daemon = Daemon::start(&store_config(dir.path(), &db, udp), 1);
+    let mut daemon = Daemon::start(&store_config(dir.path(), &db, 0), 1);
+    let udp = daemon.port(0);
 
     // Another process takes the write lock and keeps it past the writer's 5 s busy timeout.
     let holder = rusqlite::Connection::open(&db).unwrap();
@@ -127,9 +127,9 @@ fn a_full_disk_holds_writes_with_a_clear_error_and_loses_nothing_once_space_retu
     let Some(volume) = Volume::mount(dir.path().join("vol"), "8m") else {
         return;
     };
-    let udp = free_port();
     let db = volume.0.join("h.db");
-    let mut daemon = Daemon::start(&store_config(dir.path(), &db, udp), 1);
+    let mut daemon = Daemon::start(&store_config(dir.path(), &db, 0), 1);
+    let udp = daemon.port(0);
 
     let filler = volume.fill();
     let stream = datagrams("default");
@@ -156,15 +156,15 @@ fn a_full_disk_holds_writes_with_a_clear_error_and_loses_nothing_once_space_retu
 #[test]
 fn sigkill_mid_stream_leaves_a_sound_database_that_the_next_run_continues() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
     let db = dir.path().join("k.db");
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
-        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
+        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n"),
     )
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     let stream = datagrams("default");
     send_udp(udp, &stream);
     daemon.wait_received(stream.len() as u64);
@@ -232,18 +232,18 @@ fn a_burst_beyond_capacity_is_dropped_counted_and_survived() {
 
 /// A daemon on a UDP port, with more `[daemon]` and `[[listen]]` keys.
 fn burst_daemon(dir: &std::path::Path, daemon_keys: &str, listen_keys: &str) -> (u16, Daemon) {
-    let udp = free_port();
     let cfg = dir.join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[daemon]\n{daemon_keys}\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n{listen_keys}",
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n{listen_keys}",
             dir.join("b.db")
         ),
     )
     .unwrap();
-    (udp, Daemon::start(&cfg, 1))
+    let daemon = Daemon::start(&cfg, 1);
+    (daemon.port(0), daemon)
 }
 
 /// Every datagram sent is accounted for in the daemon's final totals: taken
@@ -358,8 +358,8 @@ fn burst(port: u16, lines: &[Vec<u8>], count: usize, offset: usize) -> u64 {
 fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let first = Daemon::start(&store_config(dir.path(), &db, free_port()), 1);
-    let second = store_config(dir.path(), &db, free_port());
+    let first = Daemon::start(&store_config(dir.path(), &db, 0), 1);
+    let second = store_config(dir.path(), &db, 0);
     let (_, err) = hapwatch_fails(&["serve", "--config", second.to_str().unwrap()]);
     assert!(
         err.contains(&format!(
@@ -376,7 +376,7 @@ fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
 fn a_store_deleted_under_the_daemon_stops_it_with_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let daemon = Daemon::start(&store_config(dir.path(), &db, free_port()), 1);
+    let daemon = Daemon::start(&store_config(dir.path(), &db, 0), 1);
     std::fs::remove_file(&db).unwrap();
     let (status, log) = daemon.wait_exit();
     assert!(!status.success(), "{log:?}");
@@ -397,7 +397,7 @@ fn a_read_only_store_is_refused_at_start_with_an_error_naming_it() {
         return;
     };
     let db = volume.0.join("h.db");
-    let cfg = store_config(dir.path(), &db, free_port());
+    let cfg = store_config(dir.path(), &db, 0);
     Daemon::start(&cfg, 1).stop();
     // Root ignores file modes; a read-only filesystem it cannot write.
     let remount = std::process::Command::new("mount")
@@ -417,19 +417,20 @@ fn a_full_disk_still_delivers_what_is_in_the_outbox_and_lets_sigterm_end_the_dae
     let Some(volume) = Volume::mount(dir.path().join("vol"), "8m") else {
         return;
     };
-    let (udp, hook) = (free_port(), free_port());
+    let hook = free_port();
     let db = volume.0.join("h.db");
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {db:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"100ms\"\nretry_max = \"200ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\n"
         ),
     )
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     // Nothing listens yet: the notification is queued and retried.
     send_udp(udp, &[b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec()]);
     daemon.wait_log("notification failed; will retry");
@@ -452,9 +453,9 @@ fn a_full_disk_still_delivers_what_is_in_the_outbox_and_lets_sigterm_end_the_dae
 fn a_corrupt_store_stops_the_daemon_instead_of_losing_every_batch() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let udp = free_port();
-    let cfg = store_config(dir.path(), &db, udp);
+    let cfg = store_config(dir.path(), &db, 0);
     let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &datagrams("default"));
     daemon.stop();
     // Every page but the first (the schema) overwritten.

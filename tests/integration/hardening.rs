@@ -60,15 +60,15 @@ fn out_of_range_numbers_lose_only_their_own_line() {
     all.extend(good.iter().cloned());
 
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
     let cfg = dir.path().join("hapwatch.toml");
     let db = dir.path().join("h.db");
     std::fs::write(
         &cfg,
-        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
+        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n"),
     )
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &all);
     daemon.wait_received(all.len() as u64);
     // Stopping closes every window; the totals line says what was parsed.
@@ -131,18 +131,18 @@ fn config(dir: &std::path::Path, udp: u16, extra: &str) -> std::path::PathBuf {
 #[test]
 fn thirty_thousand_servers_are_counted_within_the_route_limit_and_a_down_still_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, http) = (free_port(), free_port());
     let hook = Receiver::start(0, vec![]);
     let cfg = config(
         dir.path(),
-        udp,
+        0,
         &format!(
-            "[limits]\nroutes = 1000\n[http]\nlisten = \"127.0.0.1:{http}\"\n[notify]\ngroup_wait = \"0s\"\n\
+            "[limits]\nroutes = 1000\n[http]\nlisten = \"127.0.0.1:0\"\n[notify]\ngroup_wait = \"0s\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
             hook.port
         ),
     );
     let mut daemon = Daemon::start(&cfg, 1);
+    let (udp, http) = (daemon.port(0), daemon.http_port());
     let lines: Vec<Vec<u8>> = (0..30_000)
         .map(|n| traffic("lb1", "be_many", &format!("s{n}")))
         .collect();
@@ -175,9 +175,9 @@ fn thirty_thousand_servers_are_counted_within_the_route_limit_and_a_down_still_p
 #[test]
 fn hosts_heard_once_open_no_silence_but_a_steady_host_that_stops_does() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, "[incidents]\nsilence_after = \"2s\"\n");
+    let cfg = config(dir.path(), 0, "[incidents]\nsilence_after = \"2s\"\n");
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     // One line each from a thousand spoofed hostnames.
     let spoofed: Vec<Vec<u8>> = (0..1000)
         .map(|n| traffic(&format!("spoof{n}"), "be", "s1"))
@@ -203,17 +203,17 @@ fn hosts_heard_once_open_no_silence_but_a_steady_host_that_stops_does() {
 #[test]
 fn connections_beyond_the_tcp_limit_are_refused_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let tcp = free_port();
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[storage]\npath = {:?}\n[limits]\ntcp_connections = 20\n[[listen]]\nurl = \"tcp://127.0.0.1:{tcp}\"\n",
+            "[storage]\npath = {:?}\n[limits]\ntcp_connections = 20\n[[listen]]\nurl = \"tcp://127.0.0.1:0\"\n",
             dir.path().join("h.db")
         ),
     )
     .unwrap();
     let daemon = Daemon::start(&cfg, 1);
+    let tcp = daemon.port(0);
     use std::io::{Read as _, Write as _};
     // Twenty hold a partial frame open; ten more are closed at once.
     let mut held: Vec<std::net::TcpStream> = (0..20)
@@ -243,9 +243,9 @@ fn connections_beyond_the_tcp_limit_are_refused_and_counted() {
 #[test]
 fn control_characters_from_the_network_never_reach_a_terminal_or_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, "");
+    let cfg = config(dir.path(), 0, "");
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     let evil = "<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1\x1b]0;pwned\x07\x1b[2J is DOWN, reason: Layer4 timeout\r\nFAKE ALERT, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
     send_udp(udp, &[evil.as_bytes().to_vec()]);
     daemon.wait_log("ALERT server be_x/s1");
@@ -307,16 +307,16 @@ fn a_receiver_answering_500_with_a_gigabyte_body_costs_no_memory() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
     let cfg = config(
         dir.path(),
-        udp,
+        0,
         &format!(
             "[notify]\ngroup_wait = \"0s\"\nretry_min = \"5s\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\n"
         ),
     );
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
     send_udp(udp, &[down.to_vec()]);
     daemon.wait_log("notification failed; will retry");
@@ -334,15 +334,13 @@ fn a_receiver_answering_500_with_a_gigabyte_body_costs_no_memory() {
 #[test]
 fn idle_http_clients_are_closed_and_do_not_hold_the_status_endpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, http) = (free_port(), free_port());
     let cfg = config(
         dir.path(),
-        udp,
-        &format!(
-            "[limits]\nhttp_connections = 4\nhttp_idle = \"1s\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n"
-        ),
+        0,
+        "[limits]\nhttp_connections = 4\nhttp_idle = \"1s\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
     );
     let daemon = Daemon::start(&cfg, 1);
+    let http = daemon.http_port();
     // Twice as many clients as the limit connect and say nothing.
     let idle: Vec<std::net::TcpStream> = (0..8)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", http)).unwrap())
@@ -364,10 +362,9 @@ fn a_unix_socket_is_owner_and_group_only_and_gone_after_exit() {
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[[listen]]\nurl = \"unix://{}\"\nsocket_group = \"root\"\n\
-             [[listen]]\nurl = \"udp://0.0.0.0:{}\"\n",
+             [[listen]]\nurl = \"udp://0.0.0.0:0\"\n",
             dir.path().join("h.db"),
             sock.display(),
-            free_port()
         ),
     )
     .unwrap();

@@ -33,8 +33,8 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 fn a_down_and_up_become_a_signed_firing_then_resolved_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let udp = free_port();
-    let daemon = Daemon::start(&config(dir.path(), udp, receiver.port), 1);
+    let daemon = Daemon::start(&config(dir.path(), 0, receiver.port), 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     receiver.wait_accepted(1);
     send_udp(udp, &[UP.to_vec()]);
@@ -84,8 +84,8 @@ fn a_down_and_up_become_a_signed_firing_then_resolved_webhook() {
 fn a_receiver_answering_500_gets_the_notification_once_it_answers_200() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![500, 503]);
-    let udp = free_port();
-    let mut daemon = Daemon::start(&config(dir.path(), udp, receiver.port), 1);
+    let mut daemon = Daemon::start(&config(dir.path(), 0, receiver.port), 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     receiver.wait_accepted(1);
     daemon.wait_log("notification delivered");
@@ -107,10 +107,11 @@ fn a_receiver_answering_500_gets_the_notification_once_it_answers_200() {
 #[test]
 fn notifications_pending_at_a_sigkill_are_delivered_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, hook) = (free_port(), free_port());
-    let cfg = config(dir.path(), udp, hook);
+    let hook = free_port();
+    let cfg = config(dir.path(), 0, hook);
     // Nothing listens on the webhook's port yet.
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_log("notification failed; will retry");
     daemon.kill();
@@ -138,12 +139,12 @@ fn traffic_now(status: u16) -> Vec<u8> {
 fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg = config(dir.path(), 0, receiver.port);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text = text.replace("[notify]", "[parse]\ntimezone = \"UTC\"\n[notify]");
     std::fs::write(&cfg, text).unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
 
     // 40 × 503 among 60 requests: 67 % 5xx.
     let mut burst: Vec<Vec<u8>> = (0..40).map(|_| traffic_now(503)).collect();
@@ -194,8 +195,7 @@ fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
 fn silences_hold_notifications_and_test_alert_and_outbox_report() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg = config(dir.path(), 0, receiver.port);
     let cfg_s = cfg.to_str().unwrap();
 
     // test-alert reaches the channel directly.
@@ -205,6 +205,7 @@ fn silences_hold_notifications_and_test_alert_and_outbox_report() {
     assert!(test["title"].as_str().unwrap().contains("be_test/test1"));
 
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     let added = hapwatch(&[
         "silence",
         "add",
@@ -272,8 +273,7 @@ fn silences_hold_notifications_and_test_alert_and_outbox_report() {
 fn a_flapping_server_is_one_flapping_notification_and_one_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg = config(dir.path(), 0, receiver.port);
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &cfg,
@@ -281,6 +281,7 @@ fn a_flapping_server_is_one_flapping_notification_and_one_resolved() {
     )
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     // 10 changes, DOWN and UP in turn, ending UP.
     for i in 0..10 {
         send_udp(
@@ -328,8 +329,7 @@ fn a_hanging_receiver_is_timed_out_and_retried_without_holding_up_another() {
     let dir = tempfile::tempdir().unwrap();
     let slow = Receiver::start(0, vec![0]);
     let fast = Receiver::start(0, vec![]);
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, slow.port);
+    let cfg = config(dir.path(), 0, slow.port);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str("timeout = \"1s\"\n");
     text.push_str(&format!(
@@ -338,6 +338,7 @@ fn a_hanging_receiver_is_timed_out_and_retried_without_holding_up_another() {
     ));
     std::fs::write(&cfg, text).unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     // The other channel is not held up by the hang.
     fast.wait_accepted(1);
@@ -359,9 +360,9 @@ fn a_refusal_or_a_redirect_fails_the_row_at_once_instead_of_retrying_for_a_day()
     for status in [400, 302] {
         let dir = tempfile::tempdir().unwrap();
         let receiver = Receiver::start(0, vec![status]);
-        let udp = free_port();
-        let cfg = config(dir.path(), udp, receiver.port);
+        let cfg = config(dir.path(), 0, receiver.port);
         let mut daemon = Daemon::start(&cfg, 1);
+        let udp = daemon.port(0);
         send_udp(udp, &[DOWN.to_vec()]);
         daemon.wait_log("notification failed permanently; not retried");
         let rows = wait_outbox_state(&["--config", cfg.to_str().unwrap()], "failed", &daemon);
@@ -387,13 +388,12 @@ fn a_channel_that_keeps_failing_is_an_incident_on_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let bad = Receiver::start(0, vec![400]);
     let ops = Receiver::start(0, vec![]);
-    let udp = free_port();
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"50ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"bad\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
             dir.path().join("h.db"),
@@ -403,6 +403,7 @@ fn a_channel_that_keeps_failing_is_an_incident_on_the_others() {
     )
     .unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     // The DOWN is refused by `bad` (400, permanent): `ops` hears that too.
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_log("ALERT notification channel bad keeps failing");
@@ -453,10 +454,10 @@ fn a_channel_that_keeps_failing_is_an_incident_on_the_others() {
 fn a_silence_for_a_backend_the_logs_never_named_is_refused_and_backend_slash_server_works() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg = config(dir.path(), 0, receiver.port);
     let cfg_s = cfg.to_str().unwrap();
     let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     receiver.wait_accepted(1);
     let (_, err) = hapwatch_fails(&[
@@ -491,10 +492,10 @@ fn a_silence_for_a_backend_the_logs_never_named_is_refused_and_backend_slash_ser
 fn a_failed_row_is_sent_again_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![400]);
-    let udp = free_port();
-    let cfg = config(dir.path(), udp, receiver.port);
+    let cfg = config(dir.path(), 0, receiver.port);
     let cfg_s = cfg.to_str().unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     let rows = wait_outbox_state(&["--config", cfg_s], "failed", &daemon);
     let row = rows.iter().find(|r| r["state"] == "failed").unwrap()["id"].clone();

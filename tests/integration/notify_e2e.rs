@@ -33,8 +33,8 @@ impl Stack {
         }
         let dir = tempfile::tempdir().unwrap();
         let (ca, cert, key) = crate::util::smtp::certificates(dir.path());
-        let smtp_port = free_port();
-        let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
+        let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
+        let smtp_port = smtp.port;
         let origins = (0..servers)
             .map(|_| {
                 let port = free_port();
@@ -589,13 +589,12 @@ fn a_relays_own_self_signed_certificate_in_ca_file_is_trusted() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "relay");
-    let (udp, smtp_port) = (free_port(), free_port());
-    let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
-    let cfg = mail_config(dir.path(), udp, smtp_port, &cert);
+    let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
+    let cfg = mail_config(dir.path(), 0, smtp.port, &cert);
     let out = hapwatch(&["test-alert", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.trim(), "mail: sent");
     let daemon = Daemon::start(&cfg, 1);
-    send_udp(udp, &[DOWN.to_vec()]);
+    send_udp(daemon.port(0), &[DOWN.to_vec()]);
     let mails = smtp.wait_mails(2);
     daemon.stop();
     assert!(mails[1]["subject"]
@@ -614,9 +613,8 @@ fn a_wrong_relay_certificate_is_a_clear_error_and_a_failed_row_not_a_retry_storm
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "relay");
     let (other, _) = self_signed(dir.path(), "someone-else");
-    let (udp, smtp_port) = (free_port(), free_port());
-    let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
-    let cfg = mail_config(dir.path(), udp, smtp_port, &other);
+    let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
+    let cfg = mail_config(dir.path(), 0, smtp.port, &other);
 
     let (text, _) = hapwatch_fails(&["test-alert", "--config", cfg.to_str().unwrap()]);
     for want in [
@@ -631,7 +629,7 @@ fn a_wrong_relay_certificate_is_a_clear_error_and_a_failed_row_not_a_retry_storm
     }
 
     let mut daemon = Daemon::start(&cfg, 1);
-    send_udp(udp, &[DOWN.to_vec()]);
+    send_udp(daemon.port(0), &[DOWN.to_vec()]);
     daemon.wait_log("not retried");
     let db = dir.path().join("h.db");
     let rows = wait_outbox_state(&["--db", db.to_str().unwrap()], "failed", &daemon);

@@ -226,16 +226,14 @@ fn want_traffic(labels: &[Vec<Value>]) -> u64 {
 #[test]
 fn bad_input_is_counted_and_the_daemon_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, tcp, denied) = (free_port(), free_port(), free_port());
     let cfg = write_config(
         dir.path(),
-        &format!(
-            "[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
-             [[listen]]\nurl = \"tcp://127.0.0.1:{tcp}\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{denied}\"\nallow = [\"10.0.0.0/8\"]\n"
-        ),
+        "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
+         [[listen]]\nurl = \"tcp://127.0.0.1:0\"\n\
+         [[listen]]\nurl = \"udp://127.0.0.1:0\"\nallow = [\"10.0.0.0/8\"]\n",
     );
     let mut daemon = Daemon::start(&cfg, 3);
+    let (udp, tcp, denied) = (daemon.port(0), daemon.port(1), daemon.port(2));
     let good = datagrams("default");
     let mut bad: Vec<Vec<u8>> = vec![
         b"\xff\xfe\x00garbage".to_vec(),
@@ -309,12 +307,12 @@ fn bad_input_is_counted_and_the_daemon_keeps_running() {
 #[test]
 fn sighup_applies_new_log_formats_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let listen = format!("[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n");
+    let listen = "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n";
     let cfg = dir.path().join("hapwatch.toml");
     let db = dir.path().join("h.db");
     std::fs::write(&cfg, format!("[storage]\npath = {db:?}\n{listen}")).unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
 
     // fe_custom's JSON format is only known from the HAProxy config.
     let labels = expected("default");
@@ -326,7 +324,7 @@ fn sighup_applies_new_log_formats_without_a_restart() {
     send_udp(udp, std::slice::from_ref(&line));
     daemon.wait_received(1);
 
-    let cfg_with_formats = write_config(dir.path(), &listen);
+    let cfg_with_formats = write_config(dir.path(), listen);
     assert_eq!(cfg_with_formats, cfg);
     daemon.signal("-HUP");
     daemon.wait_log("reloaded config applied");
@@ -342,15 +340,12 @@ fn sighup_applies_new_log_formats_without_a_restart() {
 #[test]
 fn incidents_survive_a_restart_without_realerting() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let cfg = write_config(
-        dir.path(),
-        &format!("[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
-    );
+    let cfg = write_config(dir.path(), "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n");
     let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec();
     let up = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.".to_vec();
 
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     send_udp(udp, std::slice::from_ref(&down));
     daemon.wait_received(1);
     let log = daemon.stop();
@@ -363,6 +358,7 @@ fn incidents_survive_a_restart_without_realerting() {
 
     // The same DOWN again after a restart: still the one open incident.
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     daemon.wait_log("incidents still open from the last run");
     send_udp(udp, &[down, up]);
     daemon.wait_received(2);
@@ -412,12 +408,9 @@ fn incidents_survive_a_restart_without_realerting() {
 #[test]
 fn the_digest_sums_up_each_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
-    let cfg = write_config(
-        dir.path(),
-        &format!("[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"),
-    );
+    let cfg = write_config(dir.path(), "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n");
     let mut daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     let stream = datagrams("default");
     send_udp(udp, &stream);
     daemon.wait_received(stream.len() as u64);
@@ -465,9 +458,10 @@ fn udp_config(dir: &std::path::Path, db: &std::path::Path, udp: u16) -> std::pat
 #[test]
 fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, db) = (free_port(), dir.path().join("daemon.db"));
-    let cfg = udp_config(dir.path(), &db, udp);
+    let db = dir.path().join("daemon.db");
+    let cfg = udp_config(dir.path(), &db, 0);
     let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
     send_udp(udp, &[down.to_vec()]);
     wait_json_lines(&["events", "--db", db.to_str().unwrap(), "--json"], &daemon);
@@ -526,17 +520,17 @@ fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
 #[test]
 fn events_delivered_late_by_a_queue_keep_the_time_their_log_says() {
     let dir = tempfile::tempdir().unwrap();
-    let udp = free_port();
     let db = dir.path().join("h.db");
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[storage]\npath = {db:?}\n[parse]\ntimezone = \"UTC\"\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n"
+            "[storage]\npath = {db:?}\n[parse]\ntimezone = \"UTC\"\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
     let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     // As rsyslog's disk queue hands them over after a restart: both at once, 20 s
     // and 13 s after they were logged.
     let now = jiff::Timestamp::now().as_second();
@@ -572,9 +566,10 @@ fn events_delivered_late_by_a_queue_keep_the_time_their_log_says() {
 #[test]
 fn incidents_filter_by_server_kind_severity_and_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, db) = (free_port(), dir.path().join("h.db"));
-    let cfg = udp_config(dir.path(), &db, udp);
+    let db = dir.path().join("h.db");
+    let cfg = udp_config(dir.path(), &db, 0);
     let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
     let down = |srv: &str| {
         format!("<129>Nov 23 01:23:33 haproxy[1]: Server {srv} is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.").into_bytes()
     };
@@ -607,8 +602,8 @@ fn incidents_filter_by_server_kind_severity_and_limit() {
 #[test]
 fn a_stats_socket_that_refuses_is_an_incident_not_only_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, db) = (free_port(), dir.path().join("h.db"));
-    let cfg = udp_config(dir.path(), &db, udp);
+    let db = dir.path().join("h.db");
+    let cfg = udp_config(dir.path(), &db, 0);
     let text = std::fs::read_to_string(&cfg).unwrap()
         + &format!(
             "[reconcile]\nstats_socket = {:?}\nhost = \"lb1\"\ninterval = \"100ms\"\n",

@@ -3,8 +3,8 @@ required and AUTH (user/pass) required. Run with /usr/bin/python3:
 
     smtp_server.py PORT CERT KEY OUT.jsonl [starttls|tls|plain] [STALL_SECONDS]
 
-Each accepted message is appended to OUT.jsonl; "ready" is printed once
-listening; it stops when stdin closes. With STALL_SECONDS, the first message's
+Each accepted message is appended to OUT.jsonl; "ready PORT" is printed once
+listening (PORT 0: the kernel picks); it stops when stdin closes. With STALL_SECONDS, the first message's
 DATA is answered only after that long (a slow server): a client that gives up
 first has its connection closed, and that message is not kept.
 """
@@ -58,6 +58,15 @@ def authenticate(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=ok, auth_data=auth_data.login if ok else None)
 
 
+class Controller(Controller):
+    """With port 0, the port the kernel picked, before aiosmtpd's own
+    readiness probe connects to it."""
+
+    def _trigger_server(self):
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
 if mode == "plain":
@@ -76,6 +85,7 @@ else:
         require_starttls=True, authenticator=authenticate, auth_required=True,
     )
 controller.start()
-print("ready", flush=True)
+# Port 0: the kernel picked one; the test reads which.
+print("ready", controller.port, flush=True)
 sys.stdin.read()
 controller.stop()

@@ -91,6 +91,8 @@ pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 pub struct Smtp {
     child: Child,
     out: PathBuf,
+    /// Where it listens (the kernel's pick when started on port 0).
+    pub port: u16,
 }
 
 impl Smtp {
@@ -132,10 +134,15 @@ impl Smtp {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "ready");
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("smtp_server.py said {line:?}"));
         Smtp {
             child,
             out: out.to_owned(),
+            port,
         }
     }
 
