@@ -111,9 +111,11 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {
             }
             let s = Silence {
                 id: 0,
-                host,
-                backend,
-                server,
+                scope: crate::incidents::ServerMatch {
+                    host,
+                    backend,
+                    server,
+                },
                 created_ms: now,
                 until_ms: now + duration.as_millis() as i64,
                 reason,
@@ -131,7 +133,7 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {
             if json {
                 for s in &list {
                     let v = serde_json::json!({
-                        "id": s.id, "host": s.host, "backend": s.backend, "server": s.server,
+                        "id": s.id, "host": s.scope.host, "backend": s.scope.backend, "server": s.scope.server,
                         "created_at": rfc3339(s.created_ms), "until": rfc3339(s.until_ms),
                         "active": s.until_ms > now, "reason": s.reason,
                     });
@@ -146,9 +148,9 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {
                 for s in &list {
                     t.row(vec![
                         (format!("#{}", s.id), ""),
-                        (any(&s.host), ""),
-                        (any(&s.backend), ""),
-                        (any(&s.server), ""),
+                        (any(&s.scope.host), ""),
+                        (any(&s.scope.backend), ""),
+                        (any(&s.scope.server), ""),
                         (local_time(s.until_ms), ""),
                         (relative(s.until_ms, now), DIM),
                         (s.reason.clone(), ""),

@@ -79,14 +79,7 @@ impl Notifier {
 
     /// The servers the active silences cover, for the engine's degraded share.
     pub fn muted(&self) -> Vec<ServerMatch> {
-        self.silences
-            .iter()
-            .map(|s| ServerMatch {
-                host: s.host.clone(),
-                backend: s.backend.clone(),
-                server: s.server.clone(),
-            })
-            .collect()
+        self.silences.iter().map(|s| s.scope.clone()).collect()
     }
 
     /// The outbox rows these changes cause (most wait for their group).
@@ -110,7 +103,7 @@ impl Notifier {
         let mut ops = Vec::new();
         let open: Vec<_> = still_open
             .iter()
-            .filter(|i| !self.silences.iter().any(|s| s.matches(i)))
+            .filter(|i| !self.silences.iter().any(|s| s.scope.matches_incident(i)))
             .cloned()
             .collect();
         self.grouper
@@ -152,7 +145,11 @@ impl Notifier {
         let mut ops = Vec::new();
         let mut open = Vec::new();
         for it in wanted {
-            let Some(s) = self.silences.iter().find(|s| s.matches(&it.incident)) else {
+            let Some(s) = self
+                .silences
+                .iter()
+                .find(|s| s.scope.matches_incident(&it.incident))
+            else {
                 open.push(it);
                 continue;
             };

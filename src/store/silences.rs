@@ -4,32 +4,29 @@
 
 use rusqlite::{params, Connection};
 
+use crate::incidents::ServerMatch;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Silence {
     pub id: i64,
-    pub host: Option<String>,
-    pub backend: Option<String>,
-    pub server: Option<String>,
+    /// The host, backend and server it covers (None: any).
+    pub scope: ServerMatch,
     pub created_ms: i64,
     pub until_ms: i64,
     pub reason: String,
 }
 
-impl Silence {
-    pub fn matches(&self, i: &crate::incidents::Incident) -> bool {
-        let eq = |want: &Option<String>, got: Option<&str>| {
-            want.as_deref().is_none_or(|w| Some(w) == got)
-        };
-        eq(&self.host, Some(&i.host))
-            && eq(&self.backend, i.backend.as_deref())
-            && eq(&self.server, i.server.as_deref())
-    }
-}
-
 pub fn add(conn: &Connection, s: &Silence) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO silences (host, backend, server, created_at, until, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![s.host, s.backend, s.server, s.created_ms, s.until_ms, s.reason],
+        params![
+            s.scope.host,
+            s.scope.backend,
+            s.scope.server,
+            s.created_ms,
+            s.until_ms,
+            s.reason
+        ],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -51,9 +48,11 @@ pub fn list(conn: &Connection, now_ms: i64, all: bool) -> rusqlite::Result<Vec<S
     let rows = stmt.query_map(params![now_ms, all], |r| {
         Ok(Silence {
             id: r.get(0)?,
-            host: r.get(1)?,
-            backend: r.get(2)?,
-            server: r.get(3)?,
+            scope: ServerMatch {
+                host: r.get(1)?,
+                backend: r.get(2)?,
+                server: r.get(3)?,
+            },
             created_ms: r.get(4)?,
             until_ms: r.get(5)?,
             reason: r.get(6)?,

@@ -169,8 +169,20 @@ pub struct ServerMatch {
 
 impl ServerMatch {
     pub fn matches(&self, host: &str, backend: &str, server: &str) -> bool {
-        let eq = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
-        eq(&self.host, host) && eq(&self.backend, backend) && eq(&self.server, server)
+        self.covers(host, Some(backend), Some(server))
+    }
+
+    /// Whether it covers an incident: one about no backend (a silent host)
+    /// only when it names no backend either.
+    pub fn matches_incident(&self, i: &Incident) -> bool {
+        self.covers(&i.host, i.backend.as_deref(), i.server.as_deref())
+    }
+
+    fn covers(&self, host: &str, backend: Option<&str>, server: Option<&str>) -> bool {
+        let eq = |want: &Option<String>, got: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == got)
+        };
+        eq(&self.host, Some(host)) && eq(&self.backend, backend) && eq(&self.server, server)
     }
 }
 

@@ -294,3 +294,29 @@ fn quiet_servers_never_seen_changing_are_forgotten_and_those_with_a_state_kept()
         "UP and DOWN are part of their backend's health"
     );
 }
+
+#[test]
+fn a_silence_scope_covers_servers_and_incidents_alike() {
+    let mut e = engine();
+    let server = opened(&feed(&mut e, "lb1", &down("s1", 3), 0))[0].clone();
+    let be_app = ServerMatch {
+        backend: Some("be_app".into()),
+        ..Default::default()
+    };
+    let other = ServerMatch {
+        backend: Some("be_web".into()),
+        ..Default::default()
+    };
+    assert!(be_app.matches("lb1", "be_app", "s1"));
+    assert!(be_app.matches_incident(&server));
+    assert!(!other.matches_incident(&server));
+    // An incident about a whole host (silence) has no backend: only a
+    // scope naming none covers it.
+    let host_only = Incident {
+        backend: None,
+        server: None,
+        ..server
+    };
+    assert!(!be_app.matches_incident(&host_only));
+    assert!(ServerMatch::default().matches_incident(&host_only));
+}
