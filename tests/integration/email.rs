@@ -103,10 +103,10 @@ fn a_mail_server_down_for_a_while_gets_the_mail_once_it_is_back() {
     let mut daemon = Daemon::start(&config(dir.path(), 0, smtp_port, &ca), 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
-    daemon.wait_log("notification failed; will retry");
+    daemon.wait_retry_pending();
     let smtp = Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
     smtp.wait_mails(1);
-    daemon.wait_log("notification delivered");
+    daemon.wait_delivered(1);
     let log = daemon.stop();
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "delivered once");
@@ -145,9 +145,9 @@ fn a_mail_server_slower_than_the_timeout_is_given_up_on_and_retried_once() {
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
-    daemon.wait_log("notification failed; will retry");
+    daemon.wait_retry_pending();
     smtp.wait_mails(1);
-    daemon.wait_log("notification delivered");
+    daemon.wait_delivered(1);
     let log = daemon.stop();
     assert_eq!(smtp.mails().len(), 1, "the stalled attempt kept nothing");
     let failed = log

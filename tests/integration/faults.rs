@@ -433,7 +433,7 @@ fn a_full_disk_still_delivers_what_is_in_the_outbox_and_lets_sigterm_end_the_dae
     let udp = daemon.port(0);
     // Nothing listens yet: the notification is queued and retried.
     send_udp(udp, &[b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec()]);
-    daemon.wait_log("notification failed; will retry");
+    daemon.wait_retry_pending();
     let _filler = volume.fill();
     daemon.wait_log("database or disk is full");
     // The disk is still full, and the receiver is up: it gets the notification.

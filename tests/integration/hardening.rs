@@ -319,7 +319,7 @@ fn a_receiver_answering_500_with_a_gigabyte_body_costs_no_memory() {
     let udp = daemon.port(0);
     let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
     send_udp(udp, &[down.to_vec()]);
-    daemon.wait_log("notification failed; will retry");
+    daemon.wait_retry_pending();
     let rss = rss_mb(daemon.pid());
     let log = daemon.stop();
     assert!(rss < 200, "RSS {rss} MB");

@@ -188,7 +188,7 @@ fn every_endpoint_answers_from_the_log_stream() {
         );
     }
     // The fixtures' DOWN servers were notified to a closed port: failures are logged.
-    daemon.wait_log("notification failed; will retry");
+    daemon.wait_retry_pending();
     let log = daemon.stop();
     assert!(
         !log.iter()

@@ -88,7 +88,7 @@ fn a_receiver_answering_500_gets_the_notification_once_it_answers_200() {
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     receiver.wait_accepted(1);
-    daemon.wait_log("notification delivered");
+    daemon.wait_delivered(1);
     let log = daemon.stop();
     assert_eq!(
         receiver.attempts.load(std::sync::atomic::Ordering::SeqCst),
@@ -113,7 +113,7 @@ fn notifications_pending_at_a_sigkill_are_delivered_after_the_restart() {
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
-    daemon.wait_log("notification failed; will retry");
+    daemon.wait_retry_pending();
     daemon.kill();
 
     let receiver = Receiver::start(hook, vec![]);
@@ -343,7 +343,7 @@ fn a_hanging_receiver_is_timed_out_and_retried_without_holding_up_another() {
     // The other channel is not held up by the hang.
     fast.wait_accepted(1);
     assert_eq!(slow.accepted.lock().unwrap().len(), 0);
-    daemon.wait_log("notification failed; will retry");
+    daemon.wait_retry_pending();
     let got = slow.wait_accepted(1);
     daemon.wait_log("channel=\"ops\" incident=1 attempts=2");
     daemon.stop();
@@ -364,7 +364,7 @@ fn a_refusal_or_a_redirect_fails_the_row_at_once_instead_of_retrying_for_a_day()
         let mut daemon = Daemon::start(&cfg, 1);
         let udp = daemon.port(0);
         send_udp(udp, &[DOWN.to_vec()]);
-        daemon.wait_log("notification failed permanently; not retried");
+        daemon.wait_given_up();
         let rows = wait_outbox_state(&["--config", cfg.to_str().unwrap()], "failed", &daemon);
         daemon.stop();
         let failed: Vec<&Value> = rows.iter().filter(|r| r["state"] == "failed").collect();

@@ -358,6 +358,58 @@ impl Daemon {
         }
     }
 
+    /// Waits until the store says `sql` (one integer) is at least `n`: state,
+    /// whatever the log says.
+    fn wait_stored(&mut self, what: &str, sql: &str, n: i64) {
+        let db = self.ready["db"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got: i64 = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+            .unwrap_or(0);
+            if got >= n {
+                return;
+            }
+            self.seen.extend(self.lines.try_iter());
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {got} of {n}; the daemon's log:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until a delivery attempt failed and is to be retried (its row says so).
+    pub fn wait_retry_pending(&mut self) {
+        self.wait_stored(
+            "a failed attempt waiting for its retry",
+            "SELECT count(*) FROM outbox WHERE state = 'queued' AND attempts > 0 AND last_error IS NOT NULL",
+            1,
+        );
+    }
+
+    /// Waits until `n` outbox rows are delivered.
+    pub fn wait_delivered(&mut self, n: i64) {
+        self.wait_stored(
+            "rows delivered",
+            "SELECT count(*) FROM outbox WHERE state = 'delivered'",
+            n,
+        );
+    }
+
+    /// Waits until a row was given up for good (`failed`).
+    pub fn wait_given_up(&mut self) {
+        self.wait_stored(
+            "rows failed",
+            "SELECT count(*) FROM outbox WHERE state = 'failed'",
+            1,
+        );
+    }
+
     /// Waits until the daemon's stored interval counters (`ingest_stats`:
     /// received, traffic, …) add up to `n`: its state, not its log.
     pub fn wait_counter(&mut self, key: &str, n: u64) {
