@@ -332,7 +332,7 @@ fn metrics(state: &State, view: &View) -> String {
     for (r, t) in &traffic {
         for (class, n) in ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
             .iter()
-            .zip(t.classes)
+            .zip(t.classes())
         {
             let _ = writeln!(
                 out,
@@ -349,10 +349,10 @@ fn metrics(state: &State, view: &View) -> String {
     );
     for (r, t) in &traffic {
         let l = labels(r);
-        for (le, n) in LE_MS.iter().zip(cumulative(&t.latency)) {
+        for (le, n) in LE_MS.iter().zip(cumulative(&t.t_total)) {
             let _ = writeln!(out, "haproxy_log_duration_ms_bucket{{{l},le=\"{le}\"}} {n}");
         }
-        let count = t.latency.total();
+        let count = t.t_total.total();
         let _ = writeln!(
             out,
             "haproxy_log_duration_ms_bucket{{{l},le=\"+Inf\"}} {count}"
@@ -360,7 +360,7 @@ fn metrics(state: &State, view: &View) -> String {
         let _ = writeln!(
             out,
             "haproxy_log_duration_ms_sum{{{l}}} {}",
-            t.latency_sum_ms
+            t.t_total_sum_ms
         );
         let _ = writeln!(out, "haproxy_log_duration_ms_count{{{l}}} {count}");
     }

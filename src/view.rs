@@ -8,18 +8,9 @@ use hapwatch_parsers::Traffic;
 
 use crate::hist::{bucket_range, Histogram};
 
-/// Totals of one (host, backend, server) since the daemon started.
-#[derive(Debug, Clone, Default)]
-pub struct Totals {
-    pub requests: u64,
-    /// 1xx, 2xx, 3xx, 4xx, 5xx, other.
-    pub classes: [u64; 6],
-    pub retries: u64,
-    pub redispatches: u64,
-    pub bytes: u64,
-    pub latency: Histogram,
-    pub latency_sum_ms: u64,
-}
+/// Totals of one (host, backend, server) since the daemon started: the same
+/// tally as a window's.
+pub type Totals = crate::windows::Counts;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
@@ -122,17 +113,7 @@ impl TrafficTotals {
             e.dirty = true;
             self.changed.push(self.key.clone());
         }
-        let totals = &mut e.totals;
-        totals.requests += 1;
-        // `classes` is indexed in StatusClass order.
-        totals.classes[crate::windows::status_class(t.status) as usize] += 1;
-        totals.retries += u64::from(t.retries.unwrap_or(0));
-        totals.redispatches += u64::from(t.redispatched);
-        totals.bytes = totals.bytes.saturating_add(t.bytes_read.unwrap_or(0));
-        if let Some(v) = t.t_active.or(t.t_total).filter(|v| *v >= 0) {
-            totals.latency.record(v as u64);
-            totals.latency_sum_ms = totals.latency_sum_ms.saturating_add(v as u64);
-        }
+        e.totals.add(t);
     }
 
     /// Forgets routes idle for `idle_ms`; scans at most once a minute, so the

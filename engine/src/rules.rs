@@ -7,11 +7,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use hapwatch_parsers::{TerminationClass, Traffic};
+use hapwatch_parsers::Traffic;
 use serde::Deserialize;
 
-use crate::hist::Histogram;
-use crate::windows::{status_class, StatusClass};
+use crate::windows::Counts;
 
 /// `[rules]` in the config. A threshold of 0 disables its rule.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,7 +94,7 @@ pub struct Reading {
 #[derive(Default)]
 struct Second {
     at_s: i64,
-    sums: Sums,
+    sums: Counts,
 }
 
 /// What a rule is about: a backend, or one of its servers (`per_server`).
@@ -106,28 +105,18 @@ pub struct Subject {
     pub server: Option<String>,
 }
 
-/// Totals of one subject over a second, or over the window.
-#[derive(Default)]
-struct Sums {
-    requests: u64,
-    s4xx: u64,
-    s5xx: u64,
-    retries: u64,
-    term_server: u64,
-    latency: Histogram,
-}
-
-fn sums(seconds: &VecDeque<Second>) -> Sums {
-    let mut t = Sums::default();
-    for Second { sums: s, .. } in seconds {
-        t.requests += s.requests;
-        t.s4xx += s.s4xx;
-        t.s5xx += s.s5xx;
-        t.retries += s.retries;
-        t.term_server += s.term_server;
-        t.latency.merge(&s.latency);
+/// Totals of one subject over the window.
+fn sums(seconds: &VecDeque<Second>) -> Counts {
+    let mut t = Counts::default();
+    for s in seconds {
+        t.merge(&s.sums);
     }
     t
+}
+
+/// Retries as the rules count them: another connection attempt or another server.
+fn retried(c: &Counts) -> u64 {
+    c.retries + c.redispatches
 }
 
 /// One-second buckets covering the window, per backend (and per server when asked).
@@ -180,20 +169,7 @@ impl Rates {
                 ..Default::default()
             });
         }
-        let s = &mut seconds.back_mut().expect("just pushed").sums;
-        s.requests += 1;
-        match status_class(t.status) {
-            StatusClass::S4xx => s.s4xx += 1,
-            StatusClass::S5xx => s.s5xx += 1,
-            _ => {}
-        }
-        s.retries += u64::from(t.retries.unwrap_or(0)) + u64::from(t.redispatched);
-        if t.termination_class() == TerminationClass::Server {
-            s.term_server += 1;
-        }
-        if let Some(v) = t.t_active.or(t.t_total).filter(|v| *v >= 0) {
-            s.latency.record(v as u64);
-        }
+        seconds.back_mut().expect("just pushed").sums.add(t);
     }
 
     /// The system clock was stepped: the seconds keep their place in the window.
@@ -228,9 +204,9 @@ impl Rates {
             "requests": t.requests,
             "5xx_share": share(t.s5xx),
             "4xx_share": share(t.s4xx),
-            "retries": t.retries,
+            "retries": retried(&t),
             "server_terminations": t.term_server,
-            "p95_ms": t.latency.quantile(0.95),
+            "p95_ms": t.t_total.quantile(0.95),
         }))
     }
 
@@ -247,7 +223,7 @@ impl Rates {
             let enough = t.requests >= cfg.min_requests.max(1);
             let share = |n: u64| enough.then(|| n as f64 / t.requests as f64);
             let p95 = if enough {
-                t.latency.quantile(0.95).map(|v| v as f64)
+                t.t_total.quantile(0.95).map(|v| v as f64)
             } else {
                 None
             };
@@ -266,7 +242,7 @@ impl Rates {
                 ),
                 (
                     "retries_per_s",
-                    Some(t.retries as f64 / window_s as f64),
+                    Some(retried(&t) as f64 / window_s as f64),
                     cfg.retries_per_s,
                     cfg.retries_per_s_resolve,
                 ),

@@ -54,6 +54,8 @@ pub struct Counts {
     pub bytes: u64,
     /// Ta (httplog) or Tt (tcplog), ms.
     pub t_total: Histogram,
+    /// Their sum, for Prometheus' `_sum` (kept in memory; windows do not store it).
+    pub t_total_sum_ms: u64,
     /// Tr, the server's response time, ms.
     pub t_response: Histogram,
 }
@@ -84,6 +86,7 @@ impl Counts {
         // -1 means the phase was never reached: no latency to record.
         if let Some(total) = t.t_active.or(t.t_total).filter(|v| *v >= 0) {
             self.t_total.record(total as u64);
+            self.t_total_sum_ms = self.t_total_sum_ms.saturating_add(total as u64);
         }
         if let Some(tr) = t.t_response.filter(|v| *v >= 0) {
             self.t_response.record(tr as u64);
@@ -107,7 +110,20 @@ impl Counts {
         self.term_other += o.term_other;
         self.bytes = self.bytes.saturating_add(o.bytes);
         self.t_total.merge(&o.t_total);
+        self.t_total_sum_ms = self.t_total_sum_ms.saturating_add(o.t_total_sum_ms);
         self.t_response.merge(&o.t_response);
+    }
+
+    /// Requests by status class, in `StatusClass` order (1xx … 5xx, other).
+    pub fn classes(&self) -> [u64; 6] {
+        [
+            self.s1xx,
+            self.s2xx,
+            self.s3xx,
+            self.s4xx,
+            self.s5xx,
+            self.s_other,
+        ]
     }
 }
 

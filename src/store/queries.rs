@@ -192,6 +192,8 @@ pub fn for_each_window(
                 term_other: r.get(19)?,
                 bytes: r.get(20)?,
                 t_total: Histogram::default(),
+                // Not stored: only the live totals (/metrics) carry it.
+                t_total_sum_ms: 0,
                 t_response: Histogram::default(),
             },
             t_total: blob(21)?,
