@@ -39,6 +39,8 @@ pub struct Stats {
     pub store_error: Arc<Mutex<Option<String>>>,
     /// Notifications given up: a permanent error, expiry, or a removed channel.
     pub notifications_failed: Arc<AtomicU64>,
+    /// System clock steps the pipeline noticed (and moved its timers by).
+    pub clock_steps: AtomicU64,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
@@ -86,6 +88,7 @@ pub struct Snapshot {
     pub refused: u64,
     pub rows_rejected: u64,
     pub notifications_failed: u64,
+    pub clock_steps: u64,
     pub parse_errors: Vec<(&'static str, u64)>,
     pub listeners: Vec<ListenerSnapshot>,
 }
@@ -211,6 +214,7 @@ impl Stats {
             rows_rejected: self.rows_rejected.load(Relaxed),
             refused: self.refused.load(Relaxed),
             notifications_failed: self.notifications_failed.load(Relaxed),
+            clock_steps: self.clock_steps.load(Relaxed),
             parse_errors: ErrorKind::ALL
                 .iter()
                 .zip(&self.parse_errors)

@@ -22,6 +22,7 @@ pub struct State {
     pub observed: Arc<Observed>,
     pub stats: Arc<Stats>,
     pub started_ms: i64,
+    pub wall: crate::timezone::WallClock,
 }
 
 /// Binds before any runtime exists; `serve` adopts the listener.
@@ -98,7 +99,7 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
         .is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict"));
     match path {
         "/healthz" => {
-            let now = crate::timezone::now_ms();
+            let now = state.wall.now_ms();
             // The pipeline publishes every second: a stale view means it is stuck.
             let updated = state.observed.updated_ms();
             let stuck = updated > 0 && now - updated > 10_000;

@@ -43,6 +43,8 @@ pub struct Processor {
     /// time known, for lines that carry none.
     newest_ms: i64,
     last_ms: i64,
+    /// The wall clock notifications are decided by (a test steps it).
+    wall: crate::timezone::WallClock,
     /// Host identity of senders whose header names no host.
     local_host: Box<str>,
     peer_names: HashMap<IpAddr, Box<str>>,
@@ -101,6 +103,7 @@ impl Processor {
             time,
             newest_ms: i64::MIN,
             last_ms: crate::timezone::now_ms(),
+            wall: crate::timezone::WallClock::system(),
             local_host: local_hostname().into(),
             peer_names: HashMap::new(),
             log_events: time == TimeSource::Live,
@@ -126,6 +129,14 @@ impl Processor {
 
     /// Events and time now also open and resolve incidents; silences are read
     /// from `conn`, and the notifications owed are carried on from the outbox.
+    /// Decides notifications (and the digest's schedule) by `wall`.
+    pub fn with_wall_clock(mut self, wall: crate::timezone::WallClock) -> Self {
+        self.last_ms = wall.now_ms();
+        self.notifier.schedule_digest(self.last_ms);
+        self.wall = wall;
+        self
+    }
+
     pub fn with_engine(
         mut self,
         engine: Engine,
@@ -207,7 +218,13 @@ impl Processor {
                 self.seen.0.push_str(host);
                 self.seen.1 = received_ms;
                 let changes = engine.seen(host, received_ms);
-                apply(&self.store, &mut self.notifier, changes, engine);
+                apply(
+                    &self.store,
+                    &mut self.notifier,
+                    changes,
+                    engine,
+                    self.wall.now_ms(),
+                );
             }
         }
         match &rec.event {
@@ -226,7 +243,13 @@ impl Processor {
                 if let Some(engine) = &mut self.engine {
                     let mut changes = engine.on_event(host, &rec.event, ts, rec.message);
                     add_evidence(&self.rates, &mut changes);
-                    apply(&self.store, &mut self.notifier, changes, engine);
+                    apply(
+                        &self.store,
+                        &mut self.notifier,
+                        changes,
+                        engine,
+                        self.wall.now_ms(),
+                    );
                 }
                 self.events
                     .push(event_row(&rec, host.to_owned(), ts, bytes));
@@ -283,7 +306,13 @@ impl Processor {
         if let Some(health) = &self.stats_health {
             for failing in health.try_iter() {
                 let changes = engine.on_stats(host, failing.as_deref(), now_ms);
-                apply(&self.store, &mut self.notifier, changes, engine);
+                apply(
+                    &self.store,
+                    &mut self.notifier,
+                    changes,
+                    engine,
+                    self.wall.now_ms(),
+                );
             }
         }
         let Some(rows) = rx.try_iter().last() else {
@@ -311,7 +340,13 @@ impl Processor {
             let change = crate::reconcile::state_change(row);
             let mut changes = engine.on_event(host, &Event::StateChange(change), now_ms, &message);
             add_evidence(&self.rates, &mut changes);
-            apply(&self.store, &mut self.notifier, changes, engine);
+            apply(
+                &self.store,
+                &mut self.notifier,
+                changes,
+                engine,
+                self.wall.now_ms(),
+            );
             let json = serde_json::json!({
                 "kind": "other", "template": "reconciliation", "message": message,
                 "proxy": be, "server": srv, "new_state": state, "old_state": known,
@@ -353,7 +388,13 @@ impl Processor {
         for h in rx.try_iter() {
             let changes =
                 engine.on_channel(&self.local_host, &h.channel, h.failing.as_deref(), now_ms);
-            apply(&self.store, &mut self.notifier, changes, engine);
+            apply(
+                &self.store,
+                &mut self.notifier,
+                changes,
+                engine,
+                self.wall.now_ms(),
+            );
         }
     }
 
@@ -432,7 +473,13 @@ impl Processor {
                 changes.extend(engine.on_reading(&subject, &reading, now_ms, hold));
             }
             add_evidence(&self.rates, &mut changes);
-            apply(&self.store, &mut self.notifier, changes, engine);
+            apply(
+                &self.store,
+                &mut self.notifier,
+                changes,
+                engine,
+                self.wall.now_ms(),
+            );
             let mut reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
             reminders.extend(self.notifier.digest(now_ms));
             if !reminders.is_empty() {
@@ -634,11 +681,14 @@ fn add_evidence(rates: &crate::rules::Rates, changes: &mut [Change]) {
 }
 
 /// Logs incident changes (the alert channel of last resort) and stores them.
+/// Logs and stores incident changes with the notifications they cause,
+/// decided at `now_ms` (the wall clock, not the lines' time).
 fn apply(
     store: &SyncSender<WriteOp>,
     notifier: &mut Notifier,
     changes: Vec<Change>,
     engine: &Engine,
+    now_ms: i64,
 ) {
     if changes.is_empty() {
         return;
@@ -674,7 +724,7 @@ fn apply(
             }
         }
     }
-    let now = crate::timezone::now_ms();
+    let now = now_ms;
     let mut notifications = notifier.changes(&changes, now);
     // A backend back from "no server available": what it superseded and is
     // still open is owed again.

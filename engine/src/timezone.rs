@@ -165,6 +165,35 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The wall clock the daemon reads: the system's, or the system's moved by
+/// an offset that a test steps, as NTP or `date -s` step the real one (the
+/// monotonic clock is never moved).
+#[derive(Debug, Clone, Default)]
+pub struct WallClock {
+    offset_ms: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl WallClock {
+    pub fn system() -> WallClock {
+        WallClock::default()
+    }
+
+    /// Reads the system clock plus `offset_ms`, which the caller may change at any time.
+    pub fn offset(offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>) -> WallClock {
+        WallClock {
+            offset_ms: Some(offset_ms),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        let offset = self
+            .offset_ms
+            .as_ref()
+            .map_or(0, |o| o.load(std::sync::atomic::Ordering::Relaxed));
+        now_ms() + offset
+    }
+}
+
 /// Notices when the system clock is stepped (by NTP or by hand): between two
 /// readings, the wall clock should advance as the monotonic clock does.
 pub struct StepWatch {

@@ -26,6 +26,7 @@ use crate::ingest::{tcp, udp, unix, Batch, Sink, BATCH_MESSAGES};
 use crate::pipeline::{Processor, TimeSource};
 use crate::store::guard::StoreGuard;
 use crate::store::writer::{Retention, Writer};
+use crate::timezone::WallClock;
 
 /// How long shutdown waits for a store that refuses writes.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -123,6 +124,15 @@ impl Daemon {
     /// Opens the store (one daemon per store), carries on from what the last
     /// run left, and starts receiving on `bound`.
     pub fn start(config: Config, bound: Bound) -> Result<Daemon, DaemonError> {
+        Daemon::start_with_clock(config, bound, WallClock::system())
+    }
+
+    /// As `start`, reading the wall clock from `wall` (a test steps it).
+    pub fn start_with_clock(
+        config: Config,
+        bound: Bound,
+        wall: WallClock,
+    ) -> Result<Daemon, DaemonError> {
         let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
         let db = config.db_path();
         // One daemon per store: a second one stops here, before receiving anything.
@@ -142,7 +152,7 @@ impl Daemon {
             stats.writer_counters(),
             Some(outbox_wake.clone()),
         );
-        let (engine, outbox) = restore::restore(&config, &db, &writer.tx)?;
+        let (engine, outbox) = restore::restore(&config, &db, &writer.tx, wall.now_ms())?;
         let observed = Arc::new(crate::view::Observed::default());
         // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
         let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
@@ -156,6 +166,7 @@ impl Daemon {
             stats.clone(),
             TimeSource::Live,
         )
+        .with_wall_clock(wall.clone())
         .with_engine(engine, crate::store::open_read(&db)?, outbox)
         .with_channel_health(health_rx)
         .with_observed(observed.clone());
@@ -167,23 +178,25 @@ impl Daemon {
             processor = processor.with_reconcile(rx, host, health_rx);
         }
         let pipeline = {
-            let (stats, store, reload) =
-                (stats.clone(), writer.tx.clone(), pipeline_reload.clone());
+            let (stats, store, reload, wall) = (
+                stats.clone(),
+                writer.tx.clone(),
+                pipeline_reload.clone(),
+                wall.clone(),
+            );
             let interval = config.daemon.stats_interval;
             // Taken before anything is received, so the first interval misses nothing.
-            let baseline = (stats.snapshot(), crate::timezone::now_ms());
+            let baseline = (stats.snapshot(), wall.now_ms());
             std::thread::Builder::new()
                 .name("hapwatch-pipeline".into())
                 .spawn(move || {
-                    tick::run(
-                        &mut processor,
-                        rx,
-                        &stats,
-                        &store,
-                        interval,
-                        &reload,
-                        baseline,
-                    )
+                    let shared = tick::Shared {
+                        stats: &stats,
+                        store: &store,
+                        reload: &reload,
+                        wall: &wall,
+                    };
+                    tick::run(&mut processor, rx, shared, interval, baseline)
                 })
                 .map_err(|source| DaemonError::Start {
                     what: "the pipeline thread",
@@ -208,7 +221,8 @@ impl Daemon {
                 let state = Arc::new(crate::http::State {
                     observed,
                     stats: stats.clone(),
-                    started_ms: crate::timezone::now_ms(),
+                    started_ms: wall.now_ms(),
+                    wall: wall.clone(),
                 });
                 rt.spawn(crate::http::serve(
                     listener,
@@ -225,21 +239,22 @@ impl Daemon {
             rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx, health));
         }
         let (channels_tx, channels_rx) = tokio::sync::watch::channel(config.channel.clone());
-        reload::record_channels(&writer.tx, &config);
-        let delivery = rt.spawn(crate::notify::outbox::run(
-            db.clone(),
-            channels_rx,
-            config.notify.clone(),
-            writer.tx.clone(),
-            outbox_wake,
-            stats.notifications_failed.clone(),
-            health_tx,
-        ));
+        reload::record_channels(&writer.tx, &config, wall.now_ms());
+        let wiring = crate::notify::outbox::Wiring {
+            db: db.clone(),
+            cfg: config.notify.clone(),
+            store: writer.tx.clone(),
+            wake: outbox_wake,
+            failed: stats.notifications_failed.clone(),
+            health: health_tx,
+            wall: wall.clone(),
+        };
+        let delivery = rt.spawn(crate::notify::outbox::run(wiring, channels_rx));
         if config.channel.is_empty() {
             tracing::info!("no notification channel configured: incidents go to this log only");
         }
         let (listeners, addresses, unix_paths) =
-            receive(&config, bound.listeners, &tx, &stats, rt.handle());
+            receive(&config, bound.listeners, &tx, &stats, &wall, rt.handle());
         // The listeners hold the only senders now: when they stop, the pipeline drains and ends.
         drop(tx);
         let (requests_tx, requests) = tokio::sync::mpsc::unbounded_channel();
@@ -248,6 +263,7 @@ impl Daemon {
                 pipeline: pipeline_reload,
                 store: writer.tx.clone(),
                 channels: channels_tx,
+                wall,
             },
             rt,
             config,
@@ -358,6 +374,7 @@ fn receive(
     bound: Vec<BoundListener>,
     tx: &mpsc::SyncSender<Batch>,
     stats: &Arc<Stats>,
+    wall: &WallClock,
     rt: &tokio::runtime::Handle,
 ) -> (tokio::task::JoinSet<()>, Vec<Listen>, Vec<PathBuf>) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -367,6 +384,7 @@ fn receive(
             tx.clone(),
             stats.clone(),
             stats.listener(l.config.url().to_string()),
+            wall.clone(),
         );
         tracing::info!(listen = %l.url, "listening");
         addresses.push(l.url.clone());

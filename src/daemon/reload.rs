@@ -15,6 +15,7 @@ pub struct Reloads {
     pub pipeline: super::tick::Reload,
     pub store: SyncSender<WriteOp>,
     pub channels: tokio::sync::watch::Sender<Vec<ChannelConfig>>,
+    pub wall: crate::timezone::WallClock,
 }
 
 /// Applies `next` over `running`; the config now running.
@@ -45,14 +46,14 @@ pub fn apply(running: Config, next: Config, reloads: &Reloads) -> Config {
         "config reloaded"
     );
     reloads.channels.send_replace(next.channel.clone());
-    record_channels(&reloads.store, &next);
+    record_channels(&reloads.store, &next, reloads.wall.now_ms());
     *reloads.pipeline.lock().unwrap_or_else(|p| p.into_inner()) = Some((parser, next.clone()));
     next
 }
 
 /// Stores which channels delivery now uses, so `check-config` can say what a
 /// reload would change.
-pub fn record_channels(store: &SyncSender<WriteOp>, config: &Config) {
+pub fn record_channels(store: &SyncSender<WriteOp>, config: &Config, now_ms: i64) {
     let channels = crate::notify::fingerprints(&config.channel);
-    let _ = store.send(WriteOp::Channels(channels, crate::timezone::now_ms()));
+    let _ = store.send(WriteOp::Channels(channels, now_ms));
 }

@@ -14,13 +14,13 @@ pub fn restore(
     config: &Config,
     db: &Path,
     store: &SyncSender<WriteOp>,
+    now: i64,
 ) -> Result<(Engine, Restored), super::DaemonError> {
     let conn = crate::store::open_read(db)?;
     let read = |source| super::DaemonError::Restore {
         path: db.display().to_string(),
         source,
     };
-    let now = crate::timezone::now_ms();
     let since = now - config.storage.retain_events.as_millis() as i64;
     let (next_id, open, fleet) = crate::store::incidents::restore(&conn, since).map_err(read)?;
     if !open.is_empty() {

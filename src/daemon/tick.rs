@@ -17,22 +17,34 @@ pub type Reload = Arc<Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>>;
 
 /// The pipeline thread: parse and aggregate each message; once a second,
 /// close due windows; every stats interval, log and store the counters.
+/// What the pipeline thread shares with the rest of the daemon.
+pub struct Shared<'a> {
+    pub stats: &'a Stats,
+    pub store: &'a mpsc::SyncSender<WriteOp>,
+    pub reload: &'a Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>,
+    pub wall: &'a crate::timezone::WallClock,
+}
+
 pub fn run(
     p: &mut Processor,
     rx: mpsc::Receiver<Batch>,
-    stats: &Stats,
-    store: &mpsc::SyncSender<WriteOp>,
+    shared: Shared<'_>,
     stats_interval: Duration,
-    reload: &Mutex<Option<(Arc<hapwatch_parsers::Parser>, Config)>>,
     baseline: (Snapshot, i64),
 ) {
+    let Shared {
+        stats,
+        store,
+        reload,
+        wall,
+    } = shared;
     const TICK: Duration = Duration::from_secs(1);
     // The pipeline thread pets systemd's watchdog: a stuck pipeline gets restarted.
     let watchdog = super::os::watchdog_interval();
     let mut next_pet = Instant::now();
     let mut next_tick = Instant::now() + TICK;
     let mut next_stats = Instant::now() + stats_interval;
-    let mut steps = crate::timezone::StepWatch::new(crate::timezone::now_ms(), Instant::now());
+    let mut steps = crate::timezone::StepWatch::new(wall.now_ms(), Instant::now());
     // Taken before any socket is bound, so the first interval misses nothing.
     let (mut prev, mut prev_at) = baseline;
     let mut handled = 0u32;
@@ -40,7 +52,7 @@ pub fn run(
         // Grouped notifications are due between ticks: wake for them too.
         let group_due = p
             .next_group_deadline()
-            .map(|t| Duration::from_millis((t - crate::timezone::now_ms()).max(0) as u64));
+            .map(|t| Duration::from_millis((t - wall.now_ms()).max(0) as u64));
         let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(group_due.map_or(wait, |g| g.min(wait))) {
             Ok(batch) => {
@@ -56,23 +68,24 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if p.next_group_deadline()
-            .is_some_and(|t| t <= crate::timezone::now_ms())
-        {
-            p.flush_groups(crate::timezone::now_ms());
+        if p.next_group_deadline().is_some_and(|t| t <= wall.now_ms()) {
+            p.flush_groups(wall.now_ms());
         }
         let now = Instant::now();
         if now < next_tick {
             continue;
         }
         next_tick = now + TICK;
-        if let Some(delta_ms) = steps.check(crate::timezone::now_ms(), now) {
+        if let Some(delta_ms) = steps.check(wall.now_ms(), now) {
             tracing::warn!(
                 step = %humantime::format_duration(Duration::from_secs((delta_ms.unsigned_abs() + 500) / 1000)),
                 direction = %if delta_ms > 0 { "forward" } else { "back" },
                 "system clock stepped; timers moved with it"
             );
             p.clock_stepped(delta_ms);
+            stats
+                .clock_steps
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(every) = watchdog {
             if now >= next_pet {
@@ -84,25 +97,26 @@ pub fn run(
             p.reconfigure(parser, &config);
             tracing::info!("reloaded config applied to the pipeline");
         }
-        p.tick(crate::timezone::now_ms());
+        p.tick(wall.now_ms());
         if now >= next_stats {
             next_stats = now + stats_interval;
-            let at = crate::timezone::now_ms();
+            let at = wall.now_ms();
             let snap = stats.snapshot();
-            report(&prev, &snap, at - prev_at, store, stats);
+            report(&prev, &snap, (at, at - prev_at), store, stats);
             (prev, prev_at) = (snap, at);
         }
     }
     p.finish();
-    let at = crate::timezone::now_ms();
-    report(&prev, &stats.snapshot(), at - prev_at, store, stats);
+    let at = wall.now_ms();
+    report(&prev, &stats.snapshot(), (at, at - prev_at), store, stats);
 }
 
 /// Logs one interval's counters and stores them as a row of `ingest_stats`.
+/// `at`: (when, the interval's length), in wall-clock ms.
 fn report(
     prev: &Snapshot,
     now: &Snapshot,
-    interval_ms: i64,
+    (at_ms, interval_ms): (i64, i64),
     store: &mpsc::SyncSender<WriteOp>,
     stats: &Stats,
 ) {
@@ -134,7 +148,7 @@ fn report(
         })
         .collect();
     let row = IngestRow {
-        ts_ms: crate::timezone::now_ms(),
+        ts_ms: at_ms,
         interval_ms,
         received: d(now.received, prev.received),
         bytes: d(now.bytes, prev.bytes),

@@ -122,7 +122,15 @@ pub async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(),
         .unwrap_or(Err(DeliveryError::Timeout(ch.timeout)))
 }
 
+/// reqwest and lettre are built without a TLS provider of their own: ring,
+/// installed once per process (the binary does it too; a daemon started
+/// in-process must not depend on that).
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn http_client() -> Result<reqwest::Client, SetupError> {
+    ensure_crypto_provider();
     reqwest::Client::builder()
         // A POST is never re-sent elsewhere: a redirect is reported instead.
         .redirect(reqwest::redirect::Policy::none())

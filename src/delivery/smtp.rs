@@ -28,6 +28,7 @@ pub struct SmtpChannel {
 
 impl SmtpChannel {
     pub fn new(ch: &ChannelConfig) -> Result<SmtpChannel, SetupError> {
+        super::ensure_crypto_provider();
         let host = ch
             .smtp_host
             .clone()

@@ -52,9 +52,16 @@ impl Batch {
         self.entries.is_empty()
     }
 
-    pub fn push(&mut self, peer: Option<IpAddr>, bytes: &[u8], oversized: bool) {
+    /// Adds a message; the first of a batch sets its receive time from `wall`.
+    pub fn push(
+        &mut self,
+        peer: Option<IpAddr>,
+        bytes: &[u8],
+        oversized: bool,
+        wall: &crate::timezone::WallClock,
+    ) {
         if self.entries.is_empty() {
-            self.received_ms = crate::timezone::now_ms();
+            self.received_ms = wall.now_ms();
         }
         self.entries.push(Entry {
             peer,
@@ -86,28 +93,40 @@ pub struct Sink {
     stats: Arc<Stats>,
     pub listener: Arc<ListenerStats>,
     batch: Batch,
+    wall: crate::timezone::WallClock,
 }
 
 impl Clone for Sink {
     fn clone(&self) -> Self {
-        Sink::new(self.tx.clone(), self.stats.clone(), self.listener.clone())
+        Sink::new(
+            self.tx.clone(),
+            self.stats.clone(),
+            self.listener.clone(),
+            self.wall.clone(),
+        )
     }
 }
 
 impl Sink {
-    pub fn new(tx: SyncSender<Batch>, stats: Arc<Stats>, listener: Arc<ListenerStats>) -> Sink {
+    pub fn new(
+        tx: SyncSender<Batch>,
+        stats: Arc<Stats>,
+        listener: Arc<ListenerStats>,
+        wall: crate::timezone::WallClock,
+    ) -> Sink {
         Sink {
             tx,
             stats,
             listener,
             batch: Batch::default(),
+            wall,
         }
     }
 
     /// Counts and batches one message; false once the pipeline is gone.
     pub fn push(&mut self, peer: Option<IpAddr>, bytes: &[u8], oversized: bool) -> bool {
         self.stats.datagram(&self.listener, bytes.len());
-        self.batch.push(peer, bytes, oversized);
+        self.batch.push(peer, bytes, oversized, &self.wall);
         if self.batch.len() >= BATCH_MESSAGES || self.batch.data.len() >= BATCH_BYTES {
             return self.flush();
         }

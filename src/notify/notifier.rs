@@ -44,6 +44,17 @@ impl Notifier {
         }
     }
 
+    /// The next digest from `now_ms` on, when one is configured.
+    pub fn schedule_digest(&mut self, now_ms: i64) {
+        if self.next_digest_ms.is_some() {
+            self.next_digest_ms = Some(crate::digest::next_due(
+                now_ms,
+                self.digest.every,
+                self.digest.hour,
+            ));
+        }
+    }
+
     /// Groups still waiting and firings already sent, read back at start.
     pub fn restore(&mut self, restored: Restored) {
         self.grouper.restore(restored);

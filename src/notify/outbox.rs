@@ -204,17 +204,32 @@ impl Streaks {
     }
 }
 
-/// Runs until the process stops. `wake` is signalled when rows are
-/// committed; `channels` changes on a reload; `failed` counts rows given up.
-pub async fn run(
-    db: std::path::PathBuf,
-    mut channels: tokio::sync::watch::Receiver<Vec<ChannelConfig>>,
-    cfg: NotifyConfig,
-    store: SyncSender<WriteOp>,
-    wake: Arc<Notify>,
-    failed: Arc<std::sync::atomic::AtomicU64>,
-    health: std::sync::mpsc::Sender<ChannelHealth>,
-) {
+/// What the delivery task is connected to.
+pub struct Wiring {
+    pub db: std::path::PathBuf,
+    pub cfg: NotifyConfig,
+    /// Where attempts' outcomes go.
+    pub store: SyncSender<WriteOp>,
+    /// Signalled when rows are committed.
+    pub wake: Arc<Notify>,
+    /// Counts rows given up.
+    pub failed: Arc<std::sync::atomic::AtomicU64>,
+    /// Hears which channels fail and which work again.
+    pub health: std::sync::mpsc::Sender<ChannelHealth>,
+    pub wall: crate::timezone::WallClock,
+}
+
+/// Runs until the process stops; `channels` changes on a reload.
+pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<ChannelConfig>>) {
+    let Wiring {
+        db,
+        cfg,
+        store,
+        wake,
+        failed,
+        health,
+        wall,
+    } = wiring;
     let mut streaks = Streaks::default();
     let conn = match crate::store::open_read(&db) {
         Ok(c) => c,
@@ -245,7 +260,7 @@ pub async fn run(
     // The longest backoff, jitter included, and a second to spare.
     let horizon_ms = cfg.retry_max.as_millis() as i64 * 6 / 5 + 1000;
     loop {
-        let now = crate::timezone::now_ms();
+        let now = wall.now_ms();
         let rows = due(&conn, now, horizon_ms).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the outbox failed");
             Vec::new()
@@ -300,14 +315,14 @@ pub async fn run(
                 let _ = done_tx.send((attempt, None, row.channel.clone()));
                 continue;
             };
-            let (done_tx, cfg) = (done_tx.clone(), cfg.clone());
+            let (done_tx, cfg, wall) = (done_tx.clone(), cfg.clone(), wall.clone());
             let payload = match ch.kind {
                 ChannelType::Email => with_timeline(&conn, &row),
                 _ => row.payload.clone(),
             };
             tokio::spawn(async move {
                 let result = send(&via, &ch, &payload).await;
-                let at = crate::timezone::now_ms();
+                let at = wall.now_ms();
                 let attempts = row.attempts + 1;
                 let (attempt, error) = match result {
                     Ok(()) => {
@@ -365,7 +380,7 @@ pub async fn run(
             }
         }
         let next = next_due(&conn).ok().flatten();
-        let sleep_ms = next.map_or(1000, |t| (t - crate::timezone::now_ms()).clamp(10, 1000));
+        let sleep_ms = next.map_or(1000, |t| (t - wall.now_ms()).clamp(10, 1000));
         tokio::select! {
             _ = wake.notified() => {}
             changed = channels.changed() => {
@@ -385,7 +400,7 @@ pub async fn run(
                     report(&attempt, error.as_ref(), &channel, &mut tls_reported, &failed);
                     // A channel no longer configured is not failing: it is gone.
                     if senders.usable.contains_key(&channel) {
-                        let now = crate::timezone::now_ms();
+                        let now = wall.now_ms();
                         if let Some(failing) = streaks.note(&channel, &attempt, error.as_ref(), now) {
                             let _ = health.send(ChannelHealth { channel: channel.clone(), failing });
                         }

@@ -10,6 +10,9 @@ use hapwatch::daemon::{Addresses, Control, Daemon, DaemonError};
 
 pub struct InProcess {
     pub addresses: Addresses,
+    pub db: std::path::PathBuf,
+    /// Added to the system's wall clock: a step is a store here.
+    pub clock_offset_ms: Arc<std::sync::atomic::AtomicI64>,
     control: Control,
     stats: Arc<Stats>,
     run: Option<std::thread::JoinHandle<Result<(), DaemonError>>>,
@@ -21,9 +24,13 @@ impl InProcess {
         let config = hapwatch::config::Config::from_toml(toml).unwrap();
         config.validate().unwrap();
         let bound = hapwatch::daemon::bind(&config).unwrap();
-        let daemon = Daemon::start(config, bound).unwrap();
+        let clock_offset_ms = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let wall = hapwatch::timezone::WallClock::offset(clock_offset_ms.clone());
+        let daemon = Daemon::start_with_clock(config, bound, wall).unwrap();
         InProcess {
             addresses: daemon.addresses().clone(),
+            db: daemon.db().to_owned(),
+            clock_offset_ms,
             control: daemon.control(),
             stats: daemon.stats(),
             run: Some(std::thread::spawn(move || {
@@ -46,6 +53,33 @@ impl InProcess {
             }
             assert!(Instant::now() < deadline, "{what}: not reached ({now:?})");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Steps the daemon's wall clock by `delta_ms` (as NTP or `date -s`
+    /// would) and waits until its pipeline noticed.
+    pub fn step_clock(&self, delta_ms: i64) {
+        let seen = self.stats.snapshot().clock_steps;
+        self.clock_offset_ms
+            .fetch_add(delta_ms, std::sync::atomic::Ordering::Relaxed);
+        self.wait("the clock step noticed", |s| s.clock_steps > seen);
+    }
+
+    /// Waits until the store says `sql` (one integer) is at least `n`.
+    pub fn wait_stored(&self, what: &str, sql: &str, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got: i64 = rusqlite::Connection::open_with_flags(
+                &self.db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+            .unwrap_or(0);
+            if got >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {got} of {n}");
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
