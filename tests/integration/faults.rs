@@ -2,19 +2,13 @@
 
 use crate::util::*;
 
-/// A config that stores in `db` and listens on `udp`, reading the fixtures' log-formats.
-fn store_config(dir: &std::path::Path, db: &std::path::Path, udp: u16) -> std::path::PathBuf {
-    let cfg = dir.join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {db:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n",
-            fixture("config/haproxy-default.cfg")
-        ),
-    )
-    .unwrap();
-    cfg
+/// A config that stores in `db` and listens on UDP (port 0), reading the fixtures' log-formats.
+fn store_config(dir: &std::path::Path, db: &std::path::Path) -> std::path::PathBuf {
+    ConfigBuilder::new(dir)
+        .db(db)
+        .fixture_formats()
+        .udp()
+        .write()
 }
 
 /// Every event and every traffic line of the `default` stream is in the store
@@ -58,7 +52,7 @@ fn assert_default_stream_stored(db: &std::path::Path, log: &[String]) {
 fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let mut daemon = Daemon::start(&store_config(dir.path(), &db, 0), 1);
+    let mut daemon = Daemon::start(&store_config(dir.path(), &db), 1);
     let udp = daemon.port(0);
 
     // Another process takes the write lock and keeps it past the writer's 5 s busy timeout.
@@ -128,7 +122,7 @@ fn a_full_disk_holds_writes_with_a_clear_error_and_loses_nothing_once_space_retu
         return;
     };
     let db = volume.0.join("h.db");
-    let mut daemon = Daemon::start(&store_config(dir.path(), &db, 0), 1);
+    let mut daemon = Daemon::start(&store_config(dir.path(), &db), 1);
     let udp = daemon.port(0);
 
     let filler = volume.fill();
@@ -358,8 +352,8 @@ fn burst(port: u16, lines: &[Vec<u8>], count: usize, offset: usize) -> u64 {
 fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let first = Daemon::start(&store_config(dir.path(), &db, 0), 1);
-    let second = store_config(dir.path(), &db, 0);
+    let first = Daemon::start(&store_config(dir.path(), &db), 1);
+    let second = store_config(dir.path(), &db);
     let (_, err) = hapwatch_fails(&["serve", "--config", second.to_str().unwrap()]);
     assert!(
         err.contains(&format!(
@@ -376,7 +370,7 @@ fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
 fn a_store_deleted_under_the_daemon_stops_it_with_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let daemon = Daemon::start(&store_config(dir.path(), &db, 0), 1);
+    let daemon = Daemon::start(&store_config(dir.path(), &db), 1);
     std::fs::remove_file(&db).unwrap();
     let (status, log) = daemon.wait_exit();
     assert!(!status.success(), "{log:?}");
@@ -397,7 +391,7 @@ fn a_read_only_store_is_refused_at_start_with_an_error_naming_it() {
         return;
     };
     let db = volume.0.join("h.db");
-    let cfg = store_config(dir.path(), &db, 0);
+    let cfg = store_config(dir.path(), &db);
     Daemon::start(&cfg, 1).stop();
     // Root ignores file modes; a read-only filesystem it cannot write.
     let remount = std::process::Command::new("mount")
@@ -453,7 +447,7 @@ fn a_full_disk_still_delivers_what_is_in_the_outbox_and_lets_sigterm_end_the_dae
 fn a_corrupt_store_stops_the_daemon_instead_of_losing_every_batch() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let cfg = store_config(dir.path(), &db, 0);
+    let cfg = store_config(dir.path(), &db);
     let daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     send_udp(udp, &datagrams("default"));

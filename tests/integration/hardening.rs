@@ -115,16 +115,13 @@ fn traffic(host: &str, backend: &str, server: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn config(dir: &std::path::Path, udp: u16, extra: &str) -> std::path::PathBuf {
+/// A store and a UDP listener (port 0), after the `extra` TOML sections.
+fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     let cfg = dir.join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n{extra}[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n",
-            dir.join("h.db")
-        ),
-    )
-    .unwrap();
+    let text = ConfigBuilder::new(dir).udp().text();
+    // `extra` holds whole sections: they go before the listener's table.
+    let (storage, listen) = text.split_at(text.find("[[listen]]").unwrap());
+    std::fs::write(&cfg, format!("{storage}{extra}{listen}")).unwrap();
     cfg
 }
 
@@ -134,7 +131,6 @@ fn thirty_thousand_servers_are_counted_within_the_route_limit_and_a_down_still_p
     let hook = Receiver::start(0, vec![]);
     let cfg = config(
         dir.path(),
-        0,
         &format!(
             "[limits]\nroutes = 1000\n[http]\nlisten = \"127.0.0.1:0\"\n[notify]\ngroup_wait = \"0s\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
@@ -175,7 +171,7 @@ fn thirty_thousand_servers_are_counted_within_the_route_limit_and_a_down_still_p
 #[test]
 fn hosts_heard_once_open_no_silence_but_a_steady_host_that_stops_does() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 0, "[incidents]\nsilence_after = \"2s\"\n");
+    let cfg = config(dir.path(), "[incidents]\nsilence_after = \"2s\"\n");
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     // One line each from a thousand spoofed hostnames.
@@ -243,7 +239,7 @@ fn connections_beyond_the_tcp_limit_are_refused_and_counted() {
 #[test]
 fn control_characters_from_the_network_never_reach_a_terminal_or_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 0, "");
+    let cfg = config(dir.path(), "");
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     let evil = "<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1\x1b]0;pwned\x07\x1b[2J is DOWN, reason: Layer4 timeout\r\nFAKE ALERT, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
@@ -309,7 +305,6 @@ fn a_receiver_answering_500_with_a_gigabyte_body_costs_no_memory() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),
-        0,
         &format!(
             "[notify]\ngroup_wait = \"0s\"\nretry_min = \"5s\"\n\
              [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\n"
@@ -336,7 +331,6 @@ fn idle_http_clients_are_closed_and_do_not_hold_the_status_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),
-        0,
         "[limits]\nhttp_connections = 4\nhttp_idle = \"1s\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
     );
     let daemon = Daemon::start(&cfg, 1);

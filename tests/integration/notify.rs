@@ -7,19 +7,13 @@ use serde_json::Value;
 const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
 const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
 
-fn config(dir: &std::path::Path, udp: u16, hook: u16) -> std::path::PathBuf {
-    let cfg = dir.join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[notify]\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
-             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\nsecret = \"s3cret\"\n",
-            dir.join("h.db")
-        ),
-    )
-    .unwrap();
-    cfg
+/// A daemon on UDP (port 0) with one signed webhook to `hook`, retrying fast.
+fn config(dir: &std::path::Path, hook: u16) -> ConfigBuilder {
+    ConfigBuilder::new(dir)
+        .set("notify", "retry_min", "\"50ms\"")
+        .set("notify", "retry_max", "\"200ms\"")
+        .udp()
+        .webhook("ops", hook, "secret = \"s3cret\"\n")
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
@@ -33,7 +27,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
 fn a_down_and_up_become_a_signed_firing_then_resolved_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let daemon = Daemon::start(&config(dir.path(), 0, receiver.port), 1);
+    let daemon = Daemon::start(&config(dir.path(), receiver.port).write(), 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     receiver.wait_accepted(1);
@@ -84,7 +78,7 @@ fn a_down_and_up_become_a_signed_firing_then_resolved_webhook() {
 fn a_receiver_answering_500_gets_the_notification_once_it_answers_200() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![500, 503]);
-    let mut daemon = Daemon::start(&config(dir.path(), 0, receiver.port), 1);
+    let mut daemon = Daemon::start(&config(dir.path(), receiver.port).write(), 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     receiver.wait_accepted(1);
@@ -108,7 +102,7 @@ fn a_receiver_answering_500_gets_the_notification_once_it_answers_200() {
 fn notifications_pending_at_a_sigkill_are_delivered_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
     let hook = free_port();
-    let cfg = config(dir.path(), 0, hook);
+    let cfg = config(dir.path(), hook).write();
     // Nothing listens on the webhook's port yet.
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
@@ -139,10 +133,9 @@ fn traffic_now(status: u16) -> Vec<u8> {
 fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let cfg = config(dir.path(), 0, receiver.port);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text = text.replace("[notify]", "[parse]\ntimezone = \"UTC\"\n[notify]");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = config(dir.path(), receiver.port)
+        .set("parse", "timezone", "\"UTC\"")
+        .write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
 
@@ -195,7 +188,7 @@ fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
 fn silences_hold_notifications_and_test_alert_and_outbox_report() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let cfg = config(dir.path(), 0, receiver.port);
+    let cfg = config(dir.path(), receiver.port).write();
     let cfg_s = cfg.to_str().unwrap();
 
     // test-alert reaches the channel directly.
@@ -273,13 +266,9 @@ fn silences_hold_notifications_and_test_alert_and_outbox_report() {
 fn a_flapping_server_is_one_flapping_notification_and_one_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let cfg = config(dir.path(), 0, receiver.port);
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        text.replace("[notify]", "[incidents]\nflap_quiet = \"3s\"\n[notify]"),
-    )
-    .unwrap();
+    let cfg = config(dir.path(), receiver.port)
+        .set("incidents", "flap_quiet", "\"3s\"")
+        .write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     // 10 changes, DOWN and UP in turn, ending UP.
@@ -329,14 +318,13 @@ fn a_hanging_receiver_is_timed_out_and_retried_without_holding_up_another() {
     let dir = tempfile::tempdir().unwrap();
     let slow = Receiver::start(0, vec![0]);
     let fast = Receiver::start(0, vec![]);
-    let cfg = config(dir.path(), 0, slow.port);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("timeout = \"1s\"\n");
-    text.push_str(&format!(
-        "[[channel]]\nname = \"fast\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
-        fast.port
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "retry_min", "\"50ms\"")
+        .set("notify", "retry_max", "\"200ms\"")
+        .udp()
+        .webhook("ops", slow.port, "secret = \"s3cret\"\ntimeout = \"1s\"\n")
+        .webhook("fast", fast.port, "")
+        .write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
@@ -360,7 +348,7 @@ fn a_refusal_or_a_redirect_fails_the_row_at_once_instead_of_retrying_for_a_day()
     for status in [400, 302] {
         let dir = tempfile::tempdir().unwrap();
         let receiver = Receiver::start(0, vec![status]);
-        let cfg = config(dir.path(), 0, receiver.port);
+        let cfg = config(dir.path(), receiver.port).write();
         let mut daemon = Daemon::start(&cfg, 1);
         let udp = daemon.port(0);
         send_udp(udp, &[DOWN.to_vec()]);
@@ -388,20 +376,13 @@ fn a_channel_that_keeps_failing_is_an_incident_on_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let bad = Receiver::start(0, vec![400]);
     let ops = Receiver::start(0, vec![]);
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"50ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-             [[channel]]\nname = \"bad\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n\
-             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
-            dir.path().join("h.db"),
-            bad.port,
-            ops.port
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "group_wait", "\"0s\"")
+        .set("notify", "retry_min", "\"50ms\"")
+        .udp()
+        .webhook("bad", bad.port, "")
+        .webhook("ops", ops.port, "")
+        .write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     // The DOWN is refused by `bad` (400, permanent): `ops` hears that too.
@@ -454,7 +435,7 @@ fn a_channel_that_keeps_failing_is_an_incident_on_the_others() {
 fn a_silence_for_a_backend_the_logs_never_named_is_refused_and_backend_slash_server_works() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let cfg = config(dir.path(), 0, receiver.port);
+    let cfg = config(dir.path(), receiver.port).write();
     let cfg_s = cfg.to_str().unwrap();
     let daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
@@ -492,7 +473,7 @@ fn a_silence_for_a_backend_the_logs_never_named_is_refused_and_backend_slash_ser
 fn a_failed_row_is_sent_again_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![400]);
-    let cfg = config(dir.path(), 0, receiver.port);
+    let cfg = config(dir.path(), receiver.port).write();
     let cfg_s = cfg.to_str().unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);

@@ -1,9 +1,11 @@
 //! Shared by the integration tests: real fixtures, a running daemon, the CLI.
 
+pub mod config;
 pub mod haproxy;
 pub mod in_process;
 pub mod smtp;
 
+pub use config::ConfigBuilder;
 pub use in_process::InProcess;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,94 @@
+//! Test configs built by name rather than `format!`ed TOML: a store in the
+//! test's directory, listeners on port 0 (the ready file gives the ports),
+//! channels, and any section by its keys. `write` puts it in
+//! `DIR/hapwatch.toml`.
+
+use std::path::{Path, PathBuf};
+
+pub struct ConfigBuilder {
+    dir: PathBuf,
+    db: PathBuf,
+    /// `[section]` → its `key = value` lines, in the order first given.
+    sections: Vec<(String, Vec<String>)>,
+    /// Whole `[[listen]]` / `[[channel]]` tables.
+    tables: Vec<String>,
+}
+
+impl ConfigBuilder {
+    /// A store at `DIR/h.db`, nothing else.
+    pub fn new(dir: &Path) -> ConfigBuilder {
+        ConfigBuilder {
+            dir: dir.to_owned(),
+            db: dir.join("h.db"),
+            sections: Vec::new(),
+            tables: Vec::new(),
+        }
+    }
+
+    /// Another store file.
+    pub fn db(mut self, path: &Path) -> Self {
+        self.db = path.to_owned();
+        self
+    }
+
+    /// `key = value` in `[section]`; `value` is TOML (`"\"0s\""`, `"20"`).
+    pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
+        let line = format!("{key} = {value}");
+        match self.sections.iter_mut().find(|(s, _)| s == section) {
+            Some((_, lines)) => lines.push(line),
+            None => self.sections.push((section.to_owned(), vec![line])),
+        }
+        self
+    }
+
+    /// A UDP listener on a loopback port the kernel picks.
+    pub fn udp(self) -> Self {
+        self.listen("udp://127.0.0.1:0", "")
+    }
+
+    /// A `[[listen]]` table: its URL and more of its keys, as TOML lines.
+    pub fn listen(mut self, url: &str, extra: &str) -> Self {
+        self.tables
+            .push(format!("[[listen]]\nurl = {url:?}\n{extra}"));
+        self
+    }
+
+    /// A webhook channel posting to `http://127.0.0.1:PORT/hook`, plus `extra` keys.
+    pub fn webhook(mut self, name: &str, port: u16, extra: &str) -> Self {
+        self.tables.push(format!(
+            "[[channel]]\nname = {name:?}\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n{extra}"
+        ));
+        self
+    }
+
+    /// The log-formats of the captured fixtures, read in UTC.
+    pub fn fixture_formats(self) -> Self {
+        let cfg = super::fixture("config/haproxy-default.cfg");
+        self.set("parse", "timezone", "\"UTC\"")
+            .set("parse", "haproxy_config", &format!("{cfg:?}"))
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = format!("[storage]\npath = {:?}\n", self.db);
+        for (section, lines) in &self.sections {
+            if section == "storage" {
+                // Joins the table opened above.
+                lines.iter().for_each(|l| out += &format!("{l}\n"));
+            }
+        }
+        for (section, lines) in self.sections.iter().filter(|(s, _)| s != "storage") {
+            out += &format!("[{section}]\n");
+            lines.iter().for_each(|l| out += &format!("{l}\n"));
+        }
+        for t in &self.tables {
+            out += t;
+        }
+        out
+    }
+
+    pub fn write(self) -> PathBuf {
+        let path = self.dir.join("hapwatch.toml");
+        std::fs::write(&path, self.text()).unwrap();
+        path
+    }
+}
