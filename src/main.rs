@@ -10,8 +10,16 @@ fn main() -> std::process::ExitCode {
     match hapwatch::cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            // The binary's edge: report the whole cause chain once.
-            eprintln!("hapwatch: {e:#}");
+            // The binary's edge: the whole cause chain, each cause once (typed
+            // errors already say their source in their own message).
+            let mut text = e.to_string();
+            for cause in e.chain().skip(1) {
+                let cause = cause.to_string();
+                if !text.contains(&cause) {
+                    text += &format!(": {cause}");
+                }
+            }
+            eprintln!("hapwatch: {text}");
             std::process::ExitCode::from(2)
         }
     }

@@ -65,9 +65,11 @@ pub fn statuses(
         let (from, to) = spans.of(s.start, s.span_s);
         *sums.entry((from, to, s.status)).or_default() += s.requests;
     })?;
-    let mut totals: HashMap<i64, u64> = HashMap::new();
-    for ((from, _, _), n) in &sums {
-        *totals.entry(*from).or_default() += n;
+    // Per output window: a store that changed its window size can hold two
+    // spans starting at the same second.
+    let mut totals: HashMap<(i64, i64), u64> = HashMap::new();
+    for ((from, to, _), n) in &sums {
+        *totals.entry((*from, *to)).or_default() += n;
     }
     let mut rows: Vec<StatusRow> = sums
         .into_iter()
@@ -76,11 +78,11 @@ pub fn statuses(
             end_s,
             status: (code != 0).then_some(code),
             requests,
-            window_total: totals[&start_s],
+            window_total: totals[&(start_s, end_s)],
         })
         .collect();
     // Codes in order, "no status" last.
-    rows.sort_by_key(|r| (r.start_s, r.status.is_none(), r.status));
+    rows.sort_by_key(|r| (r.start_s, r.end_s, r.status.is_none(), r.status));
     Ok(rows)
 }
 
@@ -154,15 +156,15 @@ pub fn urls(
         }));
     }
     rows.sort_by(|a, b| {
-        a.start_s
-            .cmp(&b.start_s)
+        (a.start_s, a.end_s)
+            .cmp(&(b.start_s, b.end_s))
             .then(b.sort_key(sort).cmp(&a.sort_key(sort)))
             .then_with(|| (&a.path, &a.method).cmp(&(&b.path, &b.method)))
     });
     if limit > 0 {
-        let mut kept: HashMap<i64, usize> = HashMap::new();
+        let mut kept: HashMap<(i64, i64), usize> = HashMap::new();
         rows.retain(|r| {
-            let n = kept.entry(r.start_s).or_default();
+            let n = kept.entry((r.start_s, r.end_s)).or_default();
             *n += 1;
             *n <= limit
         });

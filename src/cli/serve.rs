@@ -80,11 +80,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
     crate::daemon::raise_open_files();
     let config = args.config()?;
+    // One daemon per store: a second one stops here, before touching any socket.
+    let lock = crate::daemon::lock(&config)?;
     let bound = crate::daemon::bind(&config)?;
-    let daemon = Daemon::start(config, bound)?;
+    let daemon = Daemon::start(config, lock, bound)?;
     if let Some(path) = &args.ready_file {
-        write_ready(path, &daemon)
-            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+        if let Err(e) = write_ready(path, &daemon) {
+            // Already receiving: drain what came in before saying so.
+            daemon.control().stop();
+            daemon.run(std::future::pending())?;
+            return Err(e)
+                .with_context(|| format!("cannot write the ready file {}", path.display()));
+        }
     }
     let control = daemon.control();
     let result = daemon.run(signals(&args, control));

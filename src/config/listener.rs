@@ -139,8 +139,10 @@ impl TryFrom<RawListener> for ListenerConfig {
                 }
             }
             Listen::Unix(path) => {
-                // Who may write to the socket is its file mode and group.
-                refuse("allow", r.allow.is_some(), "udp:// and tcp://")?;
+                // Who may write to the socket is its file mode and group
+                // (an empty list says nothing, and is accepted).
+                let allows = r.allow.as_ref().is_some_and(|a| !a.is_empty());
+                refuse("allow", allows, "udp:// and tcp://")?;
                 refuse("sockets", r.sockets.is_some(), "udp://")?;
                 ListenerConfig::Unix {
                     path: path.clone(),

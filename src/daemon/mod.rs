@@ -55,6 +55,20 @@ pub enum DaemonError {
     PipelineFailed,
 }
 
+/// The store, held by this process: one daemon per store. Taken before any
+/// socket is bound, so that a second daemon on the same config stops before it
+/// could take a socket (a unix socket file) from the first.
+pub struct StoreLock {
+    guard: StoreGuard,
+}
+
+/// Takes the store `config` names, or says which process holds it.
+pub fn lock(config: &Config) -> Result<StoreLock, DaemonError> {
+    Ok(StoreLock {
+        guard: StoreGuard::acquire(&config.db_path())?,
+    })
+}
+
 /// Where a started daemon receives.
 #[derive(Debug, Clone)]
 pub struct Addresses {
@@ -123,20 +137,20 @@ pub struct Daemon {
 impl Daemon {
     /// Opens the store (one daemon per store), carries on from what the last
     /// run left, and starts receiving on `bound`.
-    pub fn start(config: Config, bound: Bound) -> Result<Daemon, DaemonError> {
-        Daemon::start_with_clock(config, bound, WallClock::system())
+    pub fn start(config: Config, lock: StoreLock, bound: Bound) -> Result<Daemon, DaemonError> {
+        Daemon::start_with_clock(config, lock, bound, WallClock::system())
     }
 
     /// As `start`, reading the wall clock from `wall` (a test steps it).
     pub fn start_with_clock(
         config: Config,
+        lock: StoreLock,
         bound: Bound,
         wall: WallClock,
     ) -> Result<Daemon, DaemonError> {
         let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
         let db = config.db_path();
-        // One daemon per store: a second one stops here, before receiving anything.
-        let mut guard = StoreGuard::acquire(&db)?;
+        let mut guard = lock.guard;
         let conn = crate::store::open_write(&db)?;
         guard.watch()?;
         tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");

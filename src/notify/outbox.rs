@@ -397,7 +397,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                     batch.push(a);
                 }
                 for (attempt, error, channel) in batch {
-                    report(&attempt, error.as_ref(), &channel, &mut tls_reported, &failed);
+                    report((&attempt, wall.now_ms()), error.as_ref(), &channel, &mut tls_reported, &failed);
                     // A channel no longer configured is not failing: it is gone.
                     if senders.usable.contains_key(&channel) {
                         let now = wall.now_ms();
@@ -420,7 +420,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
 /// Logs an attempt's failure: a TLS failure in full once per channel, a
 /// permanent one as given up, a transient one as retried.
 fn report(
-    a: &Attempt,
+    (a, now_ms): (&Attempt, i64),
     error: Option<&DeliveryError>,
     channel: &str,
     tls_reported: &mut std::collections::HashSet<String>,
@@ -459,7 +459,7 @@ fn report(
             );
         }
         Some(_) if !a.failed => {
-            let retry_in_ms = a.next_attempt_ms - crate::timezone::now_ms();
+            let retry_in_ms = a.next_attempt_ms - now_ms;
             tracing::warn!(
                 channel,
                 row = a.id,

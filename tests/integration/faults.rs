@@ -352,9 +352,15 @@ fn burst(port: u16, lines: &[Vec<u8>], count: usize, offset: usize) -> u64 {
 fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let first = Daemon::start(&store_config(dir.path(), &db), 1);
-    let second = store_config(dir.path(), &db);
-    let (_, err) = hapwatch_fails(&["serve", "--config", second.to_str().unwrap()]);
+    let sock = dir.path().join("log.sock");
+    let cfg = ConfigBuilder::new(dir.path())
+        .db(&db)
+        .listen(&format!("unix://{}", sock.display()), "")
+        .write();
+    let mut first = Daemon::start(&cfg, 1);
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&sock).unwrap());
+    let before = inode();
+    let (_, err) = hapwatch_fails(&["serve", "--config", cfg.to_str().unwrap()]);
     assert!(
         err.contains(&format!(
             "is in use by another hapwatch (pid {})",
@@ -362,7 +368,13 @@ fn a_second_daemon_on_the_same_store_refuses_to_start_and_names_the_first() {
         )),
         "{err}"
     );
-    assert!(!err.contains("listening"), "it stops before binding: {err}");
+    // It stopped before binding: the first one's socket file is still its own.
+    assert_eq!(inode(), before, "the socket file was replaced");
+    let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    client
+        .send_to(b"<134>Nov 23 01:23:33 haproxy[1]: still here", &sock)
+        .unwrap();
+    first.wait_received(1);
     first.stop();
 }
 

@@ -23,10 +23,11 @@ impl InProcess {
     pub fn start(toml: &str) -> InProcess {
         let config = hapwatch::config::Config::from_toml(toml).unwrap();
         config.validate().unwrap();
+        let lock = hapwatch::daemon::lock(&config).unwrap();
         let bound = hapwatch::daemon::bind(&config).unwrap();
         let clock_offset_ms = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let wall = hapwatch::timezone::WallClock::offset(clock_offset_ms.clone());
-        let daemon = Daemon::start_with_clock(config, bound, wall).unwrap();
+        let daemon = Daemon::start_with_clock(config, lock, bound, wall).unwrap();
         InProcess {
             addresses: daemon.addresses().clone(),
             db: daemon.db().to_owned(),
