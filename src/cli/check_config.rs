@@ -55,14 +55,12 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "  channels  none: incidents go to the log only")?;
     }
     for ch in &config.channel {
-        let target = match &ch.url {
+        let target = match &ch.target {
             // The rest of a webhook URL is often its secret (Slack, Teams).
-            Some(u) => u.split('/').take(3).collect::<Vec<_>>().join("/") + "/…",
-            None => format!(
-                "{} → {}",
-                ch.smtp_host.as_deref().unwrap_or("?"),
-                ch.to.join(", ")
-            ),
+            crate::notify::Target::Http(h) => {
+                h.url.split('/').take(3).collect::<Vec<_>>().join("/") + "/…"
+            }
+            crate::notify::Target::Email(e) => format!("{} → {}", e.smtp_host, e.to.join(", ")),
         };
         writeln!(
             out,

@@ -24,7 +24,6 @@ pub struct Config {
     pub rules: crate::rules::RulesConfig,
     pub notify: crate::notify::NotifyConfig,
     /// `[[channel]]` tables: where notifications go; none means the log only.
-    #[serde(deserialize_with = "checked_channels")]
     pub channel: Vec<crate::notify::ChannelConfig>,
     pub http: HttpConfig,
     pub digest: crate::digest::DigestConfig,
@@ -278,7 +277,6 @@ impl Config {
             if !names.insert(ch.name.as_str()) {
                 return Err(ConfigError::DuplicateChannel(ch.name.clone()));
             }
-            ch.validate()?;
         }
         for name in &self.digest.channels {
             match self.channel.iter().find(|c| &c.name == name) {
@@ -357,26 +355,6 @@ pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
 }
 
 pub use hapwatch_engine::de::{duration, share};
-
-/// Each `[[channel]]` checked as it is read, so that a key its type needs or
-/// does not take is an error at its table's line (`check-config` as `serve`).
-fn checked_channels<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<crate::notify::ChannelConfig>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(try_from = "crate::notify::ChannelConfig")]
-    struct Checked(crate::notify::ChannelConfig);
-    impl TryFrom<crate::notify::ChannelConfig> for Checked {
-        type Error = ConfigError;
-        fn try_from(ch: crate::notify::ChannelConfig) -> Result<Self, ConfigError> {
-            ch.validate().map(|()| Checked(ch))
-        }
-    }
-    Ok(Vec::<Checked>::deserialize(d)?
-        .into_iter()
-        .map(|c| c.0)
-        .collect())
-}
 
 /// `[reconcile]` is one table. `[[reconcile]]` (an array) would otherwise be
 /// read as a struct from a sequence and fail as "invalid type: map, expected

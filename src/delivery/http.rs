@@ -2,7 +2,7 @@
 //! POST, signed when the channel has a secret; a redirect is not followed.
 
 use super::{http_status, DeliveryError};
-use crate::notify::ChannelConfig;
+use crate::notify::HttpTarget;
 
 /// HMAC-SHA256 of the body, hex, as `X-Hapwatch-Signature: sha256=…` carries it.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -17,17 +17,17 @@ const ERROR_BODY: usize = 4096;
 
 pub async fn post(
     client: &reqwest::Client,
-    ch: &ChannelConfig,
+    target: &HttpTarget,
     payload: &str,
 ) -> Result<(), DeliveryError> {
     let mut req = client
-        .post(ch.url.as_deref().unwrap_or_default())
+        .post(&target.url)
         .header("content-type", "application/json")
         .header(
             "user-agent",
             concat!("hapwatch/", env!("CARGO_PKG_VERSION")),
         );
-    if let Some(secret) = &ch.secret {
+    if let Some(secret) = &target.secret {
         req = req.header(
             "x-hapwatch-signature",
             signature(secret.expose(), payload.as_bytes()),

@@ -8,7 +8,7 @@ pub mod tls;
 
 use std::sync::Arc;
 
-use crate::notify::{ChannelConfig, ChannelType};
+use crate::notify::ChannelConfig;
 
 /// Why a delivery attempt failed, and so whether another can succeed.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +70,8 @@ pub mod http_status {
 /// settings, the HTTP client): no attempt can succeed until the config changes.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("channel {0:?} has no smtp_host")]
-    NoSmtpHost(String),
+    #[error("channel {0:?} has no SMTP settings")]
+    NotEmail(String),
     #[error(transparent)]
     CaFile(#[from] tls::CaFileError),
     #[error("TLS settings: {0}")]
@@ -103,7 +103,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// How a channel is reached.
 #[derive(Clone)]
 pub enum Sender {
-    Http(reqwest::Client),
+    Http(reqwest::Client, Arc<crate::notify::HttpTarget>),
     Smtp(Arc<smtp::SmtpChannel>),
 }
 
@@ -113,7 +113,7 @@ pub enum Sender {
 pub async fn send(via: &Sender, ch: &ChannelConfig, payload: &str) -> Result<(), DeliveryError> {
     let attempt = async {
         match via {
-            Sender::Http(client) => http::post(client, ch, payload).await,
+            Sender::Http(client, target) => http::post(client, target, payload).await,
             Sender::Smtp(smtp) => smtp.send(payload).await,
         }
     };
@@ -139,9 +139,9 @@ pub fn http_client() -> Result<reqwest::Client, SetupError> {
 }
 
 pub fn sender(ch: &ChannelConfig, client: &reqwest::Client) -> Result<Sender, SetupError> {
-    Ok(match ch.kind {
-        ChannelType::Email => Sender::Smtp(Arc::new(smtp::SmtpChannel::new(ch)?)),
-        _ => Sender::Http(client.clone()),
+    Ok(match &ch.target {
+        crate::notify::Target::Email(_) => Sender::Smtp(Arc::new(smtp::SmtpChannel::new(ch)?)),
+        crate::notify::Target::Http(h) => Sender::Http(client.clone(), Arc::new(h.clone())),
     })
 }
 

@@ -11,12 +11,14 @@ use lettre::Message as Mail;
 use serde_json::Value;
 
 use super::{tls, DeliveryError, SetupError};
-use crate::notify::{ChannelConfig, SmtpTls};
+use crate::notify::{ChannelConfig, EmailTarget, SmtpTls};
 
 /// How one email channel reaches its relay: strict verification against the
 /// system's CAs and `ca_file`, or the relay's own certificate pinned.
 pub struct SmtpChannel {
-    ch: ChannelConfig,
+    name: String,
+    timeout: std::time::Duration,
+    email: EmailTarget,
     /// Verifies the chain (None: `tls = "none"`).
     strict: Option<TlsParameters>,
     /// Accepts any certificate: used only to check the pin before AUTH.
@@ -29,15 +31,15 @@ pub struct SmtpChannel {
 impl SmtpChannel {
     pub fn new(ch: &ChannelConfig) -> Result<SmtpChannel, SetupError> {
         super::ensure_crypto_provider();
-        let host = ch
-            .smtp_host
-            .clone()
-            .ok_or_else(|| SetupError::NoSmtpHost(ch.name.clone()))?;
-        let pins = match &ch.ca_file {
+        let email = ch
+            .email()
+            .ok_or_else(|| SetupError::NotEmail(ch.name.clone()))?;
+        let host = email.smtp_host.clone();
+        let pins = match &email.ca_file {
             Some(path) => tls::read_pem(path)?,
             None => Vec::new(),
         };
-        let (strict, probe) = if ch.tls == SmtpTls::None {
+        let (strict, probe) = if email.tls == SmtpTls::None {
             (None, None)
         } else {
             let mut strict = TlsParameters::builder(host.clone());
@@ -58,7 +60,9 @@ impl SmtpChannel {
             (Some(strict), Some(probe))
         };
         Ok(SmtpChannel {
-            ch: ch.clone(),
+            name: ch.name.clone(),
+            timeout: ch.timeout,
+            email: email.clone(),
             strict,
             probe,
             pins,
@@ -67,7 +71,7 @@ impl SmtpChannel {
     }
 
     fn port(&self) -> u16 {
-        self.ch.smtp_port.unwrap_or(match self.ch.tls {
+        self.email.smtp_port.unwrap_or(match self.email.tls {
             SmtpTls::Starttls => 587,
             SmtpTls::Tls => 465,
             SmtpTls::None => 25,
@@ -75,11 +79,7 @@ impl SmtpChannel {
     }
 
     fn server(&self) -> String {
-        format!(
-            "{}:{}",
-            self.ch.smtp_host.as_deref().unwrap_or_default(),
-            self.port()
-        )
+        format!("{}:{}", self.email.smtp_host, self.port())
     }
 
     /// Connects and, with TLS, encrypts (implicit TLS or STARTTLS).
@@ -87,11 +87,11 @@ impl SmtpChannel {
         &self,
         params: Option<&TlsParameters>,
     ) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
-        let host = self.ch.smtp_host.as_deref().unwrap_or_default();
+        let host = self.email.smtp_host.as_str();
         let hello = ClientId::default();
         let addr = (host, self.port());
-        let timeout = Some(self.ch.timeout);
-        match (self.ch.tls, params) {
+        let timeout = Some(self.timeout);
+        match (self.email.tls, params) {
             (SmtpTls::Tls, Some(p)) => {
                 AsyncSmtpConnection::connect_tokio1(addr, timeout, &hello, Some(p.clone()), None)
                     .await
@@ -123,7 +123,7 @@ impl SmtpChannel {
         // See what the server presents; with a pin, trust exactly that certificate.
         let mut c = self.open(Some(probe)).await.map_err(classify)?;
         let leaf = c.peer_certificate().map_err(classify)?;
-        let host = self.ch.smtp_host.as_deref().unwrap_or_default();
+        let host = self.email.smtp_host.as_str();
         let pin = if self.pins.is_empty() {
             Err(tls::PinError::NoCaFile)
         } else {
@@ -144,11 +144,11 @@ impl SmtpChannel {
             Err(why) => {
                 c.abort().await;
                 Err(DeliveryError::Tls(Box::new(tls::TlsDiagnosis {
-                    channel: self.ch.name.clone(),
+                    channel: self.name.clone(),
                     server: self.server(),
                     reason: strict_error.unwrap_or_else(|| why.to_string()),
                     presented: Some(tls::CertInfo::of(&leaf)),
-                    ca_file: self.ch.ca_file.clone(),
+                    ca_file: self.email.ca_file.clone(),
                     trusted: self.pins.iter().map(|p| tls::CertInfo::of(p)).collect(),
                 })))
             }
@@ -156,11 +156,11 @@ impl SmtpChannel {
     }
 
     pub async fn send(&self, payload: &str) -> Result<(), DeliveryError> {
-        let mail = mail(&self.ch, payload)
+        let mail = mail(&self.email, payload)
             .map_err(|e| DeliveryError::Permanent(super::error_chain(&e)))?;
         let mut conn = self.connect().await?;
         let result = async {
-            if let (Some(u), Some(p)) = (&self.ch.username, &self.ch.password) {
+            if let Some((u, p)) = &self.email.credentials {
                 let creds = Credentials::new(u.clone(), p.expose().to_owned());
                 conn.auth(DEFAULT_MECHANISMS, &creds).await?;
             }
@@ -232,7 +232,7 @@ pub enum MailError {
 }
 
 /// The stored mail as a message for this channel's sender and recipients.
-fn mail(ch: &ChannelConfig, payload: &str) -> Result<Mail, MailError> {
+fn mail(e: &EmailTarget, payload: &str) -> Result<Mail, MailError> {
     let v: Value = serde_json::from_str(payload)?;
     let text = |k: &str| {
         v.get(k)
@@ -240,17 +240,12 @@ fn mail(ch: &ChannelConfig, payload: &str) -> Result<Mail, MailError> {
             .unwrap_or_default()
             .to_owned()
     };
-    let from: Mailbox = ch
-        .from
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .map_err(MailError::From)?;
+    let from: Mailbox = e.from.parse().map_err(MailError::From)?;
     let mut m = Mail::builder()
         .from(from)
         .subject(text("subject"))
         .message_id(Some(text("message_id")));
-    for to in &ch.to {
+    for to in &e.to {
         m = m.to(to.parse().map_err(|source| MailError::To {
             to: to.clone(),
             source,
