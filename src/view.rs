@@ -69,11 +69,7 @@ impl TrafficTotals {
 
     pub fn add(&mut self, host: &str, t: &Traffic<'_>, now_ms: i64) {
         let (backend, server) = (t.backend.unwrap_or(""), t.server.unwrap_or(""));
-        self.key.clear();
-        for part in [host, backend, server] {
-            self.key.push_str(part);
-            self.key.push('\0');
-        }
+        crate::windows::route_key(&mut self.key, host, backend, server);
         if !self.routes.contains_key(self.key.as_str()) {
             let route = if self.routes.len() >= self.limit {
                 if self.overflowed == 0 {

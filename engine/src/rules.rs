@@ -144,11 +144,8 @@ impl Rates {
         t: &Traffic<'_>,
         now_ms: i64,
     ) {
-        self.key.clear();
-        for part in [host, backend, server.unwrap_or("\u{1}")] {
-            self.key.push_str(part);
-            self.key.push('\0');
-        }
+        // A backend's own subject has no server: \u{1} is no server's name.
+        crate::windows::route_key(&mut self.key, host, backend, server.unwrap_or("\u{1}"));
         if !self.subjects.contains_key(self.key.as_str()) {
             let subject = Subject {
                 host: host.to_owned(),

@@ -10,6 +10,16 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use crate::fasthash::{FastMap, FastState};
 use crate::hist::Histogram;
 
+/// `host NUL backend NUL server NUL` into `buf`: the key a per-line lookup
+/// builds without allocating (NUL cannot be in a name: no two routes meet).
+pub fn route_key(buf: &mut String, host: &str, backend: &str, server: &str) {
+    buf.clear();
+    for part in [host, backend, server] {
+        buf.push_str(part);
+        buf.push('\0');
+    }
+}
+
 /// An HTTP status's class; `Other` is no status (tcplog sessions, `-1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusClass {
