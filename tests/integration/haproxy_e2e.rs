@@ -38,15 +38,12 @@ fn a_real_haproxy_reports_a_dead_server_and_its_traffic() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (log_port, front, origin, dead) = (free_port(), free_port(), free_port(), free_port());
-    let cfg = dir.path().join("hapwatch.toml");
+    let (front, origin, dead) = (free_port(), free_port(), free_port());
     let db = dir.path().join("e2e.db");
-    std::fs::write(
-        &cfg,
-        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{log_port}\"\n"),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path()).db(&db).udp().write();
     let mut daemon = Daemon::start(&cfg, 1);
+    // HAProxy logs to the port the kernel gave hapwatch.
+    let log_port = daemon.port(0);
 
     let mut haproxy = start_haproxy(
         dir.path(),
@@ -108,16 +105,16 @@ fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_we
     }
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = crate::util::smtp::certificates(dir.path());
-    let (log_port, front, web1, smtp_port) = (free_port(), free_port(), free_port(), free_port());
-    let smtp =
-        crate::util::smtp::Smtp::start(smtp_port, &cert, &key, &dir.path().join("mails.jsonl"));
+    let (front, web1) = (free_port(), free_port());
+    let smtp = crate::util::smtp::Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
+    let smtp_port = smtp.port;
     let hooks = Receiver::start(0, vec![]);
     let cfg = dir.path().join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[incidents]\ndegraded_share = 0\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{log_port}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"ops-mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\n\
              username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\n\
              from = \"hapwatch@example.org\"\nto = [\"ops@example.org\"]\n\
@@ -129,6 +126,7 @@ fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_we
     .unwrap();
     let mut origin1 = origin(web1, dir.path());
     let daemon = Daemon::start(&cfg, 1);
+    let log_port = daemon.port(0);
     let mut haproxy = start_haproxy(
         dir.path(),
         &format!("    log 127.0.0.1:{log_port} local0\n"),
@@ -227,19 +225,15 @@ fn relay_through_rsyslog(tcp: bool) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (hapwatch_port, rsyslog_port, front, dead) =
-        (free_port(), free_port(), free_port(), free_port());
-    let cfg = dir.path().join("hapwatch.toml");
+    let (rsyslog_port, front, dead) = (free_port(), free_port(), free_port());
     let db = dir.path().join("rs.db");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {db:?}\n[[listen]]\nurl = \"{}://127.0.0.1:{hapwatch_port}\"\n",
-            if tcp { "tcp" } else { "udp" }
-        ),
-    )
-    .unwrap();
+    let scheme = if tcp { "tcp" } else { "udp" };
+    let cfg = ConfigBuilder::new(dir.path())
+        .db(&db)
+        .listen(&format!("{scheme}://127.0.0.1:0"), "")
+        .write();
     let daemon = Daemon::start(&cfg, 1);
+    let hapwatch_port = daemon.port(0);
 
     // rsyslog with its own UDP input and the snippet we ship, pointed at this hapwatch.
     let snippet = std::fs::read_to_string(
