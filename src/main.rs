@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
             let mut text = e.to_string();
             for cause in e.chain().skip(1) {
                 let cause = cause.to_string();
-                if !text.contains(&cause) {
+                if !text.ends_with(&cause) {
                     text += &format!(": {cause}");
                 }
             }

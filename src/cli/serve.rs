@@ -86,13 +86,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let daemon = Daemon::start(config, lock, bound)?;
     if let Some(path) = &args.ready_file {
         if let Err(e) = write_ready(path, &daemon) {
-            // Already receiving: drain what came in before saying so.
+            // Already receiving: drain what came in, then say why it stopped.
             daemon.control().stop();
-            daemon.run(std::future::pending())?;
+            if let Err(drain) = daemon.run(std::future::pending()) {
+                tracing::error!(error = %drain, "stopping");
+            }
             return Err(e)
                 .with_context(|| format!("cannot write the ready file {}", path.display()));
         }
     }
+    // Bound, restored and written where asked: systemd may start what depends on it.
+    crate::daemon::ready();
     let control = daemon.control();
     let result = daemon.run(signals(&args, control));
     if let Some(path) = &args.ready_file {

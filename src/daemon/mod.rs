@@ -17,7 +17,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 pub use bind::{bind, BindError, Bound, BoundListener, Socket};
-pub use os::raise_open_files;
+pub use os::{raise_open_files, ready};
 
 use crate::config::Config;
 use crate::counters::Stats;
@@ -162,6 +162,7 @@ impl Daemon {
                 windows: config.storage.retain_windows,
                 events: config.storage.retain_events,
                 samples: config.storage.samples_kept(),
+                wall: wall.clone(),
             }),
             stats.writer_counters(),
             Some(outbox_wake.clone()),
@@ -332,7 +333,6 @@ impl Daemon {
             unix_paths,
             ..
         } = self;
-        os::ready();
         let failure = rt.block_on(async {
             tokio::pin!(until);
             loop {

@@ -125,8 +125,8 @@ impl ChannelConfig {
 /// The domain of a channel's sender, for Message-IDs.
 pub fn mail_domain(ch: &ChannelConfig) -> &str {
     ch.email()
-        .and_then(|e| e.from.rsplit_once('@'))
-        .map_or("hapwatch.invalid", |(_, d)| d.trim_end_matches('>'))
+        .and_then(|e| e.from.trim().rsplit_once('@'))
+        .map_or("hapwatch.invalid", |(_, d)| d.trim_end_matches('>').trim())
 }
 
 /// What planning needs of each channel.

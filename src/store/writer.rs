@@ -71,12 +71,14 @@ pub enum WriteOp {
     Retry(Vec<i64>, i64),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Retention {
     pub windows: Duration,
     pub events: Duration,
     /// Evidence lines (`StorageConfig::samples_kept`).
     pub samples: Duration,
+    /// The clock the rows were stamped by.
+    pub wall: crate::timezone::WallClock,
 }
 
 /// Ops a transaction takes at most; bounds how long a reader can wait.
@@ -142,7 +144,7 @@ impl Writer {
             .spawn(move || {
                 let mut last_prune: Option<Instant> = None;
                 loop {
-                    if let Some(r) = retention {
+                    if let Some(r) = &retention {
                         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                             prune(&conn, r);
                             last_prune = Some(Instant::now());
@@ -689,8 +691,8 @@ fn write_outbox(
     Ok(ops.len() as u64)
 }
 
-fn prune(conn: &Connection, r: Retention) {
-    let now = crate::timezone::now_ms();
+fn prune(conn: &Connection, r: &Retention) {
+    let now = r.wall.now_ms();
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
     let samples_before_s = (now - r.samples.as_millis() as i64) / 1000;
     let events_before_ms = now - r.events.as_millis() as i64;
@@ -898,10 +900,11 @@ mod tests {
         write_batch(&conn, &[WriteOp::Windows(vec![old, recent])]).unwrap();
         prune(
             &conn,
-            Retention {
+            &Retention {
                 windows: Duration::from_secs(3600),
                 events: Duration::from_secs(3600),
                 samples: Duration::from_secs(86_400),
+                wall: Default::default(),
             },
         );
         let left: Vec<i64> = conn
@@ -921,10 +924,11 @@ mod tests {
         // Evidence may go before its window.
         prune(
             &conn,
-            Retention {
+            &Retention {
                 windows: Duration::from_secs(3600),
                 events: Duration::from_secs(3600),
                 samples: Duration::from_secs(30),
+                wall: Default::default(),
             },
         );
         let windows: i64 = conn
