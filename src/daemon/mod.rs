@@ -150,23 +150,9 @@ impl Daemon {
     ) -> Result<Daemon, DaemonError> {
         let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
         let db = config.db_path();
-        let mut guard = lock.guard;
-        let conn = crate::store::open_write(&db)?;
-        guard.watch()?;
-        tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");
         let stats = Arc::new(Stats::default());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
-        let writer = Writer::spawn_waking(
-            conn,
-            Some(Retention {
-                windows: config.storage.retain_windows,
-                events: config.storage.retain_events,
-                samples: config.storage.samples_kept(),
-                wall: wall.clone(),
-            }),
-            stats.writer_counters(),
-            Some(outbox_wake.clone()),
-        );
+        let (guard, writer) = open_store(&config, lock, &stats, &wall, &outbox_wake)?;
         let (engine, outbox) = restore::restore(&config, &db, &writer.tx, wall.now_ms())?;
         let observed = Arc::new(crate::view::Observed::default());
         // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
@@ -174,7 +160,7 @@ impl Daemon {
         let pipeline_reload = tick::Reload::default();
         // Delivery tells the pipeline which channels fail: incidents of their own.
         let (health_tx, health_rx) = mpsc::channel();
-        let mut processor = Processor::new(
+        let processor = Processor::new(
             parser,
             &config,
             writer.tx.clone(),
@@ -185,39 +171,14 @@ impl Daemon {
         .with_engine(engine, crate::store::open_read(&db)?, outbox)
         .with_channel_health(health_rx)
         .with_observed(observed.clone());
-        let mut reconcile = None;
-        if let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) {
-            let (tx, rx) = mpsc::sync_channel(4);
-            let (health_tx, health_rx) = mpsc::channel();
-            reconcile = Some((tx, health_tx));
-            processor = processor.with_reconcile(rx, host, health_rx);
-        }
-        let pipeline = {
-            let (stats, store, reload, wall) = (
-                stats.clone(),
-                writer.tx.clone(),
-                pipeline_reload.clone(),
-                wall.clone(),
-            );
-            let interval = config.daemon.stats_interval;
-            // Taken before anything is received, so the first interval misses nothing.
-            let baseline = (stats.snapshot(), wall.now_ms());
-            std::thread::Builder::new()
-                .name("hapwatch-pipeline".into())
-                .spawn(move || {
-                    let shared = tick::Shared {
-                        stats: &stats,
-                        store: &store,
-                        reload: &reload,
-                        wall: &wall,
-                    };
-                    tick::run(&mut processor, rx, shared, interval, baseline)
-                })
-                .map_err(|source| DaemonError::Start {
-                    what: "the pipeline thread",
-                    source,
-                })?
-        };
+        let (processor, reconcile) = with_reconcile(processor, &config);
+        let pipeline = spawn_pipeline(
+            processor,
+            rx,
+            (stats.clone(), writer.tx.clone(), pipeline_reload.clone()),
+            wall.clone(),
+            config.daemon.stats_interval,
+        )?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -228,24 +189,13 @@ impl Daemon {
             })?;
         let http = match bound.http {
             Some(listener) => {
-                let addr = listener.local_addr().map_err(|source| DaemonError::Start {
-                    what: "the HTTP server",
-                    source,
-                })?;
-                tracing::info!(http = %addr, "serving /healthz, /metrics, /health/haproxy");
-                let state = Arc::new(crate::http::State {
+                let state = crate::http::State {
                     observed,
                     stats: stats.clone(),
                     started_ms: wall.now_ms(),
                     wall: wall.clone(),
-                });
-                rt.spawn(crate::http::serve(
-                    listener,
-                    state,
-                    config.limits.http_connections,
-                    config.limits.http_idle,
-                ));
-                Some(addr)
+                };
+                Some(serve_http(&rt, listener, state, &config)?)
             }
             None => None,
         };
@@ -380,6 +330,105 @@ impl Daemon {
             None => Ok(()),
         }
     }
+}
+
+/// The channel that carries HAProxy's stats to the pipeline, when `[reconcile]` is on.
+type ReconcileFeed = (
+    mpsc::SyncSender<Vec<crate::reconcile::StatRow>>,
+    mpsc::Sender<Option<String>>,
+);
+
+/// Connects the pipeline to the reconcile task when `[reconcile]` is on.
+fn with_reconcile(processor: Processor, config: &Config) -> (Processor, Option<ReconcileFeed>) {
+    let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) else {
+        return (processor, None);
+    };
+    let (tx, rx) = mpsc::sync_channel(4);
+    let (health_tx, health_rx) = mpsc::channel();
+    (
+        processor.with_reconcile(rx, host, health_rx),
+        Some((tx, health_tx)),
+    )
+}
+
+/// The store for writing: the lock taken, the file watched, the writer thread
+/// started (pruning by `wall`, waking delivery after each commit).
+fn open_store(
+    config: &Config,
+    lock: StoreLock,
+    stats: &Stats,
+    wall: &WallClock,
+    outbox_wake: &Arc<tokio::sync::Notify>,
+) -> Result<(StoreGuard, Writer), DaemonError> {
+    let db = config.db_path();
+    let mut guard = lock.guard;
+    let conn = crate::store::open_write(&db)?;
+    guard.watch()?;
+    tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");
+    let writer = Writer::spawn_waking(
+        conn,
+        Some(Retention {
+            windows: config.storage.retain_windows,
+            events: config.storage.retain_events,
+            samples: config.storage.samples_kept(),
+            wall: wall.clone(),
+        }),
+        stats.writer_counters(),
+        Some(outbox_wake.clone()),
+    );
+    Ok((guard, writer))
+}
+
+/// The pipeline thread, with what it shares: (counters, the store, reloads).
+fn spawn_pipeline(
+    mut processor: Processor,
+    rx: mpsc::Receiver<Batch>,
+    (stats, store, reload): (
+        Arc<Stats>,
+        mpsc::SyncSender<crate::store::writer::WriteOp>,
+        tick::Reload,
+    ),
+    wall: WallClock,
+    interval: Duration,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    // Taken before anything is received, so the first interval misses nothing.
+    let baseline = (stats.snapshot(), wall.now_ms());
+    std::thread::Builder::new()
+        .name("hapwatch-pipeline".into())
+        .spawn(move || {
+            let shared = tick::Shared {
+                stats: &stats,
+                store: &store,
+                reload: &reload,
+                wall: &wall,
+            };
+            tick::run(&mut processor, rx, shared, interval, baseline)
+        })
+        .map_err(|source| DaemonError::Start {
+            what: "the pipeline thread",
+            source,
+        })
+}
+
+/// The HTTP endpoints on `listener`; where they answer.
+fn serve_http(
+    rt: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    state: crate::http::State,
+    config: &Config,
+) -> Result<SocketAddr, DaemonError> {
+    let addr = listener.local_addr().map_err(|source| DaemonError::Start {
+        what: "the HTTP server",
+        source,
+    })?;
+    tracing::info!(http = %addr, "serving /healthz, /metrics, /health/haproxy");
+    rt.spawn(crate::http::serve(
+        listener,
+        Arc::new(state),
+        config.limits.http_connections,
+        config.limits.http_idle,
+    ));
+    Ok(addr)
 }
 
 /// One task per socket, each feeding the pipeline's queue through its own sink.
