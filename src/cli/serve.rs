@@ -85,7 +85,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let bound = crate::daemon::bind(&config)?;
     let daemon = Daemon::start(config, lock, bound)?;
     if let Some(path) = &args.ready_file {
-        if let Err(e) = write_ready(path, &daemon) {
+        if let Err(e) = daemon.write_ready_file(path) {
             // Already receiving: drain what came in, then say why it stopped.
             daemon.control().stop();
             if let Err(drain) = daemon.run(std::future::pending()) {
@@ -104,20 +104,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Written whole, then renamed: a reader never sees half of it.
-fn write_ready(path: &std::path::Path, daemon: &Daemon) -> std::io::Result<()> {
-    let a = daemon.addresses();
-    let ready = serde_json::json!({
-        "pid": std::process::id(),
-        "listeners": a.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "http": a.http.map(|h| h.to_string()),
-        "db": daemon.db().display().to_string(),
-    });
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{ready}\n"))?;
-    std::fs::rename(tmp, path)
 }
 
 /// Resolves on SIGINT or SIGTERM; SIGHUP reloads the config file.

@@ -249,6 +249,21 @@ impl Daemon {
         })
     }
 
+    /// `{pid, listeners, http, db}` as JSON (`serve --ready-file`), written
+    /// whole and then renamed: a reader never sees half of it.
+    pub fn write_ready_file(&self, path: &Path) -> std::io::Result<()> {
+        let a = &self.addresses;
+        let ready = serde_json::json!({
+            "pid": std::process::id(),
+            "listeners": a.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "http": a.http.map(|h| h.to_string()),
+            "db": self.db.display().to_string(),
+        });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{ready}\n"))?;
+        std::fs::rename(tmp, path)
+    }
+
     pub fn addresses(&self) -> &Addresses {
         &self.addresses
     }
