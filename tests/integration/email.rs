@@ -12,7 +12,8 @@ use crate::util::*;
 const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
 const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
 
-fn config(dir: &Path, udp: u16, smtp: u16, ca: &Path) -> PathBuf {
+/// A daemon on UDP (port 0) mailing through the relay at `smtp`.
+fn config(dir: &Path, smtp: u16, ca: &Path) -> PathBuf {
     let cfg = dir.join("hapwatch.toml");
     // The password comes from a private file, as a shared config would have it.
     let pw = dir.join("smtp-password");
@@ -22,7 +23,7 @@ fn config(dir: &Path, udp: u16, smtp: u16, ca: &Path) -> PathBuf {
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[notify]\nretry_min = \"100ms\"\nretry_max = \"300ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp}\n\
              tls = \"starttls\"\nusername = \"hapwatch\"\npassword = \"file:{}\"\nca_file = {ca:?}\n\
              from = \"hapwatch <hapwatch@example.org>\"\nto = [\"ops@example.org\", \"oncall@example.org\"]\n",
@@ -43,7 +44,7 @@ fn a_down_and_its_recovery_are_two_threaded_mails_over_starttls_with_auth() {
     let (ca, cert, key) = certificates(dir.path());
     let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
     let smtp_port = smtp.port;
-    let daemon = Daemon::start(&config(dir.path(), 0, smtp_port, &ca), 1);
+    let daemon = Daemon::start(&config(dir.path(), smtp_port, &ca), 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     smtp.wait_mails(1);
@@ -100,7 +101,7 @@ fn a_mail_server_down_for_a_while_gets_the_mail_once_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
     let smtp_port = free_port();
-    let mut daemon = Daemon::start(&config(dir.path(), 0, smtp_port, &ca), 1);
+    let mut daemon = Daemon::start(&config(dir.path(), smtp_port, &ca), 1);
     let udp = daemon.port(0);
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_retry_pending();
@@ -132,7 +133,7 @@ fn a_mail_server_slower_than_the_timeout_is_given_up_on_and_retried_once() {
     // The first DATA is answered after 10 s; the channel waits 2 s.
     let smtp = Smtp::start_slow(0, &cert, &key, &dir.path().join("mails.jsonl"), 10);
     let smtp_port = smtp.port;
-    let cfg = config(dir.path(), 0, smtp_port, &ca);
+    let cfg = config(dir.path(), smtp_port, &ca);
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &cfg,
@@ -171,7 +172,7 @@ fn implicit_tls_works_too() {
     let (ca, cert, key) = certificates(dir.path());
     let smtp = Smtp::start_mode(0, &cert, &key, &dir.path().join("mails.jsonl"), "tls");
     let smtp_port = smtp.port;
-    let cfg = config(dir.path(), 0, smtp_port, &ca);
+    let cfg = config(dir.path(), smtp_port, &ca);
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("tls = \"starttls\"", "tls = \"tls\"");
@@ -230,7 +231,7 @@ fn digest_send_mails_the_digest_now_to_the_digest_channels() {
     let (ca, cert, key) = certificates(dir.path());
     let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
     let smtp_port = smtp.port;
-    let cfg = config(dir.path(), 0, smtp_port, &ca);
+    let cfg = config(dir.path(), smtp_port, &ca);
     let text = std::fs::read_to_string(&cfg).unwrap() + "[digest]\nchannels = [\"mail\"]\n";
     std::fs::write(&cfg, text).unwrap();
     let daemon = Daemon::start(&cfg, 1);

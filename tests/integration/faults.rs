@@ -151,12 +151,7 @@ fn a_full_disk_holds_writes_with_a_clear_error_and_loses_nothing_once_space_retu
 fn sigkill_mid_stream_leaves_a_sound_database_that_the_next_run_continues() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("k.db");
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n"),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path()).db(&db).udp().write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     let stream = datagrams("default");

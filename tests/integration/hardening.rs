@@ -60,13 +60,8 @@ fn out_of_range_numbers_lose_only_their_own_line() {
     all.extend(good.iter().cloned());
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hapwatch.toml");
     let db = dir.path().join("h.db");
-    std::fs::write(
-        &cfg,
-        format!("[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n"),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path()).db(&db).udp().write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     send_udp(udp, &all);
@@ -117,12 +112,7 @@ fn traffic(host: &str, backend: &str, server: &str) -> Vec<u8> {
 
 /// A store and a UDP listener (port 0), after the `extra` TOML sections.
 fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let cfg = dir.join("hapwatch.toml");
-    let text = ConfigBuilder::new(dir).udp().text();
-    // `extra` holds whole sections: they go before the listener's table.
-    let (storage, listen) = text.split_at(text.find("[[listen]]").unwrap());
-    std::fs::write(&cfg, format!("{storage}{extra}{listen}")).unwrap();
-    cfg
+    ConfigBuilder::new(dir).toml(extra).udp().write()
 }
 
 #[test]

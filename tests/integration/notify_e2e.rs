@@ -565,13 +565,14 @@ fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 
 const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
 
-fn mail_config(dir: &Path, udp: u16, smtp: u16, ca: &Path) -> PathBuf {
+/// A daemon on UDP (port 0) mailing through the relay at `smtp`.
+fn mail_config(dir: &Path, smtp: u16, ca: &Path) -> PathBuf {
     let cfg = dir.join("hapwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"100ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n\
+             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
              [[channel]]\nname = \"mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp}\n\
              username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\n\
              from = \"hapwatch@example.org\"\nto = [\"ops@example.org\"]\n",
@@ -590,7 +591,7 @@ fn a_relays_own_self_signed_certificate_in_ca_file_is_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "relay");
     let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
-    let cfg = mail_config(dir.path(), 0, smtp.port, &cert);
+    let cfg = mail_config(dir.path(), smtp.port, &cert);
     let out = hapwatch(&["test-alert", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.trim(), "mail: sent");
     let daemon = Daemon::start(&cfg, 1);
@@ -614,7 +615,7 @@ fn a_wrong_relay_certificate_is_a_clear_error_and_a_failed_row_not_a_retry_storm
     let (cert, key) = self_signed(dir.path(), "relay");
     let (other, _) = self_signed(dir.path(), "someone-else");
     let smtp = Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
-    let cfg = mail_config(dir.path(), 0, smtp.port, &other);
+    let cfg = mail_config(dir.path(), smtp.port, &other);
 
     let (text, _) = hapwatch_fails(&["test-alert", "--config", cfg.to_str().unwrap()]);
     for want in [

@@ -444,16 +444,11 @@ fn the_digest_sums_up_each_backend() {
     );
 }
 
-/// A config that stores in `db` and listens on UDP (port 0).
-fn udp_config(dir: &std::path::Path, db: &std::path::Path) -> std::path::PathBuf {
-    ConfigBuilder::new(dir).db(db).udp().write()
-}
-
 #[test]
 fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("daemon.db");
-    let cfg = udp_config(dir.path(), &db);
+    let cfg = ConfigBuilder::new(dir.path()).db(&db).udp().write();
     let daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
@@ -515,14 +510,11 @@ fn the_cli_finds_the_daemons_store_through_the_package_config_and_names_it() {
 fn events_delivered_late_by_a_queue_keep_the_time_their_log_says() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {db:?}\n[parse]\ntimezone = \"UTC\"\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n"
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .db(&db)
+        .set("parse", "timezone", "\"UTC\"")
+        .udp()
+        .write();
     let daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     // As rsyslog's disk queue hands them over after a restart: both at once, 20 s
@@ -561,7 +553,7 @@ fn events_delivered_late_by_a_queue_keep_the_time_their_log_says() {
 fn incidents_filter_by_server_kind_severity_and_limit() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let cfg = udp_config(dir.path(), &db);
+    let cfg = ConfigBuilder::new(dir.path()).db(&db).udp().write();
     let daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     let down = |srv: &str| {
@@ -597,7 +589,7 @@ fn incidents_filter_by_server_kind_severity_and_limit() {
 fn a_stats_socket_that_refuses_is_an_incident_not_only_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
-    let cfg = udp_config(dir.path(), &db);
+    let cfg = ConfigBuilder::new(dir.path()).db(&db).udp().write();
     let text = std::fs::read_to_string(&cfg).unwrap()
         + &format!(
             "[reconcile]\nstats_socket = {:?}\nhost = \"lb1\"\ninterval = \"100ms\"\n",

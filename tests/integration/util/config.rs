@@ -10,6 +10,8 @@ pub struct ConfigBuilder {
     db: PathBuf,
     /// `[section]` → its `key = value` lines, in the order first given.
     sections: Vec<(String, Vec<String>)>,
+    /// TOML of the test's own, after the sections.
+    raw: String,
     /// Whole `[[listen]]` / `[[channel]]` tables.
     tables: Vec<String>,
 }
@@ -21,6 +23,7 @@ impl ConfigBuilder {
             dir: dir.to_owned(),
             db: dir.join("h.db"),
             sections: Vec::new(),
+            raw: String::new(),
             tables: Vec::new(),
         }
     }
@@ -38,6 +41,12 @@ impl ConfigBuilder {
             Some((_, lines)) => lines.push(line),
             None => self.sections.push((section.to_owned(), vec![line])),
         }
+        self
+    }
+
+    /// Whole sections or tables as written, placed before the listeners.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.raw += text;
         self
     }
 
@@ -80,6 +89,7 @@ impl ConfigBuilder {
             out += &format!("[{section}]\n");
             lines.iter().for_each(|l| out += &format!("{l}\n"));
         }
+        out += &self.raw;
         for t in &self.tables {
             out += t;
         }

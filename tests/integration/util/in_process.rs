@@ -68,20 +68,9 @@ impl InProcess {
 
     /// Waits until the store says `sql` (one integer) is at least `n`.
     pub fn wait_stored(&self, what: &str, sql: &str, n: i64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let got: i64 = rusqlite::Connection::open_with_flags(
-                &self.db,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
-            .unwrap_or(0);
-            if got >= n {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{what}: {got} of {n}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_stored(&self.db, what, sql, n, || {
+            format!("counters {:?}", self.stats.snapshot())
+        });
     }
 
     /// Waits until `n` messages were received and handled by the pipeline.

@@ -200,6 +200,31 @@ pub fn accept_now() -> String {
         .to_string()
 }
 
+/// Waits (60 s at most) until `sql`, one integer read from the store at
+/// `db`, is at least `n`; `diagnosis` says what to show if it never is.
+pub fn wait_stored(
+    db: &Path,
+    what: &str,
+    sql: &str,
+    n: i64,
+    mut diagnosis: impl FnMut() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: i64 =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+                .unwrap_or(0);
+        if got >= n {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: {got} of {n}; {}", diagnosis());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -364,25 +389,10 @@ impl Daemon {
     /// whatever the log says.
     fn wait_stored(&mut self, what: &str, sql: &str, n: i64) {
         let db = self.ready["db"].as_str().unwrap().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let got: i64 = rusqlite::Connection::open_with_flags(
-                &db,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
-            .unwrap_or(0);
-            if got >= n {
-                return;
-            }
+        wait_stored(Path::new(&db), what, sql, n, || {
             self.seen.extend(self.lines.try_iter());
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {got} of {n}; the daemon's log:\n{}",
-                self.seen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            format!("the daemon's log:\n{}", self.seen.join("\n"))
+        });
     }
 
     /// Waits until a delivery attempt failed and is to be retried (its row says so).
@@ -415,27 +425,8 @@ impl Daemon {
     /// Waits until the daemon's stored interval counters (`ingest_stats`:
     /// received, traffic, …) add up to `n`: its state, not its log.
     pub fn wait_counter(&mut self, key: &str, n: u64) {
-        let db = self.ready["db"].as_str().unwrap().to_owned();
         let sql = format!("SELECT coalesce(sum({key}), 0) FROM ingest_stats");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let stored: u64 = rusqlite::Connection::open_with_flags(
-                &db,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .and_then(|c| c.query_row(&sql, [], |r| r.get(0)))
-            .unwrap_or(0);
-            if stored >= n {
-                return;
-            }
-            self.seen.extend(self.lines.try_iter());
-            assert!(
-                Instant::now() < deadline,
-                "{key} reached {stored} of {n}; the daemon's log:\n{}",
-                self.seen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_stored(key, &sql, n as i64);
     }
 
     /// SIGTERM, a clean exit, and the whole log.
