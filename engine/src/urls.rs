@@ -142,11 +142,7 @@ pub fn normalise_path(uri: &str, out: &mut String) {
             out.push_str(segment);
         }
         if out.len() - start > MAX_PATH {
-            let mut cut = start + MAX_PATH;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
+            out.truncate(floor_boundary(out, start + MAX_PATH));
             out.push('…');
             break;
         }
@@ -157,16 +153,20 @@ pub fn normalise_path(uri: &str, out: &mut String) {
     }
 }
 
+/// The largest char boundary of `s` at or before `i` (`i` ≤ `s.len()`).
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 fn push_cut(out: &mut String, s: &str, max: usize) {
     if s.len() <= max {
         out.push_str(s);
         return;
     }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    out.push_str(&s[..cut]);
+    out.push_str(&s[..floor_boundary(s, max)]);
     out.push('…');
 }
 

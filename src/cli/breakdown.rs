@@ -33,7 +33,7 @@ pub struct Spans {
 
 impl Spans {
     /// The start and end of the output window a stored window falls in.
-    fn of(&self, start: i64, span_s: i64) -> (i64, i64) {
+    pub fn of(&self, start: i64, span_s: i64) -> (i64, i64) {
         // A --window shorter than the stored windows cannot split them.
         match self.step.map(|s| s.max(span_s)) {
             Some(s) => {

@@ -142,11 +142,7 @@ fn breakdown(
 ) -> anyhow::Result<std::io::Result<()>> {
     use super::breakdown as b;
     let filter = filter_of(args, since_ms, until_ms)?;
-    let spans = b::Spans {
-        since_s: filter.since_s,
-        until_s: filter.until_s,
-        step: args.window.map(|w| w.as_secs().max(1) as i64),
-    };
+    let spans = spans_of(args, &filter);
     let windowed = args.window.is_some();
     Ok(if args.by == By::Status {
         let rows = b::statuses(conn, &filter, spans)?;
@@ -169,6 +165,15 @@ fn breakdown(
     })
 }
 
+/// The span, or its `--window`s, that stored windows are added up into.
+fn spans_of(args: &StatsArgs, filter: &WindowFilter) -> super::breakdown::Spans {
+    super::breakdown::Spans {
+        since_s: filter.since_s,
+        until_s: filter.until_s,
+        step: args.window.map(|w| w.as_secs().max(1) as i64),
+    }
+}
+
 fn aggregate(
     conn: &rusqlite::Connection,
     args: &StatsArgs,
@@ -176,18 +181,14 @@ fn aggregate(
     until_ms: i64,
 ) -> anyhow::Result<Vec<Row>> {
     let filter = filter_of(args, since_ms, until_ms)?;
-    let since_s = filter.since_s;
-    let until_s = filter.until_s;
-    let step = args.window.map(|w| w.as_secs().max(1) as i64);
+    let spans = spans_of(args, &filter);
     let mut rows: Vec<Row> = Vec::new();
     // Group key → index in `rows`; the key is built in a reused buffer so a
     // row of an existing group allocates nothing.
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut key = String::new();
     queries::for_each_window(conn, &filter, |w| {
-        // A --window shorter than the stored windows cannot split them.
-        let step = step.map(|s| s.max(w.span_s));
-        let start = step.map_or(since_s, |s| w.start.div_euclid(s) * s);
+        let (start, end) = spans.of(w.start, w.span_s);
         let fields = [
             (args.by == By::Host).then_some(w.host),
             (args.by == By::Frontend).then_some(w.frontend),
@@ -206,7 +207,7 @@ fn aggregate(
                 let [host, frontend, backend, server] = fields.map(|f| f.map(str::to_owned));
                 rows.push(Row {
                     start_s: start,
-                    end_s: step.map_or(until_s, |s| start + s),
+                    end_s: end,
                     host,
                     frontend,
                     backend,
