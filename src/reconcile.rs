@@ -174,6 +174,8 @@ pub async fn run(
     tx: SyncSender<Vec<StatRow>>,
     health: std::sync::mpsc::Sender<Option<String>>,
 ) {
+    // A stats page over https needs the TLS provider, as delivery does.
+    crate::delivery::ensure_crypto_provider();
     let client = reqwest::Client::new();
     let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(100)));
     let mut failing = false;
