@@ -6,7 +6,7 @@
 //! What hapwatch decides lives in `hapwatch-engine`, re-exported here.
 
 pub use hapwatch_engine::{
-    escape, fasthash, figures, hist, incidents, rules, timezone, urls, windows,
+    escape, fasthash, figures, hist, incidents, route, rules, timezone, urls, windows,
 };
 
 pub mod cli;

@@ -14,6 +14,7 @@ use crate::counters::Stats;
 use crate::incidents::fleet::StateSeen;
 use crate::incidents::{Change, Engine, Severity};
 use crate::notify::notifier::Notifier;
+use crate::route::Routes;
 use crate::store::writer::{EventRow, WriteOp};
 use crate::timezone::Clock;
 use crate::windows::Windows;
@@ -34,6 +35,8 @@ pub enum TimeSource {
 pub struct Processor {
     parser: Arc<Parser>,
     clock: Clock,
+    /// Every traffic line's names, interned once for the windows, rates and totals.
+    routes: Routes,
     windows: Windows,
     events: Vec<EventRow>,
     store: SyncSender<WriteOp>,
@@ -68,7 +71,7 @@ pub struct Processor {
     observed: Option<Arc<crate::view::Observed>>,
     /// Routes seen serving (by the live totals' key), the server list last
     /// published, and the fleet it reflects.
-    served: HashMap<String, crate::view::Route>,
+    served: HashMap<crate::view::TotalsKey, crate::view::Route>,
     servers_view: Vec<crate::view::ServerView>,
     published_fleet: u64,
     /// Whether HAProxy's stats can be read, from the reconcile task.
@@ -91,6 +94,7 @@ impl Processor {
         Processor {
             parser,
             clock: Clock::new(&config.parse.timezone),
+            routes: Routes::new(config.limits.names()),
             windows: Windows::new(
                 config.storage.window,
                 config.storage.window_grace,
@@ -229,11 +233,14 @@ impl Processor {
         }
         match &rec.event {
             Event::Traffic(t) => {
+                let route = self.routes.of(host, t);
                 self.windows
-                    .add(host, t, ts, || String::from_utf8_lossy(bytes).into_owned());
+                    .add(route, t, ts, || String::from_utf8_lossy(bytes).into_owned());
                 if self.engine.is_some() {
-                    self.rates.add(host, t, received_ms, self.rules.per_server);
-                    self.totals.add(host, t, received_ms);
+                    let names = &self.routes;
+                    self.rates
+                        .add(names, route, t, received_ms, self.rules.per_server);
+                    self.totals.add(names, route, t, received_ms);
                 }
             }
             _ => {
@@ -415,7 +422,7 @@ impl Processor {
         if new_routes || !forgotten.is_empty() || engine.fleet_version() != self.published_fleet {
             for (k, r, _) in &changed {
                 if !self.served.contains_key(k) {
-                    self.served.insert(k.clone(), r.clone());
+                    self.served.insert(*k, r.clone());
                 }
             }
             for key in &forgotten {
@@ -493,7 +500,7 @@ impl Processor {
             TimeSource::Live => now_ms,
             TimeSource::Replay => self.newest_ms,
         };
-        let closed = self.windows.close_before(watermark);
+        let closed = self.windows.close_before(&self.routes, watermark);
         self.send_windows(closed);
         self.send_events();
     }
@@ -502,7 +509,7 @@ impl Processor {
     pub fn finish(&mut self) {
         self.publish_counts();
         self.flush_groups(i64::MAX);
-        let closed = self.windows.close_all();
+        let closed = self.windows.close_all(&self.routes);
         self.send_windows(closed);
         self.send_events();
     }
@@ -529,7 +536,7 @@ impl Processor {
 /// traffic as UP. Rebuilt only when the fleet or the set of routes changed.
 fn servers_view(
     engine: &Engine,
-    served: &HashMap<String, crate::view::Route>,
+    served: &HashMap<crate::view::TotalsKey, crate::view::Route>,
 ) -> Vec<crate::view::ServerView> {
     let fleet = &engine.fleet().servers;
     let mut servers: Vec<crate::view::ServerView> = fleet

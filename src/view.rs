@@ -6,7 +6,9 @@ use std::sync::RwLock;
 
 use hapwatch_parsers::Traffic;
 
+use crate::fasthash::FastMap;
 use crate::hist::{bucket_range, Histogram};
+use crate::route::{NameId, RouteId, Routes};
 
 /// Totals of one (host, backend, server) since the daemon started: the same
 /// tally as a window's.
@@ -19,19 +21,20 @@ pub struct Route {
     pub server: String,
 }
 
+/// A route of the totals: (host, backend, server), interned.
+pub type TotalsKey = [NameId; 3];
+
 /// Per-route totals, updated for every traffic line; at most `limit`
 /// routes (the rest count in one overflow route), idle ones forgotten.
 pub struct TrafficTotals {
-    /// Keyed by `host NUL backend NUL server`: a line is looked up without allocating.
-    routes: HashMap<String, Entry>,
-    key: String,
+    routes: FastMap<TotalsKey, Entry>,
     limit: usize,
     idle_ms: i64,
     /// Lines counted in the overflow route because `limit` was reached.
     pub overflowed: u64,
     /// Routes changed since the last `take_changes`, and routes forgotten.
-    changed: Vec<String>,
-    forgotten: Vec<String>,
+    changed: Vec<TotalsKey>,
+    forgotten: Vec<TotalsKey>,
     /// When idle routes were last looked for.
     expired_ms: i64,
 }
@@ -44,8 +47,8 @@ struct Entry {
     dirty: bool,
 }
 
-/// The key of the route that holds what is over the limit.
-const OVERFLOW: &str = "\0overflow";
+/// The route that holds what is over the limit: `_overflow` thrice.
+const OVERFLOW: TotalsKey = [Routes::OVERFLOW_ID; 3];
 
 impl Default for TrafficTotals {
     fn default() -> Self {
@@ -56,8 +59,7 @@ impl Default for TrafficTotals {
 impl TrafficTotals {
     pub fn new(limit: usize, idle_ms: i64) -> TrafficTotals {
         TrafficTotals {
-            routes: HashMap::new(),
-            key: String::new(),
+            routes: FastMap::default(),
             limit: limit.max(1),
             idle_ms,
             overflowed: 0,
@@ -67,47 +69,32 @@ impl TrafficTotals {
         }
     }
 
-    pub fn add(&mut self, host: &str, t: &Traffic<'_>, now_ms: i64) {
-        let (backend, server) = (t.backend.unwrap_or(""), t.server.unwrap_or(""));
-        crate::windows::route_key(&mut self.key, host, backend, server);
-        if !self.routes.contains_key(self.key.as_str()) {
-            let route = if self.routes.len() >= self.limit {
-                if self.overflowed == 0 {
-                    tracing::warn!(limit = self.limit, "more routes than [limits] routes: the rest are counted under backend \"_overflow\"");
-                }
-                self.overflowed += 1;
-                self.key.clear();
-                self.key.push_str(OVERFLOW);
-                Route {
-                    host: "_overflow".into(),
-                    backend: "_overflow".into(),
-                    server: "_overflow".into(),
-                }
-            } else {
-                Route {
-                    host: host.into(),
-                    backend: backend.into(),
-                    server: server.into(),
-                }
-            };
-            if !self.routes.contains_key(self.key.as_str()) {
-                let entry = Entry {
-                    route,
-                    totals: Totals::default(),
-                    last_ms: now_ms,
-                    dirty: false,
-                };
-                self.routes.insert(self.key.clone(), entry);
+    pub fn add(&mut self, names: &Routes, route: RouteId, t: &Traffic<'_>, now_ms: i64) {
+        let mut key = [route.host, route.backend, route.server];
+        if !self.routes.contains_key(&key) && self.routes.len() >= self.limit {
+            if self.overflowed == 0 {
+                tracing::warn!(limit = self.limit, "more routes than [limits] routes: the rest are counted under backend \"_overflow\"");
             }
+            self.overflowed += 1;
+            key = OVERFLOW;
         }
-        let e = self
-            .routes
-            .get_mut(self.key.as_str())
-            .expect("inserted above");
+        let e = self.routes.entry(key).or_insert_with(|| {
+            let [host, backend, server] = key.map(|id| names.name(id).to_owned());
+            Entry {
+                route: Route {
+                    host,
+                    backend,
+                    server,
+                },
+                totals: Totals::default(),
+                last_ms: now_ms,
+                dirty: false,
+            }
+        });
         e.last_ms = now_ms;
         if !e.dirty {
             e.dirty = true;
-            self.changed.push(self.key.clone());
+            self.changed.push(key);
         }
         e.totals.add(t);
     }
@@ -124,14 +111,14 @@ impl TrafficTotals {
         self.routes.retain(|k, e| {
             let keep = now_ms - e.last_ms < idle;
             if !keep {
-                forgotten.push(k.clone());
+                forgotten.push(*k);
             }
             keep
         });
     }
 
     /// What changed since the last call: (changed routes, forgotten keys).
-    pub fn take_changes(&mut self) -> (Vec<(String, Route, Totals)>, Vec<String>) {
+    pub fn take_changes(&mut self) -> (Vec<(TotalsKey, Route, Totals)>, Vec<TotalsKey>) {
         let mut out = Vec::with_capacity(self.changed.len());
         for key in self.changed.drain(..) {
             if let Some(e) = self.routes.get_mut(&key) {
@@ -167,7 +154,7 @@ pub struct Observed {
     /// Servers, incident counts, time; `traffic` is kept apart.
     view: RwLock<View>,
     /// Live totals per route, updated with what changed each second.
-    traffic: RwLock<HashMap<String, (Route, Totals)>>,
+    traffic: RwLock<HashMap<TotalsKey, (Route, Totals)>>,
 }
 
 impl Observed {
@@ -176,7 +163,11 @@ impl Observed {
     }
 
     /// Applies the routes changed and forgotten since the last second.
-    pub fn update_traffic(&self, changed: Vec<(String, Route, Totals)>, forgotten: Vec<String>) {
+    pub fn update_traffic(
+        &self,
+        changed: Vec<(TotalsKey, Route, Totals)>,
+        forgotten: Vec<TotalsKey>,
+    ) {
         if changed.is_empty() && forgotten.is_empty() {
             return;
         }

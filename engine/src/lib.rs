@@ -10,6 +10,7 @@ pub mod figures;
 pub mod hist;
 pub mod incidents;
 pub mod notify;
+pub mod route;
 pub mod rules;
 pub mod timezone;
 pub mod urls;

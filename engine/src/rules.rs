@@ -4,12 +4,14 @@
 //! receive time; each second the window's sums are checked against the
 //! thresholds, with hysteresis and an optional hold time before firing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use hapwatch_parsers::Traffic;
 use serde::Deserialize;
 
+use crate::fasthash::FastMap;
+use crate::route::{NameId, RouteId, Routes};
 use crate::windows::Counts;
 
 /// `[rules]` in the config. A threshold of 0 disables its rule.
@@ -119,46 +121,44 @@ fn retried(c: &Counts) -> u64 {
     c.retries + c.redispatches
 }
 
+/// A backend's own subject (no server), or one of its servers.
+type SubjectKey = (NameId, NameId, Option<NameId>);
+
 /// One-second buckets covering the window, per backend (and per server when asked).
 #[derive(Default)]
 pub struct Rates {
-    /// Keyed by `host NUL backend NUL server`, so a line is looked up without allocating.
-    subjects: HashMap<String, (Subject, VecDeque<Second>)>,
-    key: String,
+    subjects: FastMap<SubjectKey, (Subject, VecDeque<Second>)>,
 }
 
 impl Rates {
-    pub fn add(&mut self, host: &str, t: &Traffic<'_>, now_ms: i64, per_server: bool) {
-        let backend = t.backend.unwrap_or("");
-        self.bump(host, backend, None, t, now_ms);
+    pub fn add(
+        &mut self,
+        names: &Routes,
+        route: RouteId,
+        t: &Traffic<'_>,
+        now_ms: i64,
+        per_server: bool,
+    ) {
+        self.bump(names, (route.host, route.backend, None), t, now_ms);
         if per_server {
-            self.bump(host, backend, Some(t.server.unwrap_or("")), t, now_ms);
+            self.bump(
+                names,
+                (route.host, route.backend, Some(route.server)),
+                t,
+                now_ms,
+            );
         }
     }
 
-    fn bump(
-        &mut self,
-        host: &str,
-        backend: &str,
-        server: Option<&str>,
-        t: &Traffic<'_>,
-        now_ms: i64,
-    ) {
-        // A backend's own subject has no server: \u{1} is no server's name.
-        crate::windows::route_key(&mut self.key, host, backend, server.unwrap_or("\u{1}"));
-        if !self.subjects.contains_key(self.key.as_str()) {
+    fn bump(&mut self, names: &Routes, key: SubjectKey, t: &Traffic<'_>, now_ms: i64) {
+        let (_, seconds) = self.subjects.entry(key).or_insert_with(|| {
             let subject = Subject {
-                host: host.to_owned(),
-                backend: backend.to_owned(),
-                server: server.map(str::to_owned),
+                host: names.name(key.0).to_owned(),
+                backend: names.name(key.1).to_owned(),
+                server: key.2.map(|s| names.name(s).to_owned()),
             };
-            self.subjects
-                .insert(self.key.clone(), (subject, VecDeque::new()));
-        }
-        let (_, seconds) = self
-            .subjects
-            .get_mut(self.key.as_str())
-            .expect("inserted above");
+            (subject, VecDeque::new())
+        });
         let at_s = now_ms.div_euclid(1000);
         if seconds.back().is_none_or(|s| s.at_s != at_s) {
             seconds.push_back(Second {
@@ -289,8 +289,10 @@ mod tests {
         let Event::Traffic(t) = parser.parse_message(&l).unwrap() else {
             panic!()
         };
+        let mut names = Routes::new(100);
+        let route = names.of("lb1", &t);
         for _ in 0..n {
-            rates.add("lb1", &t, at_ms, true);
+            rates.add(&names, route, &t, at_ms, true);
         }
     }
 

@@ -5,20 +5,9 @@
 
 use hapwatch_parsers::{TerminationClass, Traffic};
 
-use std::hash::{BuildHasher as _, Hasher as _};
-
-use crate::fasthash::{FastMap, FastState};
+use crate::fasthash::FastMap;
 use crate::hist::Histogram;
-
-/// `host NUL backend NUL server NUL` into `buf`: the key a per-line lookup
-/// builds without allocating (NUL cannot be in a name: no two routes meet).
-pub fn route_key(buf: &mut String, host: &str, backend: &str, server: &str) {
-    buf.clear();
-    for part in [host, backend, server] {
-        buf.push_str(part);
-        buf.push('\0');
-    }
-}
+use crate::route::{NameId, RouteId, Routes};
 
 /// An HTTP status's class; `Other` is no status (tcplog sessions, `-1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,10 +183,7 @@ impl Closed {
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]
 struct Key {
     start: i64,
-    host: u32,
-    frontend: u32,
-    backend: u32,
-    server: u32,
+    route: RouteId,
 }
 
 #[derive(Default)]
@@ -211,21 +197,14 @@ struct Open {
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]
 struct BackendKey {
     start: i64,
-    host: u32,
-    backend: u32,
+    host: NameId,
+    backend: NameId,
 }
 
 pub struct Windows {
     span_ms: i64,
     grace_ms: i64,
     samples_per_window: usize,
-    /// Names are interned so the per-line key is four integers.
-    ids: FastMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
-    /// (host, frontend, backend, server) by the hash of the four names: one
-    /// probe per line instead of four. A collision falls back to `intern`.
-    routes: FastMap<u64, [u32; 4]>,
-    hasher: FastState,
     open: FastMap<Key, Open>,
     /// Distinct URLs kept per backend and window (0: no URL breakdown).
     url_limit: usize,
@@ -244,10 +223,6 @@ impl Windows {
             span_ms: (span.as_millis() as i64).max(1000),
             grace_ms: grace.as_millis() as i64,
             samples_per_window,
-            ids: FastMap::default(),
-            names: Vec::new(),
-            routes: FastMap::default(),
-            hasher: FastState::default(),
             open: FastMap::default(),
             url_limit,
             urls: FastMap::default(),
@@ -255,53 +230,18 @@ impl Windows {
         }
     }
 
-    fn route(&mut self, names: [&str; 4]) -> [u32; 4] {
-        let mut h = self.hasher.build_hasher();
-        for n in names {
-            h.write(n.as_bytes());
-            h.write_u8(0xff); // not UTF-8: no name can run into the next
-        }
-        let hash = h.finish();
-        if let Some(ids) = self.routes.get(&hash) {
-            if ids
-                .iter()
-                .zip(names)
-                .all(|(id, n)| &*self.names[*id as usize] == n)
-            {
-                return *ids;
-            }
-            return names.map(|n| self.intern(n));
-        }
-        let ids = names.map(|n| self.intern(n));
-        self.routes.insert(hash, ids);
-        ids
-    }
-
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.ids.get(name) {
-            return *id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.into());
-        self.ids.insert(name.into(), id);
-        id
-    }
-
     /// Counts one traffic line at its event time `ts_ms`; `raw` is kept as
     /// evidence when the line shows an error and the window has room.
-    pub fn add(&mut self, host: &str, t: &Traffic<'_>, ts_ms: i64, raw: impl FnOnce() -> String) {
-        let [host, frontend, backend, server] = self.route([
-            host,
-            t.frontend.unwrap_or(""),
-            t.backend.unwrap_or(""),
-            t.server.unwrap_or(""),
-        ]);
+    pub fn add(
+        &mut self,
+        route: RouteId,
+        t: &Traffic<'_>,
+        ts_ms: i64,
+        raw: impl FnOnce() -> String,
+    ) {
         let key = Key {
             start: ts_ms.div_euclid(self.span_ms) * self.span_ms / 1000,
-            host,
-            frontend,
-            backend,
-            server,
+            route,
         };
         let limit = self.samples_per_window;
         let w = self.open.entry(key).or_default();
@@ -319,8 +259,8 @@ impl Windows {
         if self.url_limit > 0 && crate::urls::has_url(t) {
             let key = BackendKey {
                 start: key.start,
-                host,
-                backend,
+                host: route.host,
+                backend: route.backend,
             };
             self.urls
                 .entry(key)
@@ -335,7 +275,7 @@ impl Windows {
     }
 
     /// Closes every window that ended at least the grace period before `watermark_ms`.
-    pub fn close_before(&mut self, watermark_ms: i64) -> Closed {
+    pub fn close_before(&mut self, names: &Routes, watermark_ms: i64) -> Closed {
         let cutoff_start_s = watermark_ms
             .saturating_sub(self.grace_ms + self.span_ms)
             .div_euclid(1000);
@@ -351,32 +291,24 @@ impl Windows {
             .filter(|k| k.start <= cutoff_start_s)
             .copied()
             .collect();
-        self.take(closing, urls)
+        self.take(names, closing, urls)
     }
 
     /// Closes everything (shutdown, end of a replay).
-    pub fn close_all(&mut self) -> Closed {
+    pub fn close_all(&mut self, names: &Routes) -> Closed {
         let all: Vec<Key> = self.open.keys().copied().collect();
         let urls: Vec<BackendKey> = self.urls.keys().copied().collect();
-        let rows = self.take(all, urls);
-        // Nothing refers to the names any more: let a long-lived daemon forget old ones.
-        self.ids.clear();
-        self.names.clear();
-        self.routes.clear();
-        rows
+        self.take(names, all, urls)
     }
 
-    fn take(&mut self, keys: Vec<Key>, url_keys: Vec<BackendKey>) -> Closed {
+    fn take(&mut self, names: &Routes, keys: Vec<Key>, url_keys: Vec<BackendKey>) -> Closed {
         let span_s = self.span_ms / 1000;
         let mut urls = Vec::new();
         for k in url_keys {
             let Some(table) = self.urls.remove(&k) else {
                 continue;
             };
-            let (host, backend) = (
-                &self.names[k.host as usize],
-                &self.names[k.backend as usize],
-            );
+            let (host, backend) = (names.name(k.host), names.name(k.backend));
             urls.extend(table.into_rows().map(|(method, path, counts)| UrlRow {
                 start: k.start,
                 span_s,
@@ -391,13 +323,14 @@ impl Windows {
             .into_iter()
             .filter_map(|k| {
                 let w = self.open.remove(&k)?;
+                let [host, frontend, backend, server] = names.names_of(k.route);
                 Some(WindowRow {
                     start: k.start,
                     span_s,
-                    host: self.names[k.host as usize].to_string(),
-                    frontend: self.names[k.frontend as usize].to_string(),
-                    backend: self.names[k.backend as usize].to_string(),
-                    server: self.names[k.server as usize].to_string(),
+                    host: host.to_string(),
+                    frontend: frontend.to_string(),
+                    backend: backend.to_string(),
+                    server: server.to_string(),
                     counts: w.counts,
                     samples: w.samples,
                     statuses: w.statuses,
@@ -428,16 +361,19 @@ mod tests {
     fn lines_land_in_their_own_window_and_close_after_the_grace() {
         let p = Parser::new(vec![]);
         let mut w = Windows::new(Duration::from_secs(60), Duration::from_secs(10), 1, 10);
+        let mut names = Routes::new(100);
         let ok = traffic_of(&p, OK);
         let err = traffic_of(&p, ERR);
-        w.add("lb1", &ok, 60_000 + 5, || "ok".into());
-        w.add("lb1", &err, 60_000 + 59_999, || "err1".into());
-        w.add("lb1", &err, 60_000 + 30_000, || "err2".into());
-        w.add("lb1", &ok, 120_000, || "next".into());
+        let route = names.of("lb1", &ok);
+        assert_eq!(route, names.of("lb1", &err));
+        w.add(route, &ok, 60_000 + 5, || "ok".into());
+        w.add(route, &err, 60_000 + 59_999, || "err1".into());
+        w.add(route, &err, 60_000 + 30_000, || "err2".into());
+        w.add(route, &ok, 120_000, || "next".into());
         assert_eq!(w.open_windows(), 2);
         // 60 s window [60, 120) closes at 120 s + 10 s grace.
-        assert!(w.close_before(129_999).is_empty());
-        let closed = w.close_before(130_000);
+        assert!(w.close_before(&names, 129_999).is_empty());
+        let closed = w.close_before(&names, 130_000);
         let rows = closed.windows;
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
@@ -471,7 +407,7 @@ mod tests {
             })
             .collect();
         assert_eq!(urls, vec![(60, "be_app", "GET", "/", 3, 2)]);
-        let rest = w.close_all();
+        let rest = w.close_all(&names);
         assert_eq!((rest.windows.len(), rest.urls.len()), (1, 1));
     }
 }

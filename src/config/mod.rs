@@ -59,6 +59,14 @@ pub struct LimitsConfig {
     pub urls: usize,
 }
 
+impl LimitsConfig {
+    /// Distinct host, frontend, backend and server names the pipeline
+    /// interns: room for every route of the live totals, four names each.
+    pub fn names(&self) -> usize {
+        self.routes.saturating_mul(4).max(1024)
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
