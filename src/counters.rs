@@ -1,6 +1,6 @@
 //! The daemon's own counters, shared by the ingest, parse and store stages.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use hapwatch_parsers::ErrorKind;
@@ -41,6 +41,10 @@ pub struct Stats {
     pub notifications_failed: Arc<AtomicU64>,
     /// System clock steps the pipeline noticed (and moved its timers by).
     pub clock_steps: AtomicU64,
+    /// Reloaded configs the pipeline has applied (SIGHUP).
+    pub reloads: AtomicU64,
+    /// A batch failed to write and is held for a retry (locked, disk full).
+    pub store_retrying: Arc<AtomicBool>,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
@@ -55,6 +59,7 @@ impl Stats {
             write_errors: self.write_errors.clone(),
             rows_rejected: self.rows_rejected.clone(),
             store_error: self.store_error.clone(),
+            retrying: self.store_retrying.clone(),
             stop_by: Default::default(),
         }
     }
@@ -89,6 +94,8 @@ pub struct Snapshot {
     pub rows_rejected: u64,
     pub notifications_failed: u64,
     pub clock_steps: u64,
+    pub reloads: u64,
+    pub store_retrying: bool,
     pub parse_errors: Vec<(&'static str, u64)>,
     pub listeners: Vec<ListenerSnapshot>,
 }
@@ -215,6 +222,8 @@ impl Stats {
             refused: self.refused.load(Relaxed),
             notifications_failed: self.notifications_failed.load(Relaxed),
             clock_steps: self.clock_steps.load(Relaxed),
+            reloads: self.reloads.load(Relaxed),
+            store_retrying: self.store_retrying.load(Relaxed),
             parse_errors: ErrorKind::ALL
                 .iter()
                 .zip(&self.parse_errors)

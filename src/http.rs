@@ -121,6 +121,10 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                     "uptime_s": (now - state.started_ms) / 1000,
                     "pipeline_age_ms": (updated > 0).then_some(now - updated),
                     "received": state.stats.received.load(std::sync::atomic::Ordering::Relaxed),
+                    "store_retrying": state.stats.store_retrying.load(std::sync::atomic::Ordering::Relaxed),
+                    "write_errors": state.stats.write_errors.load(std::sync::atomic::Ordering::Relaxed),
+                    "reloads": state.stats.reloads.load(std::sync::atomic::Ordering::Relaxed),
+                    "clock_steps": state.stats.clock_steps.load(std::sync::atomic::Ordering::Relaxed),
                 }),
             )
         }
@@ -266,6 +270,23 @@ fn metrics(state: &State, view: &View) -> String {
         "hapwatch_notifications_failed_total",
         "Notifications given up: a permanent error, expiry or a removed channel.",
         state.stats.notifications_failed.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "hapwatch_reloads_total",
+        "Reloaded configs applied (SIGHUP).",
+        state.stats.reloads.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "hapwatch_clock_steps_total",
+        "System clock steps noticed; timers moved with them.",
+        state.stats.clock_steps.load(Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP hapwatch_store_retrying 1 while a failed batch is held and retried.\n# TYPE hapwatch_store_retrying gauge\nhapwatch_store_retrying {}",
+        u8::from(state.stats.store_retrying.load(Relaxed))
     );
     let _ = writeln!(out, "# HELP hapwatch_parse_errors_total Messages that did not parse, by reason.\n# TYPE hapwatch_parse_errors_total counter");
     for (reason, n) in &s.parse_errors {

@@ -95,6 +95,9 @@ pub fn run(
         }
         if let Some((parser, config)) = reload.lock().unwrap_or_else(|e| e.into_inner()).take() {
             p.reconfigure(parser, &config);
+            stats
+                .reloads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("reloaded config applied to the pipeline");
         }
         p.tick(wall.now_ms());

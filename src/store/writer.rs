@@ -110,6 +110,8 @@ pub struct WriterCounters {
     pub rows_rejected: Arc<AtomicU64>,
     /// Set when the file itself is unusable: the daemon stops rather than pretend.
     pub store_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set while a failed batch is held and retried.
+    pub retrying: Arc<std::sync::atomic::AtomicBool>,
     /// Set at shutdown: past it, what waiting could fix is given up (and counted).
     pub stop_by: Arc<std::sync::Mutex<Option<Instant>>>,
 }
@@ -312,6 +314,7 @@ fn commit(
         match write_batch(conn, batch) {
             Ok(rows) => {
                 if let Some(since) = failing_since {
+                    counters.retrying.store(false, Relaxed);
                     tracing::info!(after = ?since.elapsed(), "database writes resumed; nothing was lost");
                 }
                 return Ok(rows);
@@ -320,12 +323,16 @@ fn commit(
                 counters.write_errors.fetch_add(1, Relaxed);
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
+                    counters.retrying.store(true, Relaxed);
                     tracing::error!(error = %e, "database write failed; holding the batch and retrying");
                 }
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                counters.retrying.store(false, Relaxed);
+                return Err(e);
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ fn store_config(dir: &std::path::Path, db: &std::path::Path) -> std::path::PathB
     ConfigBuilder::new(dir)
         .db(db)
         .fixture_formats()
+        .http()
         .udp()
         .write()
 }
@@ -61,9 +62,9 @@ fn a_database_locked_for_seconds_delays_writes_but_loses_nothing() {
     let stream = datagrams("default");
     send_udp(udp, &stream);
     daemon.wait_received_in_log(stream.len() as u64);
-    daemon.wait_log("holding the batch and retrying");
+    daemon.wait_store_retrying(true);
     holder.execute_batch("COMMIT").unwrap();
-    daemon.wait_log("database writes resumed; nothing was lost");
+    daemon.wait_store_retrying(false);
     let log = daemon.stop();
     assert_default_stream_stored(&db, &log);
 }
@@ -129,16 +130,21 @@ fn a_full_disk_holds_writes_with_a_clear_error_and_loses_nothing_once_space_retu
     let stream = datagrams("default");
     send_udp(udp, &stream);
     daemon.wait_received_in_log(stream.len() as u64);
-    // SQLite's own words for ENOSPC, and the daemon keeps going.
-    daemon.wait_log("database or disk is full");
-    daemon.wait_log("holding the batch and retrying");
+    daemon.wait_store_retrying(true);
     // Still alive and taking messages while the disk is full (one that stores nothing).
     send_udp(udp, &[b"not a haproxy line".to_vec()]);
     daemon.wait_received_in_log(stream.len() as u64 + 1);
 
     std::fs::remove_file(filler).unwrap();
-    daemon.wait_log("database writes resumed; nothing was lost");
+    daemon.wait_store_retrying(false);
     let log = daemon.stop();
+    // SQLite's own words for ENOSPC, and their end.
+    let said = |text: &str| log.iter().any(|l| l.contains(text));
+    assert!(said("database or disk is full"), "{log:#?}");
+    assert!(
+        said("database writes resumed; nothing was lost"),
+        "{log:#?}"
+    );
     assert_default_stream_stored(&db, &log);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let check: String = conn
@@ -188,11 +194,15 @@ fn sigkill_mid_stream_leaves_a_sound_database_that_the_next_run_continues() {
     drop(conn);
 
     // The next run opens the same file, carries the open incidents on, and stops cleanly.
-    let mut daemon = Daemon::start(&cfg, 1);
-    if open > 0 {
-        daemon.wait_log("incidents still open from the last run");
-    }
-    daemon.stop();
+    // Restored before the daemon says it is ready.
+    let daemon = Daemon::start(&cfg, 1);
+    let log = daemon.stop();
+    assert_eq!(
+        open > 0,
+        log.iter()
+            .any(|l| l.contains("incidents still open from the last run")),
+        "{log:#?}"
+    );
 }
 
 #[test]
@@ -420,23 +430,22 @@ fn a_full_disk_still_delivers_what_is_in_the_outbox_and_lets_sigterm_end_the_dae
     };
     let hook = free_port();
     let db = volume.0.join("h.db");
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {db:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"100ms\"\nretry_max = \"200ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\n"
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .db(&db)
+        .set("notify", "group_wait", "\"0s\"")
+        .set("notify", "retry_min", "\"100ms\"")
+        .set("notify", "retry_max", "\"200ms\"")
+        .http()
+        .udp()
+        .webhook("ops", hook, "")
+        .write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     // Nothing listens yet: the notification is queued and retried.
     send_udp(udp, &[b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec()]);
     daemon.wait_retry_pending();
     let _filler = volume.fill();
-    daemon.wait_log("database or disk is full");
+    daemon.wait_store_retrying(true);
     // The disk is still full, and the receiver is up: it gets the notification.
     let receiver = Receiver::start(hook, vec![]);
     receiver.wait_accepted(1);

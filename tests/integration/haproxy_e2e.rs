@@ -339,7 +339,7 @@ fn reconcile_from(socket: bool) {
         &format!("frontend fe_rc\n    bind 127.0.0.1:{front}\n    default_backend be_rc\nbackend be_rc\n    server live1 127.0.0.1:{up} check inter 100ms\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\nfrontend fe_live\n    bind 127.0.0.1:{up}\n    http-request return status 200\n\
                   frontend stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n"),
     );
-    daemon.wait_log("ALERT server be_rc/dead1 is DOWN");
+    daemon.wait_incident("kind = 'server_down' AND backend = 'be_rc' AND server = 'dead1'");
     let _ = haproxy.kill();
     let _ = haproxy.wait();
     let log = daemon.stop();

@@ -174,7 +174,7 @@ fn hosts_heard_once_open_no_silence_but_a_steady_host_that_stops_does() {
         send_udp(udp, &[traffic("lb-real", "be", "s1")]);
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    daemon.wait_log("ALERT no log from lb-real");
+    daemon.wait_incident("kind = 'silence' AND host = 'lb-real'");
     let db = dir.path().join("h.db");
     let incidents = json_lines(&["incidents", "--db", db.to_str().unwrap(), "--json"]);
     daemon.stop();
@@ -234,7 +234,7 @@ fn control_characters_from_the_network_never_reach_a_terminal_or_the_log() {
     let udp = daemon.port(0);
     let evil = "<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1\x1b]0;pwned\x07\x1b[2J is DOWN, reason: Layer4 timeout\r\nFAKE ALERT, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
     send_udp(udp, &[evil.as_bytes().to_vec()]);
-    daemon.wait_log("ALERT server be_x/s1");
+    daemon.wait_incident("backend = 'be_x'");
     let db = dir.path().join("h.db");
     let db = db.to_str().unwrap();
     let events = wait_json_lines(&["events", "--db", db, "--json"], &daemon);

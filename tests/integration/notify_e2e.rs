@@ -81,19 +81,16 @@ impl Stack {
 
     /// Writes the config: `[notify] group_wait`, more top-level sections, channels.
     fn write_config(&self, group_wait: &str, sections: &str, channels: &str) -> PathBuf {
-        let cfg = self.dir.path().join("hapwatch.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[storage]\npath = {:?}\n[parse]\ntimezone = \"Europe/Paris\"\n\
-                 [notify]\ngroup_wait = {group_wait:?}\nretry_min = \"100ms\"\nretry_max = \"500ms\"\n\
-                 {sections}[[listen]]\nurl = \"udp://127.0.0.1:{}\"\n{channels}",
-                self.db(),
-                self.log_port
-            ),
-        )
-        .unwrap();
-        cfg
+        ConfigBuilder::new(self.dir.path())
+            .set("parse", "timezone", "\"Europe/Paris\"")
+            .set("notify", "group_wait", &format!("{group_wait:?}"))
+            .set("notify", "retry_min", "\"100ms\"")
+            .set("notify", "retry_max", "\"500ms\"")
+            .http()
+            .toml(sections)
+            .listen(&format!("udp://127.0.0.1:{}", self.log_port), "")
+            .toml(channels)
+            .write()
     }
 
     fn start_haproxy(&mut self) {
@@ -432,7 +429,7 @@ fn a_channel_added_by_a_reload_gets_the_next_firing_and_its_resolve() {
         "{said}"
     );
     daemon.signal("-HUP");
-    daemon.wait_log("reloaded config applied to the pipeline");
+    daemon.wait_reloads(1);
     assert!(daemon.try_seen("added=mail"), "{}", daemon.seen.join("\n"));
     s.kill(1, 1, &daemon);
     s.smtp.wait_mails(1);
@@ -629,9 +626,8 @@ fn a_wrong_relay_certificate_is_a_clear_error_and_a_failed_row_not_a_retry_storm
         assert!(text.contains(want), "{want:?} in {text}");
     }
 
-    let mut daemon = Daemon::start(&cfg, 1);
+    let daemon = Daemon::start(&cfg, 1);
     send_udp(daemon.port(0), &[DOWN.to_vec()]);
-    daemon.wait_log("not retried");
     let db = dir.path().join("h.db");
     let rows = wait_outbox_state(&["--db", db.to_str().unwrap()], "failed", &daemon);
     let log = daemon.stop();

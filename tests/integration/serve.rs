@@ -307,7 +307,7 @@ fn bad_input_is_counted_and_the_daemon_keeps_running() {
 #[test]
 fn sighup_applies_new_log_formats_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n";
+    let listen = "[http]\nlisten = \"127.0.0.1:0\"\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n";
     let cfg = dir.path().join("hapwatch.toml");
     let db = dir.path().join("h.db");
     std::fs::write(&cfg, format!("[storage]\npath = {db:?}\n{listen}")).unwrap();
@@ -327,7 +327,7 @@ fn sighup_applies_new_log_formats_without_a_restart() {
     let cfg_with_formats = write_config(dir.path(), listen);
     assert_eq!(cfg_with_formats, cfg);
     daemon.signal("-HUP");
-    daemon.wait_log("reloaded config applied");
+    daemon.wait_reloads(1);
     send_udp(udp, std::slice::from_ref(&line));
     daemon.wait_received(2);
     let log = daemon.stop();
@@ -357,9 +357,9 @@ fn incidents_survive_a_restart_without_realerting() {
     );
 
     // The same DOWN again after a restart: still the one open incident.
+    // Incidents are restored before the daemon says it is ready.
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
-    daemon.wait_log("incidents still open from the last run");
     send_udp(udp, &[down, up]);
     daemon.wait_received(2);
     let log = daemon.stop();
@@ -597,7 +597,7 @@ fn a_stats_socket_that_refuses_is_an_incident_not_only_a_warning() {
         );
     std::fs::write(&cfg, text).unwrap();
     let mut daemon = Daemon::start(&cfg, 1);
-    daemon.wait_log("ALERT HAProxy's stats cannot be read for lb1");
+    daemon.wait_incident("kind = 'reconcile' AND host = 'lb1'");
     let incidents = wait_json_lines(
         &[
             "incidents",

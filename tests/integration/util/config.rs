@@ -55,6 +55,11 @@ impl ConfigBuilder {
         self.listen("udp://127.0.0.1:0", "")
     }
 
+    /// `/healthz` and `/metrics` on a loopback port the kernel picks.
+    pub fn http(self) -> Self {
+        self.set("http", "listen", "\"127.0.0.1:0\"")
+    }
+
     /// A `[[listen]]` table: its URL and more of its keys, as TOML lines.
     pub fn listen(mut self, url: &str, extra: &str) -> Self {
         self.tables

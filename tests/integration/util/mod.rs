@@ -322,6 +322,39 @@ impl Daemon {
         addr.rsplit(':').next().unwrap().parse().unwrap()
     }
 
+    /// Waits (60 s at most) until its `/healthz` answer satisfies `done`:
+    /// the daemon's own counters (reloads, clock steps, a held batch).
+    pub fn wait_health(&mut self, what: &str, done: impl Fn(&Value) -> bool) {
+        let port = self.http_port();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, body) = http_get(port, "/healthz");
+            let health: Value = serde_json::from_str(&body).unwrap();
+            if done(&health) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.seen.extend(self.lines.try_iter());
+                panic!(
+                    "{what}: /healthz says {health}; its log:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the store holds a failed batch for a retry (`true`) or
+    /// holds none (`false`).
+    pub fn wait_store_retrying(&mut self, retrying: bool) {
+        self.wait_health("the store's retrying", |h| h["store_retrying"] == retrying);
+    }
+
+    /// Waits until the daemon has applied `n` reloaded configs.
+    pub fn wait_reloads(&mut self, n: u64) {
+        self.wait_health("reloads applied", |h| h["reloads"].as_u64() >= Some(n));
+    }
+
     /// Waits for a log line containing `text`.
     pub fn wait_log(&mut self, text: &str) {
         self.wait_log_times(text, 1);
@@ -420,6 +453,13 @@ impl Daemon {
             "SELECT count(*) FROM outbox WHERE state = 'failed'",
             1,
         );
+    }
+
+    /// Waits until an incident matching `filter` (SQL on `incidents`) is
+    /// stored: the engine decided, whatever its log line says.
+    pub fn wait_incident(&mut self, filter: &str) {
+        let sql = format!("SELECT count(*) FROM incidents WHERE {filter}");
+        self.wait_stored(filter, &sql, 1);
     }
 
     /// Waits until the daemon's stored interval counters (`ingest_stats`:
