@@ -41,6 +41,9 @@ pub struct Stats {
     pub notifications_failed: Arc<AtomicU64>,
     /// System clock steps the pipeline noticed (and moved its timers by).
     pub clock_steps: AtomicU64,
+    /// Traffic lines counted under `_overflow`: more names or routes than
+    /// `[limits] routes` allows.
+    pub over_limits: AtomicU64,
     /// Reloaded configs the pipeline has applied (SIGHUP).
     pub reloads: AtomicU64,
     /// A batch failed to write and is held for a retry (locked, disk full).

@@ -273,6 +273,12 @@ fn metrics(state: &State, view: &View) -> String {
     );
     counter(
         &mut out,
+        "hapwatch_overflow_lines_total",
+        "Traffic lines counted under _overflow: more routes than [limits] routes.",
+        state.stats.over_limits.load(Relaxed),
+    );
+    counter(
+        &mut out,
         "hapwatch_reloads_total",
         "Reloaded configs applied (SIGHUP).",
         state.stats.reloads.load(Relaxed),

@@ -37,6 +37,8 @@ pub struct Processor {
     clock: Clock,
     /// Every traffic line's names, interned once for the windows, rates and totals.
     routes: Routes,
+    /// Lines counted under `_overflow` since the last `publish_counts`.
+    over_limits: u64,
     windows: Windows,
     events: Vec<EventRow>,
     store: SyncSender<WriteOp>,
@@ -95,6 +97,7 @@ impl Processor {
             parser,
             clock: Clock::new(&config.parse.timezone),
             routes: Routes::new(config.limits.names()),
+            over_limits: 0,
             windows: Windows::new(
                 config.storage.window,
                 config.storage.window_grace,
@@ -234,14 +237,16 @@ impl Processor {
         match &rec.event {
             Event::Traffic(t) => {
                 let route = self.routes.of(host, t);
+                let mut over = route.overflowed();
                 self.windows
                     .add(route, t, ts, || String::from_utf8_lossy(bytes).into_owned());
                 if self.engine.is_some() {
                     let names = &self.routes;
                     self.rates
                         .add(names, route, t, received_ms, self.rules.per_server);
-                    self.totals.add(names, route, t, received_ms);
+                    over |= self.totals.add(names, route, t, received_ms);
                 }
+                self.over_limits += u64::from(over);
             }
             _ => {
                 if self.log_events {
@@ -292,6 +297,10 @@ impl Processor {
     fn publish_counts(&mut self) {
         let (traffic, events) = std::mem::take(&mut self.counted);
         self.stats.add_parsed(traffic, events);
+        self.stats.over_limits.fetch_add(
+            std::mem::take(&mut self.over_limits),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Corrects the fleet state from HAProxy's stats readings.

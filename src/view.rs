@@ -69,7 +69,8 @@ impl TrafficTotals {
         }
     }
 
-    pub fn add(&mut self, names: &Routes, route: RouteId, t: &Traffic<'_>, now_ms: i64) {
+    /// Whether the line went to the overflow route.
+    pub fn add(&mut self, names: &Routes, route: RouteId, t: &Traffic<'_>, now_ms: i64) -> bool {
         let mut key = [route.host, route.backend, route.server];
         if !self.routes.contains_key(&key) && self.routes.len() >= self.limit {
             if self.overflowed == 0 {
@@ -78,6 +79,7 @@ impl TrafficTotals {
             self.overflowed += 1;
             key = OVERFLOW;
         }
+        let over = key == OVERFLOW;
         let e = self.routes.entry(key).or_insert_with(|| {
             let [host, backend, server] = key.map(|id| names.name(id).to_owned());
             Entry {
@@ -97,6 +99,7 @@ impl TrafficTotals {
             self.changed.push(key);
         }
         e.totals.add(t);
+        over
     }
 
     /// Forgets routes idle for `idle_ms`; scans at most once a minute, so the

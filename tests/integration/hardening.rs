@@ -153,6 +153,10 @@ fn thirty_thousand_servers_are_counted_within_the_route_limit_and_a_down_still_p
         metrics.contains("backend=\"_overflow\""),
         "the rest is counted"
     );
+    assert!(
+        metrics.contains("\nhapwatch_overflow_lines_total 29000\n"),
+        "every line past the 1000th route is counted as over the limit"
+    );
     let totals = log.iter().find(|l| l.contains(" totals ")).unwrap();
     assert_eq!(field(totals, "queue_drops"), 0, "{totals}");
     assert_eq!(field(totals, "traffic"), 30_000, "{totals}");
