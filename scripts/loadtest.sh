@@ -2,6 +2,7 @@
 # Load test: a release `hapwatch serve` on one UDP port, the fixture load
 # generator on the other core, then sent vs. counted into windows, drops,
 # CPU and peak RSS. Usage: scripts/loadtest.sh [SECONDS] [RATE|max]
+# HAPWATCH_BIN=path runs another build of hapwatch (to compare two).
 set -eu
 secs=${1:-60}
 rate=${2:-max}
@@ -9,7 +10,7 @@ rate=${2:-max}
 port=$((20000 + $$ % 20000))
 dir=$(mktemp -d)
 cargo build --release --quiet --bin hapwatch --example loadgen
-bin=target/release/hapwatch
+bin=${HAPWATCH_BIN:-target/release/hapwatch}
 HAPWATCH_LOG=info $bin serve --db "$dir/h.db" --stats-interval 10s \
     --listen udp://127.0.0.1:$port 2>"$dir/serve.log" &
 pid=$!
