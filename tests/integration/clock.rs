@@ -46,19 +46,15 @@ fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
     let dir = tempfile::tempdir().unwrap();
     // Two refusals, then accepted: retries are pending across a step.
     let receiver = Receiver::start(0, vec![503, 503]);
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[incidents]\nsilence_after = \"5m\"\n\
-             [notify]\ngroup_wait = \"2s\"\nretry_min = \"2s\"\nretry_max = \"4s\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
-            dir.path().join("h.db"),
-            receiver.port
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("incidents", "silence_after", "\"5m\"")
+        .set("notify", "group_wait", "\"2s\"")
+        .set("notify", "retry_min", "\"2s\"")
+        .set("notify", "retry_max", "\"4s\"")
+        .http()
+        .udp()
+        .webhook("ops", receiver.port, "")
+        .write();
     let (mut daemon, control) = faked_clock_daemon(dir.path(), &cfg);
     let udp = daemon.port(0);
 
@@ -118,12 +114,16 @@ fn clock_steps_neither_stall_notifications_nor_raise_false_silence() {
 fn a_step_forward_past_expire_after_does_not_expire_a_fresh_notification() {
     let dir = tempfile::tempdir().unwrap();
     let hook = free_port();
-    let daemon = InProcess::start(&format!(
-        "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"500ms\"\nretry_max = \"1s\"\nexpire_after = \"1h\"\n\
-         [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-         [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/hook\"\n",
-        dir.path().join("h.db")
-    ));
+    let daemon = InProcess::start(
+        &ConfigBuilder::new(dir.path())
+            .set("notify", "group_wait", "\"0s\"")
+            .set("notify", "retry_min", "\"500ms\"")
+            .set("notify", "retry_max", "\"1s\"")
+            .set("notify", "expire_after", "\"1h\"")
+            .udp()
+            .webhook("ops", hook, "")
+            .text(),
+    );
     // Nobody listens yet: it is retried; then the wall clock jumps 25 h ahead.
     send_udp(daemon.udp_port(), &[DOWN.to_vec()]);
     daemon.wait_stored(

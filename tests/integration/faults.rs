@@ -209,7 +209,7 @@ fn sigkill_mid_stream_leaves_a_sound_database_that_the_next_run_continues() {
 fn a_burst_beyond_capacity_is_dropped_counted_and_survived() {
     let dir = tempfile::tempdir().unwrap();
     // A tiny socket buffer and queue, so that a burst must overflow both.
-    let (udp, mut daemon) = burst_daemon(dir.path(), "queue = 64\n", "recv_buffer = 4096\n");
+    let (udp, mut daemon) = burst_daemon(dir.path(), &[("queue", "64")], "recv_buffer = 4096\n");
     let lines = datagrams("default");
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut sent = 0u64;
@@ -229,18 +229,20 @@ fn a_burst_beyond_capacity_is_dropped_counted_and_survived() {
     );
 }
 
-/// A daemon on a UDP port, with more `[daemon]` and `[[listen]]` keys.
-fn burst_daemon(dir: &std::path::Path, daemon_keys: &str, listen_keys: &str) -> (u16, Daemon) {
-    let cfg = dir.join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[daemon]\n{daemon_keys}\
-             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n{listen_keys}",
-            dir.join("b.db")
-        ),
-    )
-    .unwrap();
+/// A daemon on a UDP port, with more `[daemon]` keys (key, TOML value) and `[[listen]]` keys.
+fn burst_daemon(
+    dir: &std::path::Path,
+    daemon_keys: &[(&str, &str)],
+    listen_keys: &str,
+) -> (u16, Daemon) {
+    let cfg = daemon_keys
+        .iter()
+        .fold(
+            ConfigBuilder::new(dir).db(&dir.join("b.db")),
+            |b, (k, v)| b.set("daemon", k, v),
+        )
+        .listen("udp://127.0.0.1:0", listen_keys)
+        .write();
     let daemon = Daemon::start(&cfg, 1);
     (daemon.port(0), daemon)
 }
@@ -270,7 +272,7 @@ fn accounted(log: &[String], sent: u64) -> (u64, u64) {
 fn a_million_datagrams_at_once_are_taken_or_counted_as_dropped() {
     let dir = tempfile::tempdir().unwrap();
     // The shipped defaults: the burst meets the buffers a real install has.
-    let (udp, mut daemon) = burst_daemon(dir.path(), "", "");
+    let (udp, mut daemon) = burst_daemon(dir.path(), &[], "");
     const TOTAL: usize = 1_000_000;
     const SENDERS: usize = 2;
     let lines = std::sync::Arc::new(datagrams("default"));

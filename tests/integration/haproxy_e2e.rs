@@ -109,21 +109,16 @@ fn a_killed_and_restarted_server_is_one_down_mail_one_resolved_mail_and_their_we
     let smtp = crate::util::smtp::Smtp::start(0, &cert, &key, &dir.path().join("mails.jsonl"));
     let smtp_port = smtp.port;
     let hooks = Receiver::start(0, vec![]);
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[incidents]\ndegraded_share = 0\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-             [[channel]]\nname = \"ops-mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp_port}\n\
-             username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\n\
-             from = \"hapwatch@example.org\"\nto = [\"ops@example.org\"]\n\
-             [[channel]]\nname = \"ops-hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
-            dir.path().join("e2e.db"),
+    let cfg = ConfigBuilder::new(dir.path())
+        .db(&dir.path().join("e2e.db"))
+        .set("incidents", "degraded_share", "0")
+        .udp()
+        .relay_mail("ops-mail", smtp_port, &ca)
+        .channel(&format!(
+            "name = \"ops-hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
             hooks.port
-        ),
-    )
-    .unwrap();
+        ))
+        .write();
     let mut origin1 = origin(web1, dir.path());
     let daemon = Daemon::start(&cfg, 1);
     let log_port = daemon.port(0);
@@ -315,21 +310,22 @@ fn reconcile_from(socket: bool) {
         free_port(),
     );
     let sock = dir.path().join("admin.sock");
-    let source = if socket {
-        format!("stats_socket = {sock:?}")
+    let (source, at) = if socket {
+        ("stats_socket", format!("{sock:?}"))
     } else {
-        format!("stats_url = \"http://127.0.0.1:{stats_port}/stats;csv\"")
+        (
+            "stats_url",
+            format!("\"http://127.0.0.1:{stats_port}/stats;csv\""),
+        )
     };
-    let cfg = dir.path().join("hapwatch.toml");
     let db = dir.path().join("rc.db");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {db:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{log_port}\"\n\
-             [reconcile]\n{source}\ninterval = \"200ms\"\nhost = \"127.0.0.1\"\n"
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .db(&db)
+        .set("reconcile", source, &at)
+        .set("reconcile", "interval", "\"200ms\"")
+        .set("reconcile", "host", "\"127.0.0.1\"")
+        .listen(&format!("udp://127.0.0.1:{log_port}"), "")
+        .write();
     let mut daemon = Daemon::start(&cfg, 1);
     // HAProxy logs to a port nobody reads: every datagram is lost.
     let mut haproxy = start_haproxy(

@@ -193,15 +193,10 @@ fn hosts_heard_once_open_no_silence_but_a_steady_host_that_stops_does() {
 #[test]
 fn connections_beyond_the_tcp_limit_are_refused_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[limits]\ntcp_connections = 20\n[[listen]]\nurl = \"tcp://127.0.0.1:0\"\n",
-            dir.path().join("h.db")
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("limits", "tcp_connections", "20")
+        .listen("tcp://127.0.0.1:0", "")
+        .write();
     let daemon = Daemon::start(&cfg, 1);
     let tcp = daemon.port(0);
     use std::io::{Read as _, Write as _};
@@ -345,17 +340,13 @@ fn a_unix_socket_is_owner_and_group_only_and_gone_after_exit() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("run").join("log.sock");
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[[listen]]\nurl = \"unix://{}\"\nsocket_group = \"root\"\n\
-             [[listen]]\nurl = \"udp://0.0.0.0:0\"\n",
-            dir.path().join("h.db"),
-            sock.display(),
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .listen(
+            &format!("unix://{}", sock.display()),
+            "socket_group = \"root\"\n",
+        )
+        .listen("udp://0.0.0.0:0", "")
+        .write();
     let daemon = Daemon::start(&cfg, 2);
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     let dir_mode = std::fs::metadata(sock.parent().unwrap())

@@ -48,19 +48,20 @@ const HMAC_SECRET: &str = "hmac-9b2e44";
 #[test]
 fn every_endpoint_answers_from_the_log_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[parse]\nhaproxy_config = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-             [[channel]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook?token={URL_TOKEN}\"\n\
-             secret = \"{HMAC_SECRET}\"\n[notify]\ngroup_wait = \"0s\"\n",
-            dir.path().join("h.db"),
-            fixture("config/haproxy-default.cfg")
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set(
+            "parse",
+            "haproxy_config",
+            &format!("{:?}", fixture("config/haproxy-default.cfg")),
+        )
+        .http()
+        .set("notify", "group_wait", "\"0s\"")
+        .udp()
+        .channel(&format!(
+            "name = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook?token={URL_TOKEN}\"\n\
+             secret = \"{HMAC_SECRET}\"\n"
+        ))
+        .write();
     let mut daemon = Daemon::start(&cfg, 1);
     let http = daemon.http_port();
     let datagrams = datagrams("default");

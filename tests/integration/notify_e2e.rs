@@ -564,20 +564,12 @@ const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, r
 
 /// A daemon on UDP (port 0) mailing through the relay at `smtp`.
 fn mail_config(dir: &Path, smtp: u16, ca: &Path) -> PathBuf {
-    let cfg = dir.join("hapwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[notify]\ngroup_wait = \"0s\"\nretry_min = \"100ms\"\n\
-             [[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-             [[channel]]\nname = \"mail\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp}\n\
-             username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\n\
-             from = \"hapwatch@example.org\"\nto = [\"ops@example.org\"]\n",
-            dir.join("h.db")
-        ),
-    )
-    .unwrap();
-    cfg
+    ConfigBuilder::new(dir)
+        .set("notify", "group_wait", "\"0s\"")
+        .set("notify", "retry_min", "\"100ms\"")
+        .udp()
+        .relay_mail("mail", smtp, ca)
+        .write()
 }
 
 #[test]

@@ -21,17 +21,11 @@ fn file_lines(capture: &str) -> Vec<Vec<u8>> {
 
 /// A config storing in `NAME.db` that reads the captures' formats in UTC, plus `extra`.
 fn replay_config(dir: &std::path::Path, name: &str, extra: &str) -> std::path::PathBuf {
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n{extra}",
-            dir.join(format!("{name}.db")),
-            fixture("config/haproxy-default.cfg")
-        ),
-    )
-    .unwrap();
-    cfg
+    ConfigBuilder::new(dir)
+        .db(&dir.join(format!("{name}.db")))
+        .fixture_formats()
+        .toml(extra)
+        .write_as(&format!("{name}.toml"))
 }
 
 #[test]
@@ -156,15 +150,10 @@ fn a_replay_opens_the_incidents_on_their_own_time_and_the_same_file_is_not_count
          Nov 23 01:25:00 lb1 haproxy[1]: Server be_n/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.\n",
     )
     .unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\n",
-            dir.path().join("r.db")
-        ),
-    )
-    .unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .db(&dir.path().join("r.db"))
+        .set("parse", "timezone", "\"UTC\"")
+        .write_as("c.toml");
     let cfg_s = cfg.to_str().unwrap();
     let said = hapwatch(&["replay", "--config", cfg_s, log.to_str().unwrap()]);
     assert!(said.contains(", 1 incidents,"), "{said}");

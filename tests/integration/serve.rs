@@ -15,19 +15,9 @@ const SPAN: [&str; 4] = [
     "2026-11-24T00:00:00Z",
 ];
 
-fn write_config(dir: &std::path::Path, listeners: &str) -> std::path::PathBuf {
-    let cfg = dir.join("hapwatch.toml");
-    let haproxy = fixture("config/haproxy-default.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\npath = {:?}\n[parse]\ntimezone = \"UTC\"\nhaproxy_config = {:?}\n{listeners}",
-            dir.join("h.db"),
-            haproxy
-        ),
-    )
-    .unwrap();
-    cfg
+/// A store at `DIR/h.db` reading the captures' formats in UTC; the test adds its listeners.
+fn config(dir: &std::path::Path) -> ConfigBuilder {
+    ConfigBuilder::new(dir).fixture_formats()
 }
 
 /// (template, message, header hostname): what identifies an event in labels and in `events --json`.
@@ -43,15 +33,11 @@ fn event_key(e: &Value) -> (String, String, String) {
 fn fixtures_over_udp_tcp_and_unix_are_stored_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("log.sock");
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "[[listen]]\nurl = \"udp://127.0.0.1:0\"\nallow = [\"127.0.0.0/8\"]\n\
-             [[listen]]\nurl = \"tcp://127.0.0.1:0\"\n\
-             [[listen]]\nurl = \"unix://{}\"\n",
-            sock.display()
-        ),
-    );
+    let cfg = config(dir.path())
+        .listen("udp://127.0.0.1:0", "allow = [\"127.0.0.0/8\"]\n")
+        .listen("tcp://127.0.0.1:0", "")
+        .listen(&format!("unix://{}", sock.display()), "")
+        .write();
     // In this process, on port-0 sockets handed to the daemon.
     let daemon = InProcess::start(&std::fs::read_to_string(&cfg).unwrap());
     let (udp, tcp) = (daemon.udp_port(), daemon.addresses.tcp().unwrap().port());
@@ -226,12 +212,11 @@ fn want_traffic(labels: &[Vec<Value>]) -> u64 {
 #[test]
 fn bad_input_is_counted_and_the_daemon_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n\
-         [[listen]]\nurl = \"tcp://127.0.0.1:0\"\n\
-         [[listen]]\nurl = \"udp://127.0.0.1:0\"\nallow = [\"10.0.0.0/8\"]\n",
-    );
+    let cfg = config(dir.path())
+        .udp()
+        .listen("tcp://127.0.0.1:0", "")
+        .listen("udp://127.0.0.1:0", "allow = [\"10.0.0.0/8\"]\n")
+        .write();
     let mut daemon = Daemon::start(&cfg, 3);
     let (udp, tcp, denied) = (daemon.port(0), daemon.port(1), daemon.port(2));
     let good = datagrams("default");
@@ -307,10 +292,7 @@ fn bad_input_is_counted_and_the_daemon_keeps_running() {
 #[test]
 fn sighup_applies_new_log_formats_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = "[http]\nlisten = \"127.0.0.1:0\"\n[[listen]]\nurl = \"udp://127.0.0.1:0\"\n";
-    let cfg = dir.path().join("hapwatch.toml");
-    let db = dir.path().join("h.db");
-    std::fs::write(&cfg, format!("[storage]\npath = {db:?}\n{listen}")).unwrap();
+    let cfg = ConfigBuilder::new(dir.path()).http().udp().write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
 
@@ -324,7 +306,7 @@ fn sighup_applies_new_log_formats_without_a_restart() {
     send_udp(udp, std::slice::from_ref(&line));
     daemon.wait_received(1);
 
-    let cfg_with_formats = write_config(dir.path(), listen);
+    let cfg_with_formats = config(dir.path()).http().udp().write();
     assert_eq!(cfg_with_formats, cfg);
     daemon.signal("-HUP");
     daemon.wait_reloads(1);
@@ -340,7 +322,7 @@ fn sighup_applies_new_log_formats_without_a_restart() {
 #[test]
 fn incidents_survive_a_restart_without_realerting() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n");
+    let cfg = config(dir.path()).udp().write();
     let down = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec();
     let up = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.".to_vec();
 
@@ -408,7 +390,7 @@ fn incidents_survive_a_restart_without_realerting() {
 #[test]
 fn the_digest_sums_up_each_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "[[listen]]\nurl = \"udp://127.0.0.1:0\"\n");
+    let cfg = config(dir.path()).udp().write();
     let mut daemon = Daemon::start(&cfg, 1);
     let udp = daemon.port(0);
     let stream = datagrams("default");

@@ -68,11 +68,35 @@ impl ConfigBuilder {
     }
 
     /// A webhook channel posting to `http://127.0.0.1:PORT/hook`, plus `extra` keys.
-    pub fn webhook(mut self, name: &str, port: u16, extra: &str) -> Self {
-        self.tables.push(format!(
-            "[[channel]]\nname = {name:?}\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n{extra}"
-        ));
+    pub fn webhook(self, name: &str, port: u16, extra: &str) -> Self {
+        self.channel(&format!(
+            "name = {name:?}\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n{extra}"
+        ))
+    }
+
+    /// A `[[channel]]` table from its keys as TOML lines, for channels the shortcuts don't cover.
+    pub fn channel(mut self, keys: &str) -> Self {
+        self.tables.push(format!("[[channel]]\n{keys}"));
         self
+    }
+
+    /// An email channel through the relay at `127.0.0.1:PORT`, plus `extra` keys (auth, TLS, addresses).
+    pub fn mail(self, name: &str, port: u16, extra: &str) -> Self {
+        self.channel(&format!(
+            "name = {name:?}\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n{extra}"
+        ))
+    }
+
+    /// A mail channel to the test relay (util::smtp): its login, its CA, one recipient.
+    pub fn relay_mail(self, name: &str, port: u16, ca: &Path) -> Self {
+        self.mail(
+            name,
+            port,
+            &format!(
+                "username = \"hapwatch\"\npassword = \"s3cret\"\nca_file = {ca:?}\n\
+                 from = \"hapwatch@example.org\"\nto = [\"ops@example.org\"]\n"
+            ),
+        )
     }
 
     /// The log-formats of the captured fixtures, read in UTC.
@@ -102,7 +126,12 @@ impl ConfigBuilder {
     }
 
     pub fn write(self) -> PathBuf {
-        let path = self.dir.join("hapwatch.toml");
+        self.write_as("hapwatch.toml")
+    }
+
+    /// Writes to `DIR/NAME` instead, for tests that keep more than one config.
+    pub fn write_as(self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
         std::fs::write(&path, self.text()).unwrap();
         path
     }
