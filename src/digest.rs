@@ -267,6 +267,7 @@ mod tests {
             server: server.map(Into::into),
             opened_ms: 10_000,
             reminder_ms: None,
+            ack: None,
             summary: "x".into(),
             detail: Default::default(),
         };

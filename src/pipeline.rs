@@ -496,6 +496,12 @@ impl Processor {
                 engine,
                 self.wall.now_ms(),
             );
+            if let Some(acked) = self
+                .notifier
+                .acknowledgements(engine.open_incidents(), now_ms)
+            {
+                let _ = self.store.send(acked);
+            }
             let mut reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
             reminders.extend(self.notifier.digest(now_ms));
             if !reminders.is_empty() {

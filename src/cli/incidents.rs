@@ -68,6 +68,9 @@ fn json_row(s: &StoredIncident, now: i64) -> Value {
         "opened_at": rfc3339(i.opened_ms), "resolved_at": s.resolved_ms.map(rfc3339),
         "duration_s": (s.resolved_ms.unwrap_or(now) - i.opened_ms) / 1000,
         "summary": i.summary, "resolution": s.resolution, "detail": i.detail,
+        "ack": i.ack.as_ref().map(|a| json!({
+            "by": a.by, "reason": a.reason, "at": rfc3339(a.at_ms),
+        })),
     })
 }
 
@@ -152,6 +155,8 @@ fn print_list(list: &[StoredIncident], now: i64, out: &mut impl Write) -> std::i
         let i = &s.incident;
         let (state, colour) = match s.resolved_ms {
             Some(_) => ("resolved", GREEN),
+            // Someone is on it: still open, no longer calling for attention.
+            None if i.ack.is_some() => ("acked", YELLOW),
             None => (
                 "open",
                 if i.severity == Severity::Critical {

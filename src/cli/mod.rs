@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ack;
 mod assets;
 mod breakdown;
 mod check_config;
@@ -42,6 +43,10 @@ pub enum Command {
     Incident(incidents::IncidentArgs),
     /// Per backend over a span (default 24h): incidents, downtime, volume, 5xx, p95, worst servers.
     Digest(digest::DigestArgs),
+    /// Acknowledge an open incident: no more reminders, PagerDuty told, its resolve says who.
+    Ack(ack::AckArgs),
+    /// Take an acknowledgement back: reminders resume.
+    Unack(ack::UnackArgs),
     /// Hold notifications for a backend, server or host during a deploy.
     Silence(silence::SilenceArgs),
     /// Notifications waiting, retried or given up.
@@ -68,6 +73,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
         Command::Silence(args) => silence::run(args),
+        Command::Ack(args) => ack::run_ack(args),
+        Command::Unack(args) => ack::run_unack(args),
         Command::Digest(args) => digest::run(args),
         Command::Outbox(args) => outbox::run(args),
         Command::TestAlert(args) => test_alert::run(args),

@@ -51,6 +51,7 @@ pub fn run(args: TestAlertArgs) -> anyhow::Result<ExitCode> {
         server: Some("test1".into()),
         opened_ms: now,
         reminder_ms: None,
+        ack: None,
         summary: "server be_test/test1 is DOWN (a test)".into(),
         detail,
     };

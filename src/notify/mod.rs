@@ -111,6 +111,7 @@ mod tests {
             server: Some("s1".into()),
             opened_ms: 1_795_395_600_000,
             reminder_ms: None,
+            ack: None,
             summary: format!("server {backend}/s1 is DOWN"),
             detail,
         }

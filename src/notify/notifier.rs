@@ -6,7 +6,8 @@ use rusqlite::Connection;
 
 use super::group::{Grouper, Restored};
 use super::{items, NewRow, OutboxOp, Route, RowState, Status};
-use crate::incidents::{Change, ServerMatch};
+use crate::incidents::{Change, Incident, ServerMatch};
+use crate::store::acks::{self, OpenAck};
 use crate::store::silences::{self, Silence};
 
 pub struct Notifier {
@@ -19,7 +20,12 @@ pub struct Notifier {
     last_notified: std::collections::HashMap<i64, i64>,
     grouper: Grouper,
     silences: Vec<Silence>,
-    /// Reads the silences the CLI adds.
+    /// Acknowledgements of open incidents, by incident id.
+    acks: std::collections::HashMap<i64, OpenAck>,
+    /// Acks (incident, acked at) whose notifications are queued, until the
+    /// store says so too.
+    acks_queued: std::collections::HashSet<(i64, i64)>,
+    /// Reads the silences and acks the CLI adds.
     conn: Option<Connection>,
 }
 
@@ -40,6 +46,8 @@ impl Notifier {
                 next_row,
             ),
             silences: Vec::new(),
+            acks: Default::default(),
+            acks_queued: Default::default(),
             conn: None,
         }
     }
@@ -84,8 +92,91 @@ impl Notifier {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the silences"),
             }
+            match acks::open(conn) {
+                Ok(open) => {
+                    self.acks = open.into_iter().map(|a| (a.incident_id, a)).collect();
+                    let acks = &self.acks;
+                    self.acks_queued.retain(|(id, at)| {
+                        acks.get(id)
+                            .is_some_and(|a| a.ack.at_ms == *at && !a.notified)
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the acknowledgements"),
+            }
         }
         self.silences.retain(|s| s.until_ms > now_ms);
+    }
+
+    /// What new acknowledgements owe: PagerDuty's `acknowledge` on each
+    /// PagerDuty channel the incident was for, with the acks this settles,
+    /// for one transaction. None when no ack is new.
+    pub fn acknowledgements<'a>(
+        &mut self,
+        open: impl Iterator<Item = &'a Incident>,
+        now_ms: i64,
+    ) -> Option<crate::store::writer::WriteOp> {
+        let fresh: Vec<&OpenAck> = self
+            .acks
+            .values()
+            .filter(|a| !a.notified && !self.acks_queued.contains(&(a.incident_id, a.ack.at_ms)))
+            .collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        let open: std::collections::HashMap<i64, &Incident> = open.map(|i| (i.id, i)).collect();
+        let (mut ops, mut settled) = (Vec::new(), Vec::new());
+        for a in fresh {
+            settled.push((a.incident_id, a.ack.at_ms));
+            tracing::info!(
+                incident = a.incident_id,
+                by = a.ack.by,
+                reason = a.ack.reason,
+                "acknowledged"
+            );
+            let Some(incident) = open.get(&a.incident_id) else {
+                continue;
+            };
+            if self
+                .silences
+                .iter()
+                .any(|s| s.scope.matches_incident(incident))
+            {
+                continue;
+            }
+            let mut incident = (*incident).clone();
+            incident.ack = Some(Box::new(a.ack.clone()));
+            for ch in self
+                .channels
+                .iter()
+                .filter(|c| c.kind == super::ChannelType::Pagerduty && c.wants(&incident))
+            {
+                let item = super::Item {
+                    channel: ch.name.clone(),
+                    incident: incident.clone(),
+                    resolved: None,
+                };
+                ops.push(OutboxOp::Insert(NewRow {
+                    id: self.grouper.alloc(),
+                    incident_id: incident.id,
+                    channel: ch.name.clone(),
+                    group_key: item.group_key(),
+                    status: Status::Acknowledged,
+                    state: RowState::Queued,
+                    item: serde_json::to_string(&item).ok(),
+                    payload: hapwatch_engine::notify::payload::acknowledge(ch, &incident)
+                        .to_string(),
+                    note: None,
+                    created_ms: now_ms,
+                    due_ms: now_ms,
+                }));
+            }
+        }
+        self.acks_queued.extend(settled.iter().copied());
+        Some(crate::store::writer::WriteOp::Acked {
+            notifications: ops,
+            acks: settled,
+            at_ms: now_ms,
+        })
     }
 
     /// The servers the active silences cover, for the engine's degraded share.
@@ -100,7 +191,14 @@ impl Notifier {
                 self.last_notified.insert(i.id, now_ms);
             }
         }
-        let wanted = items(&self.channels, changes);
+        let mut wanted = items(&self.channels, changes);
+        // A resolve says who acknowledged the incident, as the store has it now.
+        for it in &mut wanted {
+            it.incident.ack = self
+                .acks
+                .get(&it.incident.id)
+                .map(|a| Box::new(a.ack.clone()));
+        }
         self.route(wanted, now_ms, true)
     }
 
@@ -133,7 +231,10 @@ impl Notifier {
         }
         let mut due = Vec::new();
         let mut still_open = std::collections::HashSet::new();
-        for i in open.filter(|i| i.severity == crate::incidents::Severity::Critical) {
+        let acked = &self.acks;
+        for i in open.filter(|i| {
+            i.severity == crate::incidents::Severity::Critical && !acked.contains_key(&i.id)
+        }) {
             still_open.insert(i.id);
             // An incident restored at start-up counts from now: a restart does not re-alert.
             let last = *self.last_notified.entry(i.id).or_insert(now_ms);
@@ -278,6 +379,7 @@ mod tests {
             server: None,
             opened_ms: 0,
             reminder_ms: None,
+            ack: None,
             summary: "backend be has no server available".into(),
             detail: Default::default(),
         };

@@ -31,8 +31,10 @@ pub struct IncidentFilter {
     pub limit: Option<usize>,
 }
 
+/// An incident's columns and its acknowledgement, if any (`FROM` included).
 const COLUMNS: &str =
-    "id, key, kind, severity, host, backend, server, opened_at, resolved_at, summary, resolution, detail";
+    "id, key, kind, severity, host, backend, server, opened_at, resolved_at, summary, resolution, detail,
+     acked_by, ack_reason, acked_at FROM incidents LEFT JOIN acks ON acks.incident_id = incidents.id";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredIncident> {
     let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -58,6 +60,14 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredIncident> {
             server: r.get(6)?,
             opened_ms: r.get(7)?,
             reminder_ms: None,
+            ack: match r.get::<_, Option<String>>(12)? {
+                Some(by) => Some(Box::new(crate::incidents::Ack {
+                    by,
+                    reason: text(13)?,
+                    at_ms: r.get(14)?,
+                })),
+                None => None,
+            },
             summary: text(9)?,
             detail,
         },
@@ -68,7 +78,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredIncident> {
 
 /// Newest first.
 pub fn list(conn: &Connection, f: &IncidentFilter) -> rusqlite::Result<Vec<StoredIncident>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM incidents WHERE ");
+    let mut sql = format!("SELECT {COLUMNS} WHERE ");
     let mut args: Vec<SqlValue> = Vec::new();
     if f.open {
         sql += "resolved_at IS NULL";
@@ -111,7 +121,7 @@ pub fn list(conn: &Connection, f: &IncidentFilter) -> rusqlite::Result<Vec<Store
 }
 
 pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<StoredIncident>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM incidents WHERE id = ?1"))?;
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} WHERE id = ?1"))?;
     let mut rows = stmt.query_map([id], row)?;
     rows.next().transpose()
 }

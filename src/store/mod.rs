@@ -1,5 +1,6 @@
 //! The SQLite file: one writer thread, read-only connections for queries.
 
+pub mod acks;
 pub mod guard;
 pub mod incidents;
 pub mod outbox;

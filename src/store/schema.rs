@@ -180,6 +180,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (start, span_s, host, backend, method, path)
     ) WITHOUT ROWID;
     CREATE INDEX url_windows_backend_start ON url_windows (backend, start);",
+    // 6: acknowledgements (`hapwatch ack`), kept after the incident resolves.
+    "CREATE TABLE acks (
+        incident_id INTEGER PRIMARY KEY,
+        acked_by TEXT NOT NULL,
+        ack_reason TEXT NOT NULL,
+        acked_at INTEGER NOT NULL,        -- Unix ms
+        notified_at INTEGER               -- when the daemon queued what the ack owes (PagerDuty)
+    );",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -69,6 +69,13 @@ pub enum WriteOp {
     Channels(Vec<(String, String)>, i64),
     /// Failed rows to send again (asked by the CLI): queued from `at_ms`.
     Retry(Vec<i64>, i64),
+    /// What acknowledgements owe (PagerDuty's acknowledge), and the acks
+    /// (incident, acked at) it settles, committed together at `at_ms`.
+    Acked {
+        notifications: Vec<hapwatch_engine::notify::OutboxOp>,
+        acks: Vec<(i64, i64)>,
+        at_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -166,9 +173,11 @@ impl Writer {
                     }
                     let rows = commit_with_retries(&conn, &batch, &counters);
                     counters.rows_written.fetch_add(rows, Relaxed);
-                    let queued = batch
-                        .iter()
-                        .any(|op| matches!(op, WriteOp::Incidents(_, n) if !n.is_empty()));
+                    let queued = batch.iter().any(|op| match op {
+                        WriteOp::Incidents(_, n) => !n.is_empty(),
+                        WriteOp::Acked { notifications, .. } => !notifications.is_empty(),
+                        _ => false,
+                    });
                     // (Waiting rows are woken for by the pipeline, which composes them.)
                     if let (true, Some(wake)) = (queued, &outbox) {
                         wake.notify_one();
@@ -348,6 +357,7 @@ impl WriteOp {
             WriteOp::Ingest(_) => "ingest",
             WriteOp::Channels(..) => "channels",
             WriteOp::Retry(..) => "retry",
+            WriteOp::Acked { .. } => "acks",
         }
     }
 
@@ -416,6 +426,14 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
             WriteOp::Incidents(changes, notifications) => {
                 rows += write_incidents(&tx, changes)?;
                 rows += write_outbox(&tx, notifications)?;
+            }
+            WriteOp::Acked {
+                notifications,
+                acks,
+                at_ms,
+            } => {
+                rows += write_outbox(&tx, notifications)?;
+                super::acks::mark_notified(&tx, acks, *at_ms)?;
             }
             WriteOp::Deliveries(attempts) => {
                 let mut stmt = tx.prepare_cached(
@@ -860,6 +878,7 @@ mod tests {
             server: Some("s1".into()),
             opened_ms: 1,
             reminder_ms: None,
+            ack: None,
             summary: "server be/s1 is DOWN".into(),
             detail: Default::default(),
         });

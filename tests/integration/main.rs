@@ -12,6 +12,7 @@ mod hardening;
 mod http;
 mod notify;
 mod notify_e2e;
+mod oncall;
 mod parse_cli;
 mod replay;
 mod serve;

@@ -105,9 +105,20 @@ pub struct Incident {
     /// Set on the copy a reminder (`repeat_critical`) notifies: when it was due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminder_ms: Option<i64>,
+    /// Who acknowledged it, when and why (`hapwatch ack`), once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Box<Ack>>,
     pub summary: String,
     /// Evidence known when it opened: check reason, servers left, …
     pub detail: Map<String, Value>,
+}
+
+/// An acknowledgement: someone is on it. No more reminders; its resolve says who.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -333,6 +344,7 @@ impl Engine {
             server: server.map(str::to_owned),
             opened_ms: ts_ms,
             reminder_ms: None,
+            ack: None,
             summary,
             detail,
         };

@@ -511,6 +511,7 @@ mod tests {
                 server: server.map(Into::into),
                 opened_ms: 0,
                 reminder_ms: None,
+                ack: None,
                 summary: format!("incident {id}"),
                 detail: Default::default(),
             },

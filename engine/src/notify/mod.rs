@@ -100,6 +100,8 @@ pub enum Status {
     Firing,
     Resolved,
     Digest,
+    /// Someone acknowledged an incident (PagerDuty is told).
+    Acknowledged,
 }
 
 impl Status {
@@ -108,6 +110,7 @@ impl Status {
             Status::Firing => "firing",
             Status::Resolved => "resolved",
             Status::Digest => "digest",
+            Status::Acknowledged => "acknowledged",
         }
     }
 }
@@ -203,7 +206,7 @@ pub enum OutboxOp {
 }
 
 impl Route {
-    fn wants(&self, i: &Incident) -> bool {
+    pub fn wants(&self, i: &Incident) -> bool {
         i.severity >= self.min_severity
             && (self.backends.is_empty()
                 || i.backend

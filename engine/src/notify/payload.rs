@@ -25,7 +25,25 @@ fn incident_json(it: &Item, zone: &Zone) -> Value {
         "resolution": it.resolved.as_ref().map(|r| r.note.as_str()),
         "evidence": evidence,
         "detail": i.detail,
+        "ack": i.ack.as_ref().map(|a| json!({
+            "by": a.by, "reason": a.reason, "at": rfc3339(a.at_ms),
+        })),
     })
+}
+
+/// PagerDuty's `acknowledge` for an incident's trigger (the same dedup key):
+/// its page stops escalating.
+pub fn acknowledge(ch: &Route, i: &crate::incidents::Incident) -> Value {
+    json!({
+        "routing_key": ch.routing_key.as_deref().unwrap_or_default(),
+        "event_action": "acknowledge",
+        "dedup_key": dedup_key(i),
+    })
+}
+
+/// Ties a trigger, its acknowledge and its resolve together.
+fn dedup_key(i: &crate::incidents::Incident) -> String {
+    format!("hapwatch-{}", i.id)
 }
 
 /// Slack reads `&`, `<` and `>` as markup (mentions, links): names from logs
@@ -93,8 +111,7 @@ pub fn build(ch: &Route, m: &Message<'_>) -> Value {
             json!({
                 "routing_key": ch.routing_key.as_deref().unwrap_or_default(),
                 "event_action": if lead.resolved.is_some() { "resolve" } else { "trigger" },
-                // The same key ties the resolve to its trigger.
-                "dedup_key": format!("hapwatch-{}", i.id),
+                "dedup_key": dedup_key(i),
                 "payload": {
                     "summary": heading,
                     "source": i.host,
@@ -161,6 +178,7 @@ mod tests {
             server: Some("s1".into()),
             opened_ms: 1_795_395_600_000,
             reminder_ms: None,
+            ack: None,
             summary: "server be_api/s1 is DOWN".into(),
             detail,
         }
@@ -213,6 +231,36 @@ mod tests {
         assert_eq!(fire["routing_key"], "R0UT1NG");
         assert_eq!(fire["payload"]["severity"], "warning");
         assert_eq!(fire["payload"]["source"], "lb1");
+    }
+
+    #[test]
+    fn an_ack_is_pagerdutys_acknowledge_and_the_resolve_says_who_acked() {
+        let fire = body("pagerduty", &[firing()]);
+        let ack = acknowledge(&channel("pagerduty"), &incident());
+        assert_eq!(ack["event_action"], "acknowledge");
+        assert_eq!(ack["dedup_key"], fire["dedup_key"]);
+        assert_eq!(ack["routing_key"], "R0UT1NG");
+        let mut done = resolved();
+        done.incident.ack = Some(Box::new(crate::incidents::Ack {
+            by: "alice".into(),
+            reason: "rebooting the host".into(),
+            at_ms: 1_795_395_630_000,
+        }));
+        let hook = body("webhook", &[done]);
+        assert_eq!(hook["incident"]["ack"]["by"], "alice");
+        assert_eq!(hook["incident"]["ack"]["at"], "2026-11-23T01:00:30Z");
+        assert!(
+            hook["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("(acknowledged by alice)"),
+            "{hook}"
+        );
+        assert_eq!(
+            hook["incident"]["evidence"]["acked"],
+            "by alice at 2026-11-23 01:00:30 UTC: rebooting the host"
+        );
+        assert!(body("webhook", &[firing()])["incident"]["ack"].is_null());
     }
 
     #[test]

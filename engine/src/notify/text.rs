@@ -118,7 +118,7 @@ fn what(i: &Incident) -> String {
 /// `RESOLVED be_api/api2 on lb1: UP again after 2m 13s`.
 pub fn headline(it: &Item) -> String {
     let i = &it.incident;
-    match &it.resolved {
+    let mut line = match &it.resolved {
         Some(r) => format!(
             "RESOLVED {}: {} after {}",
             place(i),
@@ -132,7 +132,11 @@ pub fn headline(it: &Item) -> String {
             }
             line
         }
+    };
+    if let Some(ack) = &i.ack {
+        line += &format!(" (acknowledged by {})", ack.by);
     }
+    line
 }
 
 /// When this firing is a reminder of an incident still open.
@@ -271,6 +275,10 @@ pub fn evidence(i: &Incident, zone: &Zone) -> Vec<(&'static str, String)> {
     if let Some(t) = d.get("last_window").and_then(traffic) {
         out.push(("Traffic", format!("{t} (the last rules window)")));
     }
+    if let Some(ack) = &i.ack {
+        let when = local_time(ack.at_ms, zone);
+        out.push(("Acked", format!("by {} at {when}: {}", ack.by, ack.reason)));
+    }
     out
 }
 
@@ -295,6 +303,7 @@ mod tests {
             server: Some(server.into()),
             opened_ms: 1_795_395_600_000,
             reminder_ms: None,
+            ack: None,
             summary: format!("server be_api/{server} is DOWN"),
             detail,
         }

@@ -607,6 +607,30 @@ impl Receiver {
     }
 
     /// Waits until `n` requests were accepted; returns their (headers, body).
+    /// Waits (30 s at most) until a body it accepted satisfies `wanted`; all of them.
+    pub fn wait_body(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.wait_bodies(what, |bodies| bodies.iter().any(&wanted))
+    }
+
+    /// Waits (30 s at most) until the JSON bodies it accepted satisfy `done`; them.
+    pub fn wait_bodies(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let bodies: Vec<Value> = self
+                .accepted
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, b)| serde_json::from_str(b).unwrap())
+                .collect();
+            if done(&bodies) {
+                return bodies;
+            }
+            assert!(Instant::now() < deadline, "no {what} among {bodies:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn wait_accepted(&self, n: usize) -> Vec<Request> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -1,0 +1,196 @@
+//! The on-call workflow against a running daemon: acknowledgements.
+
+use crate::util::*;
+use serde_json::Value;
+
+/// be_x's last server goes: a critical `backend_down`.
+const LAST_DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+const NO_SERVER: &[u8] = b"<128>Nov 23 01:23:33 haproxy[1]: backend be_x has no server available!";
+const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 1 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
+
+/// Firing rows of `id` (its page and reminders) created after `after_ms`.
+fn firings_after(db: &std::path::Path, id: i64, after_ms: i64) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM outbox WHERE incident_id = ?1 AND status = 'firing' AND created_at > ?2",
+        [id, after_ms],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn acknowledges(bodies: &[Value]) -> usize {
+    bodies
+        .iter()
+        .filter(|b| b["event_action"] == "acknowledge")
+        .count()
+}
+
+fn acked_at(db: &std::path::Path, id: i64) -> (i64, Option<i64>) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT acked_at, notified_at FROM acks WHERE incident_id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_ack_stops_reminders_tells_pagerduty_once_and_its_resolve_says_who() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(0, vec![]);
+    let pd = Receiver::start(0, vec![]);
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "group_wait", "\"0s\"")
+        .set("notify", "repeat_critical", "\"1s\"")
+        .set("notify", "retry_min", "\"50ms\"")
+        .udp()
+        .webhook("ops", hook.port, "")
+        .channel(&format!(
+            "name = \"pd\"\ntype = \"pagerduty\"\nurl = \"http://127.0.0.1:{}/v2/enqueue\"\nrouting_key = \"R0UT1NG\"\n",
+            pd.port
+        ))
+        .write();
+    let db = dir.path().join("h.db");
+    let db_s = db.to_str().unwrap();
+    let daemon = Daemon::start(&cfg, 1);
+    send_udp(daemon.port(0), &[LAST_DOWN.to_vec(), NO_SERVER.to_vec()]);
+
+    // The page, then a reminder a second later: reminders are on.
+    let is_reminder = |b: &Value| {
+        b["incident"]["kind"] == "backend_down"
+            && b["text"].as_str().unwrap().contains("still open after")
+    };
+    let bodies = hook.wait_body("reminder", is_reminder);
+    let id = bodies.iter().find(|b| is_reminder(b)).unwrap()["incident"]["id"]
+        .as_i64()
+        .unwrap();
+
+    // Unknown and resolved incidents cannot be acknowledged; an empty reason neither.
+    let (_, err) = hapwatch_fails(&["ack", "--db", db_s, "#999", "--reason", "x"]);
+    assert!(err.contains("no incident #999"), "{err}");
+    let (_, err) = hapwatch_fails(&["ack", "--db", db_s, &id.to_string(), "--reason", " "]);
+    assert!(err.contains("--reason is empty"), "{err}");
+
+    let said = hapwatch(&[
+        "ack",
+        "--db",
+        db_s,
+        &format!("#{id}"),
+        "--reason",
+        "rebooting lb1",
+        "--by",
+        "alice",
+    ]);
+    assert!(
+        said.contains(&format!(
+            "incident #{id} acknowledged by alice: rebooting lb1"
+        )),
+        "{said}"
+    );
+    // PagerDuty is told, on the trigger's dedup key.
+    let pages = pd.wait_body("acknowledge", |b| b["event_action"] == "acknowledge");
+    let key = format!("hapwatch-{id}");
+    let ack = pages
+        .iter()
+        .find(|b| b["event_action"] == "acknowledge")
+        .unwrap();
+    assert_eq!(ack["dedup_key"], key.as_str(), "{pages:?}");
+    assert!(
+        pages
+            .iter()
+            .any(|b| b["event_action"] == "trigger" && b["dedup_key"] == key.as_str()),
+        "its trigger went first: {pages:?}"
+    );
+    assert_eq!(ack["routing_key"], "R0UT1NG");
+    wait_stored(
+        &db,
+        "the ack settled",
+        &format!("SELECT count(*) FROM acks WHERE incident_id = {id} AND notified_at IS NOT NULL"),
+        1,
+        String::new,
+    );
+    let (_, Some(settled)) = acked_at(&db, id) else {
+        unreachable!()
+    };
+
+    // A restart owes PagerDuty nothing more, and reminders stay off.
+    drop(daemon.stop());
+    let mut daemon = Daemon::start(&cfg, 1);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(firings_after(&db, id, settled), 0, "no reminder once acked");
+    let list = json_lines(&["incidents", "--db", db_s, "--open", "--json"]);
+    let row = list.iter().find(|i| i["id"] == id).unwrap();
+    assert_eq!(
+        (row["ack"]["by"].as_str(), row["ack"]["reason"].as_str()),
+        (Some("alice"), Some("rebooting lb1"))
+    );
+    let table = hapwatch(&["incidents", "--db", db_s]);
+    assert!(table.contains("acked"), "{table}");
+    let one = hapwatch(&["incident", "--db", db_s, &id.to_string()]);
+    assert!(one.contains("acked     by alice at "), "{one}");
+
+    // Taken back, the reminders resume.
+    let said = hapwatch(&["unack", "--db", db_s, &id.to_string()]);
+    assert!(said.contains("no longer acknowledged"), "{said}");
+    let unacked_at = hapwatch::timezone::now_ms();
+    wait_stored(
+        &db,
+        "a reminder after the unack",
+        &format!(
+            "SELECT count(*) FROM outbox WHERE incident_id = {id} AND status = 'firing' AND created_at > {unacked_at}"
+        ),
+        1,
+        String::new,
+    );
+    let (_, err) = hapwatch_fails(&["unack", "--db", db_s, &id.to_string()]);
+    assert!(err.contains("is not acknowledged"), "{err}");
+
+    // Acked again, then resolved: the resolve says who.
+    hapwatch(&[
+        "ack",
+        "--db",
+        db_s,
+        &id.to_string(),
+        "--reason",
+        "on it",
+        "--by",
+        "bob",
+    ]);
+    pd.wait_bodies("the second acknowledge", |b| acknowledges(b) == 2);
+    wait_stored(
+        &db,
+        "the second ack settled",
+        &format!("SELECT count(*) FROM acks WHERE incident_id = {id} AND notified_at IS NOT NULL"),
+        1,
+        String::new,
+    );
+    send_udp(daemon.port(0), &[UP.to_vec()]);
+    let bodies = hook.wait_body("resolve", |b| {
+        b["status"] == "resolved" && b["incident"]["id"] == id
+    });
+    daemon.wait_delivered(1);
+    let log = daemon.stop();
+    let resolve = bodies
+        .iter()
+        .find(|b| b["status"] == "resolved" && b["incident"]["id"] == id)
+        .unwrap();
+    assert_eq!(resolve["incident"]["ack"]["by"], "bob", "{resolve}");
+    assert!(
+        resolve["text"]
+            .as_str()
+            .unwrap()
+            .contains("(acknowledged by bob)"),
+        "{resolve}"
+    );
+    // Resolved: the ack stays in the history, and a resolved incident cannot be acked.
+    let (_, err) = hapwatch_fails(&["ack", "--db", db_s, &id.to_string(), "--reason", "x"]);
+    assert!(err.contains("already resolved"), "{err}\n{log:?}");
+    let pages = pd.wait_bodies("PagerDuty's events", |_| true);
+    assert_eq!(
+        acknowledges(&pages),
+        2,
+        "one per ack, none again after the restart: {pages:?}"
+    );
+}
