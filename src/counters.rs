@@ -1,6 +1,6 @@
 //! The daemon's own counters, shared by the ingest, parse and store stages.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use hapwatch_parsers::ErrorKind;
@@ -48,6 +48,12 @@ pub struct Stats {
     pub reloads: AtomicU64,
     /// A batch failed to write and is held for a retry (locked, disk full).
     pub store_retrying: Arc<AtomicBool>,
+    /// When the outbox task last went round its loop (wall ms): at least each second.
+    pub outbox_ran_ms: Arc<AtomicI64>,
+    /// `[heartbeat]` requests answered 2xx, failed, and withheld (unhealthy).
+    pub heartbeats_sent: AtomicU64,
+    pub heartbeats_failed: AtomicU64,
+    pub heartbeats_withheld: AtomicU64,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.

@@ -125,6 +125,11 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                     "write_errors": state.stats.write_errors.load(std::sync::atomic::Ordering::Relaxed),
                     "reloads": state.stats.reloads.load(std::sync::atomic::Ordering::Relaxed),
                     "clock_steps": state.stats.clock_steps.load(std::sync::atomic::Ordering::Relaxed),
+                    "heartbeats": {
+                        "sent": state.stats.heartbeats_sent.load(std::sync::atomic::Ordering::Relaxed),
+                        "failed": state.stats.heartbeats_failed.load(std::sync::atomic::Ordering::Relaxed),
+                        "withheld": state.stats.heartbeats_withheld.load(std::sync::atomic::Ordering::Relaxed),
+                    },
                 }),
             )
         }
@@ -277,6 +282,18 @@ fn metrics(state: &State, view: &View) -> String {
         "Traffic lines counted under _overflow: more routes than [limits] routes.",
         state.stats.over_limits.load(Relaxed),
     );
+    let _ = writeln!(out, "# HELP hapwatch_heartbeats_total [heartbeat] requests, by outcome (withheld: the daemon was unhealthy).\n# TYPE hapwatch_heartbeats_total counter");
+    for (outcome, n) in [
+        ("sent", &state.stats.heartbeats_sent),
+        ("failed", &state.stats.heartbeats_failed),
+        ("withheld", &state.stats.heartbeats_withheld),
+    ] {
+        let _ = writeln!(
+            out,
+            "hapwatch_heartbeats_total{{outcome=\"{outcome}\"}} {}",
+            n.load(Relaxed)
+        );
+    }
     counter(
         &mut out,
         "hapwatch_reloads_total",

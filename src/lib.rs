@@ -15,6 +15,7 @@ pub mod counters;
 pub mod daemon;
 mod delivery;
 mod digest;
+pub mod heartbeat;
 mod http;
 mod ingest;
 mod notify;

@@ -30,6 +30,7 @@ pub struct Config {
     #[serde(deserialize_with = "one_reconcile")]
     pub reconcile: crate::reconcile::ReconcileConfig,
     pub limits: LimitsConfig,
+    pub heartbeat: crate::heartbeat::HeartbeatConfig,
 }
 
 /// `[limits]`: what outside input may make the daemon hold, at most.
@@ -358,7 +359,7 @@ pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
         return Ok(Some(url));
     }
     Err(serde::de::Error::custom(
-        "a webhook url starts with http:// or https://",
+        "a url here starts with http:// or https://",
     ))
 }
 

@@ -155,6 +155,7 @@ impl Daemon {
         let (guard, writer) = open_store(&config, lock, &stats, &wall, &outbox_wake)?;
         let (engine, outbox) = restore::restore(&config, &db, &writer.tx, wall.now_ms())?;
         let observed = Arc::new(crate::view::Observed::default());
+        let beat = (stats.clone(), observed.clone());
         // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
         let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
         let pipeline_reload = tick::Reload::default();
@@ -213,8 +214,15 @@ impl Daemon {
             failed: stats.notifications_failed.clone(),
             health: health_tx,
             wall: wall.clone(),
+            ran: stats.outbox_ran_ms.clone(),
         };
         let delivery = rt.spawn(crate::notify::outbox::run(wiring, channels_rx));
+        rt.spawn(crate::heartbeat::run(
+            config.heartbeat.clone(),
+            beat.0,
+            beat.1,
+            wall.clone(),
+        ));
         if config.channel.is_empty() {
             tracing::info!("no notification channel configured: incidents go to this log only");
         }

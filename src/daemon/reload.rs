@@ -30,8 +30,11 @@ pub fn apply(running: Config, next: Config, reloads: &Reloads) -> Config {
     if next.db_path() != running.db_path()
         || format!("{:?}", next.listeners()) != format!("{:?}", running.listeners())
         || next.storage.window != running.storage.window
+        || next.heartbeat != running.heartbeat
     {
-        tracing::warn!("listeners, storage path and window size change only on restart");
+        tracing::warn!(
+            "listeners, storage path, window size and [heartbeat] change only on restart"
+        );
     }
     let diff = crate::notify::ChannelDiff::against(
         &crate::notify::fingerprints(&running.channel),

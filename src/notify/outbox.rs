@@ -217,6 +217,8 @@ pub struct Wiring {
     /// Hears which channels fail and which work again.
     pub health: std::sync::mpsc::Sender<ChannelHealth>,
     pub wall: crate::timezone::WallClock,
+    /// Stamped each time round the loop: the heartbeat's sign that delivery runs.
+    pub ran: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Runs until the process stops; `channels` changes on a reload.
@@ -229,6 +231,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
         failed,
         health,
         wall,
+        ran,
     } = wiring;
     let mut streaks = Streaks::default();
     let conn = match crate::store::open_read(&db) {
@@ -261,6 +264,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
     let horizon_ms = cfg.retry_max.as_millis() as i64 * 6 / 5 + 1000;
     loop {
         let now = wall.now_ms();
+        ran.store(now, std::sync::atomic::Ordering::Relaxed);
         let rows = due(&conn, now, horizon_ms).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the outbox failed");
             Vec::new()

@@ -194,3 +194,45 @@ fn an_ack_stops_reminders_tells_pagerduty_once_and_its_resolve_says_who() {
         "one per ack, none again after the restart: {pages:?}"
     );
 }
+
+#[test]
+fn the_heartbeat_beats_while_healthy_and_is_withheld_while_the_store_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let beat = Receiver::start(0, vec![]);
+    let cfg = ConfigBuilder::new(dir.path())
+        .set(
+            "heartbeat",
+            "url",
+            &format!("\"http://127.0.0.1:{}/ping\"", beat.port),
+        )
+        .set("heartbeat", "every", "\"200ms\"")
+        .set("heartbeat", "method", "\"POST\"")
+        .http()
+        .udp()
+        .write();
+    let mut daemon = Daemon::start(&cfg, 1);
+    beat.wait_accepted(2);
+
+    // Another process holds the write lock: the daemon's next write is held.
+    let holder = rusqlite::Connection::open(dir.path().join("h.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    send_udp(daemon.port(0), &[LAST_DOWN.to_vec()]);
+    daemon.wait_store_retrying(true);
+    let before = beat.accepted.lock().unwrap().len();
+    let withheld = |h: &Value| h["heartbeats"]["withheld"].as_u64().unwrap_or(0);
+    daemon.wait_health("two beats withheld", |h| withheld(h) >= 2);
+    let during = beat.accepted.lock().unwrap().len();
+    // One beat may have been on its way when the lock began; none after.
+    assert!(during <= before + 1, "{before} then {during}");
+
+    holder.execute_batch("COMMIT").unwrap();
+    daemon.wait_store_retrying(false);
+    beat.wait_accepted(during + 1);
+    let (_, metrics) = http_get(daemon.http_port(), "/metrics");
+    daemon.stop();
+    assert!(
+        metrics.contains("hapwatch_heartbeats_total{outcome=\"withheld\"} "),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("hapwatch_heartbeats_total{outcome=\"sent\"} 0\n"));
+}
