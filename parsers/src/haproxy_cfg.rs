@@ -126,7 +126,7 @@ fn escape(
     Ok(())
 }
 
-const SECTIONS: [&str; 10] = [
+pub(crate) const SECTIONS: [&str; 10] = [
     "global",
     "defaults",
     "frontend",

@@ -19,6 +19,7 @@ mod health;
 #[cfg(feature = "json")]
 pub mod json;
 mod log_format;
+pub mod mailers;
 mod syslog;
 mod time;
 mod traffic;

@@ -11,6 +11,7 @@ mod check_config;
 mod common;
 mod digest;
 mod events;
+mod import_haproxy;
 mod incidents;
 mod outbox;
 mod output;
@@ -61,6 +62,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Parse syslog messages (one per line) and print what hapwatch sees, as JSON lines.
     Parse(parse::ParseArgs),
+    /// HAProxy's mailers and email-alert directives as [[channel]] tables (TOML on stdout).
+    ImportHaproxy(import_haproxy::ImportArgs),
     /// Validate a config file and show what it sets.
     CheckConfig(check_config::CheckConfigArgs),
     /// Write the man page and shell completions (for packaging).
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Parse(args) => parse::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::ImportHaproxy(args) => import_haproxy::run(args),
         Command::GenerateAssets(args) => assets::run(args),
     }
 }

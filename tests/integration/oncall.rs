@@ -236,3 +236,100 @@ fn the_heartbeat_beats_while_healthy_and_is_withheld_while_the_store_refuses_wri
     );
     assert!(!metrics.contains("hapwatch_heartbeats_total{outcome=\"sent\"} 0\n"));
 }
+
+/// A HAProxy 2.x configuration with native email alerts, as people run them.
+const MAILERS_CFG: &str = "\
+global
+    log 127.0.0.1:514 local0
+
+mailers ops
+    mailer smtp1 192.0.2.10:587
+    mailer smtp2 192.0.2.11:25
+    timeout mail 20s
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    email-alert mailers ops
+    email-alert from haproxy@example.org
+    email-alert to ops@example.org
+
+backend be_api
+    server a1 127.0.0.1:8081 check
+
+listen li_web
+    bind 127.0.0.1:8080
+    server w1 127.0.0.1:8082 check
+
+backend be_db
+    email-alert level notice
+    email-alert to dba@example.org
+    server d1 127.0.0.1:8083 check
+";
+
+#[test]
+fn haproxys_mailers_become_channels_that_check_config_accepts() {
+    use crate::util::haproxy::HAPROXY;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg, MAILERS_CFG).unwrap();
+    // It is a configuration HAProxy itself takes.
+    if installed(&[HAPROXY]) {
+        let check = std::process::Command::new(HAPROXY)
+            .args(["-c", "-f"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    let out = hapwatch(&["import-haproxy", cfg.to_str().unwrap()]);
+    let parsed: Value = serde_json::to_value(toml::from_str::<toml::Table>(&out).unwrap()).unwrap();
+    let channels = parsed["channel"].as_array().unwrap();
+    let keys = [
+        "name",
+        "smtp_host",
+        "smtp_port",
+        "to",
+        "min_severity",
+        "resolved",
+        "backends",
+    ];
+    let rows: Vec<String> = channels
+        .iter()
+        .map(|c| keys.map(|k| c[k].to_string()).join(" "))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            r#""ops-smtp1" "192.0.2.10" 587 ["ops@example.org"] "warning" false ["be_api","li_web"]"#,
+            r#""ops-smtp2" "192.0.2.11" 25 ["ops@example.org"] "warning" false ["be_api","li_web"]"#,
+            r#""ops-smtp1-2" "192.0.2.10" 587 ["dba@example.org"] "info" true ["be_db"]"#,
+            r#""ops-smtp2-2" "192.0.2.11" 25 ["dba@example.org"] "info" true ["be_db"]"#,
+        ],
+        "{out}"
+    );
+    assert!(
+        channels
+            .iter()
+            .all(|c| c["timeout"] == "20000ms" && c["tls"] == "none"),
+        "{out}"
+    );
+    // Appended to a hapwatch config, check-config takes it.
+    let config = ConfigBuilder::new(dir.path()).udp().toml(&out).write();
+    let said = hapwatch(&["check-config", config.to_str().unwrap()]);
+    assert!(said.contains("ops-smtp1-2"), "{said}");
+
+    // A mistake is named with its line.
+    std::fs::write(&cfg, MAILERS_CFG.replace("level notice", "level loud")).unwrap();
+    let (_, err) = hapwatch_fails(&["import-haproxy", cfg.to_str().unwrap()]);
+    assert!(
+        err.contains("line 26") && err.contains("emerg, alert"),
+        "{err}"
+    );
+}
