@@ -64,10 +64,7 @@ pub struct Processor {
     /// Where incident changes are notified, and the changes waiting to be grouped.
     notifier: Notifier,
     /// HAProxy's stats readings and the host they describe (daemon, when configured).
-    reconcile: Option<(
-        std::sync::mpsc::Receiver<Vec<crate::reconcile::StatRow>>,
-        String,
-    )>,
+    reconcile: Option<std::sync::mpsc::Receiver<crate::reconcile::Reading>>,
     /// Totals since start and the view the HTTP endpoints serve (daemon only).
     totals: crate::view::TrafficTotals,
     observed: Option<Arc<crate::view::Observed>>,
@@ -77,7 +74,7 @@ pub struct Processor {
     servers_view: Vec<crate::view::ServerView>,
     published_fleet: u64,
     /// Whether HAProxy's stats can be read, from the reconcile task.
-    stats_health: Option<std::sync::mpsc::Receiver<Option<String>>>,
+    stats_health: Option<std::sync::mpsc::Receiver<(String, Option<String>)>>,
     /// Channels delivery reports failing or working again (daemon only).
     channel_health: Option<std::sync::mpsc::Receiver<crate::notify::outbox::ChannelHealth>>,
     /// Traffic rules, judged at receive time (daemon only).
@@ -306,22 +303,22 @@ impl Processor {
     /// Corrects the fleet state from HAProxy's stats readings.
     pub fn with_reconcile(
         mut self,
-        rx: std::sync::mpsc::Receiver<Vec<crate::reconcile::StatRow>>,
-        host: String,
-        health: std::sync::mpsc::Receiver<Option<String>>,
+        rx: std::sync::mpsc::Receiver<crate::reconcile::Reading>,
+        health: std::sync::mpsc::Receiver<(String, Option<String>)>,
     ) -> Self {
-        self.reconcile = Some((rx, host));
+        self.reconcile = Some(rx);
         self.stats_health = Some(health);
         self
     }
 
+    /// The newest reading of each HAProxy, against what its logs said.
     fn reconcile(&mut self, now_ms: i64) {
-        let (Some((rx, host)), Some(engine)) = (&self.reconcile, &mut self.engine) else {
+        let (Some(rx), Some(engine)) = (&self.reconcile, &mut self.engine) else {
             return;
         };
         if let Some(health) = &self.stats_health {
-            for failing in health.try_iter() {
-                let changes = engine.on_stats(host, failing.as_deref(), now_ms);
+            for (host, failing) in health.try_iter() {
+                let changes = engine.on_stats(&host, failing.as_deref(), now_ms);
                 apply(
                     &self.store,
                     &mut self.notifier,
@@ -331,10 +328,23 @@ impl Processor {
                 );
             }
         }
-        let Some(rows) = rx.try_iter().last() else {
+        let mut newest: Vec<crate::reconcile::Reading> = Vec::new();
+        for (host, rows) in rx.try_iter() {
+            match newest.iter_mut().find(|(h, _)| *h == host) {
+                Some(r) => r.1 = rows,
+                None => newest.push((host, rows)),
+            }
+        }
+        for (host, rows) in &newest {
+            self.reconcile_host(host, rows, now_ms);
+        }
+    }
+
+    fn reconcile_host(&mut self, host: &str, rows: &[crate::reconcile::StatRow], now_ms: i64) {
+        let Some(engine) = &mut self.engine else {
             return;
         };
-        for row in &rows {
+        for row in rows {
             let (be, srv) = (&row.backend, &row.server);
             let state = row.state.as_str();
             let known = engine.known_state(host, be, srv);
@@ -369,7 +379,7 @@ impl Processor {
             });
             self.events.push(EventRow {
                 ts_ms: now_ms,
-                host: host.clone(),
+                host: host.to_owned(),
                 kind: "other",
                 template: "reconciliation".into(),
                 proxy: Some(be.clone()),

@@ -167,13 +167,18 @@ async fn fetch(cfg: &ReconcileConfig, client: &reqwest::Client) -> Result<String
 /// Polls in a row that fail before it is an incident (one refused poll is not).
 const UNREADABLE_AFTER: u32 = 3;
 
+/// One HAProxy's readings, for the pipeline: (its host, its server rows).
+pub type Reading = (String, Vec<StatRow>);
+
 /// `health` hears when the stats stay unreadable (`Some(why)`) and when they
-/// answer again (`None`): an incident, not only a warning.
+/// answer again (`None`): an incident, not only a warning. Each configured
+/// HAProxy has a task of its own, so a slow one does not delay the others.
 pub async fn run(
     cfg: ReconcileConfig,
-    tx: SyncSender<Vec<StatRow>>,
-    health: std::sync::mpsc::Sender<Option<String>>,
+    tx: SyncSender<Reading>,
+    health: std::sync::mpsc::Sender<(String, Option<String>)>,
 ) {
+    let host = cfg.host.clone().unwrap_or_default();
     // A stats page over https needs the TLS provider, as delivery does.
     crate::delivery::ensure_crypto_provider();
     let client = reqwest::Client::new();
@@ -185,21 +190,21 @@ pub async fn run(
         let result = fetch(&cfg, &client).await;
         match &result {
             Ok(_) if failures >= UNREADABLE_AFTER => {
-                let _ = health.send(None);
+                let _ = health.send((host.clone(), None));
                 failures = 0;
             }
             Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
                 if failures == UNREADABLE_AFTER {
-                    let _ = health.send(Some(e.to_string()));
+                    let _ = health.send((host.clone(), Some(e.to_string())));
                 }
             }
         }
         match result {
             Ok(text) => {
                 failing = false;
-                match tx.try_send(parse_csv(&text)) {
+                match tx.try_send((host.clone(), parse_csv(&text))) {
                     // A busy pipeline skips a reading; the next poll says the same.
                     Ok(()) | Err(std::sync::mpsc::TrySendError::Full(_)) => {}
                     Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
@@ -208,7 +213,7 @@ pub async fn run(
             // Said once per outage, not at every poll.
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!(error = %e, "cannot read HAProxy's stats for reconciliation");
+                tracing::warn!(host = %crate::escape::escape(&host), error = %e, "cannot read HAProxy's stats for reconciliation");
             }
             Err(_) => {}
         }

@@ -70,6 +70,25 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             ch.min_severity.as_str()
         )?;
     }
+    for r in config.reconcile.iter().filter(|r| r.enabled()) {
+        let source = match (&r.stats_socket, &r.stats_url) {
+            (Some(path), _) => path.display().to_string(),
+            // A stats URL may carry credentials: scheme and host only.
+            (None, Some(url)) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+                let authority = rest.split('/').next().unwrap_or_default();
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}/…")
+            }
+            (None, None) => String::new(),
+        };
+        writeln!(
+            out,
+            "  reconcile {}: {source} every {}",
+            r.host.as_deref().unwrap_or_default(),
+            short(r.interval)
+        )?;
+    }
     for f in parser.custom_formats() {
         writeln!(out, "  format    {}: {}", f.name(), f.source())?;
     }

@@ -27,8 +27,9 @@ pub struct Config {
     pub channel: Vec<crate::notify::ChannelConfig>,
     pub http: HttpConfig,
     pub digest: crate::digest::DigestConfig,
-    #[serde(deserialize_with = "one_reconcile")]
-    pub reconcile: crate::reconcile::ReconcileConfig,
+    /// `[reconcile]` (one HAProxy) or `[[reconcile]]` (several, each its host).
+    #[serde(deserialize_with = "reconcile_list")]
+    pub reconcile: Vec<crate::reconcile::ReconcileConfig>,
     pub limits: LimitsConfig,
     pub heartbeat: crate::heartbeat::HeartbeatConfig,
 }
@@ -195,6 +196,8 @@ pub enum LoadError {
 pub enum ConfigError {
     #[error("[limits] {0} must be more than 0")]
     Zero(&'static str),
+    #[error("[[reconcile]] names host {0:?} twice: each load balancer is one table")]
+    ReconcileHostTwice(String),
     #[error("two channels are named {0:?}")]
     DuplicateChannel(String),
     #[error("channel {channel:?} (type {kind:?}) needs `{key}`")]
@@ -294,7 +297,15 @@ impl Config {
                 None => return Err(ConfigError::DigestUnknown(name.clone())),
             }
         }
-        self.reconcile.validate()?;
+        let mut hosts = std::collections::HashSet::new();
+        for r in &self.reconcile {
+            r.validate()?;
+            if let Some(host) = &r.host {
+                if !hosts.insert(host.as_str()) {
+                    return Err(ConfigError::ReconcileHostTwice(host.clone()));
+                }
+            }
+        }
         if self.digest.hour > 23 {
             return Err(ConfigError::DigestHour(self.digest.hour));
         }
@@ -365,38 +376,37 @@ pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
 
 pub use hapwatch_engine::de::{duration, share};
 
-/// `[reconcile]` is one table. `[[reconcile]]` (an array) would otherwise be
-/// read as a struct from a sequence and fail as "invalid type: map, expected
-/// path string"; a list of one is taken, a longer one refused by name.
-fn one_reconcile<'de, D: Deserializer<'de>>(
+/// `[reconcile]` (a table) or `[[reconcile]]` (a list of them): either way
+/// a list, each entry one HAProxy's stats and the host its logs come as.
+fn reconcile_list<'de, D: Deserializer<'de>>(
     d: D,
-) -> Result<crate::reconcile::ReconcileConfig, D::Error> {
-    use serde::de::{value::MapAccessDeserializer, Error, MapAccess, SeqAccess, Visitor};
-    struct One;
-    impl<'de> Visitor<'de> for One {
-        type Value = crate::reconcile::ReconcileConfig;
+) -> Result<Vec<crate::reconcile::ReconcileConfig>, D::Error> {
+    use serde::de::{value::MapAccessDeserializer, MapAccess, SeqAccess, Visitor};
+    struct List;
+    impl<'de> Visitor<'de> for List {
+        type Value = Vec<crate::reconcile::ReconcileConfig>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a [reconcile] table")
+            f.write_str("a [reconcile] table or [[reconcile]] tables")
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            Self::Value::deserialize(MapAccessDeserializer::new(map))
+            let one =
+                crate::reconcile::ReconcileConfig::deserialize(MapAccessDeserializer::new(map))?;
+            // An empty [reconcile] table is reconciliation off, as no table is.
+            Ok(if one.enabled() || one.host.is_some() {
+                vec![one]
+            } else {
+                Vec::new()
+            })
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let first: Self::Value = seq.next_element()?.unwrap_or_default();
-            let mut more = 0;
-            while seq.next_element::<toml::Value>()?.is_some() {
-                more += 1;
+            let mut out = Vec::new();
+            while let Some(one) = seq.next_element()? {
+                out.push(one);
             }
-            if more > 0 {
-                return Err(A::Error::custom(format!(
-                    "{} [[reconcile]] tables: hapwatch reads one HAProxy's stats; write a single [reconcile] table",
-                    more + 1
-                )));
-            }
-            Ok(first)
+            Ok(out)
         }
     }
-    d.deserialize_any(One)
+    d.deserialize_any(List)
 }
 
 fn window_span<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -436,17 +446,30 @@ mod tests {
     }
 
     #[test]
-    fn reconcile_is_one_table_and_a_list_of_them_is_refused_by_name() {
+    fn reconcile_is_one_table_or_a_list_each_with_its_own_host() {
+        let single = "[reconcile]\nstats_socket = \"/run/haproxy/admin.sock\"\nhost = \"lb1\"\n";
+        let c = Config::from_toml(single).unwrap();
+        assert_eq!(c.reconcile.len(), 1);
+        assert_eq!(c.reconcile[0].host.as_deref(), Some("lb1"));
         let one = "[[reconcile]]\nstats_socket = \"/run/haproxy/admin.sock\"\nhost = \"lb1\"\n";
-        let c = Config::from_toml(one).unwrap();
-        assert_eq!(c.reconcile.host.as_deref(), Some("lb1"));
-        let two = format!("{one}\n[[reconcile]]\nstats_socket = \"/x\"\nhost = \"lb2\"\n");
-        let e = Config::from_toml(&two).unwrap_err().to_string();
-        assert!(
-            e.contains("2 [[reconcile]] tables") && e.contains("single [reconcile]"),
-            "{e}"
+        let two = format!(
+            "{one}\n[[reconcile]]\nstats_url = \"http://lb2:8404/stats;csv\"\nhost = \"lb2\"\n"
         );
-        assert!(!e.contains("expected path string"), "{e}");
+        let c = Config::from_toml(&two).unwrap();
+        c.validate().unwrap();
+        let hosts: Vec<_> = c.reconcile.iter().map(|r| r.host.as_deref()).collect();
+        assert_eq!(hosts, [Some("lb1"), Some("lb2")]);
+        let same = format!("{one}\n{one}");
+        let e = Config::from_toml(&same)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"lb1\"") && e.contains("twice"), "{e}");
+        assert!(Config::from_toml("[reconcile]\n")
+            .unwrap()
+            .reconcile
+            .is_empty());
         let e = Config::from_toml("[reconcile]\nstats_sock = \"/x\"\n")
             .unwrap_err()
             .to_string();

@@ -201,8 +201,10 @@ impl Daemon {
             None => None,
         };
         if let Some((tx, health)) = reconcile {
-            tracing::info!(every = ?config.reconcile.interval, "reconciling with HAProxy's stats");
-            rt.spawn(crate::reconcile::run(config.reconcile.clone(), tx, health));
+            for r in config.reconcile.iter().filter(|r| r.enabled()) {
+                tracing::info!(host = ?r.host, every = ?r.interval, "reconciling with HAProxy's stats");
+                rt.spawn(crate::reconcile::run(r.clone(), tx.clone(), health.clone()));
+            }
         }
         let (channels_tx, channels_rx) = tokio::sync::watch::channel(config.channel.clone());
         reload::record_channels(&writer.tx, &config, wall.now_ms());
@@ -355,21 +357,23 @@ impl Daemon {
     }
 }
 
-/// The channel that carries HAProxy's stats to the pipeline, when `[reconcile]` is on.
+/// The channels that carry HAProxy's stats to the pipeline, when `[reconcile]` is on.
 type ReconcileFeed = (
-    mpsc::SyncSender<Vec<crate::reconcile::StatRow>>,
-    mpsc::Sender<Option<String>>,
+    mpsc::SyncSender<crate::reconcile::Reading>,
+    mpsc::Sender<(String, Option<String>)>,
 );
 
-/// Connects the pipeline to the reconcile task when `[reconcile]` is on.
+/// Connects the pipeline to the reconcile tasks when `[reconcile]` is on.
 fn with_reconcile(processor: Processor, config: &Config) -> (Processor, Option<ReconcileFeed>) {
-    let (true, Some(host)) = (config.reconcile.enabled(), config.reconcile.host.clone()) else {
+    let polled = config.reconcile.iter().filter(|r| r.enabled()).count();
+    if polled == 0 {
         return (processor, None);
-    };
-    let (tx, rx) = mpsc::sync_channel(4);
+    }
+    // Room for a reading of each HAProxy, and then some.
+    let (tx, rx) = mpsc::sync_channel(4 * polled);
     let (health_tx, health_rx) = mpsc::channel();
     (
-        processor.with_reconcile(rx, host, health_rx),
+        processor.with_reconcile(rx, health_rx),
         Some((tx, health_tx)),
     )
 }

@@ -375,3 +375,77 @@ fn reconcile_from(socket: bool) {
         "reconciled from HAProxy's stats"
     );
 }
+
+/// Two load balancers whose logs are lost, one read by its stats socket and
+/// one by its stats page: each one's dead server is an incident of its host.
+#[test]
+fn two_haproxys_are_reconciled_each_under_its_own_host() {
+    if !installed(&[HAPROXY]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let sock = a.join("admin.sock");
+    let (lost, dead_a, dead_b, stats_b) = (free_port(), free_port(), free_port(), free_port());
+    let cfg = ConfigBuilder::new(dir.path())
+        .udp()
+        .toml(&format!(
+            "[[reconcile]]\nstats_socket = {sock:?}\nhost = \"lb-a\"\ninterval = \"200ms\"\n\
+             [[reconcile]]\nstats_url = \"http://127.0.0.1:{stats_b}/stats;csv\"\nhost = \"lb-b\"\ninterval = \"200ms\"\n"
+        ))
+        .write();
+    let said = hapwatch(&["check-config", cfg.to_str().unwrap()]);
+    assert!(
+        said.contains("reconcile lb-a: ")
+            && said.contains(&format!("reconcile lb-b: http://127.0.0.1:{stats_b}/…")),
+        "{said}"
+    );
+    let mut daemon = Daemon::start(&cfg, 1);
+    let log_to = format!("    log 127.0.0.1:{lost} local0\n");
+    let mut lb_a = start_haproxy(
+        &a,
+        &format!(
+            "{log_to}    stats socket {} mode 600 level user\n",
+            sock.display()
+        ),
+        "",
+        &format!("backend be_a\n    server dead_a 127.0.0.1:{dead_a} check inter 100ms fall 2\n"),
+    );
+    let mut lb_b = start_haproxy(
+        &b,
+        &log_to,
+        "",
+        &format!(
+            "backend be_b\n    server dead_b 127.0.0.1:{dead_b} check inter 100ms fall 2\n\
+             frontend stats\n    bind 127.0.0.1:{stats_b}\n    stats enable\n    stats uri /stats\n"
+        ),
+    );
+    daemon.wait_incident("kind = 'server_down' AND host = 'lb-a' AND server = 'dead_a'");
+    daemon.wait_incident("kind = 'server_down' AND host = 'lb-b' AND server = 'dead_b'");
+    for lb in [&mut lb_a, &mut lb_b] {
+        let _ = lb.kill();
+        let _ = lb.wait();
+    }
+    daemon.stop();
+    let db = dir.path().join("h.db");
+    let incidents = json_lines(&["incidents", "--db", db.to_str().unwrap(), "--json"]);
+    let mut places: Vec<String> = incidents
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}/{}",
+                i["host"].as_str().unwrap(),
+                i["backend"],
+                i["server"]
+            )
+        })
+        .collect();
+    places.sort();
+    assert_eq!(
+        places,
+        ["lb-a \"be_a\"/\"dead_a\"", "lb-b \"be_b\"/\"dead_b\""],
+        "each server under its own host, no other incident: {incidents:?}"
+    );
+}
