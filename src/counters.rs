@@ -44,6 +44,8 @@ pub struct Stats {
     /// Traffic lines counted under `_overflow`: more names or routes than
     /// `[limits] routes` allows.
     pub over_limits: AtomicU64,
+    /// Maintenance windows on now (the config's and the CLI's).
+    pub maintenance_active: AtomicU64,
     /// Reloaded configs the pipeline has applied (SIGHUP).
     pub reloads: AtomicU64,
     /// A batch failed to write and is held for a retry (locked, disk full).

@@ -18,6 +18,7 @@ mod digest;
 pub mod heartbeat;
 mod http;
 mod ingest;
+pub mod maintenance;
 mod notify;
 mod parser;
 mod pipeline;

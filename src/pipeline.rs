@@ -512,6 +512,13 @@ impl Processor {
             {
                 let _ = self.store.send(acked);
             }
+            let (ended, windows_on) = self.notifier.windows_ended(engine.open_incidents(), now_ms);
+            self.stats
+                .maintenance_active
+                .store(windows_on as u64, std::sync::atomic::Ordering::Relaxed);
+            if !ended.is_empty() {
+                let _ = self.store.send(WriteOp::Incidents(Vec::new(), ended));
+            }
             let mut reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
             reminders.extend(self.notifier.digest(now_ms));
             if !reminders.is_empty() {

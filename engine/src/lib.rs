@@ -9,6 +9,7 @@ pub mod fasthash;
 pub mod figures;
 pub mod hist;
 pub mod incidents;
+pub mod maintenance;
 pub mod notify;
 pub mod route;
 pub mod rules;

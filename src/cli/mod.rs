@@ -13,6 +13,7 @@ mod digest;
 mod events;
 mod import_haproxy;
 mod incidents;
+mod maintenance;
 mod outbox;
 mod output;
 mod parse;
@@ -48,6 +49,8 @@ pub enum Command {
     Ack(ack::AckArgs),
     /// Take an acknowledgement back: reminders resume.
     Unack(ack::UnackArgs),
+    /// Maintenance windows: incidents recorded, not notified; what is still wrong at the end is.
+    Maintenance(maintenance::MaintenanceArgs),
     /// Hold notifications for a backend, server or host during a deploy.
     Silence(silence::SilenceArgs),
     /// Notifications waiting, retried or given up.
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Events(args) => events::run(args),
         Command::Silence(args) => silence::run(args),
+        Command::Maintenance(args) => maintenance::run(args),
         Command::Ack(args) => ack::run_ack(args),
         Command::Unack(args) => ack::run_unack(args),
         Command::Digest(args) => digest::run(args),

@@ -32,6 +32,8 @@ pub struct Config {
     pub reconcile: Vec<crate::reconcile::ReconcileConfig>,
     pub limits: LimitsConfig,
     pub heartbeat: crate::heartbeat::HeartbeatConfig,
+    /// `[[maintenance]]` windows: incidents recorded, not notified, while one is on.
+    pub maintenance: Vec<crate::maintenance::WindowConfig>,
 }
 
 /// `[limits]`: what outside input may make the daemon hold, at most.
@@ -198,6 +200,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("[[reconcile]] names host {0:?} twice: each load balancer is one table")]
     ReconcileHostTwice(String),
+    #[error("two maintenance windows are named {0:?}")]
+    DuplicateWindow(String),
     #[error("two channels are named {0:?}")]
     DuplicateChannel(String),
     #[error("channel {channel:?} (type {kind:?}) needs `{key}`")]
@@ -295,6 +299,12 @@ impl Config {
                 Some(c) if c.kind == crate::notify::ChannelType::Email => {}
                 Some(_) => return Err(ConfigError::DigestNotEmail(name.clone())),
                 None => return Err(ConfigError::DigestUnknown(name.clone())),
+            }
+        }
+        let mut windows = std::collections::HashSet::new();
+        for w in &self.maintenance {
+            if !windows.insert(w.name.as_str()) {
+                return Err(ConfigError::DuplicateWindow(w.name.clone()));
             }
         }
         let mut hosts = std::collections::HashSet::new();

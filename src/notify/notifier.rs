@@ -25,7 +25,12 @@ pub struct Notifier {
     /// Acks (incident, acked at) whose notifications are queued, until the
     /// store says so too.
     acks_queued: std::collections::HashSet<(i64, i64)>,
-    /// Reads the silences and acks the CLI adds.
+    /// Maintenance windows: the config's, and the CLI's (read each second).
+    windows: Vec<hapwatch_engine::maintenance::Window>,
+    stored_windows: Vec<hapwatch_engine::maintenance::Window>,
+    /// The zone of recurring windows that name none (`[parse] timezone`).
+    zone: crate::timezone::Zone,
+    /// Reads the silences, acks and windows the CLI adds.
     conn: Option<Connection>,
 }
 
@@ -48,6 +53,9 @@ impl Notifier {
             silences: Vec::new(),
             acks: Default::default(),
             acks_queued: Default::default(),
+            windows: crate::maintenance::configured(config),
+            stored_windows: Vec::new(),
+            zone: config.parse.timezone.clone(),
             conn: None,
         }
     }
@@ -75,6 +83,8 @@ impl Notifier {
     pub fn reconfigure(&mut self, config: &crate::config::Config) {
         self.channels = super::routes(&config.channel);
         self.repeat_ms = config.notify.repeat_critical.as_millis() as i64;
+        self.windows = crate::maintenance::configured(config);
+        self.zone = config.parse.timezone.clone();
         self.grouper
             .reconfigure(config.notify.group_wait, config.parse.timezone.clone());
     }
@@ -103,8 +113,70 @@ impl Notifier {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the acknowledgements"),
             }
+            match crate::store::maintenance::list(conn, now_ms) {
+                Ok(stored) => {
+                    self.stored_windows = stored
+                        .iter()
+                        .filter_map(|w| {
+                            crate::maintenance::window(
+                                &w.name(),
+                                &w.hosts,
+                                &w.backends,
+                                &w.schedule,
+                                &self.zone,
+                            )
+                        })
+                        .collect();
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the maintenance windows"),
+            }
         }
         self.silences.retain(|s| s.until_ms > now_ms);
+    }
+
+    /// The active maintenance window that covers this incident, if any.
+    fn window_over(&self, i: &Incident, now_ms: i64) -> Option<&str> {
+        self.windows
+            .iter()
+            .chain(&self.stored_windows)
+            .find(|w| w.scope.matches(i) && w.active_at(now_ms).is_some())
+            .map(|w| w.name.as_str())
+    }
+
+    /// What windows that ended owe: the firings they held whose incidents
+    /// are still open (and neither silenced nor under another window), once.
+    /// Also returns how many windows are on.
+    pub fn windows_ended<'a>(
+        &mut self,
+        open: impl Iterator<Item = &'a Incident>,
+        now_ms: i64,
+    ) -> (Vec<OutboxOp>, usize) {
+        let active: std::collections::HashSet<String> = self
+            .windows
+            .iter()
+            .chain(&self.stored_windows)
+            .filter(|w| w.active_at(now_ms).is_some())
+            .map(|w| w.name.clone())
+            .collect();
+        if !self.grouper.holds_for_windows() {
+            return (Vec::new(), active.len());
+        }
+        let owed: Vec<Incident> = open
+            .filter(|i| {
+                !self.silences.iter().any(|s| s.scope.matches_incident(i))
+                    && self.window_over(i, now_ms).is_none()
+            })
+            .cloned()
+            .collect();
+        let mut ops = Vec::new();
+        self.grouper.release_windows(
+            &self.channels,
+            &|name| active.contains(name),
+            &owed,
+            now_ms,
+            &mut ops,
+        );
+        (ops, active.len())
     }
 
     /// What new acknowledgements owe: PagerDuty's `acknowledge` on each
@@ -262,7 +334,27 @@ impl Notifier {
                 .iter()
                 .find(|s| s.scope.matches_incident(&it.incident))
             else {
-                open.push(it);
+                // A window holds firings; resolves go on to be paired (or not).
+                let window = it
+                    .resolved
+                    .is_none()
+                    .then(|| self.window_over(&it.incident, now_ms))
+                    .flatten()
+                    .map(str::to_owned);
+                match window {
+                    Some(name) if first => {
+                        tracing::info!(
+                            incident = it.incident.id,
+                            channel = it.channel,
+                            window = name,
+                            "held by a maintenance window"
+                        );
+                        self.grouper.held(it, &name, now_ms, &mut ops);
+                    }
+                    // A reminder inside a window is not due.
+                    Some(_) => {}
+                    None => open.push(it),
+                }
                 continue;
             };
             if first {

@@ -3,6 +3,7 @@
 pub mod acks;
 pub mod guard;
 pub mod incidents;
+pub mod maintenance;
 pub mod outbox;
 pub mod queries;
 pub mod replays;

@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection};
 
-use hapwatch_engine::notify::group::{SentFiring, WaitingRow, Withheld};
+use hapwatch_engine::notify::group::{Release, SentFiring, WaitingRow, Withheld, MAINTENANCE};
 use hapwatch_engine::notify::RowState;
 
 /// One pending row, as the delivery task reads it.
@@ -133,7 +133,7 @@ pub fn withheld_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Ve
     let mut stmt = conn.prepare(
         "SELECT f.channel, f.incident_id,
             CASE f.state WHEN 'silenced' THEN 'silenced (' || f.note || ')'
-                ELSE coalesce(f.note, f.state) END FROM outbox f
+                ELSE coalesce(f.note, f.state) END, f.state, coalesce(f.note, '') FROM outbox f
          WHERE f.status = 'firing' AND f.created_at >= ?1
            AND f.state IN ('superseded', 'silenced', 'cancelled')
            AND NOT EXISTS (SELECT 1 FROM outbox r
@@ -143,10 +143,20 @@ pub fn withheld_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Ve
     )?;
     let rows = stmt.query_map(params![since_ms], |r| {
         let note: String = r.get(2)?;
+        let (state, raw): (String, String) = (r.get(3)?, r.get(4)?);
+        let window = raw
+            .strip_prefix(MAINTENANCE)
+            .filter(|_| state == "silenced")
+            .and_then(|rest| rest.split(':').next());
+        let release = match (window, superseded_by(&note)) {
+            (Some(name), _) => Release::WindowEnd(name.to_owned()),
+            (None, Some(by)) => Release::Resolve(by),
+            (None, None) => Release::Never,
+        };
         Ok(Withheld {
             channel: r.get(0)?,
             incident_id: r.get(1)?,
-            by: superseded_by(&note),
+            release,
             why: format!("its firing was {note}"),
         })
     })?;

@@ -187,6 +187,19 @@ const MIGRATIONS: &[&str] = &[
         ack_reason TEXT NOT NULL,
         acked_at INTEGER NOT NULL,        -- Unix ms
         notified_at INTEGER               -- when the daemon queued what the ack owes (PagerDuty)
+    );
+    -- Maintenance windows added from the CLI (those of the config are not stored).
+    CREATE TABLE maintenance (
+        id INTEGER PRIMARY KEY,
+        hosts TEXT NOT NULL,              -- JSON array of names; [] = any
+        backends TEXT NOT NULL,
+        every TEXT,                       -- \"sun 02:00-04:00\"; NULL: once, start_at to end_at
+        timezone TEXT,
+        start_at INTEGER,                 -- Unix ms
+        end_at INTEGER,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        removed_at INTEGER
     );",
 ];
 

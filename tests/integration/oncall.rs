@@ -333,3 +333,148 @@ fn haproxys_mailers_become_channels_that_check_config_accepts() {
         "{err}"
     );
 }
+
+fn down(backend_server: &str) -> Vec<u8> {
+    format!("<129>Nov 23 01:23:33 haproxy[1]: Server {backend_server} is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.").into_bytes()
+}
+
+fn up(backend_server: &str) -> Vec<u8> {
+    format!("<133>Nov 23 01:25:00 haproxy[1]: Server {backend_server} is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.").into_bytes()
+}
+
+/// (incident's server, row status, row state, note) of every outbox row of `backend`.
+fn outbox_rows(db: &std::path::Path, backend: &str) -> Vec<(String, String, String, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT coalesce(i.server, i.kind), o.status, o.state, coalesce(o.note, '') FROM outbox o
+             JOIN incidents i ON i.id = o.incident_id WHERE i.backend = ?1 ORDER BY o.id",
+        )
+        .unwrap();
+    stmt.query_map([backend], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn firing_of(b: &Value, backend: &str, server: &str) -> bool {
+    b["status"] == "firing"
+        && b["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["backend"] == backend && i["server"] == server)
+}
+
+#[test]
+fn a_maintenance_window_holds_what_it_covers_and_notifies_what_outlasts_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(0, vec![]);
+    let now = hapwatch::timezone::now_ms();
+    let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+    let end_ms = now + 4000;
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "group_wait", "\"0s\"")
+        .http()
+        .udp()
+        .webhook("ops", hook.port, "")
+        .toml(&format!(
+            "[[maintenance]]\nname = \"patch\"\nbackends = [\"be_x\"]\nstart = {:?}\nend = {:?}\nreason = \"kernel updates\"\n",
+            at(now - 60_000),
+            at(end_ms)
+        ))
+        .write();
+    let db = dir.path().join("h.db");
+    let db_s = db.to_str().unwrap();
+    let mut daemon = Daemon::start(&cfg, 1);
+    daemon.wait_health("the window on", |h| h["maintenance_active"] == 1);
+    let udp = daemon.port(0);
+    // Inside the window: s1 goes down for good, s2 goes down and comes back;
+    // be_y is not covered.
+    send_udp(
+        udp,
+        &[
+            down("be_x/s1"),
+            down("be_x/s2"),
+            up("be_x/s2"),
+            down("be_y/s9"),
+        ],
+    );
+    hook.wait_body("be_y's DOWN, at once", |b| firing_of(b, "be_y", "s9"));
+    // When the window ends, what is still wrong is notified, once.
+    let bodies = hook.wait_body("s1's DOWN after the window", |b| firing_of(b, "be_x", "s1"));
+    assert!(
+        hapwatch::timezone::now_ms() >= end_ms,
+        "s1 was notified before the window ended: {bodies:?}"
+    );
+    send_udp(udp, &[up("be_x/s1")]);
+    let bodies = hook.wait_body("s1's resolve", |b| b["status"] == "resolved");
+    assert!(
+        !bodies.iter().any(|b| b.to_string().contains("\"s2\"")),
+        "s2 recovered inside the window: never notified: {bodies:?}"
+    );
+    let fired = bodies.iter().filter(|b| firing_of(b, "be_x", "s1")).count();
+    assert_eq!(fired, 1, "{bodies:?}");
+    let rows = outbox_rows(&db, "be_x");
+    let s2: Vec<_> = rows.iter().filter(|r| r.0 == "s2").collect();
+    assert_eq!(s2.len(), 2, "{rows:?}");
+    assert_eq!((s2[0].1.as_str(), s2[0].2.as_str()), ("firing", "silenced"));
+    assert!(s2[0].3.starts_with("maintenance patch:"), "{rows:?}");
+    assert_eq!(
+        (s2[1].1.as_str(), s2[1].2.as_str()),
+        ("resolved", "cancelled")
+    );
+    assert!(s2[1].3.contains("held by maintenance patch"), "{rows:?}");
+
+    // A window from the CLI: the daemon reads it, holds be_z, and its removal releases it.
+    let said = hapwatch(&[
+        "maintenance",
+        "add",
+        "--db",
+        db_s,
+        "--backend",
+        "be_z",
+        "--every",
+        "daily 00:00-24:00",
+        "--timezone",
+        "UTC",
+        "--reason",
+        "migration",
+    ]);
+    assert!(
+        said.starts_with("maintenance #1: daily 00:00-24:00 (UTC)"),
+        "{said}"
+    );
+    daemon.wait_health("two windows known, one on", |h| {
+        h["maintenance_active"] == 1
+    });
+    let list = json_lines(&[
+        "maintenance",
+        "list",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+    ]);
+    let on: Vec<(&str, bool)> = list
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap(), w["active"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(on, [("patch", false), ("#1", true)]);
+    send_udp(udp, &[down("be_z/s1")]);
+    wait_stored(
+        &db,
+        "be_z's DOWN held",
+        "SELECT count(*) FROM outbox WHERE state = 'silenced' AND note LIKE 'maintenance #1:%'",
+        1,
+        String::new,
+    );
+    hapwatch(&["maintenance", "remove", "--db", db_s, "1"]);
+    hook.wait_body("be_z's DOWN once the window is gone", |b| {
+        firing_of(b, "be_z", "s1")
+    });
+    let (_, err) = hapwatch_fails(&["maintenance", "remove", "--db", db_s, "1"]);
+    assert!(err.contains("no maintenance #1"), "{err}");
+    daemon.stop();
+}

@@ -51,8 +51,19 @@ pub struct Withheld {
     pub channel: String,
     pub incident_id: i64,
     pub why: String,
-    /// The incident that superseded it, whose resolve releases it.
-    pub by: Option<i64>,
+    /// What sends it after all, if anything does.
+    pub release: Release,
+}
+
+/// What makes a withheld firing owed again while its incident is still open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Nothing (a silence, a cancellation): its resolve is withheld too.
+    Never,
+    /// The resolve of the incident that superseded it (as Alertmanager un-inhibits).
+    Resolve(i64),
+    /// The end of the maintenance window of this name.
+    WindowEnd(String),
 }
 
 /// A firing a channel was sent (or is being sent), read back at start.
@@ -65,6 +76,9 @@ pub struct SentFiring {
 }
 
 type Pair = (String, i64);
+
+/// How a held row's note begins: `maintenance NAME: …` (read back at start).
+pub const MAINTENANCE: &str = "maintenance ";
 
 pub struct Grouper {
     wait_ms: i64,
@@ -170,11 +184,67 @@ impl Grouper {
                     channel: it.channel.clone(),
                     incident_id: it.incident.id,
                     why: format!("its firing was silenced ({why})"),
-                    by: None,
+                    release: Release::Never,
                 },
             );
         }
         ops.push(self.settled(&it, RowState::Silenced, why, now_ms));
+    }
+
+    /// A firing a maintenance window holds: recorded as silenced, and owed
+    /// when the window ends if its incident is still open (`release_windows`).
+    pub fn held(&mut self, it: Item, window: &str, now_ms: i64, ops: &mut Vec<OutboxOp>) {
+        let why = format!("{MAINTENANCE}{window}: notified when it ends, if still open");
+        self.withheld.insert(
+            (it.channel.clone(), it.incident.id),
+            Withheld {
+                channel: it.channel.clone(),
+                incident_id: it.incident.id,
+                why: format!(
+                    "its firing was held by maintenance {window}, which it did not outlast"
+                ),
+                release: Release::WindowEnd(window.to_owned()),
+            },
+        );
+        ops.push(self.settled(&it, RowState::Silenced, why, now_ms));
+    }
+
+    /// Whether some firing waits for a window's end.
+    pub fn holds_for_windows(&self) -> bool {
+        self.withheld
+            .values()
+            .any(|w| matches!(w.release, Release::WindowEnd(_)))
+    }
+
+    /// Firings held by windows no longer `active` whose incidents are still
+    /// open: owed now, once. Those that recovered inside stay unsent.
+    pub fn release_windows(
+        &mut self,
+        channels: &[Route],
+        active: &dyn Fn(&str) -> bool,
+        still_open: &[crate::incidents::Incident],
+        now_ms: i64,
+        ops: &mut Vec<OutboxOp>,
+    ) {
+        let ended: Vec<Pair> = self
+            .withheld
+            .iter()
+            .filter(|(_, w)| matches!(&w.release, Release::WindowEnd(name) if !active(name)))
+            .map(|(pair, _)| pair.clone())
+            .collect();
+        let mut items = Vec::new();
+        for pair in ended {
+            let Some(i) = still_open.iter().find(|i| i.id == pair.1) else {
+                continue;
+            };
+            self.withheld.remove(&pair);
+            items.push(Item {
+                channel: pair.0,
+                incident: i.clone(),
+                resolved: None,
+            });
+        }
+        self.push(channels, items, now_ms, ops);
     }
 
     /// Items join their groups as waiting rows; with no wait, what arrives
@@ -301,7 +371,11 @@ impl Grouper {
         for i in still_open {
             for ch in channels {
                 let pair = (ch.name.clone(), i.id);
-                if self.withheld.get(&pair).is_some_and(|w| w.by == Some(by)) {
+                if self
+                    .withheld
+                    .get(&pair)
+                    .is_some_and(|w| w.release == Release::Resolve(by))
+                {
                     self.withheld.remove(&pair);
                     items.push(Item {
                         channel: ch.name.clone(),
@@ -347,7 +421,7 @@ impl Grouper {
                             channel: it.channel.clone(),
                             incident_id: it.incident.id,
                             why: format!("its firing was {why}"),
-                            by,
+                            release: by.map_or(Release::Never, Release::Resolve),
                         },
                     );
                     ops.push(OutboxOp::Settle {
