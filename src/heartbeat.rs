@@ -62,6 +62,18 @@ pub enum Unhealthy {
     OutboxStalled(i64),
 }
 
+impl Unhealthy {
+    /// Which of them, whatever its figures: a change of this is logged.
+    fn kind(&self) -> &'static str {
+        match self {
+            Unhealthy::PipelineStuck(_) => "pipeline",
+            Unhealthy::StoreFailed(_) => "store failed",
+            Unhealthy::StoreRetrying => "store retrying",
+            Unhealthy::OutboxStalled(_) => "outbox",
+        }
+    }
+}
+
 /// Whether the daemon is well enough to say so: its pipeline ticks, its
 /// store takes writes, its outbox task runs.
 pub fn check(stats: &Stats, observed: &Observed, now_ms: i64) -> Result<(), Unhealthy> {
@@ -106,43 +118,57 @@ pub async fn run(
         Method::Post => reqwest::Method::POST,
     };
     tracing::info!(every = ?cfg.every, "heartbeat on");
-    // What the last beat was, so a change is logged once.
-    let mut last: Option<Result<(), String>> = None;
+    // What the last beat was (sent, or why not), so a change is logged once.
+    let mut last: Option<String> = None;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + cfg.every, cfg.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let outcome = match check(&stats, &observed, wall.now_ms()) {
+        // (what is logged, what is compared with the last beat)
+        let (said, kind) = match check(&stats, &observed, wall.now_ms()) {
             Err(why) => {
                 stats.heartbeats_withheld.fetch_add(1, Relaxed);
-                Err(format!("withheld: {why}"))
+                (Some(format!("withheld: {why}")), why.kind().to_owned())
             }
-            Ok(()) => {
-                let sent = client
-                    .request(method.clone(), &url)
-                    .timeout(cfg.timeout)
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status);
-                match sent {
-                    Ok(_) => {
-                        stats.heartbeats_sent.fetch_add(1, Relaxed);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        stats.heartbeats_failed.fetch_add(1, Relaxed);
-                        Err(format!("failed: {}", crate::delivery::error_chain(&e)))
-                    }
+            Ok(()) => match beat(&client, method.clone(), &url, cfg.timeout).await {
+                Ok(()) => {
+                    stats.heartbeats_sent.fetch_add(1, Relaxed);
+                    (None, "sent".to_owned())
                 }
-            }
+                Err(why) => {
+                    stats.heartbeats_failed.fetch_add(1, Relaxed);
+                    let why = format!("failed: {why}");
+                    (Some(why.clone()), why)
+                }
+            },
         };
-        if last.as_ref() != Some(&outcome) {
-            match &outcome {
-                Ok(()) => tracing::info!("heartbeat sent"),
-                Err(why) => tracing::warn!(%why, "heartbeat not sent"),
+        if last.as_deref() != Some(kind.as_str()) {
+            match &said {
+                None => tracing::info!("heartbeat sent"),
+                Some(why) => tracing::warn!(%why, "heartbeat not sent"),
             }
         }
-        last = Some(outcome);
+        last = Some(kind);
+    }
+}
+
+/// One request: only a 2xx answer is a beat (redirects are not followed).
+async fn beat(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let resp = client
+        .request(method, url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| crate::delivery::error_chain(&e))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", resp.status().as_u16()))
     }
 }
 
@@ -167,6 +193,11 @@ mod tests {
                 Duration::from_secs(30),
                 Method::Get
             )
+        );
+        let zero = Config::from_toml("[heartbeat]\nurl = \"http://x/\"\nevery = \"0s\"\n").unwrap();
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "[heartbeat] every must be more than 0"
         );
         for (text, line, says) in [
             ("[heartbeat]\n\nurl = \"ftp://x\"\n", "line 3", "http://"),

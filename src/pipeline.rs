@@ -64,7 +64,7 @@ pub struct Processor {
     /// Where incident changes are notified, and the changes waiting to be grouped.
     notifier: Notifier,
     /// HAProxy's stats readings and the host they describe (daemon, when configured).
-    reconcile: Option<std::sync::mpsc::Receiver<crate::reconcile::Reading>>,
+    reconcile: Option<crate::reconcile::Latest>,
     /// Totals since start and the view the HTTP endpoints serve (daemon only).
     totals: crate::view::TrafficTotals,
     observed: Option<Arc<crate::view::Observed>>,
@@ -303,17 +303,17 @@ impl Processor {
     /// Corrects the fleet state from HAProxy's stats readings.
     pub fn with_reconcile(
         mut self,
-        rx: std::sync::mpsc::Receiver<crate::reconcile::Reading>,
+        latest: crate::reconcile::Latest,
         health: std::sync::mpsc::Receiver<(String, Option<String>)>,
     ) -> Self {
-        self.reconcile = Some(rx);
+        self.reconcile = Some(latest);
         self.stats_health = Some(health);
         self
     }
 
     /// The newest reading of each HAProxy, against what its logs said.
     fn reconcile(&mut self, now_ms: i64) {
-        let (Some(rx), Some(engine)) = (&self.reconcile, &mut self.engine) else {
+        let (Some(latest), Some(engine)) = (&self.reconcile, &mut self.engine) else {
             return;
         };
         if let Some(health) = &self.stats_health {
@@ -328,13 +328,7 @@ impl Processor {
                 );
             }
         }
-        let mut newest: Vec<crate::reconcile::Reading> = Vec::new();
-        for (host, rows) in rx.try_iter() {
-            match newest.iter_mut().find(|(h, _)| *h == host) {
-                Some(r) => r.1 = rows,
-                None => newest.push((host, rows)),
-            }
-        }
+        let newest = std::mem::take(&mut *latest.lock().unwrap_or_else(|p| p.into_inner()));
         for (host, rows) in &newest {
             self.reconcile_host(host, rows, now_ms);
         }

@@ -5,7 +5,6 @@
 //! stands for; an agreement changes nothing, so nothing is alerted twice.
 
 use std::path::PathBuf;
-use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use hapwatch_parsers::{ServerState, StateChange, StateTemplate};
@@ -130,6 +129,8 @@ pub enum FetchError {
     },
     #[error("{0}")]
     Http(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
     #[error("{url}: HTTP {status}")]
     Status {
         url: String,
@@ -167,15 +168,20 @@ async fn fetch(cfg: &ReconcileConfig, client: &reqwest::Client) -> Result<String
 /// Polls in a row that fail before it is an incident (one refused poll is not).
 const UNREADABLE_AFTER: u32 = 3;
 
-/// One HAProxy's readings, for the pipeline: (its host, its server rows).
-pub type Reading = (String, Vec<StatRow>);
+/// The newest reading of each HAProxy, by host, until the pipeline takes
+/// them: one slot each, so a HAProxy polled often cannot crowd out the rest.
+pub type Latest = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<StatRow>>>>;
+
+/// A poll that takes longer than this (or than the interval) failed: a
+/// wedged HAProxy must count as unreadable, not hold its task forever.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `health` hears when the stats stay unreadable (`Some(why)`) and when they
 /// answer again (`None`): an incident, not only a warning. Each configured
 /// HAProxy has a task of its own, so a slow one does not delay the others.
 pub async fn run(
     cfg: ReconcileConfig,
-    tx: SyncSender<Reading>,
+    latest: Latest,
     health: std::sync::mpsc::Sender<(String, Option<String>)>,
 ) {
     let host = cfg.host.clone().unwrap_or_default();
@@ -187,7 +193,13 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         ticker.tick().await;
-        let result = fetch(&cfg, &client).await;
+        let limit = cfg
+            .interval
+            .clamp(Duration::from_millis(100), FETCH_TIMEOUT);
+        let result = match tokio::time::timeout(limit, fetch(&cfg, &client)).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(limit)),
+        };
         match &result {
             Ok(_) if failures >= UNREADABLE_AFTER => {
                 let _ = health.send((host.clone(), None));
@@ -204,11 +216,11 @@ pub async fn run(
         match result {
             Ok(text) => {
                 failing = false;
-                match tx.try_send((host.clone(), parse_csv(&text))) {
-                    // A busy pipeline skips a reading; the next poll says the same.
-                    Ok(()) | Err(std::sync::mpsc::TrySendError::Full(_)) => {}
-                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
-                }
+                // A reading the pipeline has not taken yet is replaced: the newest says it all.
+                latest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(host.clone(), parse_csv(&text));
             }
             // Said once per outage, not at every poll.
             Err(e) if !failing => {

@@ -114,13 +114,76 @@ enum In {
     Proxy(usize),
 }
 
+/// The reader's state, line after line.
+struct Reader {
+    out: EmailAlerts,
+    /// The defaults in effect (the last section read), and the named ones for `from`.
+    defaults: EmailAlert,
+    named: Vec<(String, EmailAlert)>,
+    section: In,
+}
+
+impl Reader {
+    /// A section's first line: what follows belongs to it.
+    fn open(&mut self, words: &[String], line: usize) -> Result<In, String> {
+        let first = words[0].as_str();
+        Ok(match first {
+            "mailers" => {
+                let name = words.get(1).ok_or("mailers without a name")?;
+                self.out.mailers.push(Mailers {
+                    name: name.clone(),
+                    line,
+                    mailers: Vec::new(),
+                    timeout_ms: None,
+                });
+                In::Mailers(self.out.mailers.len() - 1)
+            }
+            "defaults" => {
+                self.defaults = match from_name(words) {
+                    Some(f) => inherited(&self.named, f)?,
+                    None => EmailAlert::default(),
+                };
+                In::Defaults(words.get(1).filter(|w| *w != "from").cloned())
+            }
+            "backend" | "listen" => {
+                let name = words
+                    .get(1)
+                    .ok_or_else(|| format!("{first} without a name"))?;
+                let alert = match from_name(words) {
+                    Some(f) => inherited(&self.named, f)?,
+                    None => self.defaults.clone(),
+                };
+                self.out.proxies.push(ProxyAlerts {
+                    proxy: name.clone(),
+                    line,
+                    alert,
+                });
+                In::Proxy(self.out.proxies.len() - 1)
+            }
+            _ => In::Other,
+        })
+    }
+
+    /// A line inside the current section.
+    fn directive(&mut self, words: &[String]) -> Result<(), String> {
+        let email = words[0] == "email-alert";
+        match &self.section {
+            In::Mailers(i) => read_mailers(&mut self.out.mailers[*i], words),
+            In::Defaults(_) if email => email_alert(&mut self.defaults, words),
+            In::Proxy(i) if email => email_alert(&mut self.out.proxies[*i].alert, words),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Reads the mailers and email alerts of a configuration.
 pub fn find_email_alerts(cfg: &str) -> Result<EmailAlerts, MailersError> {
-    let mut out = EmailAlerts::default();
-    // The defaults in effect (the last section read), and the named ones for `from`.
-    let mut defaults = EmailAlert::default();
-    let mut named: Vec<(String, EmailAlert)> = Vec::new();
-    let mut section = In::Other;
+    let mut r = Reader {
+        out: EmailAlerts::default(),
+        defaults: EmailAlert::default(),
+        named: Vec::new(),
+        section: In::Other,
+    };
     for (n, raw) in cfg.lines().enumerate() {
         let line = n + 1;
         let err = |message: String| MailersError { line, message };
@@ -128,64 +191,18 @@ pub fn find_email_alerts(cfg: &str) -> Result<EmailAlerts, MailersError> {
         let Some(first) = words.first().map(String::as_str) else {
             continue;
         };
-        if let In::Defaults(Some(name)) = &section {
+        if let In::Defaults(Some(name)) = &r.section {
             // Keep the named defaults as they stand after each of their lines.
-            named.retain(|(n, _)| n != name);
-            named.push((name.clone(), defaults.clone()));
+            r.named.retain(|(n, _)| n != name);
+            r.named.push((name.clone(), r.defaults.clone()));
         }
         if SECTIONS.contains(&first) && !raw.starts_with([' ', '\t']) {
-            section = match first {
-                "mailers" => {
-                    let name = words
-                        .get(1)
-                        .ok_or_else(|| err("mailers without a name".into()))?;
-                    out.mailers.push(Mailers {
-                        name: name.clone(),
-                        line,
-                        mailers: Vec::new(),
-                        timeout_ms: None,
-                    });
-                    In::Mailers(out.mailers.len() - 1)
-                }
-                "defaults" => {
-                    let from = from_name(&words);
-                    defaults = match from {
-                        Some(f) => inherited(&named, f).map_err(err)?,
-                        None => EmailAlert::default(),
-                    };
-                    let name = words.get(1).filter(|w| *w != "from").cloned();
-                    In::Defaults(name)
-                }
-                "backend" | "listen" => {
-                    let name = words
-                        .get(1)
-                        .ok_or_else(|| err(format!("{first} without a name")))?;
-                    let alert = match from_name(&words) {
-                        Some(f) => inherited(&named, f).map_err(err)?,
-                        None => defaults.clone(),
-                    };
-                    out.proxies.push(ProxyAlerts {
-                        proxy: name.clone(),
-                        line,
-                        alert,
-                    });
-                    In::Proxy(out.proxies.len() - 1)
-                }
-                _ => In::Other,
-            };
-            continue;
-        }
-        match &section {
-            In::Mailers(i) => read_mailers(&mut out.mailers[*i], &words).map_err(err)?,
-            In::Defaults(_) if first == "email-alert" => {
-                email_alert(&mut defaults, &words).map_err(err)?
-            }
-            In::Proxy(i) if first == "email-alert" => {
-                email_alert(&mut out.proxies[*i].alert, &words).map_err(err)?
-            }
-            _ => {}
+            r.section = r.open(&words, line).map_err(err)?;
+        } else {
+            r.directive(&words).map_err(err)?;
         }
     }
+    let out = r.out;
     for p in &out.proxies {
         if let Some(m) = &p.alert.mailers {
             if !out.mailers.iter().any(|s| &s.name == m) {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hapwatch_parsers::mailers::{find_email_alerts, EmailAlert, Level, Mailers};
+use hapwatch_parsers::mailers::{find_email_alerts, EmailAlert, EmailAlerts, Level, Mailers};
 
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {
@@ -16,14 +16,15 @@ pub struct ImportArgs {
     pub file: PathBuf,
 }
 
-/// What a HAProxy level mailed, as hapwatch routes it: (min_severity, resolved).
-/// At `alert` (the default) HAProxy mailed server DOWN and nothing else; at
-/// `notice` and below also UP and drain; at `emerg`, nothing.
-fn routing(level: Level) -> (&'static str, bool) {
+/// What a HAProxy level mailed, as hapwatch routes it: (min_severity,
+/// resolved). At `alert` (the default) HAProxy mailed server DOWN and nothing
+/// else; at `notice` and below also UP and drain; at `emerg` nothing at all
+/// (None: no channel).
+fn routing(level: Level) -> Option<(&'static str, bool)> {
     match level {
-        Level::Emerg => ("critical", false),
-        Level::Alert | Level::Crit | Level::Err | Level::Warning => ("warning", false),
-        Level::Notice | Level::Info | Level::Debug => ("info", true),
+        Level::Emerg => None,
+        Level::Alert | Level::Crit | Level::Err | Level::Warning => Some(("warning", false)),
+        Level::Notice | Level::Info | Level::Debug => Some(("info", true)),
     }
 }
 
@@ -56,6 +57,19 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {path}"))?;
     let found = find_email_alerts(&text).with_context(|| path.clone())?;
+    let (groups, notes) = groups(&found);
+    let out = render(&path, &groups, &notes, found.proxies.len());
+    // What is printed must be a config hapwatch takes.
+    let config = crate::config::Config::from_toml(&out)
+        .context("the generated channels do not parse (a bug: please report it)")?;
+    config.validate()?;
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The backends with the same mailers, sender, recipient and level, and
+/// notes on those HAProxy mails nothing for.
+fn groups(found: &EmailAlerts) -> (Vec<Group<'_>>, Vec<String>) {
     let mut groups: Vec<Group<'_>> = Vec::new();
     let mut notes = Vec::new();
     for p in &found.proxies {
@@ -80,6 +94,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             .find(|s| &s.name == m)
             .expect("checked by find_email_alerts");
         let level = p.alert.level();
+        if routing(level).is_none() {
+            notes.push(format!(
+                "{} (line {}): email-alert level emerg mails nothing (server DOWN is alert)",
+                p.proxy, p.line
+            ));
+            continue;
+        }
         match groups
             .iter_mut()
             .find(|g| g.section.name == *m && g.from == from && g.to == to && g.level == level)
@@ -94,18 +115,23 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             }),
         }
     }
-    let every_proxy = |g: &Group<'_>| g.backends.len() == found.proxies.len();
+    (groups, notes)
+}
+
+/// The channels as TOML, one per mailer of each group.
+fn render(path: &str, groups: &[Group<'_>], notes: &[String], proxies: usize) -> String {
+    let every_proxy = |g: &Group<'_>| g.backends.len() == proxies;
     let mut out = format!(
         "# From HAProxy's email alerts in {path} (hapwatch import-haproxy).\n\
          # HAProxy mailed through plain SMTP with no login: check tls, and add\n\
          # username/password if the relay wants them.\n"
     );
-    for note in &notes {
+    for note in notes {
         out += &format!("# skipped: {note}\n");
     }
     let mut names = std::collections::HashSet::new();
-    for g in &groups {
-        let (severity, resolved) = routing(g.level);
+    for g in groups {
+        let (severity, resolved) = routing(g.level).expect("emerg groups are skipped");
         for mailer in &g.section.mailers {
             let base = format!("{}-{}", g.section.name, mailer.id);
             let mut name = base.clone();
@@ -143,10 +169,5 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     if groups.is_empty() {
         out += "# no email-alert in this configuration: nothing to import\n";
     }
-    // What is printed must be a config hapwatch takes.
-    let config = crate::config::Config::from_toml(&out)
-        .context("the generated channels do not parse (a bug: please report it)")?;
-    config.validate()?;
-    std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    out
 }

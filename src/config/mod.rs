@@ -200,6 +200,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("[[reconcile]] names host {0:?} twice: each load balancer is one table")]
     ReconcileHostTwice(String),
+    #[error("[heartbeat] {0} must be more than 0")]
+    HeartbeatZero(&'static str),
     #[error("two maintenance windows are named {0:?}")]
     DuplicateWindow(String),
     #[error("two channels are named {0:?}")]
@@ -299,6 +301,14 @@ impl Config {
                 Some(c) if c.kind == crate::notify::ChannelType::Email => {}
                 Some(_) => return Err(ConfigError::DigestNotEmail(name.clone())),
                 None => return Err(ConfigError::DigestUnknown(name.clone())),
+            }
+        }
+        for (key, zero) in [
+            ("every", self.heartbeat.every.is_zero()),
+            ("timeout", self.heartbeat.timeout.is_zero()),
+        ] {
+            if zero {
+                return Err(ConfigError::HeartbeatZero(key));
             }
         }
         let mut windows = std::collections::HashSet::new();

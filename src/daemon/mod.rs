@@ -359,7 +359,7 @@ impl Daemon {
 
 /// The channels that carry HAProxy's stats to the pipeline, when `[reconcile]` is on.
 type ReconcileFeed = (
-    mpsc::SyncSender<crate::reconcile::Reading>,
+    crate::reconcile::Latest,
     mpsc::Sender<(String, Option<String>)>,
 );
 
@@ -369,12 +369,11 @@ fn with_reconcile(processor: Processor, config: &Config) -> (Processor, Option<R
     if polled == 0 {
         return (processor, None);
     }
-    // Room for a reading of each HAProxy, and then some.
-    let (tx, rx) = mpsc::sync_channel(4 * polled);
+    let latest = crate::reconcile::Latest::default();
     let (health_tx, health_rx) = mpsc::channel();
     (
-        processor.with_reconcile(rx, health_rx),
-        Some((tx, health_tx)),
+        processor.with_reconcile(latest.clone(), health_rx),
+        Some((latest, health_tx)),
     )
 }
 

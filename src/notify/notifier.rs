@@ -166,7 +166,7 @@ impl Notifier {
                 !self.silences.iter().any(|s| s.scope.matches_incident(i))
                     && self.window_over(i, now_ms).is_none()
             })
-            .cloned()
+            .map(|i| self.with_ack(i))
             .collect();
         let mut ops = Vec::new();
         self.grouper.release_windows(
@@ -180,17 +180,21 @@ impl Notifier {
     }
 
     /// What new acknowledgements owe: PagerDuty's `acknowledge` on each
-    /// PagerDuty channel the incident was for, with the acks this settles,
-    /// for one transaction. None when no ack is new.
+    /// PagerDuty channel that was sent the incident's trigger, with the acks
+    /// this settles, for one transaction. An ack whose trigger still waits in
+    /// its group waits too (PagerDuty drops an acknowledge of an unknown key).
+    /// None when no ack is due.
     pub fn acknowledgements<'a>(
         &mut self,
         open: impl Iterator<Item = &'a Incident>,
         now_ms: i64,
     ) -> Option<crate::store::writer::WriteOp> {
-        let fresh: Vec<&OpenAck> = self
+        use hapwatch_engine::notify::group::FiringState;
+        let fresh: Vec<OpenAck> = self
             .acks
             .values()
             .filter(|a| !a.notified && !self.acks_queued.contains(&(a.incident_id, a.ack.at_ms)))
+            .cloned()
             .collect();
         if fresh.is_empty() {
             return None;
@@ -198,6 +202,18 @@ impl Notifier {
         let open: std::collections::HashMap<i64, &Incident> = open.map(|i| (i.id, i)).collect();
         let (mut ops, mut settled) = (Vec::new(), Vec::new());
         for a in fresh {
+            let paged: Vec<(super::Route, FiringState)> = match open.get(&a.incident_id) {
+                Some(i) => self
+                    .channels
+                    .iter()
+                    .filter(|c| c.kind == super::ChannelType::Pagerduty && c.wants(i))
+                    .map(|c| (c.clone(), self.grouper.firing_state(&c.name, i.id)))
+                    .collect(),
+                None => Vec::new(),
+            };
+            if paged.iter().any(|(_, s)| *s == FiringState::Waiting) {
+                continue;
+            }
             settled.push((a.incident_id, a.ack.at_ms));
             tracing::info!(
                 incident = a.incident_id,
@@ -208,46 +224,41 @@ impl Notifier {
             let Some(incident) = open.get(&a.incident_id) else {
                 continue;
             };
-            if self
-                .silences
-                .iter()
-                .any(|s| s.scope.matches_incident(incident))
-            {
-                continue;
-            }
             let mut incident = (*incident).clone();
             incident.ack = Some(Box::new(a.ack.clone()));
-            for ch in self
-                .channels
-                .iter()
-                .filter(|c| c.kind == super::ChannelType::Pagerduty && c.wants(&incident))
-            {
-                let item = super::Item {
-                    channel: ch.name.clone(),
-                    incident: incident.clone(),
-                    resolved: None,
-                };
-                ops.push(OutboxOp::Insert(NewRow {
-                    id: self.grouper.alloc(),
-                    incident_id: incident.id,
-                    channel: ch.name.clone(),
-                    group_key: item.group_key(),
-                    status: Status::Acknowledged,
-                    state: RowState::Queued,
-                    item: serde_json::to_string(&item).ok(),
-                    payload: hapwatch_engine::notify::payload::acknowledge(ch, &incident)
-                        .to_string(),
-                    note: None,
-                    created_ms: now_ms,
-                    due_ms: now_ms,
-                }));
+            for (ch, _) in paged.iter().filter(|(_, s)| *s == FiringState::Sent) {
+                ops.push(self.acknowledge_row(ch, &incident, now_ms));
             }
+        }
+        if settled.is_empty() {
+            return None;
         }
         self.acks_queued.extend(settled.iter().copied());
         Some(crate::store::writer::WriteOp::Acked {
             notifications: ops,
             acks: settled,
             at_ms: now_ms,
+        })
+    }
+
+    fn acknowledge_row(&mut self, ch: &super::Route, incident: &Incident, now_ms: i64) -> OutboxOp {
+        let item = super::Item {
+            channel: ch.name.clone(),
+            incident: incident.clone(),
+            resolved: None,
+        };
+        OutboxOp::Insert(NewRow {
+            id: self.grouper.alloc(),
+            incident_id: incident.id,
+            channel: ch.name.clone(),
+            group_key: item.group_key(),
+            status: Status::Acknowledged,
+            state: RowState::Queued,
+            item: serde_json::to_string(&item).ok(),
+            payload: hapwatch_engine::notify::payload::acknowledge(ch, incident).to_string(),
+            note: None,
+            created_ms: now_ms,
+            due_ms: now_ms,
         })
     }
 
@@ -263,15 +274,16 @@ impl Notifier {
                 self.last_notified.insert(i.id, now_ms);
             }
         }
-        let mut wanted = items(&self.channels, changes);
-        // A resolve says who acknowledged the incident, as the store has it now.
-        for it in &mut wanted {
-            it.incident.ack = self
-                .acks
-                .get(&it.incident.id)
-                .map(|a| Box::new(a.ack.clone()));
-        }
+        let wanted = items(&self.channels, changes);
         self.route(wanted, now_ms, true)
+    }
+
+    /// The incident with its acknowledgement as the store has it now (one
+    /// restored at start may since have been acked or taken back).
+    fn with_ack(&self, i: &Incident) -> Incident {
+        let mut i = i.clone();
+        i.ack = self.acks.get(&i.id).map(|a| Box::new(a.ack.clone()));
+        i
     }
 
     /// The superseding incident `by` resolved: what it held back and is still open is owed.
@@ -285,7 +297,7 @@ impl Notifier {
         let open: Vec<_> = still_open
             .iter()
             .filter(|i| !self.silences.iter().any(|s| s.scope.matches_incident(i)))
-            .cloned()
+            .map(|i| self.with_ack(i))
             .collect();
         self.grouper
             .release(&self.channels, by, &open, now_ms, &mut ops);
@@ -325,10 +337,15 @@ impl Notifier {
     }
 
     /// Silenced items are recorded as such; reminders of silenced incidents are dropped.
+    /// Each item says who acknowledged its incident, as the store has it now.
     fn route(&mut self, wanted: Vec<super::Item>, now_ms: i64, first: bool) -> Vec<OutboxOp> {
         let mut ops = Vec::new();
         let mut open = Vec::new();
-        for it in wanted {
+        for mut it in wanted {
+            it.incident.ack = self
+                .acks
+                .get(&it.incident.id)
+                .map(|a| Box::new(a.ack.clone()));
             let Some(s) = self
                 .silences
                 .iter()

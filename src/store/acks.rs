@@ -39,12 +39,17 @@ pub fn add(conn: &Connection, id: i64, ack: &Ack) -> Result<Option<Ack>, AckErro
         Some(None) => {}
     }
     let before = of(conn, id)?;
-    conn.execute(
-        "INSERT INTO acks (incident_id, acked_by, ack_reason, acked_at) VALUES (?1, ?2, ?3, ?4)
+    // Only while still open: the daemon may resolve it meanwhile.
+    let written = conn.execute(
+        "INSERT INTO acks (incident_id, acked_by, ack_reason, acked_at)
+         SELECT ?1, ?2, ?3, ?4 FROM incidents WHERE id = ?1 AND resolved_at IS NULL
          ON CONFLICT (incident_id) DO UPDATE SET acked_by = ?2, ack_reason = ?3, acked_at = ?4,
              notified_at = NULL",
         params![id, ack.by, ack.reason, ack.at_ms],
     )?;
+    if written == 0 {
+        return Err(AckRefused::Resolved(id).into());
+    }
     Ok(before)
 }
 

@@ -744,6 +744,12 @@ fn prune(conn: &Connection, r: &Retention) {
                (SELECT id FROM incidents WHERE resolved_at < ?1)",
             [events_before_ms],
         )?;
+        // Acks go with their incidents: an id reused later must not inherit one.
+        n += tx.execute(
+            "DELETE FROM acks WHERE incident_id IN
+               (SELECT id FROM incidents WHERE resolved_at < ?1)",
+            [events_before_ms],
+        )?;
         n += tx.execute(
             "DELETE FROM incidents WHERE resolved_at < ?1",
             [events_before_ms],

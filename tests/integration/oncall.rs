@@ -220,7 +220,12 @@ fn the_heartbeat_beats_while_healthy_and_is_withheld_while_the_store_refuses_wri
     daemon.wait_store_retrying(true);
     let before = beat.accepted.lock().unwrap().len();
     let withheld = |h: &Value| h["heartbeats"]["withheld"].as_u64().unwrap_or(0);
-    daemon.wait_health("two beats withheld", |h| withheld(h) >= 2);
+    let (_, health) = http_get(daemon.http_port(), "/healthz");
+    let withheld_before = withheld(&serde_json::from_str(&health).unwrap());
+    // Three beat periods pass with the store refusing writes.
+    daemon.wait_health("three more beats withheld", |h| {
+        withheld(h) >= withheld_before + 3
+    });
     let during = beat.accepted.lock().unwrap().len();
     // One beat may have been on its way when the lock began; none after.
     assert!(during <= before + 1, "{before} then {during}");
@@ -477,4 +482,38 @@ fn a_maintenance_window_holds_what_it_covers_and_notifies_what_outlasts_it_once(
     let (_, err) = hapwatch_fails(&["maintenance", "remove", "--db", db_s, "1"]);
     assert!(err.contains("no maintenance #1"), "{err}");
     daemon.stop();
+}
+
+#[test]
+fn an_ack_while_the_trigger_waits_in_its_group_follows_the_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = Receiver::start(0, vec![]);
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "group_wait", "\"3s\"")
+        .udp()
+        .channel(&format!(
+            "name = \"pd\"\ntype = \"pagerduty\"\nurl = \"http://127.0.0.1:{}/v2/enqueue\"\nrouting_key = \"R0UT1NG\"\n",
+            pd.port
+        ))
+        .write();
+    let db = dir.path().join("h.db");
+    let mut daemon = Daemon::start(&cfg, 1);
+    send_udp(daemon.port(0), &[down("be_x/s1")]);
+    daemon.wait_incident("server = 's1'");
+    // Acked within the group wait: PagerDuty does not know the key yet.
+    hapwatch(&[
+        "ack",
+        "--db",
+        db.to_str().unwrap(),
+        "1",
+        "--reason",
+        "seen it",
+    ]);
+    let pages = pd.wait_body("the acknowledge", |b| b["event_action"] == "acknowledge");
+    daemon.stop();
+    let actions: Vec<&str> = pages
+        .iter()
+        .map(|b| b["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "acknowledge"], "{pages:?}");
 }

@@ -77,6 +77,17 @@ pub struct SentFiring {
 
 type Pair = (String, i64);
 
+/// Where an incident's firing stands on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiringState {
+    /// Sent, or composed into a message being sent.
+    Sent,
+    /// In its group wait.
+    Waiting,
+    /// Never (filtered, silenced, superseded, held).
+    NotSent,
+}
+
 /// How a held row's note begins: `maintenance NAME: …` (read back at start).
 pub const MAINTENANCE: &str = "maintenance ";
 
@@ -207,6 +218,24 @@ impl Grouper {
             },
         );
         ops.push(self.settled(&it, RowState::Silenced, why, now_ms));
+    }
+
+    /// Where an incident's firing stands on a channel.
+    pub fn firing_state(&self, channel: &str, incident_id: i64) -> FiringState {
+        if self.sent.contains_key(&(channel.to_owned(), incident_id)) {
+            return FiringState::Sent;
+        }
+        let waiting = self.groups.iter().any(|((ch, _), g)| {
+            ch == channel
+                && g.items
+                    .iter()
+                    .any(|(_, it)| it.incident.id == incident_id && it.resolved.is_none())
+        });
+        if waiting {
+            FiringState::Waiting
+        } else {
+            FiringState::NotSent
+        }
     }
 
     /// Whether some firing waits for a window's end.

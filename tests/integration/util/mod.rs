@@ -606,7 +606,6 @@ impl Receiver {
         }
     }
 
-    /// Waits until `n` requests were accepted; returns their (headers, body).
     /// Waits (30 s at most) until a body it accepted satisfies `wanted`; all of them.
     pub fn wait_body(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
         self.wait_bodies(what, |bodies| bodies.iter().any(&wanted))
@@ -631,6 +630,7 @@ impl Receiver {
         }
     }
 
+    /// Waits until `n` requests were accepted; returns their (headers, body).
     pub fn wait_accepted(&self, n: usize) -> Vec<Request> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
