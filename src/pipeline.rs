@@ -61,6 +61,9 @@ pub struct Processor {
     engine: Option<Engine>,
     /// The last host reported to the engine as alive, and when.
     seen: (String, i64),
+    /// HAProxy workers by their PIDs, and the last (pid, host) looked at.
+    reloads: hapwatch_engine::reloads::Reloads,
+    worker: (u32, String),
     /// Where incident changes are notified, and the changes waiting to be grouped.
     notifier: Notifier,
     /// HAProxy's stats readings and the host they describe (daemon, when configured).
@@ -114,6 +117,8 @@ impl Processor {
             counted: (0, 0),
             engine: None,
             seen: (String::new(), i64::MIN),
+            reloads: hapwatch_engine::reloads::Reloads::new(config.limits.hosts),
+            worker: (0, String::new()),
             notifier: Notifier::new(config, 1),
             rates: crate::rules::Rates::default(),
             totals: crate::view::TrafficTotals::new(
@@ -215,6 +220,14 @@ impl Processor {
             Some(h) => h,
             None => peer_name(&mut self.peer_names, &self.local_host, peer),
         };
+        if let (Some(pid), true) = (rec.envelope.pid, self.engine.is_some()) {
+            if self.worker.0 != pid || self.worker.1 != host {
+                self.worker = (pid, host.to_owned());
+                if let Some(r) = self.reloads.seen(host, pid, received_ms) {
+                    on_reload(&mut self.notifier, &mut self.events, host, r, received_ms);
+                }
+            }
+        }
         if let Some(engine) = &mut self.engine {
             // Liveness per host, at most once a second per host run.
             if self.seen.0 != host || received_ms - self.seen.1 >= 1000 {
@@ -506,6 +519,7 @@ impl Processor {
             {
                 let _ = self.store.send(acked);
             }
+            self.reloads.expire(now_ms);
             let (ended, windows_on) = self.notifier.windows_ended(engine.open_incidents(), now_ms);
             self.stats
                 .maintenance_active
@@ -624,24 +638,14 @@ fn local_hostname() -> String {
 }
 
 fn event_row(rec: &Record<'_>, host: String, ts_ms: i64, raw: &[u8]) -> EventRow {
-    let mut row = EventRow {
+    let mut row = EventRow::bare(
         ts_ms,
         host,
-        kind: rec.event.kind(),
-        template: rec.event.template().to_owned(),
-        proxy: None,
-        server: None,
-        new_state: None,
-        old_state: None,
-        reason: None,
-        code: None,
-        info: None,
-        check_duration_ms: None,
-        active_left: None,
-        backup_left: None,
-        json: serde_json::Value::Object(record_to_json(rec)).to_string(),
-        raw: String::from_utf8_lossy(raw).trim_end().to_owned(),
-    };
+        rec.event.kind(),
+        rec.event.template().to_owned(),
+        serde_json::Value::Object(record_to_json(rec)).to_string(),
+        String::from_utf8_lossy(raw).trim_end().to_owned(),
+    );
     match &rec.event {
         Event::HealthCheck(h) => {
             row.proxy = Some(h.proxy.into());
@@ -781,4 +785,33 @@ fn apply(
         }
     }
     let _ = store.send(WriteOp::Incidents(changes, notifications));
+}
+
+/// A new HAProxy worker on `host`: an event to tell of it, and a grace
+/// over what opens there while its checks settle and the old one drains.
+fn on_reload(
+    notifier: &mut Notifier,
+    events: &mut Vec<EventRow>,
+    host: &str,
+    r: hapwatch_engine::reloads::Reload,
+    now_ms: i64,
+) {
+    let message = format!(
+        "HAProxy reloaded or restarted: worker {} follows {}",
+        r.pid, r.previous
+    );
+    tracing::info!(host = %crate::escape::escape(host), pid = r.pid, previous = r.previous, "HAProxy reloaded or restarted");
+    notifier.reloaded(host, now_ms);
+    let json = serde_json::json!({
+        "kind": "other", "template": "haproxy_reload", "message": message,
+        "pid": r.pid, "previous_pid": r.previous,
+    });
+    events.push(EventRow::bare(
+        now_ms,
+        host.to_owned(),
+        "other",
+        "haproxy_reload".into(),
+        json.to_string(),
+        message,
+    ));
 }

@@ -11,6 +11,7 @@ pub mod hist;
 pub mod incidents;
 pub mod maintenance;
 pub mod notify;
+pub mod reloads;
 pub mod route;
 pub mod rules;
 pub mod timezone;

@@ -72,6 +72,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "connect_from",
     "conn_error",
     "reconciliation",
+    "haproxy_reload",
 ];
 
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {

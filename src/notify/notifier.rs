@@ -28,6 +28,9 @@ pub struct Notifier {
     /// Maintenance windows: the config's, and the CLI's (read each second).
     windows: Vec<hapwatch_engine::maintenance::Window>,
     stored_windows: Vec<hapwatch_engine::maintenance::Window>,
+    /// A short window over a host's incidents after each HAProxy reload.
+    reload_windows: Vec<hapwatch_engine::maintenance::Window>,
+    reload_grace_ms: i64,
     /// The zone of recurring windows that name none (`[parse] timezone`).
     zone: crate::timezone::Zone,
     /// Reads the silences, acks and windows the CLI adds.
@@ -55,6 +58,8 @@ impl Notifier {
             acks_queued: Default::default(),
             windows: crate::maintenance::configured(config),
             stored_windows: Vec::new(),
+            reload_windows: Vec::new(),
+            reload_grace_ms: config.incidents.reload_grace.as_millis() as i64,
             zone: config.parse.timezone.clone(),
             conn: None,
         }
@@ -84,6 +89,7 @@ impl Notifier {
         self.channels = super::routes(&config.channel);
         self.repeat_ms = config.notify.repeat_critical.as_millis() as i64;
         self.windows = crate::maintenance::configured(config);
+        self.reload_grace_ms = config.incidents.reload_grace.as_millis() as i64;
         self.zone = config.parse.timezone.clone();
         self.grouper
             .reconfigure(config.notify.group_wait, config.parse.timezone.clone());
@@ -134,11 +140,39 @@ impl Notifier {
         self.silences.retain(|s| s.until_ms > now_ms);
     }
 
-    /// The active maintenance window that covers this incident, if any.
-    fn window_over(&self, i: &Incident, now_ms: i64) -> Option<&str> {
+    /// `host`'s HAProxy has a new worker: hold what opens there for the
+    /// reload grace, as a maintenance window of that host would.
+    pub fn reloaded(&mut self, host: &str, now_ms: i64) {
+        if self.reload_grace_ms <= 0 {
+            return;
+        }
+        self.reload_windows
+            .retain(|w| w.active_at(now_ms).is_some());
+        self.reload_windows
+            .push(hapwatch_engine::maintenance::Window {
+                // No ':' (a note is read back up to it) and unique across restarts.
+                name: format!("haproxy-reload-{}-{now_ms}", self.reload_windows.len() + 1),
+                scope: hapwatch_engine::maintenance::Scope {
+                    hosts: vec![host.to_owned()],
+                    backends: Vec::new(),
+                },
+                when: hapwatch_engine::maintenance::When::Once {
+                    start_ms: now_ms,
+                    end_ms: now_ms + self.reload_grace_ms,
+                },
+            });
+    }
+
+    fn all_windows(&self) -> impl Iterator<Item = &hapwatch_engine::maintenance::Window> {
         self.windows
             .iter()
             .chain(&self.stored_windows)
+            .chain(&self.reload_windows)
+    }
+
+    /// The active maintenance window that covers this incident, if any.
+    fn window_over(&self, i: &Incident, now_ms: i64) -> Option<&str> {
+        self.all_windows()
             .find(|w| w.scope.matches(i) && w.active_at(now_ms).is_some())
             .map(|w| w.name.as_str())
     }
@@ -152,9 +186,7 @@ impl Notifier {
         now_ms: i64,
     ) -> (Vec<OutboxOp>, usize) {
         let active: std::collections::HashSet<String> = self
-            .windows
-            .iter()
-            .chain(&self.stored_windows)
+            .all_windows()
             .filter(|w| w.active_at(now_ms).is_some())
             .map(|w| w.name.clone())
             .collect();

@@ -34,6 +34,38 @@ pub struct EventRow {
     pub raw: String,
 }
 
+impl EventRow {
+    /// An event with only its time, host, shape and text: the fields of a
+    /// check or state line are set by whoever has them.
+    pub fn bare(
+        ts_ms: i64,
+        host: String,
+        kind: &'static str,
+        template: String,
+        json: String,
+        raw: String,
+    ) -> EventRow {
+        EventRow {
+            ts_ms,
+            host,
+            kind,
+            template,
+            proxy: None,
+            server: None,
+            new_state: None,
+            old_state: None,
+            reason: None,
+            code: None,
+            info: None,
+            check_duration_ms: None,
+            active_left: None,
+            backup_left: None,
+            json,
+            raw,
+        }
+    }
+}
+
 /// The daemon's counters over one interval.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestRow {

@@ -21,7 +21,9 @@ fn assert_default_stream_stored(db: &std::path::Path, log: &[String]) {
     );
     let labels = expected("default");
     let db = db.to_str().unwrap();
-    let events = json_lines(&["events", "--db", db, "--since", "1h", "--json"]);
+    let events = logged_events(json_lines(&[
+        "events", "--db", db, "--since", "1h", "--json",
+    ]));
     let want_events = labels
         .iter()
         .filter(|l| l["kind"] != "http" && l["kind"] != "tcp")

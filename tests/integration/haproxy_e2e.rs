@@ -451,3 +451,140 @@ fn two_haproxys_are_reconciled_each_under_its_own_host() {
         "each server under its own host, no other: {incidents:?}"
     );
 }
+
+/// `haproxy -sf` under traffic: a new worker, the old one draining. A server
+/// that blips while the new worker's checks settle pages nothing; one that
+/// really dies during the reload pages once its grace is over.
+#[test]
+fn a_reload_under_traffic_pages_nothing_by_itself_and_a_real_down_during_it_still_does() {
+    if !installed(&[HAPROXY, "/usr/bin/python3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(0, vec![]);
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "group_wait", "\"0s\"")
+        .set("incidents", "reload_grace", "\"6s\"")
+        .udp()
+        .webhook("ops", hook.port, "")
+        .write();
+    let db = dir.path().join("h.db");
+    let daemon = Daemon::start(&cfg, 1);
+    let (front, ok1, ok2, dead) = (free_port(), free_port(), free_port(), free_port());
+    let origins = [origin(ok1, dir.path()), origin(ok2, dir.path())];
+    let old = start_haproxy(
+        dir.path(),
+        &format!("    log 127.0.0.1:{} local0\n", daemon.port(0)),
+        "    option log-health-checks\n    option httplog\n",
+        &format!(
+            "frontend fe_r\n    bind 127.0.0.1:{front}\n    default_backend be_r\nbackend be_r\n\
+             \x20   server ok1 127.0.0.1:{ok1} check inter 200ms fall 2 rise 2\n\
+             \x20   server ok2 127.0.0.1:{ok2} check inter 200ms fall 2 rise 2\n\
+             \x20   server dead 127.0.0.1:{dead} check inter 200ms fall 2 rise 2\n"
+        ),
+    );
+    hook.wait_body("dead's DOWN", |b| fires_for(b, "be_r", "dead"));
+
+    // Traffic goes on through the reload.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if std::net::TcpStream::connect(("127.0.0.1", front)).is_ok() {
+                    get(front);
+                    n += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            n
+        })
+    };
+    let new = std::process::Command::new(HAPROXY)
+        .args(["-db", "-f"])
+        .arg(dir.path().join("haproxy.cfg"))
+        .args(["-sf", &old.id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_stored(
+        &db,
+        "the reload told",
+        "SELECT count(*) FROM events WHERE template = 'haproxy_reload'",
+        1,
+        String::new,
+    );
+    // ok2 fails while the new worker's checks settle and the old one drains…
+    let [o1, mut o2] = origins;
+    let _ = o2.kill();
+    let _ = o2.wait();
+    // The new worker's first checks find `dead` DOWN again: the same incident.
+    wait_stored(
+        &db,
+        "dead's DOWN from both workers",
+        "SELECT count(*) FROM events WHERE template = 'srv_down' AND server = 'dead'",
+        2,
+        String::new,
+    );
+    wait_stored(
+        &db,
+        "ok2's DOWN",
+        "SELECT count(*) FROM incidents WHERE server = 'ok2'",
+        1,
+        String::new,
+    );
+    // …and back a moment later: inside the grace, never paged.
+    let mut o2 = origin(ok2, dir.path());
+    wait_stored(
+        &db,
+        "ok2's recovery",
+        "SELECT count(*) FROM incidents WHERE server = 'ok2' AND resolved_at IS NOT NULL",
+        1,
+        String::new,
+    );
+    // Then it dies for good, still inside the grace: paged once the grace is over.
+    let _ = o2.kill();
+    let _ = o2.wait();
+    let bodies = hook.wait_body("ok2's DOWN", |b| fires_for(b, "be_r", "ok2"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let requests = traffic.join().unwrap();
+    for mut p in [old, new, o1] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    daemon.stop();
+    assert!(requests > 0, "traffic went through the reload");
+    let firings: Vec<String> = bodies
+        .iter()
+        .filter(|b| b["status"] == "firing")
+        .flat_map(|b| b["incidents"].as_array().unwrap().clone())
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["kind"].as_str().unwrap(),
+                i["server"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        firings,
+        ["server_down dead", "server_down ok2"],
+        "nothing else paged: {bodies:?}"
+    );
+    let incidents = json_lines(&[
+        "incidents",
+        "--db",
+        db.to_str().unwrap(),
+        "--kind",
+        "server_down",
+        "--json",
+    ]);
+    let servers: Vec<&str> = incidents
+        .iter()
+        .map(|i| i["server"].as_str().unwrap())
+        .collect();
+    // Newest first: ok2's outage, ok2's blip, dead's (once, though both workers said so).
+    assert_eq!(servers, ["ok2", "ok2", "dead"], "{incidents:?}");
+}

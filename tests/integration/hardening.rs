@@ -81,7 +81,9 @@ fn out_of_range_numbers_lose_only_their_own_line() {
     assert_eq!(field(totals, "rows_rejected"), 0, "{totals}");
 
     let db = db.to_str().unwrap();
-    let events = json_lines(&["events", "--db", db, "--since", "60d", "--json"]);
+    let events = logged_events(json_lines(&[
+        "events", "--db", db, "--since", "60d", "--json",
+    ]));
     assert_eq!(
         events.len() as u64,
         field(totals, "events"),

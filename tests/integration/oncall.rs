@@ -364,15 +364,6 @@ fn outbox_rows(db: &std::path::Path, backend: &str) -> Vec<(String, String, Stri
     .collect()
 }
 
-fn firing_of(b: &Value, backend: &str, server: &str) -> bool {
-    b["status"] == "firing"
-        && b["incidents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|i| i["backend"] == backend && i["server"] == server)
-}
-
 #[test]
 fn a_maintenance_window_holds_what_it_covers_and_notifies_what_outlasts_it_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -407,9 +398,9 @@ fn a_maintenance_window_holds_what_it_covers_and_notifies_what_outlasts_it_once(
             down("be_y/s9"),
         ],
     );
-    hook.wait_body("be_y's DOWN, at once", |b| firing_of(b, "be_y", "s9"));
+    hook.wait_body("be_y's DOWN, at once", |b| fires_for(b, "be_y", "s9"));
     // When the window ends, what is still wrong is notified, once.
-    let bodies = hook.wait_body("s1's DOWN after the window", |b| firing_of(b, "be_x", "s1"));
+    let bodies = hook.wait_body("s1's DOWN after the window", |b| fires_for(b, "be_x", "s1"));
     assert!(
         hapwatch::timezone::now_ms() >= end_ms,
         "s1 was notified before the window ended: {bodies:?}"
@@ -420,7 +411,7 @@ fn a_maintenance_window_holds_what_it_covers_and_notifies_what_outlasts_it_once(
         !bodies.iter().any(|b| b.to_string().contains("\"s2\"")),
         "s2 recovered inside the window: never notified: {bodies:?}"
     );
-    let fired = bodies.iter().filter(|b| firing_of(b, "be_x", "s1")).count();
+    let fired = bodies.iter().filter(|b| fires_for(b, "be_x", "s1")).count();
     assert_eq!(fired, 1, "{bodies:?}");
     let rows = outbox_rows(&db, "be_x");
     let s2: Vec<_> = rows.iter().filter(|r| r.0 == "s2").collect();
@@ -477,7 +468,7 @@ fn a_maintenance_window_holds_what_it_covers_and_notifies_what_outlasts_it_once(
     );
     hapwatch(&["maintenance", "remove", "--db", db_s, "1"]);
     hook.wait_body("be_z's DOWN once the window is gone", |b| {
-        firing_of(b, "be_z", "s1")
+        fires_for(b, "be_z", "s1")
     });
     let (_, err) = hapwatch_fails(&["maintenance", "remove", "--db", db_s, "1"]);
     assert!(err.contains("no maintenance #1"), "{err}");

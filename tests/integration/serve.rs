@@ -133,7 +133,9 @@ fn fixtures_over_udp_tcp_and_unix_are_stored_exactly() {
     );
 
     // Every health, state and proxy event is stored, as `parse` prints it.
-    let events = json_lines(&["events", "--db", db, "--since", "3650d", "--json"]);
+    let events = logged_events(json_lines(&[
+        "events", "--db", db, "--since", "3650d", "--json",
+    ]));
     let mut got: Vec<_> = events.iter().map(event_key).collect();
     got.sort();
     let mut want: Vec<_> = labels

@@ -156,6 +156,10 @@ pub struct IncidentsConfig {
     /// No message from a host heard before for this long (0 disables).
     #[serde(deserialize_with = "crate::de::duration")]
     pub silence_after: Duration,
+    /// After a HAProxy reload or restart (a new worker PID), what opens on
+    /// that host is held this long and paged only if it outlasts it (0 disables).
+    #[serde(deserialize_with = "crate::de::duration")]
+    pub reload_grace: Duration,
 }
 
 impl Default for IncidentsConfig {
@@ -166,6 +170,7 @@ impl Default for IncidentsConfig {
             flap_quiet: Duration::from_secs(600),
             degraded_share: 0.25,
             silence_after: Duration::from_secs(300),
+            reload_grace: Duration::from_secs(10),
         }
     }
 }

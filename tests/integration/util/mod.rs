@@ -694,3 +694,22 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_owned())
 }
+
+/// Whether a webhook body fires for `backend/server`.
+pub fn fires_for(b: &serde_json::Value, backend: &str, server: &str) -> bool {
+    b["status"] == "firing"
+        && b["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["backend"] == backend && i["server"] == server)
+}
+
+/// The stored events HAProxy logged, without those hapwatch adds of its own
+/// (a reload it told from the workers' PIDs).
+pub fn logged_events(events: Vec<Value>) -> Vec<Value> {
+    events
+        .into_iter()
+        .filter(|e| e["template"] != "haproxy_reload")
+        .collect()
+}
