@@ -767,6 +767,17 @@ fn apply(
     // still open is owed again.
     for c in &changes {
         if let Change::Resolved { incident, .. } = c {
+            use crate::incidents::Kind;
+            if matches!(incident.kind, Kind::HostDown | Kind::Silence) {
+                // What the host's notice stood for and is still open is owed now.
+                let still_open: Vec<crate::incidents::Incident> = engine
+                    .open_incidents()
+                    .filter(|i| i.host == incident.host)
+                    .filter(|i| !matches!(i.kind, Kind::HostDown | Kind::Silence))
+                    .cloned()
+                    .collect();
+                notifications.extend(notifier.release(incident.id, &still_open, now));
+            }
             if incident.kind == crate::incidents::Kind::BackendDown {
                 let still_open: Vec<crate::incidents::Incident> = engine
                     .open_incidents()

@@ -31,7 +31,7 @@ pub struct IncidentsArgs {
     /// Only this server's: BACKEND/SERVER.
     #[arg(long, value_name = "B/S")]
     pub server: Option<String>,
-    /// Only this kind (server_down, backend_down, backend_degraded, flapping, rule, silence, operator, channel).
+    /// Only this kind (server_down, backend_down, backend_degraded, flapping, rule, silence, operator, channel, reconcile, host_down).
     #[arg(long)]
     pub kind: Option<String>,
     /// This severity or worse (info, warning, critical).

@@ -508,3 +508,85 @@ fn an_ack_while_the_trigger_waits_in_its_group_follows_the_trigger() {
         .collect();
     assert_eq!(actions, ["trigger", "acknowledge"], "{pages:?}");
 }
+
+/// One line from `lb-edge`'s HAProxy.
+fn edge(message: &str) -> Vec<u8> {
+    format!("<129>Nov 23 01:23:33 lb-edge haproxy[7]: {message}").into_bytes()
+}
+
+fn all_gone(backend: &str) -> [Vec<u8>; 2] {
+    [
+        edge(&format!("Server {backend}/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.")),
+        edge(&format!("backend {backend} has no server available!")),
+    ]
+}
+
+#[test]
+fn most_of_a_hosts_backends_down_at_once_are_one_host_notice_and_its_resolve_says_what_came_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(0, vec![]);
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "group_wait", "\"1s\"")
+        .udp()
+        .webhook("ops", hook.port, "")
+        .write();
+    let db = dir.path().join("h.db");
+    let daemon = Daemon::start(&cfg, 1);
+    let udp = daemon.port(0);
+    // Four backends known; three lose every server within the group wait.
+    let mut lines = vec![edge("Health check for server be_d/s1 succeeded, reason: Layer7 check passed, code: 200, check duration: 2ms, status: 2/2 UP.")];
+    for b in ["be_a", "be_b", "be_c"] {
+        lines.extend(all_gone(b));
+    }
+    send_udp(udp, &lines);
+    let bodies = hook.wait_body("the host's notice", |b| b["status"] == "firing");
+    // Its backends' and servers' firings were superseded, not sent.
+    wait_stored(
+        &db,
+        "the backends' notices superseded",
+        "SELECT count(*) FROM outbox WHERE state = 'superseded' AND note LIKE '%its host lb-edge%'",
+        6,
+        String::new,
+    );
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["incident"]["kind"], "host_down", "{bodies:?}");
+    assert!(
+        bodies[0]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("[hapwatch] HOST DOWN lb-edge: 3 of 4 backends have no server available"),
+        "{bodies:?}"
+    );
+    // One comes back: two of four is no longer most. The resolve says what
+    // came back and what did not, and those still down are owed their own notices.
+    send_udp(
+        udp,
+        &[edge("Server be_a/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 1 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.")],
+    );
+    let bodies = hook.wait_bodies("the resolve and the notices still owed", |b| b.len() >= 4);
+    daemon.stop();
+    let resolve = bodies.iter().find(|b| b["status"] == "resolved").unwrap();
+    assert_eq!(
+        resolve["incident"]["resolution"], "back: be_a; still down: be_b, be_c",
+        "{bodies:?}"
+    );
+    let mut owed: Vec<String> = bodies[1..]
+        .iter()
+        .filter(|b| b["status"] == "firing")
+        .map(|b| {
+            let i = &b["incident"];
+            format!(
+                "{} {}",
+                i["kind"].as_str().unwrap(),
+                i["backend"].as_str().unwrap()
+            )
+        })
+        .collect();
+    owed.sort();
+    assert_eq!(
+        owed,
+        ["backend_down be_b", "backend_down be_c"],
+        "be_a came back inside the host's notice, never notified: {bodies:?}"
+    );
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+}

@@ -39,6 +39,11 @@ impl IncidentKey {
         })
     }
 
+    /// Most of a host's backends down at once.
+    pub fn host(host: &str) -> Self {
+        IncidentKey(format!("host:{host}"))
+    }
+
     /// A host that stopped sending logs.
     pub fn silence(host: &str) -> Self {
         IncidentKey(format!("silence:{host}"))

@@ -5,6 +5,7 @@
 pub mod fleet;
 mod key;
 mod readings;
+mod rollup;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -55,10 +56,13 @@ pub enum Kind {
     Channel,
     /// HAProxy's stats (socket or page) cannot be read: reconciliation is blind.
     Reconcile,
+    /// Most of a host's backends have no server available (an LB reboot, a
+    /// network cut): one notice for the host instead of one per backend.
+    HostDown,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::ServerDown,
         Kind::BackendDown,
         Kind::BackendDegraded,
@@ -68,6 +72,7 @@ impl Kind {
         Kind::Rule,
         Kind::Channel,
         Kind::Reconcile,
+        Kind::HostDown,
     ];
 
     pub fn parse(s: &str) -> Option<Kind> {
@@ -85,6 +90,7 @@ impl Kind {
             Kind::Rule => "rule",
             Kind::Channel => "channel",
             Kind::Reconcile => "reconcile",
+            Kind::HostDown => "host_down",
         }
     }
 }
@@ -156,6 +162,10 @@ pub struct IncidentsConfig {
     /// No message from a host heard before for this long (0 disables).
     #[serde(deserialize_with = "crate::de::duration")]
     pub silence_after: Duration,
+    /// More than this share of a host's backends with no server available
+    /// opens one `host_down` for the host (0 disables).
+    #[serde(deserialize_with = "crate::de::share")]
+    pub host_share: f64,
     /// After a HAProxy reload or restart (a new worker PID), what opens on
     /// that host is held this long and paged only if it outlasts it (0 disables).
     #[serde(deserialize_with = "crate::de::duration")]
@@ -171,6 +181,7 @@ impl Default for IncidentsConfig {
             degraded_share: 0.25,
             silence_after: Duration::from_secs(300),
             reload_grace: Duration::from_secs(10),
+            host_share: 0.5,
         }
     }
 }
@@ -431,6 +442,7 @@ impl Engine {
             }
             Event::Other(_) | Event::Traffic(_) => {}
         }
+        self.host_rollup(&mut out, host, ts_ms);
         out
     }
 

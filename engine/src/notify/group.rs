@@ -75,6 +75,8 @@ pub struct SentFiring {
     pub message_id: String,
 }
 
+mod rollup;
+
 type Pair = (String, i64);
 
 /// Where an incident's firing stands on one channel.
@@ -103,6 +105,9 @@ pub struct Grouper {
     withheld: HashMap<Pair, Withheld>,
     /// Incidents up to this id predate rows per change (schema 4): pair them as sent.
     legacy_max: i64,
+    /// (channel, host) → the host-level incident (host DOWN, silent) whose
+    /// firing stands for the host's other notices while it is open.
+    rollups: HashMap<(String, String), i64>,
 }
 
 impl Grouper {
@@ -116,6 +121,7 @@ impl Grouper {
             sent: HashMap::new(),
             withheld: HashMap::new(),
             legacy_max: 0,
+            rollups: HashMap::new(),
         }
     }
 
@@ -294,6 +300,9 @@ impl Grouper {
     }
 
     fn push_one(&mut self, it: Item, now_ms: i64, ops: &mut Vec<OutboxOp>) {
+        if self.rolled_up(&it, now_ms, ops) {
+            return;
+        }
         let key = (it.channel.clone(), it.group_key());
         let pair = (it.channel.clone(), it.incident.id);
         if it.resolved.is_some() {
@@ -674,6 +683,49 @@ mod tests {
         let mut ops = Vec::new();
         g.due(&channels(), at_ms, &mut ops);
         ops
+    }
+
+    #[test]
+    fn a_silent_host_supersedes_its_waiting_and_later_notices_and_owes_them_when_it_resolves() {
+        let mut g = grouper(2);
+        let waiting = push_all(&mut g, &[(1, Kind::ServerDown, Some("s1"), false)], 0);
+        let row = match &waiting[0] {
+            OutboxOp::Insert(r) => r.id,
+            other => panic!("{other:?}"),
+        };
+        let mut silent = item(2, Kind::Silence, None, false);
+        silent.incident.backend = None;
+        let mut ops = Vec::new();
+        g.push(&channels(), vec![silent.clone()], 500, &mut ops);
+        assert!(
+            settled(&ops).contains(&(row, RowState::Superseded)),
+            "{ops:?}"
+        );
+        // A notice of that host while it is silent: superseded at once.
+        let later = push_all(&mut g, &[(3, Kind::ServerDown, Some("s2"), false)], 700);
+        assert_eq!(settled(&later).len(), 1);
+        assert_eq!(settled(&later)[0].1, RowState::Superseded);
+        // The host speaks again: what it stood for and is still open is owed.
+        silent.resolved = Some(Resolution {
+            ts_ms: 9000,
+            note: "it sends again".into(),
+        });
+        let mut ops = Vec::new();
+        g.push(&channels(), vec![silent], 9000, &mut ops);
+        let still_open = [item(1, Kind::ServerDown, Some("s1"), false).incident];
+        g.release(&channels(), 2, &still_open, 9000, &mut ops);
+        let owed: Vec<i64> = ops
+            .iter()
+            .filter_map(|o| match o {
+                OutboxOp::Insert(r) if r.state == RowState::Waiting => Some(r.incident_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            owed,
+            [1],
+            "s1 still down; s2's resolve would be withheld: {ops:?}"
+        );
     }
 
     #[test]

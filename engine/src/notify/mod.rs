@@ -269,15 +269,16 @@ pub fn sort_items(items: &mut [Item]) {
 fn rank(k: crate::incidents::Kind) -> u8 {
     use crate::incidents::Kind::*;
     match k {
-        BackendDown => 0,
-        ServerDown => 1,
-        Flapping => 2,
-        BackendDegraded => 3,
-        Rule => 4,
-        Channel => 5,
-        Reconcile => 6,
-        Silence => 7,
-        Operator => 8,
+        HostDown => 0,
+        BackendDown => 1,
+        ServerDown => 2,
+        Flapping => 3,
+        BackendDegraded => 4,
+        Rule => 5,
+        Channel => 6,
+        Reconcile => 7,
+        Silence => 8,
+        Operator => 9,
     }
 }
 

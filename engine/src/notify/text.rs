@@ -44,6 +44,7 @@ pub fn word(i: &Incident) -> &'static str {
         Kind::Silence => "SILENT",
         Kind::Channel => "CHANNEL FAILING",
         Kind::Reconcile => "STATS UNREADABLE",
+        Kind::HostDown => "HOST DOWN",
         Kind::Operator => "MAINTENANCE",
         Kind::Rule => match i.detail.get("rule").and_then(Value::as_str) {
             Some("p95_ms") => "SLOW",
@@ -105,6 +106,12 @@ fn what(i: &Incident) -> String {
             Some(reason) => format!(": {reason}"),
             None => String::new(),
         },
+        Kind::HostDown => format!(
+            ": {}",
+            i.summary
+                .split_once(": ")
+                .map_or(i.summary.as_str(), |(_, r)| r)
+        ),
         Kind::Rule | Kind::Silence | Kind::Operator => {
             // The summary already names the place; keep what follows it.
             let s = i.summary.as_str();
