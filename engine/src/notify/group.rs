@@ -195,33 +195,33 @@ impl Grouper {
     /// An item a silence covers: recorded, never sent, and its resolve neither.
     pub fn silenced(&mut self, it: Item, why: String, now_ms: i64, ops: &mut Vec<OutboxOp>) {
         if it.resolved.is_none() {
-            self.withheld.insert(
-                (it.channel.clone(), it.incident.id),
-                Withheld {
-                    channel: it.channel.clone(),
-                    incident_id: it.incident.id,
-                    why: format!("its firing was silenced ({why})"),
-                    release: Release::Never,
-                },
-            );
+            self.withhold(&it, format!("silenced ({why})"), Release::Never);
         }
         ops.push(self.settled(&it, RowState::Silenced, why, now_ms));
+    }
+
+    /// Records that this firing was not sent, why (`its firing was …`, its
+    /// resolve's note) and what would send it after all.
+    fn withhold(&mut self, it: &Item, why: String, release: Release) {
+        self.withheld.insert(
+            (it.channel.clone(), it.incident.id),
+            Withheld {
+                channel: it.channel.clone(),
+                incident_id: it.incident.id,
+                why: format!("its firing was {why}"),
+                release,
+            },
+        );
     }
 
     /// A firing a maintenance window holds: recorded as silenced, and owed
     /// when the window ends if its incident is still open (`release_windows`).
     pub fn held(&mut self, it: Item, window: &str, now_ms: i64, ops: &mut Vec<OutboxOp>) {
         let why = format!("{MAINTENANCE}{window}: notified when it ends, if still open");
-        self.withheld.insert(
-            (it.channel.clone(), it.incident.id),
-            Withheld {
-                channel: it.channel.clone(),
-                incident_id: it.incident.id,
-                why: format!(
-                    "its firing was held by maintenance {window}, which it did not outlast"
-                ),
-                release: Release::WindowEnd(window.to_owned()),
-            },
+        self.withhold(
+            &it,
+            format!("held by maintenance {window}, which it did not outlast"),
+            Release::WindowEnd(window.to_owned()),
         );
         ops.push(self.settled(&it, RowState::Silenced, why, now_ms));
     }
@@ -453,14 +453,10 @@ impl Grouper {
             };
             match by {
                 Some((why, by)) => {
-                    self.withheld.insert(
-                        (it.channel.clone(), it.incident.id),
-                        Withheld {
-                            channel: it.channel.clone(),
-                            incident_id: it.incident.id,
-                            why: format!("its firing was {why}"),
-                            release: by.map_or(Release::Never, Release::Resolve),
-                        },
+                    self.withhold(
+                        &it,
+                        why.clone(),
+                        by.map_or(Release::Never, Release::Resolve),
                     );
                     ops.push(OutboxOp::Settle {
                         id: row,

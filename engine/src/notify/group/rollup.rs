@@ -3,7 +3,7 @@
 //! superseded by it, those waiting in their groups included, and owed
 //! again when it resolves if they are still open.
 
-use super::{Grouper, Item, OutboxOp, Release, RowState, Withheld};
+use super::{Grouper, Item, OutboxOp, Release, RowState};
 use crate::incidents::Kind;
 
 /// Whether an incident speaks for its whole host.
@@ -37,21 +37,9 @@ impl Grouper {
             return false;
         }
         let why = format!("superseded by incident #{by} (its host {})", i.host);
-        self.withhold(it, &why, by);
+        self.withhold(it, why.clone(), Release::Resolve(by));
         ops.push(self.settled(it, RowState::Superseded, why, now_ms));
         true
-    }
-
-    fn withhold(&mut self, it: &Item, why: &str, by: i64) {
-        self.withheld.insert(
-            (it.channel.clone(), it.incident.id),
-            Withheld {
-                channel: it.channel.clone(),
-                incident_id: it.incident.id,
-                why: format!("its firing was {why}"),
-                release: Release::Resolve(by),
-            },
-        );
     }
 
     /// The host's firings still in their group wait on this channel: said by
@@ -79,7 +67,7 @@ impl Grouper {
         }
         self.groups.retain(|_, g| !g.items.is_empty());
         for (row, p) in taken {
-            self.withhold(&p, &why, by);
+            self.withhold(&p, why.clone(), Release::Resolve(by));
             ops.push(OutboxOp::Settle {
                 id: row,
                 state: RowState::Superseded,
