@@ -61,9 +61,9 @@ pub struct Processor {
     engine: Option<Engine>,
     /// The last host reported to the engine as alive, and when.
     seen: (String, i64),
-    /// HAProxy workers by their PIDs, and the last (pid, host) looked at.
+    /// HAProxy workers by their PIDs, and the last (pid, host) looked at, when.
     reloads: hapwatch_engine::reloads::Reloads,
-    worker: (u32, String),
+    worker: (u32, String, i64),
     /// Where incident changes are notified, and the changes waiting to be grouped.
     notifier: Notifier,
     /// HAProxy's stats readings and the host they describe (daemon, when configured).
@@ -118,7 +118,7 @@ impl Processor {
             engine: None,
             seen: (String::new(), i64::MIN),
             reloads: hapwatch_engine::reloads::Reloads::new(config.limits.hosts),
-            worker: (0, String::new()),
+            worker: (0, String::new(), i64::MIN),
             notifier: Notifier::new(config, 1),
             rates: crate::rules::Rates::default(),
             totals: crate::view::TrafficTotals::new(
@@ -221,8 +221,14 @@ impl Processor {
             None => peer_name(&mut self.peer_names, &self.local_host, peer),
         };
         if let (Some(pid), true) = (rec.envelope.pid, self.engine.is_some()) {
-            if self.worker.0 != pid || self.worker.1 != host {
-                self.worker = (pid, host.to_owned());
+            // Looked up when the worker changes, and each second (to keep
+            // the host's last message time, which ages its PIDs out).
+            if self.worker.0 != pid || self.worker.1 != host || received_ms - self.worker.2 >= 1000
+            {
+                self.worker.0 = pid;
+                self.worker.1.clear();
+                self.worker.1.push_str(host);
+                self.worker.2 = received_ms;
                 if let Some(r) = self.reloads.seen(host, pid, received_ms) {
                     on_reload(&mut self.notifier, &mut self.events, host, r, received_ms);
                 }

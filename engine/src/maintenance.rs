@@ -91,7 +91,7 @@ impl Window {
 }
 
 /// `day` at `minute` after midnight in `tz`, in ms (a time a DST jump skips
-/// is taken as the moment after the jump, as jiff's compatible rule does).
+/// is moved forward by the jump, 02:30 to 03:30, as jiff's compatible rule does).
 fn at(day: Date, minute: u32, tz: &jiff::tz::TimeZone) -> Option<i64> {
     // 24:00 is the next day's midnight.
     let (day, minute) = if minute >= 24 * 60 {
@@ -123,6 +123,9 @@ pub fn parse_every(s: &str) -> Result<([bool; 7], u32, u32), ScheduleError> {
     let (days_text, range) = s.trim().rsplit_once(' ').ok_or_else(shape)?;
     let (from, to) = range.split_once('-').ok_or_else(shape)?;
     let (start, end) = (time_of_day(from)?, time_of_day(to)?);
+    if start == 24 * 60 {
+        return Err(ScheduleError::Time(from.to_owned()));
+    }
     if start == end {
         return Err(ScheduleError::Empty(s.to_owned()));
     }
@@ -152,14 +155,14 @@ pub fn parse_every(s: &str) -> Result<([bool; 7], u32, u32), ScheduleError> {
 }
 
 fn day(s: &str) -> Result<usize, ScheduleError> {
-    let d = match s.to_ascii_lowercase().get(..3) {
-        Some("mon") => Weekday::Monday,
-        Some("tue") => Weekday::Tuesday,
-        Some("wed") => Weekday::Wednesday,
-        Some("thu") => Weekday::Thursday,
-        Some("fri") => Weekday::Friday,
-        Some("sat") => Weekday::Saturday,
-        Some("sun") => Weekday::Sunday,
+    let d = match s.to_ascii_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Monday,
+        "tue" | "tuesday" => Weekday::Tuesday,
+        "wed" | "wednesday" => Weekday::Wednesday,
+        "thu" | "thursday" => Weekday::Thursday,
+        "fri" | "friday" => Weekday::Friday,
+        "sat" | "saturday" => Weekday::Saturday,
+        "sun" | "sunday" => Weekday::Sunday,
         _ => return Err(ScheduleError::Day(s.to_owned())),
     };
     Ok(d.to_monday_zero_offset() as usize)
@@ -219,6 +222,14 @@ mod tests {
         assert!(matches!(
             parse_every("sum 02:00-04:00"),
             Err(ScheduleError::Day(_))
+        ));
+        assert!(matches!(
+            parse_every("monkey 02:00-04:00"),
+            Err(ScheduleError::Day(_))
+        ));
+        assert!(matches!(
+            parse_every("sun 24:00-01:00"),
+            Err(ScheduleError::Time(_))
         ));
         assert!(matches!(
             parse_every("sun 02:00-25:00"),

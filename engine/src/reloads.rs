@@ -48,13 +48,12 @@ impl Reloads {
     /// A message from `host`'s worker `pid`: Some when it is a new worker
     /// after another one (a reload or a restart), None otherwise.
     pub fn seen(&mut self, host: &str, pid: u32, now_ms: i64) -> Option<Reload> {
-        if !self.hosts.contains_key(host) {
-            if self.hosts.len() >= self.limit {
-                return None;
-            }
-            self.hosts.insert(host.to_owned(), Host::default());
-        }
-        let h = self.hosts.get_mut(host)?;
+        let full = self.hosts.len() >= self.limit;
+        let h = match self.hosts.get_mut(host) {
+            Some(h) => h,
+            None if full => return None,
+            None => self.hosts.entry(host.to_owned()).or_default(),
+        };
         let fresh = now_ms - h.last_ms > FORGET_MS;
         h.last_ms = now_ms;
         if h.pids.contains(&pid) {
@@ -103,6 +102,16 @@ mod tests {
         assert_eq!(r.seen("lb2", 300, 2300), None, "hosts apart");
         // After an hour of silence, a new PID is a start.
         assert_eq!(r.seen("lb1", 400, 2200 + FORGET_MS + 1), None);
+        // A worker heard steadily for longer than an hour is still known.
+        let mut steady = Reloads::new(10);
+        steady.seen("lb1", 100, 0);
+        for t in (1..=3).map(|n| n * FORGET_MS / 2) {
+            assert_eq!(steady.seen("lb1", 100, t), None);
+        }
+        assert!(
+            steady.seen("lb1", 200, 2 * FORGET_MS).is_some(),
+            "a reload after hours of one worker"
+        );
         let mut full = Reloads::new(1);
         full.seen("a", 1, 0);
         assert_eq!(full.seen("b", 1, 0), None);

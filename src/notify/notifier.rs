@@ -37,6 +37,35 @@ pub struct Notifier {
     conn: Option<Connection>,
 }
 
+/// What a silence or window must cover to cover this incident: the
+/// incident, or for a host's rollup each backend it counts.
+fn backends_of(i: &Incident) -> Vec<Incident> {
+    if i.kind != crate::incidents::Kind::HostDown {
+        return vec![i.clone()];
+    }
+    let backends: Vec<String> = i
+        .detail
+        .get("backends_down")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if backends.is_empty() {
+        return vec![i.clone()];
+    }
+    backends
+        .into_iter()
+        .map(|b| {
+            let mut probe = i.clone();
+            probe.backend = Some(b);
+            probe
+        })
+        .collect()
+}
+
 impl Notifier {
     /// `next_row` follows the largest outbox id stored.
     pub fn new(config: &crate::config::Config, next_row: i64) -> Notifier {
@@ -83,6 +112,8 @@ impl Notifier {
 
     pub fn read_silences_from(&mut self, conn: Connection) {
         self.conn = Some(conn);
+        // Before the first line: a backlog replayed at start meets the silences and windows.
+        self.refresh(crate::timezone::now_ms());
     }
 
     pub fn reconfigure(&mut self, config: &crate::config::Config) {
@@ -170,16 +201,37 @@ impl Notifier {
             .chain(&self.reload_windows)
     }
 
-    /// The active maintenance window that covers this incident, if any.
+    /// The active maintenance window that covers this incident, if any. A
+    /// host's rollup is covered when each of its backends is.
     fn window_over(&self, i: &Incident, now_ms: i64) -> Option<&str> {
-        self.all_windows()
-            .find(|w| w.scope.matches(i) && w.active_at(now_ms).is_some())
-            .map(|w| w.name.as_str())
+        let covering = |p: &Incident| {
+            self.all_windows()
+                .find(|w| w.scope.matches(p) && w.active_at(now_ms).is_some())
+                .map(|w| w.name.as_str())
+        };
+        let probes = backends_of(i);
+        let first = covering(probes.first()?)?;
+        probes
+            .iter()
+            .all(|p| covering(p).is_some())
+            .then_some(first)
+    }
+
+    /// The silence that covers this incident, if any (a host's rollup: when
+    /// each of its backends is covered).
+    fn silence_over(&self, i: &Incident) -> Option<&Silence> {
+        let covering = |p: &Incident| self.silences.iter().find(|s| s.scope.matches_incident(p));
+        let probes = backends_of(i);
+        let first = covering(probes.first()?)?;
+        probes
+            .iter()
+            .all(|p| covering(p).is_some())
+            .then_some(first)
     }
 
     /// What windows that ended owe: the firings they held whose incidents
-    /// are still open (and neither silenced nor under another window), once.
-    /// Also returns how many windows are on.
+    /// are still open, once, routed again (a silence or another window may
+    /// hold them still). Also returns how many windows are on.
     pub fn windows_ended<'a>(
         &mut self,
         open: impl Iterator<Item = &'a Incident>,
@@ -193,22 +245,12 @@ impl Notifier {
         if !self.grouper.holds_for_windows() {
             return (Vec::new(), active.len());
         }
-        let owed: Vec<Incident> = open
-            .filter(|i| {
-                !self.silences.iter().any(|s| s.scope.matches_incident(i))
-                    && self.window_over(i, now_ms).is_none()
-            })
-            .map(|i| self.with_ack(i))
-            .collect();
-        let mut ops = Vec::new();
-        self.grouper.release_windows(
-            &self.channels,
-            &|name| active.contains(name),
-            &owed,
-            now_ms,
-            &mut ops,
-        );
-        (ops, active.len())
+        let open: std::collections::HashMap<i64, Incident> =
+            open.map(|i| (i.id, i.clone())).collect();
+        let items = self
+            .grouper
+            .release_windows(&|name| active.contains(name), &open);
+        (self.route(items, now_ms, true), active.len())
     }
 
     /// What new acknowledgements owe: PagerDuty's `acknowledge` on each
@@ -302,20 +344,24 @@ impl Notifier {
     /// The outbox rows these changes cause (most wait for their group).
     pub fn changes(&mut self, changes: &[Change], now_ms: i64) -> Vec<OutboxOp> {
         for c in changes {
-            if let Change::Opened(i) = c {
-                self.last_notified.insert(i.id, now_ms);
+            match c {
+                Change::Opened(i) => {
+                    self.last_notified.insert(i.id, now_ms);
+                }
+                // Its rollup ends on every channel, its resolve sent there or not.
+                Change::Resolved { id, incident, .. }
+                    if matches!(
+                        incident.kind,
+                        crate::incidents::Kind::HostDown | crate::incidents::Kind::Silence
+                    ) =>
+                {
+                    self.grouper.host_resolved(*id);
+                }
+                _ => {}
             }
         }
         let wanted = items(&self.channels, changes);
         self.route(wanted, now_ms, true)
-    }
-
-    /// The incident with its acknowledgement as the store has it now (one
-    /// restored at start may since have been acked or taken back).
-    fn with_ack(&self, i: &Incident) -> Incident {
-        let mut i = i.clone();
-        i.ack = self.acks.get(&i.id).map(|a| Box::new(a.ack.clone()));
-        i
     }
 
     /// The superseding incident `by` resolved: what it held back and is still open is owed.
@@ -325,15 +371,9 @@ impl Notifier {
         still_open: &[crate::incidents::Incident],
         now_ms: i64,
     ) -> Vec<OutboxOp> {
-        let mut ops = Vec::new();
-        let open: Vec<_> = still_open
-            .iter()
-            .filter(|i| !self.silences.iter().any(|s| s.scope.matches_incident(i)))
-            .map(|i| self.with_ack(i))
-            .collect();
-        self.grouper
-            .release(&self.channels, by, &open, now_ms, &mut ops);
-        ops
+        let items = self.grouper.release(&self.channels, by, still_open);
+        // Routed again: a silence or a window may hold them still.
+        self.route(items, now_ms, true)
     }
 
     /// Critical incidents open for another `repeat_critical` are notified again.
@@ -378,11 +418,7 @@ impl Notifier {
                 .acks
                 .get(&it.incident.id)
                 .map(|a| Box::new(a.ack.clone()));
-            let Some(s) = self
-                .silences
-                .iter()
-                .find(|s| s.scope.matches_incident(&it.incident))
-            else {
+            let Some(s) = self.silence_over(&it.incident) else {
                 // A window holds firings; resolves go on to be paired (or not).
                 let window = it
                     .resolved

@@ -139,6 +139,11 @@ pub fn withheld_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Ve
            AND NOT EXISTS (SELECT 1 FROM outbox r
                WHERE r.channel = f.channel AND r.incident_id = f.incident_id
                  AND r.status = 'resolved')
+           -- Released since (a window ended, a superseding incident resolved):
+           -- the later firing row speaks for it.
+           AND NOT EXISTS (SELECT 1 FROM outbox l
+               WHERE l.channel = f.channel AND l.incident_id = f.incident_id
+                 AND l.status = 'firing' AND l.id > f.id)
          ORDER BY f.id",
     )?;
     let rows = stmt.query_map(params![since_ms], |r| {

@@ -187,9 +187,9 @@ const MIGRATIONS: &[&str] = &[
         ack_reason TEXT NOT NULL,
         acked_at INTEGER NOT NULL,        -- Unix ms
         notified_at INTEGER               -- when the daemon queued what the ack owes (PagerDuty)
-    );
-    -- Maintenance windows added from the CLI (those of the config are not stored).
-    CREATE TABLE maintenance (
+    );",
+    // 7: maintenance windows added from the CLI (those of the config are not stored).
+    "CREATE TABLE maintenance (
         id INTEGER PRIMARY KEY,
         hosts TEXT NOT NULL,              -- JSON array of names; [] = any
         backends TEXT NOT NULL,

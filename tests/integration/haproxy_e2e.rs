@@ -544,6 +544,34 @@ fn a_reload_under_traffic_pages_nothing_by_itself_and_a_real_down_during_it_stil
         1,
         String::new,
     );
+    // The blip was held by the reload's grace and its resolve never sent.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let blip: Vec<(String, String, String)> = conn
+        .prepare(
+            "SELECT o.status, o.state, coalesce(o.note, '') FROM outbox o
+             JOIN incidents i ON i.id = o.incident_id
+             WHERE i.server = 'ok2' AND i.resolved_at IS NOT NULL ORDER BY o.id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(blip.len(), 2, "{blip:?}");
+    assert_eq!(
+        (blip[0].0.as_str(), blip[0].1.as_str()),
+        ("firing", "silenced"),
+        "{blip:?}"
+    );
+    assert!(
+        blip[0].2.starts_with("maintenance haproxy-reload-"),
+        "{blip:?}"
+    );
+    assert_eq!(
+        (blip[1].0.as_str(), blip[1].1.as_str()),
+        ("resolved", "cancelled"),
+        "{blip:?}"
+    );
     // Then it dies for good, still inside the grace: paged once the grace is over.
     let _ = o2.kill();
     let _ = o2.wait();

@@ -442,7 +442,9 @@ impl Engine {
             }
             Event::Other(_) | Event::Traffic(_) => {}
         }
-        self.host_rollup(&mut out, host, ts_ms);
+        if out.iter().any(rollup::may_change_host) {
+            self.host_rollup(&mut out, host, ts_ms);
+        }
         out
     }
 

@@ -6,24 +6,56 @@
 
 use serde_json::{json, Map, Value};
 
+use hapwatch_parsers::ServerState;
+
 use super::{Change, Engine, IncidentKey, Kind, Severity};
 
+/// Whether a change can make a host's backends mostly down or not: a backend
+/// losing its last server or getting one back. (Only these are worth the
+/// scan of the host's servers, which an outage storm would pay per line.)
+pub(super) fn may_change_host(c: &Change) -> bool {
+    let i = match c {
+        Change::Opened(i) => i,
+        Change::Resolved { incident, .. } => incident,
+        Change::Timeline { .. } => return false,
+    };
+    match i.kind {
+        Kind::BackendDown => true,
+        Kind::ServerDown => {
+            matches!(c, Change::Resolved { .. })
+                || i.detail.get("active_left").and_then(Value::as_u64) == Some(0)
+        }
+        _ => false,
+    }
+}
+
 impl Engine {
-    /// The host's backends the fleet knows, and those with no server available now.
+    /// The host's backends the fleet knows, and those failing now: with no
+    /// server available, or every known server DOWN (the state line comes
+    /// before its "no server available": counting it then keeps the host's
+    /// count from dipping between the two).
     fn backends_down(&self, host: &str) -> (usize, Vec<String>) {
-        let known: std::collections::HashSet<&str> = self
-            .fleet
-            .servers
-            .keys()
-            .filter(|(h, _, _)| h == host)
-            .map(|(_, b, _)| b.as_str())
+        // backend → (servers known, servers DOWN)
+        let mut known: std::collections::HashMap<&str, (usize, usize)> = Default::default();
+        for ((h, b, _), s) in &self.fleet.servers {
+            if h == host {
+                let e = known.entry(b.as_str()).or_default();
+                e.0 += 1;
+                e.1 += usize::from(s.state.is(ServerState::Down));
+            }
+        }
+        let mut down: Vec<String> = known
+            .iter()
+            .filter(|(_, (n, d))| *n > 0 && n == d)
+            .map(|(b, _)| (*b).to_owned())
             .collect();
-        let mut down: Vec<String> = self
-            .open
-            .values()
-            .filter(|i| i.kind == Kind::BackendDown && i.host == host)
-            .filter_map(|i| i.backend.clone())
-            .collect();
+        for i in self.open.values() {
+            if let (Kind::BackendDown, true, Some(b)) = (i.kind, i.host == host, &i.backend) {
+                if !down.contains(b) {
+                    down.push(b.clone());
+                }
+            }
+        }
         down.sort();
         // A backend named only by its "no server available" line counts as known.
         let known = known.len().max(down.len());
@@ -60,6 +92,28 @@ impl Engine {
                     detail,
                 );
             }
+            (Some(_), true) => {
+                // Still most: what went down since is part of it, for the resolve.
+                if let Some(open) = self.open.get_mut(&key) {
+                    let mut all: Vec<String> = open
+                        .detail
+                        .get("backends_down")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for b in down {
+                        if !all.contains(&b) {
+                            all.push(b);
+                        }
+                    }
+                    all.sort();
+                    open.detail.insert("backends_down".into(), json!(all));
+                }
+            }
             (Some(open), false) => {
                 let was: Vec<String> = open
                     .detail
@@ -89,5 +143,55 @@ impl Engine {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fleet::Fleet;
+    use super::super::{Change, Engine, IncidentsConfig, Kind};
+    use hapwatch_parsers::Parser;
+
+    fn feed(engine: &mut Engine, message: &str, ts_ms: i64) -> Vec<Change> {
+        let parser = Parser::new(vec![]);
+        let event = parser.parse_message(message).unwrap();
+        engine.on_event("lb1", &event, ts_ms, message)
+    }
+
+    fn host_changes(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Opened(i) if i.kind == Kind::HostDown => Some(i.summary.clone()),
+                Change::Resolved { incident, note, .. } if incident.kind == Kind::HostDown => {
+                    Some(format!("resolved: {note}"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn most_backends_down_open_the_host_and_fewer_resolve_it_saying_what_came_back() {
+        let mut e = Engine::new(IncidentsConfig::default(), 1, vec![], Fleet::default());
+        let mut said = Vec::new();
+        feed(&mut e, "Health check for server be_d/s1 succeeded, reason: Layer7 check passed, code: 200, check duration: 2ms, status: 2/2 UP.", 0);
+        for (t, b) in ["be_a", "be_b", "be_c"].iter().enumerate() {
+            let t = t as i64 * 10;
+            said.extend(host_changes(&feed(&mut e, &format!("Server {b}/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue."), t)));
+            said.extend(host_changes(&feed(
+                &mut e,
+                &format!("backend {b} has no server available!"),
+                t + 1,
+            )));
+        }
+        said.extend(host_changes(&feed(&mut e, "Server be_a/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 1 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.", 100)));
+        assert_eq!(
+            said,
+            [
+                "host lb1: 2 of 3 backends have no server available",
+                "resolved: back: be_a; still down: be_b, be_c",
+            ]
+        );
     }
 }

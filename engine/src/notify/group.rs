@@ -253,14 +253,13 @@ impl Grouper {
 
     /// Firings held by windows no longer `active` whose incidents are still
     /// open: owed now, once. Those that recovered inside stay unsent.
+    /// The caller routes them (a silence or another window may hold them
+    /// still). Those of incidents no longer open are forgotten.
     pub fn release_windows(
         &mut self,
-        channels: &[Route],
         active: &dyn Fn(&str) -> bool,
-        still_open: &[crate::incidents::Incident],
-        now_ms: i64,
-        ops: &mut Vec<OutboxOp>,
-    ) {
+        open: &HashMap<i64, crate::incidents::Incident>,
+    ) -> Vec<Item> {
         let ended: Vec<Pair> = self
             .withheld
             .iter()
@@ -269,17 +268,16 @@ impl Grouper {
             .collect();
         let mut items = Vec::new();
         for pair in ended {
-            let Some(i) = still_open.iter().find(|i| i.id == pair.1) else {
-                continue;
-            };
             self.withheld.remove(&pair);
-            items.push(Item {
-                channel: pair.0,
-                incident: i.clone(),
-                resolved: None,
-            });
+            if let Some(i) = open.get(&pair.1) {
+                items.push(Item {
+                    channel: pair.0,
+                    incident: i.clone(),
+                    resolved: None,
+                });
+            }
         }
-        self.push(channels, items, now_ms, ops);
+        items
     }
 
     /// Items join their groups as waiting rows; with no wait, what arrives
@@ -397,14 +395,13 @@ impl Grouper {
     /// The superseding incident `by` resolved: what it superseded and is
     /// still open is owed again (as Alertmanager un-inhibits), so no server
     /// stays DOWN unannounced and its recovery is not withheld.
+    /// The caller routes them (a silence or a window may hold them still).
     pub fn release(
         &mut self,
         channels: &[Route],
         by: i64,
         still_open: &[crate::incidents::Incident],
-        now_ms: i64,
-        ops: &mut Vec<OutboxOp>,
-    ) {
+    ) -> Vec<Item> {
         let mut items = Vec::new();
         for i in still_open {
             for ch in channels {
@@ -423,7 +420,7 @@ impl Grouper {
                 }
             }
         }
-        self.push(channels, items, now_ms, ops);
+        items
     }
 
     /// Decides, when a group is due, which firings a worse one of the same
@@ -709,7 +706,8 @@ mod tests {
         let mut ops = Vec::new();
         g.push(&channels(), vec![silent], 9000, &mut ops);
         let still_open = [item(1, Kind::ServerDown, Some("s1"), false).incident];
-        g.release(&channels(), 2, &still_open, 9000, &mut ops);
+        let owed = g.release(&channels(), 2, &still_open);
+        g.push(&channels(), owed, 9000, &mut ops);
         let owed: Vec<i64> = ops
             .iter()
             .filter_map(|o| match o {
@@ -805,7 +803,8 @@ mod tests {
         .map(|it| it.incident)
         .collect();
         let mut released = Vec::new();
-        g.release(&channels(), 3, &open, 9500, &mut released);
+        let owed = g.release(&channels(), 3, &open);
+        g.push(&channels(), owed, 9500, &mut released);
         released.extend(due_at(&mut g, 20_000));
         let m = messages(&released);
         assert_eq!(m.len(), 1, "{released:?}");

@@ -37,9 +37,27 @@ impl Grouper {
             return false;
         }
         let why = format!("superseded by incident #{by} (its host {})", i.host);
-        self.withhold(it, why.clone(), Release::Resolve(by));
+        self.withhold_unsent(it, &why, by);
         ops.push(self.settled(it, RowState::Superseded, why, now_ms));
         true
+    }
+
+    /// Records a superseded firing as owed when the host resolves, unless the
+    /// channel already had it (a reminder, or one sent before): that one is
+    /// not owed again.
+    fn withhold_unsent(&mut self, it: &Item, why: &str, by: i64) {
+        let sent = self
+            .sent
+            .contains_key(&(it.channel.clone(), it.incident.id));
+        if !sent && crate::notify::text::reminder_ms(&it.incident).is_none() {
+            self.withhold(it, why.to_owned(), Release::Resolve(by));
+        }
+    }
+
+    /// A host-level incident resolved: its rollup ends on every channel,
+    /// whether or not its resolve is sent there.
+    pub fn host_resolved(&mut self, id: i64) {
+        self.rollups.retain(|_, by| *by != id);
     }
 
     /// The host's firings still in their group wait on this channel: said by
@@ -67,7 +85,7 @@ impl Grouper {
         }
         self.groups.retain(|_, g| !g.items.is_empty());
         for (row, p) in taken {
-            self.withhold(&p, why.clone(), Release::Resolve(by));
+            self.withhold_unsent(&p, &why, by);
             ops.push(OutboxOp::Settle {
                 id: row,
                 state: RowState::Superseded,
