@@ -769,39 +769,37 @@ fn apply(
     }
     let now = now_ms;
     let mut notifications = notifier.changes(&changes, now);
-    // A backend back from "no server available": what it superseded and is
-    // still open is owed again.
+    // An incident that stood for others resolved: those still open are owed.
     for c in &changes {
         if let Change::Resolved { incident, .. } = c {
-            use crate::incidents::Kind;
-            if matches!(incident.kind, Kind::HostDown | Kind::Silence) {
-                // What the host's notice stood for and is still open is owed now.
-                let still_open: Vec<crate::incidents::Incident> = engine
-                    .open_incidents()
-                    .filter(|i| i.host == incident.host)
-                    .filter(|i| !matches!(i.kind, Kind::HostDown | Kind::Silence))
-                    .cloned()
-                    .collect();
-                notifications.extend(notifier.release(incident.id, &still_open, now));
-            }
-            if incident.kind == crate::incidents::Kind::BackendDown {
-                let still_open: Vec<crate::incidents::Incident> = engine
-                    .open_incidents()
-                    .filter(|i| i.host == incident.host && i.backend == incident.backend)
-                    .filter(|i| {
-                        matches!(
-                            i.kind,
-                            crate::incidents::Kind::ServerDown
-                                | crate::incidents::Kind::BackendDegraded
-                        )
-                    })
-                    .cloned()
-                    .collect();
+            let still_open: Vec<crate::incidents::Incident> = engine
+                .open_incidents()
+                .filter(|i| stood_for(incident, i))
+                .cloned()
+                .collect();
+            if !still_open.is_empty() {
                 notifications.extend(notifier.release(incident.id, &still_open, now));
             }
         }
     }
     let _ = store.send(WriteOp::Incidents(changes, notifications));
+}
+
+/// Whether `by`'s notice stood for `i`'s: a host's (host DOWN, silent) for
+/// every other of that host; "no server available" for its servers' DOWN
+/// and its degraded notice.
+fn stood_for(by: &crate::incidents::Incident, i: &crate::incidents::Incident) -> bool {
+    use crate::incidents::Kind;
+    let host_level = |k: Kind| matches!(k, Kind::HostDown | Kind::Silence);
+    match by.kind {
+        k if host_level(k) => i.host == by.host && !host_level(i.kind),
+        Kind::BackendDown => {
+            i.host == by.host
+                && i.backend == by.backend
+                && matches!(i.kind, Kind::ServerDown | Kind::BackendDegraded)
+        }
+        _ => false,
+    }
 }
 
 /// A new HAProxy worker on `host`: an event to tell of it, and a grace

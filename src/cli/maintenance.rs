@@ -96,52 +96,15 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<ExitCode> {
             duration,
             reason,
         } => {
-            let schedule = match (every, end, duration) {
-                (Some(text), _, _) => {
-                    check_every("new", &text, timezone.as_deref())?;
-                    Schedule::Every {
-                        text,
-                        zone: timezone,
-                    }
-                }
-                (None, end, duration) => {
-                    let start_ms = match &start {
-                        Some(s) => parse_time(s, now)?,
-                        None => now,
-                    };
-                    let end_ms = match (end, duration) {
-                        (Some(e), _) => parse_time(&e, now)?,
-                        (None, Some(d)) => start_ms + d.as_millis() as i64,
-                        (None, None) => anyhow::bail!(
-                            "say when: --every \"sun 02:00-04:00\", or --end TIME or --for 2h"
-                        ),
-                    };
-                    if end_ms <= start_ms.max(now) {
-                        anyhow::bail!(
-                            "the window would be over already (it ends {})",
-                            rfc3339(end_ms)
-                        );
-                    }
-                    Schedule::Once { start_ms, end_ms }
-                }
-            };
-            let w = StoredWindow {
-                id: 0,
-                hosts,
-                backends,
-                schedule,
+            let said = add(
+                &store,
+                (hosts, backends),
+                (every, timezone),
+                (start, end, duration),
                 reason,
-                created_ms: now,
-            };
-            let conn = crate::store::open_write(&store.load()?.db_path())?;
-            let id = stored::add(&conn, &w)?;
-            writeln!(
-                out,
-                "maintenance #{id}: {}, hosts {}, backends {}",
-                w.schedule.describe(),
-                scope(&w.hosts),
-                scope(&w.backends)
+                now,
             )?;
+            writeln!(out, "{said}")?;
         }
         MaintenanceAction::List { store, json } => {
             let config = store.load()?;
@@ -182,6 +145,64 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds a window to the store; what to say of it.
+fn add(
+    store: &StoreArgs,
+    (hosts, backends): (Vec<String>, Vec<String>),
+    (every, timezone): (Option<String>, Option<String>),
+    (start, end, duration): (Option<String>, Option<String>, Option<Duration>),
+    reason: String,
+    now: i64,
+) -> anyhow::Result<String> {
+    let schedule = match (every, end, duration) {
+        (Some(text), _, _) => {
+            check_every("new", &text, timezone.as_deref())?;
+            Schedule::Every {
+                text,
+                zone: timezone,
+            }
+        }
+        (None, end, duration) => {
+            let start_ms = match &start {
+                Some(s) => parse_time(s, now)?,
+                None => now,
+            };
+            let end_ms = match (end, duration) {
+                (Some(e), _) => parse_time(&e, now)?,
+                (None, Some(d)) => {
+                    start_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                }
+                (None, None) => anyhow::bail!(
+                    "say when: --every \"sun 02:00-04:00\", or --end TIME or --for 2h"
+                ),
+            };
+            if end_ms <= start_ms.max(now) {
+                anyhow::bail!(
+                    "the window would be over already (it ends {})",
+                    rfc3339(end_ms)
+                );
+            }
+            Schedule::Once { start_ms, end_ms }
+        }
+    };
+    let w = StoredWindow {
+        id: 0,
+        hosts,
+        backends,
+        schedule,
+        reason,
+        created_ms: now,
+    };
+    let conn = crate::store::open_write(&store.load()?.db_path())?;
+    let id = stored::add(&conn, &w)?;
+    Ok(format!(
+        "maintenance #{id}: {}, hosts {}, backends {}",
+        w.schedule.describe(),
+        scope(&w.hosts),
+        scope(&w.backends)
+    ))
 }
 
 fn print_list(

@@ -6,9 +6,12 @@ use rusqlite::Connection;
 
 use super::group::{Grouper, Restored};
 use super::{items, NewRow, OutboxOp, Route, RowState, Status};
-use crate::incidents::{Change, Incident, ServerMatch};
+use crate::incidents::{Change, ServerMatch};
 use crate::store::acks::{self, OpenAck};
 use crate::store::silences::{self, Silence};
+
+mod acked;
+mod windows;
 
 pub struct Notifier {
     channels: Vec<Route>,
@@ -35,35 +38,6 @@ pub struct Notifier {
     zone: crate::timezone::Zone,
     /// Reads the silences, acks and windows the CLI adds.
     conn: Option<Connection>,
-}
-
-/// What a silence or window must cover to cover this incident: the
-/// incident, or for a host's rollup each backend it counts.
-fn backends_of(i: &Incident) -> Vec<Incident> {
-    if i.kind != crate::incidents::Kind::HostDown {
-        return vec![i.clone()];
-    }
-    let backends: Vec<String> = i
-        .detail
-        .get("backends_down")
-        .and_then(serde_json::Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    if backends.is_empty() {
-        return vec![i.clone()];
-    }
-    backends
-        .into_iter()
-        .map(|b| {
-            let mut probe = i.clone();
-            probe.backend = Some(b);
-            probe
-        })
-        .collect()
 }
 
 impl Notifier {
@@ -169,171 +143,6 @@ impl Notifier {
             }
         }
         self.silences.retain(|s| s.until_ms > now_ms);
-    }
-
-    /// `host`'s HAProxy has a new worker: hold what opens there for the
-    /// reload grace, as a maintenance window of that host would.
-    pub fn reloaded(&mut self, host: &str, now_ms: i64) {
-        if self.reload_grace_ms <= 0 {
-            return;
-        }
-        self.reload_windows
-            .retain(|w| w.active_at(now_ms).is_some());
-        self.reload_windows
-            .push(hapwatch_engine::maintenance::Window {
-                // No ':' (a note is read back up to it) and unique across restarts.
-                name: format!("haproxy-reload-{}-{now_ms}", self.reload_windows.len() + 1),
-                scope: hapwatch_engine::maintenance::Scope {
-                    hosts: vec![host.to_owned()],
-                    backends: Vec::new(),
-                },
-                when: hapwatch_engine::maintenance::When::Once {
-                    start_ms: now_ms,
-                    end_ms: now_ms + self.reload_grace_ms,
-                },
-            });
-    }
-
-    fn all_windows(&self) -> impl Iterator<Item = &hapwatch_engine::maintenance::Window> {
-        self.windows
-            .iter()
-            .chain(&self.stored_windows)
-            .chain(&self.reload_windows)
-    }
-
-    /// The active maintenance window that covers this incident, if any. A
-    /// host's rollup is covered when each of its backends is.
-    fn window_over(&self, i: &Incident, now_ms: i64) -> Option<&str> {
-        let covering = |p: &Incident| {
-            self.all_windows()
-                .find(|w| w.scope.matches(p) && w.active_at(now_ms).is_some())
-                .map(|w| w.name.as_str())
-        };
-        let probes = backends_of(i);
-        let first = covering(probes.first()?)?;
-        probes
-            .iter()
-            .all(|p| covering(p).is_some())
-            .then_some(first)
-    }
-
-    /// The silence that covers this incident, if any (a host's rollup: when
-    /// each of its backends is covered).
-    fn silence_over(&self, i: &Incident) -> Option<&Silence> {
-        let covering = |p: &Incident| self.silences.iter().find(|s| s.scope.matches_incident(p));
-        let probes = backends_of(i);
-        let first = covering(probes.first()?)?;
-        probes
-            .iter()
-            .all(|p| covering(p).is_some())
-            .then_some(first)
-    }
-
-    /// What windows that ended owe: the firings they held whose incidents
-    /// are still open, once, routed again (a silence or another window may
-    /// hold them still). Also returns how many windows are on.
-    pub fn windows_ended<'a>(
-        &mut self,
-        open: impl Iterator<Item = &'a Incident>,
-        now_ms: i64,
-    ) -> (Vec<OutboxOp>, usize) {
-        let active: std::collections::HashSet<String> = self
-            .all_windows()
-            .filter(|w| w.active_at(now_ms).is_some())
-            .map(|w| w.name.clone())
-            .collect();
-        if !self.grouper.holds_for_windows() {
-            return (Vec::new(), active.len());
-        }
-        let open: std::collections::HashMap<i64, Incident> =
-            open.map(|i| (i.id, i.clone())).collect();
-        let items = self
-            .grouper
-            .release_windows(&|name| active.contains(name), &open);
-        (self.route(items, now_ms, true), active.len())
-    }
-
-    /// What new acknowledgements owe: PagerDuty's `acknowledge` on each
-    /// PagerDuty channel that was sent the incident's trigger, with the acks
-    /// this settles, for one transaction. An ack whose trigger still waits in
-    /// its group waits too (PagerDuty drops an acknowledge of an unknown key).
-    /// None when no ack is due.
-    pub fn acknowledgements<'a>(
-        &mut self,
-        open: impl Iterator<Item = &'a Incident>,
-        now_ms: i64,
-    ) -> Option<crate::store::writer::WriteOp> {
-        use hapwatch_engine::notify::group::FiringState;
-        let fresh: Vec<OpenAck> = self
-            .acks
-            .values()
-            .filter(|a| !a.notified && !self.acks_queued.contains(&(a.incident_id, a.ack.at_ms)))
-            .cloned()
-            .collect();
-        if fresh.is_empty() {
-            return None;
-        }
-        let open: std::collections::HashMap<i64, &Incident> = open.map(|i| (i.id, i)).collect();
-        let (mut ops, mut settled) = (Vec::new(), Vec::new());
-        for a in fresh {
-            let paged: Vec<(super::Route, FiringState)> = match open.get(&a.incident_id) {
-                Some(i) => self
-                    .channels
-                    .iter()
-                    .filter(|c| c.kind == super::ChannelType::Pagerduty && c.wants(i))
-                    .map(|c| (c.clone(), self.grouper.firing_state(&c.name, i.id)))
-                    .collect(),
-                None => Vec::new(),
-            };
-            if paged.iter().any(|(_, s)| *s == FiringState::Waiting) {
-                continue;
-            }
-            settled.push((a.incident_id, a.ack.at_ms));
-            tracing::info!(
-                incident = a.incident_id,
-                by = a.ack.by,
-                reason = a.ack.reason,
-                "acknowledged"
-            );
-            let Some(incident) = open.get(&a.incident_id) else {
-                continue;
-            };
-            let mut incident = (*incident).clone();
-            incident.ack = Some(Box::new(a.ack.clone()));
-            for (ch, _) in paged.iter().filter(|(_, s)| *s == FiringState::Sent) {
-                ops.push(self.acknowledge_row(ch, &incident, now_ms));
-            }
-        }
-        if settled.is_empty() {
-            return None;
-        }
-        self.acks_queued.extend(settled.iter().copied());
-        Some(crate::store::writer::WriteOp::Acked {
-            notifications: ops,
-            acks: settled,
-            at_ms: now_ms,
-        })
-    }
-
-    fn acknowledge_row(&mut self, ch: &super::Route, incident: &Incident, now_ms: i64) -> OutboxOp {
-        let item = super::Item {
-            channel: ch.name.clone(),
-            incident: incident.clone(),
-            resolved: None,
-        };
-        OutboxOp::Insert(NewRow {
-            id: self.grouper.alloc(),
-            incident_id: incident.id,
-            channel: ch.name.clone(),
-            group_key: item.group_key(),
-            status: Status::Acknowledged,
-            state: RowState::Queued,
-            item: serde_json::to_string(&item).ok(),
-            payload: hapwatch_engine::notify::payload::acknowledge(ch, incident).to_string(),
-            note: None,
-            created_ms: now_ms,
-            due_ms: now_ms,
-        })
     }
 
     /// The servers the active silences cover, for the engine's degraded share.

@@ -6,6 +6,7 @@ pub mod fleet;
 mod key;
 mod readings;
 mod rollup;
+pub use rollup::backends_counted;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -10,6 +10,19 @@ use hapwatch_parsers::ServerState;
 
 use super::{Change, Engine, IncidentKey, Kind, Severity};
 
+/// The backends a host's rollup counts (as it opened, and those gone since).
+pub fn backends_counted(i: &super::Incident) -> Vec<String> {
+    i.detail
+        .get("backends_down")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether a change can make a host's backends mostly down or not: a backend
 /// losing its last server or getting one back. (Only these are worth the
 /// scan of the host's servers, which an outage storm would pay per line.)
@@ -95,16 +108,7 @@ impl Engine {
             (Some(_), true) => {
                 // Still most: what went down since is part of it, for the resolve.
                 if let Some(open) = self.open.get_mut(&key) {
-                    let mut all: Vec<String> = open
-                        .detail
-                        .get("backends_down")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let mut all: Vec<String> = backends_counted(open);
                     for b in down {
                         if !all.contains(&b) {
                             all.push(b);
@@ -115,16 +119,7 @@ impl Engine {
                 }
             }
             (Some(open), false) => {
-                let was: Vec<String> = open
-                    .detail
-                    .get("backends_down")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let was: Vec<String> = backends_counted(open);
                 let back: Vec<&str> = was
                     .iter()
                     .filter(|b| !down.contains(b))
