@@ -200,6 +200,7 @@ pub fn window(
             backends: backends.to_vec(),
         },
         when: schedule.when(zone)?,
+        fresh_only: false,
     })
 }
 

@@ -49,9 +49,22 @@ pub struct Window {
     pub name: String,
     pub scope: Scope,
     pub when: When,
+    /// Holds only incidents opened inside it (a reload's grace), not those
+    /// open before it whose notices come due inside it.
+    pub fresh_only: bool,
 }
 
 impl Window {
+    /// Whether it holds this incident's notices at `now_ms`. (An incident
+    /// stamped by a syslog header, whole seconds, may seem to open up to a
+    /// second before a window that began as its line arrived.)
+    pub fn holds(&self, i: &Incident, now_ms: i64) -> bool {
+        self.scope.matches(i)
+            && self
+                .active_at(now_ms)
+                .is_some_and(|(start, _)| !self.fresh_only || i.opened_ms >= start - 1000)
+    }
+
     /// The occurrence (start, end) in ms that holds `now_ms`, if any.
     pub fn active_at(&self, now_ms: i64) -> Option<(i64, i64)> {
         match &self.when {
@@ -198,6 +211,7 @@ mod tests {
                 end_min,
                 zone: zone.parse().unwrap(),
             },
+            fresh_only: false,
         }
     }
 
@@ -322,6 +336,7 @@ mod tests {
                 start_ms: 10,
                 end_ms: 20,
             },
+            fresh_only: false,
         };
         assert_eq!(
             (once.active_at(9), once.active_at(10), once.active_at(20)),

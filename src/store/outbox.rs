@@ -136,6 +136,8 @@ pub fn withheld_firings(conn: &Connection, since_ms: i64) -> rusqlite::Result<Ve
                 ELSE coalesce(f.note, f.state) END, f.state, coalesce(f.note, '') FROM outbox f
          WHERE f.status = 'firing' AND f.created_at >= ?1
            AND f.state IN ('superseded', 'silenced', 'cancelled')
+           -- A reminder not sent withholds nothing: its firing went out before.
+           AND json_extract(f.item, '$.incident.reminder_ms') IS NULL
            AND NOT EXISTS (SELECT 1 FROM outbox r
                WHERE r.channel = f.channel AND r.incident_id = f.incident_id
                  AND r.status = 'resolved')

@@ -189,7 +189,7 @@ const MIGRATIONS: &[&str] = &[
         notified_at INTEGER               -- when the daemon queued what the ack owes (PagerDuty)
     );",
     // 7: maintenance windows added from the CLI (those of the config are not stored).
-    "CREATE TABLE maintenance (
+    "CREATE TABLE IF NOT EXISTS maintenance (
         id INTEGER PRIMARY KEY,
         hosts TEXT NOT NULL,              -- JSON array of names; [] = any
         backends TEXT NOT NULL,

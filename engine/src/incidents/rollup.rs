@@ -44,22 +44,28 @@ pub(super) fn may_change_host(c: &Change) -> bool {
 
 impl Engine {
     /// The host's backends the fleet knows, and those failing now: with no
-    /// server available, or every known server DOWN (the state line comes
-    /// before its "no server available": counting it then keeps the host's
-    /// count from dipping between the two).
+    /// server available, or whose newest state line was a DOWN leaving 0
+    /// active and 0 backup servers (it comes before its "no server
+    /// available": counting it then keeps the host's count from dipping).
+    /// HAProxy's own count decides, not the servers the fleet happens to know.
     fn backends_down(&self, host: &str) -> (usize, Vec<String>) {
-        // backend → (servers known, servers DOWN)
-        let mut known: std::collections::HashMap<&str, (usize, usize)> = Default::default();
+        // backend → its newest state change: (when, DOWN with nothing left)
+        let mut newest: std::collections::HashMap<&str, (i64, bool)> = Default::default();
         for ((h, b, _), s) in &self.fleet.servers {
-            if h == host {
-                let e = known.entry(b.as_str()).or_default();
-                e.0 += 1;
-                e.1 += usize::from(s.state.is(ServerState::Down));
+            if h != host {
+                continue;
+            }
+            let emptied = s.state.is(ServerState::Down)
+                && s.active_left == Some(0)
+                && s.backup_left.unwrap_or(0) == 0;
+            let e = newest.entry(b.as_str()).or_insert((i64::MIN, false));
+            if s.since_ms >= e.0 {
+                *e = (s.since_ms, emptied);
             }
         }
-        let mut down: Vec<String> = known
+        let mut down: Vec<String> = newest
             .iter()
-            .filter(|(_, (n, d))| *n > 0 && n == d)
+            .filter(|(_, (_, emptied))| *emptied)
             .map(|(b, _)| (*b).to_owned())
             .collect();
         for i in self.open.values() {
@@ -71,7 +77,7 @@ impl Engine {
         }
         down.sort();
         // A backend named only by its "no server available" line counts as known.
-        let known = known.len().max(down.len());
+        let known = newest.len().max(down.len());
         (known, down)
     }
 
@@ -164,6 +170,22 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_backend_still_served_is_not_failing_whatever_the_fleet_knows() {
+        let mut e = Engine::new(IncidentsConfig::default(), 1, vec![], Fleet::default());
+        let mut said = Vec::new();
+        for b in ["be_b", "be_c"] {
+            said.extend(host_changes(&feed(&mut e, &format!("Server {b}/s2 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 2 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue."), 0)));
+        }
+        said.extend(host_changes(&feed(&mut e, "Server be_a/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.", 10)));
+        said.extend(host_changes(&feed(
+            &mut e,
+            "backend be_a has no server available!",
+            11,
+        )));
+        assert!(said.is_empty(), "one backend of three is down: {said:?}");
     }
 
     #[test]

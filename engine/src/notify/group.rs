@@ -150,6 +150,10 @@ impl Grouper {
                 .entry((s.channel, s.incident_id))
                 .or_insert(s.message_id);
         }
+        // A channel that had the firing is owed nothing more for it (a
+        // reminder superseded later is not a firing withheld).
+        let sent = &self.sent;
+        self.withheld.retain(|pair, _| !sent.contains_key(pair));
     }
 
     /// A reloaded config's wait and zone (groups already waiting keep their deadline).

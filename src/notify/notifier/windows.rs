@@ -58,6 +58,8 @@ impl Notifier {
                     start_ms: now_ms,
                     end_ms: now_ms + self.reload_grace_ms,
                 },
+                // What was down before the reload is not the new worker settling.
+                fresh_only: true,
             });
     }
 
@@ -75,7 +77,7 @@ impl Notifier {
     pub(super) fn window_over(&self, i: &Incident, now_ms: i64) -> Option<&str> {
         covered(i, |p| {
             self.all_windows()
-                .find(|w| w.scope.matches(p) && w.active_at(now_ms).is_some())
+                .find(|w| w.holds(p, now_ms))
                 .map(|w| w.name.as_str())
         })
     }
