@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::common::{parse_time, rfc3339, StoreArgs};
+use super::common::{parse_time_in, rfc3339, StoreArgs};
 use super::output::{local_time, Style, Table, DIM, YELLOW};
 use crate::maintenance::{check_every, Schedule};
 use crate::store::maintenance::{self as stored, StoredWindow};
@@ -156,6 +156,9 @@ fn add(
     reason: String,
     now: i64,
 ) -> anyhow::Result<String> {
+    let config = store.load()?;
+    // Times of day are read in the zone recurring windows use: [parse] timezone.
+    let zone = config.parse.timezone.time_zone();
     let schedule = match (every, end, duration) {
         (Some(text), _, _) => {
             check_every("new", &text, timezone.as_deref())?;
@@ -166,11 +169,11 @@ fn add(
         }
         (None, end, duration) => {
             let start_ms = match &start {
-                Some(s) => parse_time(s, now)?,
+                Some(s) => parse_time_in(s, now, &zone)?,
                 None => now,
             };
             let end_ms = match (end, duration) {
-                (Some(e), _) => parse_time(&e, now)?,
+                (Some(e), _) => parse_time_in(&e, now, &zone)?,
                 (None, Some(d)) => {
                     start_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 }
@@ -195,7 +198,7 @@ fn add(
         reason,
         created_ms: now,
     };
-    let conn = crate::store::open_write(&store.load()?.db_path())?;
+    let conn = crate::store::open_write(&config.db_path())?;
     let id = stored::add(&conn, &w)?;
     Ok(format!(
         "maintenance #{id}: {}, hosts {}, backends {}",

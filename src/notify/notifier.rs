@@ -181,7 +181,16 @@ impl Notifier {
         now_ms: i64,
     ) -> Vec<OutboxOp> {
         let items = self.grouper.release(&self.channels, by, still_open);
-        // Routed again: a silence or a window may hold them still.
+        self.route_released(items, now_ms)
+    }
+
+    /// Firings owed after all (their holder resolved or ended): routed again,
+    /// since a silence or a window may hold them still, and counted as just
+    /// notified, so that a reminder does not follow within seconds.
+    fn route_released(&mut self, items: Vec<super::Item>, now_ms: i64) -> Vec<OutboxOp> {
+        for it in &items {
+            self.last_notified.insert(it.incident.id, now_ms);
+        }
         self.route(items, now_ms, true)
     }
 

@@ -111,6 +111,6 @@ impl Notifier {
         let items = self
             .grouper
             .release_windows(&|name| active.contains(name), &open);
-        (self.route(items, now_ms, true), active.len())
+        (self.route_released(items, now_ms), active.len())
     }
 }
