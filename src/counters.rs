@@ -44,6 +44,8 @@ pub struct Stats {
     /// Traffic lines counted under `_overflow`: more names or routes than
     /// `[limits] routes` allows.
     pub over_limits: AtomicU64,
+    /// Silences in force now, as the pipeline last read them.
+    pub silences_active: AtomicU64,
     /// Maintenance windows on now (the config's and the CLI's).
     pub maintenance_active: AtomicU64,
     /// Reloaded configs the pipeline has applied (SIGHUP).

@@ -126,6 +126,7 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                     "reloads": state.stats.reloads.load(std::sync::atomic::Ordering::Relaxed),
                     "clock_steps": state.stats.clock_steps.load(std::sync::atomic::Ordering::Relaxed),
                     "maintenance_active": state.stats.maintenance_active.load(std::sync::atomic::Ordering::Relaxed),
+                    "silences_active": state.stats.silences_active.load(std::sync::atomic::Ordering::Relaxed),
                     "heartbeats": {
                         "sent": state.stats.heartbeats_sent.load(std::sync::atomic::Ordering::Relaxed),
                         "failed": state.stats.heartbeats_failed.load(std::sync::atomic::Ordering::Relaxed),

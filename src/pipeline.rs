@@ -530,6 +530,10 @@ impl Processor {
             self.stats
                 .maintenance_active
                 .store(windows_on as u64, std::sync::atomic::Ordering::Relaxed);
+            self.stats.silences_active.store(
+                self.notifier.silences_active() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if !ended.is_empty() {
                 let _ = self.store.send(WriteOp::Incidents(Vec::new(), ended));
             }

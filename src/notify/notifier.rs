@@ -145,6 +145,11 @@ impl Notifier {
         self.silences.retain(|s| s.until_ms > now_ms);
     }
 
+    /// How many silences are in force, as last read.
+    pub fn silences_active(&self) -> usize {
+        self.silences.len()
+    }
+
     /// The servers the active silences cover, for the engine's degraded share.
     pub fn muted(&self) -> Vec<ServerMatch> {
         self.silences.iter().map(|s| s.scope.clone()).collect()

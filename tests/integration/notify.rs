@@ -188,7 +188,7 @@ fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
 fn silences_hold_notifications_and_test_alert_and_outbox_report() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(0, vec![]);
-    let cfg = config(dir.path(), receiver.port).write();
+    let cfg = config(dir.path(), receiver.port).http().write();
     let cfg_s = cfg.to_str().unwrap();
 
     // test-alert reaches the channel directly.
@@ -215,7 +215,7 @@ fn silences_hold_notifications_and_test_alert_and_outbox_report() {
     let list = json_lines(&["silence", "list", "--config", cfg_s, "--json"]);
     assert_eq!((list.len(), list[0]["backend"].as_str()), (1, Some("be_x")));
     // The daemon reads silences every second.
-    daemon.wait_log("silences changed active=1");
+    daemon.wait_health("the silence read", |h| h["silences_active"] == 1);
     send_udp(udp, &[DOWN.to_vec()]);
     daemon.wait_incident("backend = 'be_x' AND server = 's1'");
     hapwatch(&["silence", "remove", "--config", cfg_s, "1"]);

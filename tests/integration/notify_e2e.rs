@@ -495,7 +495,7 @@ fn one_down_server_is_one_notice_and_degraded_follows_flapping_and_silences() {
         "--reason",
         "deploy",
     ]);
-    daemon.wait_log("silences changed");
+    daemon.wait_health("the silence read", |h| h["silences_active"] == 1);
     s.kill(2, 1, &daemon);
     let rows = s.wait_settled(&daemon);
     daemon.stop();

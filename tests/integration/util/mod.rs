@@ -355,14 +355,19 @@ impl Daemon {
         self.wait_health("reloads applied", |h| h["reloads"].as_u64() >= Some(n));
     }
 
-    /// Waits for a log line containing `text`.
-    pub fn wait_log(&mut self, text: &str) {
-        self.wait_log_times(text, 1);
-    }
-
-    /// Waits for `n` log lines containing `text`.
-    pub fn wait_log_times(&mut self, text: &str, n: usize) {
-        self.wait_for(|seen| seen.iter().filter(|l| l.contains(text)).count() >= n);
+    /// Whether an incident matching `filter` (SQL on `incidents`) is stored
+    /// now, without waiting.
+    pub fn has_incident(&self, filter: &str) -> bool {
+        let db = self.ready["db"].as_str().unwrap();
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    &format!("SELECT count(*) FROM incidents WHERE {filter}"),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .is_ok_and(|n| n > 0)
     }
 
     /// Whether a log line containing `text` has arrived, without waiting.
@@ -379,43 +384,16 @@ impl Daemon {
         assert!(status.success());
     }
 
-    fn wait_for(&mut self, done: impl Fn(&[String]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!(
-                    "daemon did not get there; its log:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
     /// Waits until the daemon's interval counters add up to `n` received messages.
     pub fn wait_received(&mut self, n: u64) {
         self.wait_counter("received", n);
     }
 
-    /// Waits until the counters the daemon logs each interval add up to `n`
-    /// received messages: for a test whose fault is that the store cannot
-    /// be written, where `wait_received` would wait for good.
-    pub fn wait_received_in_log(&mut self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let logged = |seen: &[String]| -> u64 {
-            seen.iter()
-                .filter(|l| l.contains(" ingest "))
-                .map(|l| field(l, "received"))
-                .sum()
-        };
-        while logged(&self.seen) < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!("not received; its log:\n{}", self.seen.join("\n")),
-            }
-        }
+    /// Waits until the daemon has taken `n` messages, by its live counter
+    /// (`/healthz`): for a test whose fault is that the store cannot be
+    /// written, where `wait_received` (stored counters) would wait for good.
+    pub fn wait_taken(&mut self, n: u64) {
+        self.wait_health("messages taken", |h| h["received"].as_u64() >= Some(n));
     }
 
     /// Waits until the store says `sql` (one integer) is at least `n`: state,
