@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::counters::Stats;
 use crate::timezone::WallClock;
-use crate::view::Observed;
+use crate::view::{Observed, STALE_MS};
 
 /// `[heartbeat]` in the config; without `url` there is none.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -45,9 +45,6 @@ pub enum Method {
     Head,
     Post,
 }
-
-/// How long a stage may be silent before the daemon counts as wedged.
-const STALE_MS: i64 = 10_000;
 
 /// Why a beat is withheld.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -100,9 +100,8 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     match path {
         "/healthz" => {
             let now = state.wall.now_ms();
-            // The pipeline publishes every second: a stale view means it is stuck.
             let updated = state.observed.updated_ms();
-            let stuck = updated > 0 && now - updated > 10_000;
+            let stuck = updated > 0 && now - updated > crate::view::STALE_MS;
             let store_error = state.stats.store_error();
             let status = match (&store_error, stuck) {
                 (Some(_), _) => "store_failed",

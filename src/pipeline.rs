@@ -59,11 +59,11 @@ pub struct Processor {
     counted: (u64, u64),
     /// The daemon's incident engine; a replay has none.
     engine: Option<Engine>,
-    /// The last host reported to the engine as alive, and when.
-    seen: (String, i64),
-    /// HAProxy workers by their PIDs, and the last (pid, host) looked at, when.
+    /// The last sender reported to the engine as alive and to `reloads`:
+    /// (host, worker PID, when).
+    seen: (String, Option<u32>, i64),
+    /// HAProxy workers by their PIDs.
     reloads: hapwatch_engine::reloads::Reloads,
-    worker: (u32, String, i64),
     /// Where incident changes are notified, and the changes waiting to be grouped.
     notifier: Notifier,
     /// HAProxy's stats readings and the host they describe (daemon, when configured).
@@ -116,9 +116,8 @@ impl Processor {
             log_events: time == TimeSource::Live,
             counted: (0, 0),
             engine: None,
-            seen: (String::new(), i64::MIN),
+            seen: (String::new(), None, i64::MIN),
             reloads: hapwatch_engine::reloads::Reloads::new(config.limits.hosts),
-            worker: (0, String::new(), i64::MIN),
             notifier: Notifier::new(config, 1),
             rates: crate::rules::Rates::default(),
             totals: crate::view::TrafficTotals::new(
@@ -220,26 +219,19 @@ impl Processor {
             Some(h) => h,
             None => peer_name(&mut self.peer_names, &self.local_host, peer),
         };
-        if let (Some(pid), true) = (rec.envelope.pid, self.engine.is_some()) {
-            // Looked up when the worker changes, and each second (to keep
-            // the host's last message time, which ages its PIDs out).
-            if self.worker.0 != pid || self.worker.1 != host || received_ms - self.worker.2 >= 1000
-            {
-                self.worker.0 = pid;
-                self.worker.1.clear();
-                self.worker.1.push_str(host);
-                self.worker.2 = received_ms;
-                if let Some(r) = self.reloads.seen(host, pid, received_ms) {
-                    on_reload(&mut self.notifier, &mut self.events, host, r, received_ms);
-                }
-            }
-        }
         if let Some(engine) = &mut self.engine {
-            // Liveness per host, at most once a second per host run.
-            if self.seen.0 != host || received_ms - self.seen.1 >= 1000 {
+            // Once a second per sender run, and when the host or its worker
+            // changes: the host's liveness, and whether a new worker took over
+            // (the second-by-second look also keeps a steady worker's PID known).
+            let pid = rec.envelope.pid;
+            if self.seen.0 != host || self.seen.1 != pid || received_ms - self.seen.2 >= 1000 {
                 self.seen.0.clear();
                 self.seen.0.push_str(host);
-                self.seen.1 = received_ms;
+                self.seen.1 = pid;
+                self.seen.2 = received_ms;
+                if let Some(r) = pid.and_then(|pid| self.reloads.seen(host, pid, received_ms)) {
+                    on_reload(&mut self.notifier, &mut self.events, host, r, received_ms);
+                }
                 let changes = engine.seen(host, received_ms);
                 apply(
                     &self.store,
@@ -479,7 +471,7 @@ impl Processor {
     /// The system clock was stepped by `delta_ms`: everything that waits on
     /// received time moves with it (windows follow the logs' own dates).
     pub fn clock_stepped(&mut self, delta_ms: i64) {
-        self.seen.1 = self.seen.1.saturating_add(delta_ms);
+        self.seen.2 = self.seen.2.saturating_add(delta_ms);
         self.rates.shift_clock(delta_ms);
         self.notifier.shift_clock(delta_ms);
         if let Some(engine) = &mut self.engine {
@@ -727,9 +719,9 @@ fn add_evidence(rates: &crate::rules::Rates, changes: &mut [Change]) {
     }
 }
 
-/// Logs incident changes (the alert channel of last resort) and stores them.
-/// Logs and stores incident changes with the notifications they cause,
-/// decided at `now_ms` (the wall clock, not the lines' time).
+/// Logs incident changes (the alert channel of last resort) and stores them
+/// with the notifications they cause, decided at `now_ms` (the wall clock,
+/// not the lines' time).
 fn apply(
     store: &SyncSender<WriteOp>,
     notifier: &mut Notifier,

@@ -188,14 +188,14 @@ pub async fn run(
     // A stats page over https needs the TLS provider, as delivery does.
     crate::delivery::ensure_crypto_provider();
     let client = reqwest::Client::new();
-    let mut ticker = tokio::time::interval(cfg.interval.max(Duration::from_millis(100)));
+    let every = cfg.interval.max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval(every);
+    // A poll may take the interval, and never more than FETCH_TIMEOUT.
+    let limit = every.min(FETCH_TIMEOUT);
     let mut failing = false;
     let mut failures = 0u32;
     loop {
         ticker.tick().await;
-        let limit = cfg
-            .interval
-            .clamp(Duration::from_millis(100), FETCH_TIMEOUT);
         let result = match tokio::time::timeout(limit, fetch(&cfg, &client)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(limit)),

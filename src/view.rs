@@ -151,6 +151,10 @@ pub struct View {
     pub updated_ms: i64,
 }
 
+/// The pipeline publishes every second: a view older than this means it is
+/// stuck (`/healthz`, the heartbeat; the outbox loop is held to the same).
+pub const STALE_MS: i64 = 10_000;
+
 /// Shared between the pipeline thread (writer) and the HTTP server (readers).
 #[derive(Default)]
 pub struct Observed {

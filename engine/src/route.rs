@@ -129,11 +129,6 @@ impl Routes {
     pub fn names_of(&self, r: RouteId) -> [&str; 4] {
         [r.host, r.frontend, r.backend, r.server].map(|id| self.name(id))
     }
-
-    /// The id of a name already interned.
-    pub fn get(&self, name: &str) -> Option<NameId> {
-        self.ids.get(name).copied()
-    }
 }
 
 #[cfg(test)]

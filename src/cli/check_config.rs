@@ -56,10 +56,7 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     }
     for ch in &config.channel {
         let target = match &ch.target {
-            // The rest of a webhook URL is often its secret (Slack, Teams).
-            crate::notify::Target::Http(h) => {
-                h.url.split('/').take(3).collect::<Vec<_>>().join("/") + "/…"
-            }
+            crate::notify::Target::Http(h) => shown_url(&h.url),
             crate::notify::Target::Email(e) => format!("{} → {}", e.smtp_host, e.to.join(", ")),
         };
         writeln!(
@@ -73,13 +70,7 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     for r in config.reconcile.iter().filter(|r| r.enabled()) {
         let source = match (&r.stats_socket, &r.stats_url) {
             (Some(path), _) => path.display().to_string(),
-            // A stats URL may carry credentials: scheme and host only.
-            (None, Some(url)) => {
-                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-                let authority = rest.split('/').next().unwrap_or_default();
-                let host = authority.rsplit('@').next().unwrap_or_default();
-                format!("{scheme}://{host}/…")
-            }
+            (None, Some(url)) => shown_url(url),
             (None, None) => String::new(),
         };
         writeln!(
@@ -124,6 +115,16 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `365d`, `1h`, `90s`: the largest unit that divides the duration.
+/// A URL as check-config shows it: scheme and host only. The rest of a
+/// webhook URL is often its secret (Slack, Teams), and a login may precede
+/// the host.
+fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}/…")
+}
+
 fn short(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     match secs {

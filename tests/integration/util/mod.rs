@@ -202,6 +202,18 @@ pub fn accept_now() -> String {
 
 /// Waits (60 s at most) until `sql`, one integer read from the store at
 /// `db`, is at least `n`; `diagnosis` says what to show if it never is.
+/// One integer read from the store at `db` now (0 while it cannot be read).
+pub fn stored(db: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+/// How many incidents match `filter` (SQL on `incidents`).
+fn incidents_matching(filter: &str) -> String {
+    format!("SELECT count(*) FROM incidents WHERE {filter}")
+}
+
 pub fn wait_stored(
     db: &Path,
     what: &str,
@@ -211,10 +223,7 @@ pub fn wait_stored(
 ) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got: i64 =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .and_then(|c| c.query_row(sql, [], |r| r.get(0)))
-                .unwrap_or(0);
+        let got = stored(db, sql);
         if got >= n {
             return;
         }
@@ -358,16 +367,8 @@ impl Daemon {
     /// Whether an incident matching `filter` (SQL on `incidents`) is stored
     /// now, without waiting.
     pub fn has_incident(&self, filter: &str) -> bool {
-        let db = self.ready["db"].as_str().unwrap();
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| {
-                c.query_row(
-                    &format!("SELECT count(*) FROM incidents WHERE {filter}"),
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .is_ok_and(|n| n > 0)
+        let db = Path::new(self.ready["db"].as_str().unwrap());
+        stored(db, &incidents_matching(filter)) > 0
     }
 
     /// Whether a log line containing `text` has arrived, without waiting.
@@ -436,8 +437,7 @@ impl Daemon {
     /// Waits until an incident matching `filter` (SQL on `incidents`) is
     /// stored: the engine decided, whatever its log line says.
     pub fn wait_incident(&mut self, filter: &str) {
-        let sql = format!("SELECT count(*) FROM incidents WHERE {filter}");
-        self.wait_stored(filter, &sql, 1);
+        self.wait_stored(filter, &incidents_matching(filter), 1);
     }
 
     /// Waits until the daemon's stored interval counters (`ingest_stats`:
