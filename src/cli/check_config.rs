@@ -80,6 +80,25 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             short(r.interval)
         )?;
     }
+    for w in &config.maintenance {
+        let names = super::maintenance::scope;
+        writeln!(
+            out,
+            "  maintenance {}: {}, hosts {}, backends {}",
+            w.name,
+            w.schedule.describe(),
+            names(&w.hosts),
+            names(&w.backends)
+        )?;
+    }
+    if let Some(url) = &config.heartbeat.url {
+        writeln!(
+            out,
+            "  heartbeat {} every {}",
+            shown_url(url),
+            short(config.heartbeat.every)
+        )?;
+    }
     for f in parser.custom_formats() {
         writeln!(out, "  format    {}: {}", f.name(), f.source())?;
     }

@@ -73,7 +73,8 @@ struct Listed {
     reason: String,
 }
 
-fn scope(names: &[String]) -> String {
+/// Hosts or backends as the tables show them (`*`: any).
+pub(super) fn scope(names: &[String]) -> String {
     if names.is_empty() {
         "*".into()
     } else {

@@ -210,6 +210,14 @@ fn the_heartbeat_beats_while_healthy_and_is_withheld_while_the_store_refuses_wri
         .http()
         .udp()
         .write();
+    let said = hapwatch(&["check-config", cfg.to_str().unwrap()]);
+    assert!(
+        said.contains(&format!(
+            "  heartbeat http://127.0.0.1:{}/… every",
+            beat.port
+        )),
+        "{said}"
+    );
     let mut daemon = Daemon::start(&cfg, 1);
     beat.wait_accepted(2);
 
@@ -385,6 +393,9 @@ fn a_maintenance_window_holds_what_it_covers_and_notifies_what_outlasts_it_once(
         .write();
     let db = dir.path().join("h.db");
     let db_s = db.to_str().unwrap();
+    let said = hapwatch(&["check-config", cfg.to_str().unwrap()]);
+    assert!(said.contains("  maintenance patch: 20"), "{said}");
+    assert!(said.contains(", hosts *, backends be_x"), "{said}");
     let mut daemon = Daemon::start(&cfg, 1);
     daemon.wait_health("the window on", |h| h["maintenance_active"] == 1);
     let udp = daemon.port(0);
