@@ -9,10 +9,10 @@
 //!
 //! With `--file PATH --lines N` it writes N lines as rsyslog writes them to a
 //! file instead (`Nov 23 01:23:33 localhost haproxy[pid]: …`), for `replay`.
-//! With `--history PATH --days N` it writes a synthetic history ending now:
-//! one httplog line per minute for each of 20 servers over N days, and a
-//! state change every few minutes over a year (dates in UTC), to measure
-//! queries on a store of realistic size.
+//! With `--history PATH --days N [--servers N]` it writes a synthetic history
+//! ending now: one httplog line per minute for each of 20 servers (10 per
+//! backend) over N days, and a state change every few minutes over a year
+//! (dates in UTC), to measure queries and pages on a store of realistic size.
 #![allow(clippy::print_stdout)] // a program whose output is its report
 
 use std::net::UdpSocket;
@@ -47,7 +47,7 @@ fn main() {
         }
     }
     if let Some(path) = history {
-        return write_history(&path, days);
+        return write_history(&path, days, servers.unwrap_or(20));
     }
     if let Some(path) = file {
         return write_file(&path, file_lines);
@@ -179,7 +179,7 @@ fn stamp(t: i64) -> (String, String) {
     )
 }
 
-fn write_history(path: &str, days: i64) {
+fn write_history(path: &str, days: i64, servers: u32) {
     use std::io::Write;
     let now = unix_now();
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the file"));
@@ -189,7 +189,7 @@ fn write_history(path: &str, days: i64) {
     let mut up = false;
     while t < now - 60 {
         let (header, _) = stamp(t);
-        let srv = (t / 157) % 20;
+        let srv = (t / 157) % i64::from(servers);
         let state = if up { "UP" } else { "DOWN" };
         writeln!(out, "{header} lb1 haproxy[1]: Server be_{}/s{srv} is {state}, reason: Layer4 timeout, check duration: 2001ms. 9 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.", srv / 10).unwrap();
         up = !up;
@@ -199,13 +199,15 @@ fn write_history(path: &str, days: i64) {
     let mut t = now - days * 86_400;
     while t < now - 60 {
         let (header, accept) = stamp(t);
-        for srv in 0..20 {
+        for srv in 0..servers {
             let status = if srv == 7 && t % 600 == 0 { 503 } else { 200 };
-            writeln!(out, "{header} lb1 haproxy[1]: 10.0.0.{srv}:4242 [{accept}] fe_main be_{}/s{srv} 0/0/1/{}/{} {status} 512 - - ---- 1/1/0/0/0 0/0 \"GET /x HTTP/1.1\"", srv / 10, srv + 2, srv + 3).unwrap();
+            // Times that vary by minute, so the histograms have several buckets.
+            let tr = srv % 20 + 2 + (t / 60 % 7) as u32 * 3;
+            writeln!(out, "{header} lb1 haproxy[1]: 10.0.0.{}:4242 [{accept}] fe_main be_{}/s{srv} 0/0/1/{tr}/{} {status} 512 - - ---- 1/1/0/0/0 0/0 \"GET /x HTTP/1.1\"", srv % 250, srv / 10, tr + 1).unwrap();
             traffic += 1;
         }
         t += 60;
     }
     out.flush().unwrap();
-    println!("wrote {traffic} traffic lines ({days} days, 20 servers, one a minute each) and {events} events (a year) to {path}");
+    println!("wrote {traffic} traffic lines ({days} days, {servers} servers, one a minute each) and {events} events (a year) to {path}");
 }

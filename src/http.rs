@@ -1,6 +1,8 @@
-//! The optional HTTP server: `/healthz`, `/metrics` (Prometheus text) and
-//! `/health/haproxy[/backend/NAME]`, the backends' health as the logs tell it,
-//! for uptime monitors that cannot reach HAProxy's stats socket.
+//! The HTTP server: the console (`/`, `/incidents`, `/backends/NAME`),
+//! `/healthz`, `/metrics` (Prometheus text) and `/health/haproxy[/backend/NAME]`,
+//! the backends' health as the logs tell it, for uptime monitors that cannot
+//! reach HAProxy's stats socket. With `[http] token` or credentials, every path
+//! asks for them.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -23,6 +25,8 @@ pub struct State {
     pub stats: Arc<Stats>,
     pub started_ms: i64,
     pub wall: crate::timezone::WallClock,
+    pub console: crate::console::Console,
+    pub auth: crate::config::HttpAuth,
 }
 
 /// Binds before any runtime exists; `serve` adopts the listener.
@@ -63,7 +67,7 @@ pub async fn serve(
             let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &req)) }
+                async move { Ok::<_, Infallible>(respond(state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -85,6 +89,62 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 
 fn json_reply(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
     reply(status, "application/json", v.to_string())
+}
+
+/// Checks the credentials, then answers: console pages read the store on a
+/// blocking thread, the rest from memory.
+async fn respond<B>(state: Arc<State>, req: Request<B>) -> Response<Full<Bytes>> {
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !state.auth.allows(given) {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "hapwatch: this needs [http] token (Authorization: Bearer …) or the user and password\n"
+                .into(),
+        );
+        if state.auth.takes_basic() {
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static(
+                    "Basic realm=\"hapwatch\", charset=\"UTF-8\"",
+                ),
+            );
+        }
+        return r;
+    }
+    let path = req.uri().path().to_owned();
+    if req.method() != hyper::Method::GET || !crate::console::serves(&path) {
+        return route(&state, &req);
+    }
+    let query = req.uri().query().map(str::to_owned);
+    let now = state.wall.now_ms();
+    let worker = state.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        crate::console::page(&worker.console, &path, query.as_deref(), now)
+    })
+    .await;
+    match built {
+        Ok(page) => {
+            let mut r = reply(
+                StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                page.content_type,
+                page.body,
+            );
+            // The pages show live state: never from a cache.
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
+        Err(e) => json_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": format!("page failed: {e}")}),
+        ),
+    }
 }
 
 pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {

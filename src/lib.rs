@@ -11,6 +11,7 @@ pub use hapwatch_engine::{
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod counters;
 pub mod daemon;
 mod delivery;

@@ -51,6 +51,18 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         short(s.retain_events)
     )?;
     writeln!(out, "  timezone  {}", config.parse.timezone)?;
+    match config.http.listen.addr() {
+        Some(addr) => writeln!(
+            out,
+            "  console   http://{addr}/ ({})",
+            if config.http.auth().required() {
+                "token or password required"
+            } else {
+                "open to whoever reaches it"
+            }
+        )?,
+        None => writeln!(out, "  console   off ([http] listen = \"\")")?,
+    }
     if config.channel.is_empty() {
         writeln!(out, "  channels  none: incidents go to the log only")?;
     }

@@ -15,7 +15,7 @@ mod import_haproxy;
 mod incidents;
 mod maintenance;
 mod outbox;
-mod output;
+pub(crate) mod output;
 mod parse;
 mod replay;
 mod replay_after;

@@ -31,9 +31,10 @@ pub struct ServeArgs {
     /// Messages waiting for the parser before new ones are dropped (default 65536).
     #[arg(long)]
     pub queue: Option<usize>,
-    /// Serve /healthz, /metrics and /health/haproxy here (e.g. 127.0.0.1:9140).
-    #[arg(long, value_name = "ADDR")]
-    pub http: Option<std::net::SocketAddr>,
+    /// Serve the console, /healthz, /metrics and /health/haproxy here
+    /// (default 127.0.0.1:9140; "" for none).
+    #[arg(long, value_name = "ADDR", value_parser = http_listen)]
+    pub http: Option<crate::config::HttpListen>,
     /// Once receiving, write this JSON file: pid, each listener's address
     /// (port 0 made real), the HTTP address and the store; removed at exit.
     #[arg(long, value_name = "FILE")]
@@ -69,11 +70,20 @@ impl ServeArgs {
         if let Some(q) = self.queue {
             c.daemon.queue = q.max(1);
         }
-        if let Some(addr) = self.http {
-            c.http.listen = Some(addr);
+        if let Some(listen) = self.http {
+            c.http.listen = listen;
         }
         Ok(c)
     }
+}
+
+fn http_listen(text: &str) -> Result<crate::config::HttpListen, String> {
+    if text.trim().is_empty() {
+        return Ok(crate::config::HttpListen::Off);
+    }
+    text.parse()
+        .map(crate::config::HttpListen::At)
+        .map_err(|_| format!("{text:?} is not HOST:PORT"))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

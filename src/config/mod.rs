@@ -9,7 +9,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::timezone::Zone;
 
+mod http;
 mod listener;
+pub use http::{HttpAuth, HttpConfig, HttpListen, DEFAULT_HTTP};
 pub use listener::ListenerConfig;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -84,14 +86,6 @@ impl Default for LimitsConfig {
             urls: 200,
         }
     }
-}
-
-/// `[http]`: the status endpoints, off unless `listen` is set.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// e.g. "127.0.0.1:9140".
-    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +228,8 @@ pub enum ConfigError {
     ReconcileNeedsHost,
     #[error("[reconcile] takes stats_socket or stats_url, not both")]
     ReconcileBoth,
+    #[error("[http] {1} needs `{0}` too")]
+    HttpNeeds(&'static str, &'static str),
 }
 
 /// The config the package installs, read when no `--config`, no
@@ -329,7 +325,7 @@ impl Config {
         if self.digest.hour > 23 {
             return Err(ConfigError::DigestHour(self.digest.hour));
         }
-        Ok(())
+        self.http.validate()
     }
 
     /// The SQLite file: the configured one, else `hapwatch.db` in the state directory.

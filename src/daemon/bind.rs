@@ -47,14 +47,24 @@ pub fn bind(config: &Config) -> Result<Bound, BindError> {
         listeners.push(bind_one(l)?);
     }
     let http = match config.http.listen {
-        Some(addr) => {
+        crate::config::HttpListen::Off => None,
+        crate::config::HttpListen::Default => {
+            match crate::http::bind(crate::config::DEFAULT_HTTP) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    // Not asked for: another daemon (or anything) may hold it; alerting goes on.
+                    tracing::warn!(addr = %crate::config::DEFAULT_HTTP, error = %e, "the console's default address cannot be bound: no console; set [http] listen");
+                    None
+                }
+            }
+        }
+        crate::config::HttpListen::At(addr) => {
             let l = crate::http::bind(addr).map_err(|source| BindError::Http { addr, source })?;
-            if !addr.ip().is_loopback() {
-                tracing::warn!(%addr, "the HTTP endpoints are reachable from the network");
+            if !addr.ip().is_loopback() && !config.http.auth().required() {
+                tracing::warn!(%addr, "the console and HTTP endpoints are reachable from the network with no [http] token or user/password");
             }
             Some(l)
         }
-        None => None,
     };
     Ok(Bound { listeners, http })
 }

@@ -195,6 +195,8 @@ impl Daemon {
                     stats: stats.clone(),
                     started_ms: wall.now_ms(),
                     wall: wall.clone(),
+                    console: crate::console::Console { db: db.clone() },
+                    auth: config.http.auth(),
                 };
                 Some(serve_http(&rt, listener, state, &config)?)
             }
@@ -447,7 +449,7 @@ fn serve_http(
         what: "the HTTP server",
         source,
     })?;
-    tracing::info!(http = %addr, "serving /healthz, /metrics, /health/haproxy");
+    tracing::info!(console = %format!("http://{addr}/"), "serving the console, /healthz, /metrics, /health/haproxy");
     rt.spawn(crate::http::serve(
         listener,
         Arc::new(state),

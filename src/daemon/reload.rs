@@ -31,9 +31,11 @@ pub fn apply(running: Config, next: Config, reloads: &Reloads) -> Config {
         || format!("{:?}", next.listeners()) != format!("{:?}", running.listeners())
         || next.storage.window != running.storage.window
         || next.heartbeat != running.heartbeat
+        || next.http.listen != running.http.listen
+        || next.http.auth() != running.http.auth()
     {
         tracing::warn!(
-            "listeners, storage path, window size and [heartbeat] change only on restart"
+            "listeners, storage path, window size, [http] and [heartbeat] change only on restart"
         );
     }
     let diff = crate::notify::ChannelDiff::against(

@@ -307,6 +307,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 );
                 let attempt = Attempt {
                     id: row.id,
+                    at_ms: now,
                     attempts: row.attempts,
                     delivered_ms: None,
                     next_attempt_ms: now,
@@ -338,6 +339,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                         );
                         let a = Attempt {
                             id: row.id,
+                            at_ms: at,
                             attempts,
                             delivered_ms: Some(at),
                             next_attempt_ms: at,
@@ -357,6 +359,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                         let next = at + backoff(&cfg, attempts, row.id).as_millis() as i64;
                         let a = Attempt {
                             id: row.id,
+                            at_ms: at,
                             attempts,
                             delivered_ms: None,
                             next_attempt_ms: next,

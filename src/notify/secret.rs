@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use serde::{Deserialize, Deserializer};
 
 /// The keys whose values are secrets (a Slack or Teams `url` is one too).
-pub const SECRET_KEYS: [&str; 4] = ["password", "secret", "routing_key", "url"];
+pub const SECRET_KEYS: [&str; 5] = ["password", "secret", "routing_key", "url", "token"];
 
 /// A TOML error quotes the line it is about: a secret's value is cut out.
 pub fn redact(message: &str, source: &str) -> String {

@@ -157,11 +157,13 @@ pub fn restore(conn: &Connection, since_ms: i64) -> rusqlite::Result<(i64, Vec<I
     .map(|s| s.incident)
     .collect();
     let mut fleet = Fleet::default();
-    // SQLite returns the other columns of the row holding max(ts).
+    // The latest by header time; of lines logged in the same second, the last stored.
     let mut stmt = conn.prepare(
-        "SELECT host, proxy, server, new_state, max(ts) FROM events
-         WHERE kind = 'state_change' AND ts >= ?1 AND new_state IS NOT NULL
-         GROUP BY host, proxy, server",
+        "SELECT host, proxy, server, new_state, ts FROM (
+           SELECT host, proxy, server, new_state, ts, row_number() OVER
+             (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
+           FROM events WHERE kind = 'state_change' AND ts >= ?1 AND new_state IS NOT NULL)
+         WHERE n = 1",
     )?;
     let rows = stmt.query_map(params![since_ms], |r| {
         Ok((

@@ -22,12 +22,54 @@ pub struct Pending {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub id: i64,
+    /// When it was made (or given up without one: a channel no longer configured).
+    pub at_ms: i64,
     pub attempts: i64,
     pub delivered_ms: Option<i64>,
     pub next_attempt_ms: i64,
     /// Given up: a permanent error, or expired.
     pub failed: bool,
     pub error: Option<String>,
+}
+
+impl Attempt {
+    /// As `delivery_attempts.outcome` stores it.
+    pub fn outcome(&self) -> &'static str {
+        match (self.delivered_ms, self.failed) {
+            (Some(_), _) => "delivered",
+            (None, true) => "failed",
+            (None, false) => "retry",
+        }
+    }
+}
+
+/// One attempt as recorded: (outbox row, at, attempt number, outcome, error).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptRecord {
+    pub outbox_id: i64,
+    pub at_ms: i64,
+    pub attempt: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// Every attempt at the rows of one incident (and at the rows carrying them), oldest first.
+pub fn attempts_of(conn: &Connection, incident: i64) -> rusqlite::Result<Vec<AttemptRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.outbox_id, a.at, a.attempt, a.outcome, a.error FROM delivery_attempts a
+         WHERE a.outbox_id IN (SELECT coalesce(message_id, id) FROM outbox WHERE incident_id = ?1)
+         ORDER BY a.at, a.attempt",
+    )?;
+    let rows = stmt.query_map([incident], |r| {
+        Ok(AttemptRecord {
+            outbox_id: r.get(0)?,
+            at_ms: r.get(1)?,
+            attempt: r.get(2)?,
+            outcome: r.get(3)?,
+            error: r.get(4)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// The oldest undelivered row of each (channel, backend) that is due.

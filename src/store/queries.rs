@@ -203,6 +203,50 @@ pub fn for_each_window(
     Ok(())
 }
 
+/// Every (host, backend, server) traffic was stored for, with its last window's start.
+pub fn for_each_route(
+    conn: &Connection,
+    mut each: impl FnMut(&str, &str, &str, i64),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached("SELECT host, backend, server, last_seen FROM routes")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        each(text(r, 0)?, text(r, 1)?, text(r, 2)?, r.get(3)?);
+    }
+    Ok(())
+}
+
+/// An evidence line: a raw 5xx or termination log line kept for its window.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Sample {
+    pub start_s: i64,
+    pub host: String,
+    pub server: String,
+    /// 5xx, termination.
+    pub class: String,
+    pub raw: String,
+}
+
+/// The first `limit` evidence lines of windows in the filter, oldest first.
+pub fn samples(conn: &Connection, f: &WindowFilter, limit: usize) -> rusqlite::Result<Vec<Sample>> {
+    let w = window_where(f, true);
+    let sql = format!(
+        "SELECT start, host, server, class, raw FROM samples{} ORDER BY start, rowid LIMIT {limit}",
+        w.sql
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(w.args), |r| {
+        Ok(Sample {
+            start_s: r.get(0)?,
+            host: r.get(1)?,
+            server: r.get(2)?,
+            class: r.get(3)?,
+            raw: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// One stored count of a status code on a route.
 pub struct StatusRef {
     pub start: i64,

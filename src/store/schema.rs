@@ -201,6 +201,28 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         removed_at INTEGER
     );",
+    // 8: for the console: every delivery attempt (the outbox row keeps only
+    // the count and the last error), and every route seen.
+    "CREATE TABLE delivery_attempts (
+        outbox_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,              -- Unix ms
+        attempt INTEGER NOT NULL,         -- 1 for the first
+        outcome TEXT NOT NULL,            -- delivered, retry, failed
+        error TEXT
+    );
+    CREATE INDEX delivery_attempts_row ON delivery_attempts (outbox_id, at);
+    -- Every (host, backend, server) traffic was counted for, with its first
+    -- and last window: the fleet without scanning a month of windows.
+    CREATE TABLE routes (
+        host TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        server TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,      -- Unix s, window start
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (host, backend, server)
+    ) WITHOUT ROWID;
+    INSERT INTO routes SELECT host, backend, server, min(start), max(start) FROM windows
+        GROUP BY host, backend, server;",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -475,6 +475,10 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                             ELSE 'queued' END
                      WHERE id = ?1",
                 )?;
+                let mut history = tx.prepare_cached(
+                    "INSERT INTO delivery_attempts (outbox_id, at, attempt, outcome, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
                 for a in attempts {
                     stmt.execute(params![
                         a.id,
@@ -484,6 +488,7 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                         a.failed,
                         a.error
                     ])?;
+                    history.execute(params![a.id, a.at_ms, a.attempts, a.outcome(), a.error])?;
                     rows += 1;
                 }
             }
@@ -568,8 +573,15 @@ fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusql
          ON CONFLICT (start, span_s, host, frontend, backend, server, status) DO UPDATE SET
             requests = requests + excluded.requests",
     )?;
+    // Every route seen, for the console's fleet (not counted as rows: bookkeeping).
+    let mut route = tx.prepare_cached(
+        "INSERT INTO routes (host, backend, server, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT (host, backend, server) DO UPDATE SET
+            last_seen = max(last_seen, excluded.last_seen)",
+    )?;
     let mut rows = 0;
     for w in windows {
+        route.execute(params![w.host, w.backend, w.server, w.start])?;
         let c = &w.counts;
         upsert.execute(params![
             w.start,
@@ -766,6 +778,10 @@ fn prune(conn: &Connection, r: &Retention) {
         )?;
         n += tx.execute("DELETE FROM samples WHERE start < ?1", [samples_before_s])?;
         n += tx.execute(
+            "DELETE FROM routes WHERE last_seen < ?1",
+            [windows_before_s],
+        )?;
+        n += tx.execute(
             "DELETE FROM ingest_stats WHERE ts < ?1",
             [windows_before_s * 1000],
         )?;
@@ -788,6 +804,11 @@ fn prune(conn: &Connection, r: &Retention) {
         )?;
         n += tx.execute(
             "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1",
+            [events_before_ms],
+        )?;
+        n += tx.execute(
+            "DELETE FROM delivery_attempts WHERE at < ?1
+               AND outbox_id NOT IN (SELECT id FROM outbox)",
             [events_before_ms],
         )?;
         tx.commit()?;

@@ -5,6 +5,7 @@
 mod util;
 
 mod clock;
+mod console;
 mod email;
 mod faults;
 mod haproxy_e2e;

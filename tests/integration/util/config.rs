@@ -55,7 +55,8 @@ impl ConfigBuilder {
         self.listen("udp://127.0.0.1:0", "")
     }
 
-    /// `/healthz` and `/metrics` on a loopback port the kernel picks.
+    /// The console, `/healthz` and `/metrics` on a loopback port the kernel picks
+    /// (without it, a test's config turns HTTP off).
     pub fn http(self) -> Self {
         self.set("http", "listen", "\"127.0.0.1:0\"")
     }
@@ -117,6 +118,10 @@ impl ConfigBuilder {
         for (section, lines) in self.sections.iter().filter(|(s, _)| s != "storage") {
             out += &format!("[{section}]\n");
             lines.iter().for_each(|l| out += &format!("{l}\n"));
+        }
+        // The console is on by default; a test wants it on a port of its own, or not at all.
+        if !self.sections.iter().any(|(s, _)| s == "http") && !self.raw.contains("[http]") {
+            out += "[http]\nlisten = \"\"\n";
         }
         out += &self.raw;
         for t in &self.tables {

@@ -1,5 +1,6 @@
 //! Shared by the integration tests: real fixtures, a running daemon, the CLI.
 
+pub mod browser;
 pub mod config;
 pub mod haproxy;
 pub mod in_process;
@@ -689,5 +690,53 @@ pub fn logged_events(events: Vec<Value>) -> Vec<Value> {
     events
         .into_iter()
         .filter(|e| e["template"] != "haproxy_reload")
+        .collect()
+}
+
+/// A captured stream as if it were logged now: every header time and accept
+/// date moved so the first line is at `start_ms` (UTC), the rest as captured.
+/// (The `local` envelope and httplog/tcplog accept dates of the 2.6 captures.)
+pub fn datagrams_from(stream: &str, start_ms: i64) -> Vec<Vec<u8>> {
+    use jiff::civil::DateTime;
+    let header = |text: &str| DateTime::strptime("%Y %b %e %H:%M:%S", format!("2026 {text}")).ok();
+    let all = datagrams(stream);
+    let first = all
+        .iter()
+        .find_map(|d| {
+            let t = String::from_utf8_lossy(d);
+            let at = t.find('>')? + 1;
+            header(t.get(at..at + 15)?)
+        })
+        .expect("a header time");
+    let first_ms = first
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp()
+        .as_millisecond();
+    let delta = jiff::SignedDuration::from_millis(start_ms - first_ms);
+    let moved = |dt: DateTime| dt.checked_add(delta).unwrap();
+    all.iter()
+        .map(|d| {
+            let mut t = String::from_utf8_lossy(d).into_owned();
+            if let Some(at) = t.find('>').map(|i| i + 1) {
+                if let Some(dt) = t.get(at..at + 15).and_then(header) {
+                    t.replace_range(
+                        at..at + 15,
+                        &moved(dt).strftime("%b %e %H:%M:%S").to_string(),
+                    );
+                }
+            }
+            // [23/Nov/2026:01:23:33.398]
+            if let Some(open) = t.find("/2026:").and_then(|i| t[..i].rfind('[')) {
+                let span = open + 1..open + 21;
+                if let Some(dt) = t
+                    .get(span.clone())
+                    .and_then(|s| DateTime::strptime("%d/%b/%Y:%H:%M:%S", s).ok())
+                {
+                    t.replace_range(span, &moved(dt).strftime("%d/%b/%Y:%H:%M:%S").to_string());
+                }
+            }
+            t.into_bytes()
+        })
         .collect()
 }

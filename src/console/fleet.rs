@@ -1,0 +1,429 @@
+//! The fleet page's model: every host → backend → server with its state as
+//! the stored events tell it, its last check, and its recent traffic.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::hist::Histogram;
+use crate::incidents::fleet::StateSeen;
+use crate::incidents::Kind;
+use crate::store::incidents::{self as stored, IncidentFilter, StoredIncident};
+use crate::store::queries::{self, WindowFilter};
+use hapwatch_parsers::ServerState;
+
+/// Traffic figures cover the last five minutes.
+pub const RECENT_S: i64 = 300;
+/// A server with no state line counts as UP while it served within this long.
+const SERVING_S: i64 = 3600;
+
+/// A server's state on the console: HAProxy's, or what the console concludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Up,
+    Down,
+    Stopping,
+    Maint,
+    Drain,
+    /// An open flapping incident: its DOWN/UP notices are held.
+    Flapping,
+    /// Only checks (no state line) and no traffic, or a state hapwatch cannot read.
+    Unknown,
+}
+
+/// Red, amber or green: always shown with the state's text beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Light {
+    Green,
+    Amber,
+    Red,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Up => "UP",
+            Status::Down => "DOWN",
+            Status::Stopping => "STOPPING",
+            Status::Maint => "MAINT",
+            Status::Drain => "DRAIN",
+            Status::Flapping => "FLAPPING",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn light(self) -> Light {
+        match self {
+            Status::Up => Light::Green,
+            Status::Down => Light::Red,
+            _ => Light::Amber,
+        }
+    }
+
+    fn of(seen: StateSeen, has_traffic: bool) -> Status {
+        match seen {
+            StateSeen::Is(ServerState::Up) => Status::Up,
+            StateSeen::Is(ServerState::Down) => Status::Down,
+            StateSeen::Is(ServerState::Stopping) => Status::Stopping,
+            StateSeen::Is(ServerState::Maint) => Status::Maint,
+            StateSeen::Is(ServerState::Drain) => Status::Drain,
+            // Serving requests is being up, as far as the logs can tell.
+            StateSeen::Never if has_traffic => Status::Up,
+            StateSeen::Never | StateSeen::Unreadable => Status::Unknown,
+        }
+    }
+}
+
+impl Light {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Light::Green => "green",
+            Light::Amber => "amber",
+            Light::Red => "red",
+        }
+    }
+}
+
+/// The last health or agent check HAProxy logged for a server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastCheck {
+    pub at_ms: i64,
+    /// succeeded, failed, conditionally succeeded.
+    pub result: String,
+    pub reason: String,
+    pub code: Option<i64>,
+    pub info: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// Requests over the last [`RECENT_S`] seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Rates {
+    pub requests: u64,
+    pub per_s: f64,
+    /// Share of requests answered 5xx, in percent.
+    pub s5xx_pct: f64,
+    pub p95_ms: Option<u64>,
+}
+
+impl Rates {
+    fn from(requests: u64, s5xx: u64, hist: &Histogram) -> Rates {
+        Rates {
+            requests,
+            per_s: requests as f64 / RECENT_S as f64,
+            s5xx_pct: crate::figures::pct(s5xx, requests),
+            p95_ms: hist.quantile(0.95),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerRow {
+    pub name: String,
+    pub status: Status,
+    pub light: Light,
+    /// When its state last changed (a state line), if one was logged.
+    pub since_ms: Option<i64>,
+    /// The reason of that change (`Layer4 connection problem`, `changed from CLI`).
+    pub reason: Option<String>,
+    pub last_check: Option<LastCheck>,
+    /// The start of the last window it served in, ms.
+    pub last_request_ms: Option<i64>,
+    pub traffic: Rates,
+    pub incident: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendRow {
+    pub name: String,
+    pub light: Light,
+    /// As HAProxy last counted them in a state line: "N active and M backup servers left".
+    pub active_left: Option<u32>,
+    pub backup_left: Option<u32>,
+    pub servers: Vec<ServerRow>,
+    pub traffic: Rates,
+    /// Open incidents of the backend or its servers, newest first.
+    pub incidents: Vec<IncidentRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentRef {
+    pub id: i64,
+    pub kind: &'static str,
+    pub summary: String,
+    pub opened_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostRow {
+    pub name: String,
+    pub light: Light,
+    pub backends: Vec<BackendRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetPage {
+    pub now_ms: i64,
+    pub hosts: Vec<HostRow>,
+    /// Servers per state, over the whole fleet.
+    pub counts: BTreeMap<&'static str, usize>,
+    pub open_incidents: usize,
+    /// The filter typed (server side, for browsers without JS).
+    pub filter: String,
+}
+
+#[derive(Default)]
+struct ServerFacts {
+    seen: StateSeen,
+    since_ms: Option<i64>,
+    reason: Option<String>,
+    check: Option<LastCheck>,
+    requests: u64,
+    s5xx: u64,
+    hist: Histogram,
+    /// Its last window's start, if it ever served.
+    last_request_s: Option<i64>,
+    /// Served within [`SERVING_S`].
+    serving: bool,
+}
+
+#[derive(Default)]
+struct BackendFacts {
+    servers: BTreeMap<String, ServerFacts>,
+    left: Option<(i64, Option<u32>, Option<u32>)>,
+    requests: u64,
+    s5xx: u64,
+    hist: Histogram,
+}
+
+type Facts = BTreeMap<String, BTreeMap<String, BackendFacts>>;
+
+/// The fleet now, from the store; `filter` keeps what names it (host, backend or server).
+pub fn build(conn: &Connection, now_ms: i64, filter: &str) -> rusqlite::Result<FleetPage> {
+    let mut facts = Facts::new();
+    states(conn, &mut facts)?;
+    checks(conn, &mut facts)?;
+    traffic(conn, now_ms, &mut facts)?;
+    let open = stored::list(
+        conn,
+        &IncidentFilter {
+            open: true,
+            ..Default::default()
+        },
+    )?;
+    let mut counts = BTreeMap::new();
+    let needle = filter.trim().to_lowercase();
+    let mut hosts = Vec::new();
+    for (host, backends) in facts {
+        let mut rows = Vec::new();
+        for (backend, b) in backends {
+            let row = backend_row(&host, backend, b, &open);
+            let named = |s: &str| s.to_lowercase().contains(&needle);
+            if needle.is_empty()
+                || named(&host)
+                || named(&row.name)
+                || row.servers.iter().any(|s| named(&s.name))
+            {
+                rows.push(row);
+            }
+        }
+        for s in rows.iter().flat_map(|b| &b.servers) {
+            *counts.entry(s.status.as_str()).or_insert(0) += 1;
+        }
+        if !rows.is_empty() {
+            hosts.push(HostRow {
+                light: rows.iter().map(|b| b.light).max().unwrap_or(Light::Green),
+                name: host,
+                backends: rows,
+            });
+        }
+    }
+    Ok(FleetPage {
+        now_ms,
+        hosts,
+        counts,
+        open_incidents: open.len(),
+        filter: filter.to_owned(),
+    })
+}
+
+fn backend_row(host: &str, name: String, b: BackendFacts, open: &[StoredIncident]) -> BackendRow {
+    let of_backend: Vec<&StoredIncident> = open
+        .iter()
+        .filter(|s| s.incident.host == host && s.incident.backend.as_deref() == Some(&name))
+        .collect();
+    let servers: Vec<ServerRow> = b
+        .servers
+        .into_iter()
+        .map(|(server, f)| {
+            let mine = |k: Kind| {
+                of_backend
+                    .iter()
+                    .find(|s| s.incident.kind == k && s.incident.server.as_deref() == Some(&server))
+            };
+            let mut status = Status::of(f.seen, f.serving);
+            if mine(Kind::Flapping).is_some() {
+                status = Status::Flapping;
+            }
+            let incident = mine(Kind::Flapping)
+                .or_else(|| mine(Kind::ServerDown))
+                .or_else(|| mine(Kind::Operator))
+                .map(|s| s.incident.id);
+            ServerRow {
+                name: server,
+                status,
+                light: status.light(),
+                since_ms: f.since_ms,
+                reason: f.reason,
+                last_check: f.check,
+                last_request_ms: f.last_request_s.map(|s| s * 1000),
+                traffic: Rates::from(f.requests, f.s5xx, &f.hist),
+                incident,
+            }
+        })
+        .collect();
+    let all_down = !servers.is_empty() && servers.iter().all(|s| s.status == Status::Down);
+    let light = if all_down
+        || of_backend
+            .iter()
+            .any(|s| matches!(s.incident.kind, Kind::BackendDown | Kind::HostDown))
+    {
+        Light::Red
+    } else if servers.iter().any(|s| s.light != Light::Green) || !of_backend.is_empty() {
+        Light::Amber
+    } else {
+        Light::Green
+    };
+    BackendRow {
+        light,
+        active_left: b.left.and_then(|l| l.1),
+        backup_left: b.left.and_then(|l| l.2),
+        servers,
+        traffic: Rates::from(b.requests, b.s5xx, &b.hist),
+        incidents: of_backend
+            .iter()
+            .map(|s| IncidentRef {
+                id: s.incident.id,
+                kind: s.incident.kind.as_str(),
+                summary: s.incident.summary.clone(),
+                opened_ms: s.incident.opened_ms,
+            })
+            .collect(),
+        name,
+    }
+}
+
+fn server<'f>(
+    facts: &'f mut Facts,
+    host: &str,
+    backend: &str,
+    server: &str,
+) -> &'f mut ServerFacts {
+    facts
+        .entry(host.to_owned())
+        .or_default()
+        .entry(backend.to_owned())
+        .or_default()
+        .servers
+        .entry(server.to_owned())
+        .or_default()
+}
+
+/// Each server's latest state line, and each backend's latest count of servers left.
+fn states(conn: &Connection, facts: &mut Facts) -> rusqlite::Result<()> {
+    // The latest by header time; of lines logged in the same second, the last stored.
+    let mut stmt = conn.prepare_cached(
+        "SELECT host, proxy, server, new_state, ts, reason, active_left, backup_left FROM (
+           SELECT *, row_number() OVER (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
+           FROM events WHERE kind = 'state_change' AND server IS NOT NULL AND proxy IS NOT NULL)
+         WHERE n = 1",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let (host, backend): (String, String) = (r.get(0)?, r.get(1)?);
+        let s = server(facts, &host, &backend, &r.get::<_, String>(2)?);
+        s.seen = StateSeen::from_name(&r.get::<_, Option<String>>(3)?.unwrap_or_default());
+        let ts: i64 = r.get(4)?;
+        s.since_ms = Some(ts);
+        s.reason = r.get(5)?;
+        let (active, backup): (Option<u32>, Option<u32>) = (r.get(6)?, r.get(7)?);
+        if active.is_some() || backup.is_some() {
+            let b = facts.entry(host).or_default().entry(backend).or_default();
+            if b.left.is_none_or(|l| l.0 < ts) {
+                b.left = Some((ts, active, backup));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each server's latest health (or agent) check line.
+fn checks(conn: &Connection, facts: &mut Facts) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT host, proxy, server, ts, reason, code, info, check_duration_ms, json FROM (
+           SELECT *, row_number() OVER (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
+           FROM events WHERE kind = 'health_check' AND server IS NOT NULL AND proxy IS NOT NULL)
+         WHERE n = 1",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let json: String = r.get(8)?;
+        let result = serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|v| v["result"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let check = LastCheck {
+            at_ms: r.get(3)?,
+            result,
+            reason: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            code: r.get(5)?,
+            info: r.get(6)?,
+            duration_ms: r.get(7)?,
+        };
+        let host: String = r.get(0)?;
+        let backend: String = r.get(1)?;
+        server(facts, &host, &backend, &r.get::<_, String>(2)?).check = Some(check);
+    }
+    Ok(())
+}
+
+/// Every route traffic was stored for, and each one's last five minutes.
+fn traffic(conn: &Connection, now_ms: i64, facts: &mut Facts) -> rusqlite::Result<()> {
+    let now_s = now_ms / 1000;
+    queries::for_each_route(conn, |host, backend, server, last_s| {
+        let b = facts
+            .entry(host.to_owned())
+            .or_default()
+            .entry(backend.to_owned())
+            .or_default();
+        // Requests no server took (`<NOSRV>`, `<STATS>`) are the backend's, not a server's.
+        if !server.starts_with('<') {
+            let s = b.servers.entry(server.to_owned()).or_default();
+            s.last_request_s = Some(last_s);
+            s.serving = now_s - last_s < SERVING_S;
+        }
+    })?;
+    let recent = WindowFilter {
+        since_s: now_s - RECENT_S,
+        until_s: now_s + 60,
+        ..Default::default()
+    };
+    queries::for_each_window(conn, &recent, |w| {
+        let b = facts
+            .entry(w.host.to_owned())
+            .or_default()
+            .entry(w.backend.to_owned())
+            .or_default();
+        b.requests += w.counts.requests;
+        b.s5xx += w.counts.s5xx;
+        b.hist.merge_encoded(w.t_total);
+        if let Some(s) = b.servers.get_mut(w.server) {
+            s.requests += w.counts.requests;
+            s.s5xx += w.counts.s5xx;
+            s.hist.merge_encoded(w.t_total);
+        }
+    })
+}

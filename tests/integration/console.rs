@@ -1,0 +1,404 @@
+//! The web console of a running daemon fed real datagrams: its pages over
+//! HTTP (HTML and the JSON of the same models), its credentials, and the
+//! pages in a real headless Chromium (screenshots in target/console-screenshots/).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use serde_json::Value;
+
+use crate::util::browser::Browser;
+use crate::util::*;
+
+/// GET with extra header lines: (status, headers, body).
+fn get(port: u16, path: &str, headers: &str) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+fn model(port: u16, path: &str) -> Value {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (status, _, body) = get(port, &format!("{path}{sep}format=json"), "");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Each server's last state in the fixture's labels: (backend, server) → state.
+fn last_states(labels: &[Value]) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for l in labels.iter().filter(|l| l["kind"] == "state_change") {
+        if let Some(state) = l["new_state"].as_str() {
+            out.insert(
+                (
+                    l["proxy"].as_str().unwrap().to_owned(),
+                    l["server"].as_str().unwrap().to_owned(),
+                ),
+                state.to_owned(),
+            );
+        }
+    }
+    out
+}
+
+/// Every backend the stream named: in state, check and no-server lines, and in traffic.
+fn stream_backends(labels: &[Value]) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for l in labels {
+        let name = match l["kind"].as_str().unwrap() {
+            "state_change" | "health_check" | "backend_down" => &l["proxy"],
+            "http" | "tcp" => &l["backend"],
+            _ => continue,
+        };
+        out.insert(name.as_str().unwrap().to_owned());
+    }
+    out.into_iter().collect()
+}
+
+/// A daemon fed the captured stream as if it had been logged three minutes
+/// ago (so its windows are closed and stored), with everything stored.
+fn fixture_daemon(dir: &std::path::Path) -> InProcess {
+    let cfg = ConfigBuilder::new(dir).fixture_formats().http().udp();
+    let daemon = InProcess::start(&cfg.text());
+    let now = jiff::Timestamp::now().as_millisecond();
+    let datagrams = datagrams_from("default", now - 180_000);
+    send_udp(daemon.udp_port(), &datagrams);
+    daemon.wait_handled(datagrams.len() as u64);
+    // Stored, not only parsed: the last state line of the stream is in the store.
+    let states = expected("default")
+        .iter()
+        .filter(|l| l["kind"] == "state_change")
+        .count() as i64;
+    daemon.wait_stored(
+        "state lines",
+        "SELECT count(*) FROM events WHERE kind = 'state_change'",
+        states,
+    );
+    let mut routes = std::collections::BTreeSet::new();
+    for l in expected("default")
+        .iter()
+        .filter(|l| l["kind"] == "http" || l["kind"] == "tcp")
+    {
+        routes.insert((l["backend"].to_string(), l["server"].to_string()));
+    }
+    daemon.wait_stored(
+        "every route's windows",
+        "SELECT count(DISTINCT backend || '/' || server) FROM routes",
+        routes.len() as i64,
+    );
+    daemon
+}
+
+/// Every server of the model: (backend, server) → state.
+fn model_states(fleet: &Value) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    for h in fleet["hosts"].as_array().unwrap() {
+        for b in h["backends"].as_array().unwrap() {
+            for s in b["servers"].as_array().unwrap() {
+                out.insert(
+                    (
+                        b["name"].as_str().unwrap().to_owned(),
+                        s["name"].as_str().unwrap().to_owned(),
+                    ),
+                    s["status"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_pages_show_what_the_stream_said_as_html_and_as_their_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = fixture_daemon(dir.path());
+    let http = daemon.addresses.http.unwrap().port();
+
+    // Every server whose last state line said DOWN, MAINT, DRAIN… is shown so,
+    // unless an open flapping incident holds it.
+    let fleet = model(http, "/");
+    let shown = model_states(&fleet);
+    for (key, state) in last_states(&expected("default")) {
+        let got = shown
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} not on the page"));
+        assert!(
+            got == &state || got == "FLAPPING",
+            "{key:?}: {got}, logged {state}"
+        );
+    }
+    assert!(shown.values().any(|s| s == "DOWN"), "{shown:?}");
+    let mut backends: Vec<String> = fleet["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["backends"].as_array().unwrap())
+        .map(|b| b["name"].as_str().unwrap().to_owned())
+        .collect();
+    backends.sort();
+    assert_eq!(backends, stream_backends(&expected("default")));
+    // The HTML carries the same states, for scripts and people.
+    let (status, head, page) = get(http, "/", "");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    for ((backend, server), state) in &shown {
+        let attr = format!("data-server=\"{backend}/{server}\" data-state=\"{state}\"");
+        assert!(page.contains(&attr), "{attr} not in the page");
+    }
+    // The filter works without the script too.
+    let only = model_states(&model(http, "/?q=be_tcp"));
+    assert!(
+        !only.is_empty() && only.keys().all(|(b, _)| b == "be_tcp"),
+        "{only:?}"
+    );
+
+    // The backend-down incident: its page has the timeline and the traffic chart.
+    let list = model(http, "/incidents?since=365d");
+    let all: Vec<&Value> = list["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(list["history"].as_array().unwrap())
+        .collect();
+    let down = all
+        .iter()
+        .find(|i| i["kind"] == "backend_down")
+        .expect("a backend_down incident");
+    let id = down["id"].as_i64().unwrap();
+    let one = model(http, &format!("/incidents/{id}"));
+    let timeline: Vec<&str> = one["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[1].as_str().unwrap())
+        .collect();
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t.contains("has no server available")),
+        "{timeline:?}"
+    );
+    assert_eq!(one["charts"].as_array().unwrap().len(), 2);
+    let (status, _, html) = get(http, &format!("/incidents/{id}"), "");
+    assert_eq!(status, 200);
+    assert!(html.contains("<svg") && html.contains(&format!("href=\"/incidents/{id}\"")));
+
+    // A backend's page, over each span; unknown things are 404s.
+    let backend = down["backend"].as_str().unwrap();
+    for range in ["1h", "24h", "7d"] {
+        let b = model(http, &format!("/backends/{backend}?range={range}"));
+        assert_eq!(b["range"], range);
+        assert_eq!(b["charts"].as_array().unwrap().len(), 3);
+    }
+    assert_eq!(get(http, "/backends/no_such_backend", "").0, 404);
+    assert_eq!(get(http, "/incidents/999999", "").0, 404);
+    assert_eq!(get(http, "/incidents/x", "").0, 404);
+    daemon.stop();
+}
+
+#[test]
+fn the_incident_page_lists_every_delivery_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    // The receiver fails the first attempt, then takes the next.
+    let receiver = Receiver::start(0, vec![500]);
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("notify", "group_wait", "\"0s\"")
+        .set("notify", "retry_min", "\"50ms\"")
+        .set("notify", "retry_max", "\"100ms\"")
+        .http()
+        .udp()
+        .webhook("ops", receiver.port, "");
+    let daemon = InProcess::start(&cfg.text());
+    let http = daemon.addresses.http.unwrap().port();
+    send_udp(
+        daemon.udp_port(),
+        &[b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec()],
+    );
+    receiver.wait_accepted(1);
+    daemon.wait_stored(
+        "the delivery recorded",
+        "SELECT count(*) FROM delivery_attempts WHERE outcome = 'delivered'",
+        1,
+    );
+    let id = stored(&daemon.db, "SELECT max(id) FROM incidents");
+    let page = model(http, &format!("/incidents/{id}"));
+    let deliveries = page["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let outcomes: Vec<&str> = deliveries[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["retry", "delivered"]);
+    assert!(deliveries[0]["attempts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("500"));
+    let (_, _, html) = get(http, &format!("/incidents/{id}"), "");
+    assert!(html.contains("data-outcome=\"retry\"") && html.contains("data-outcome=\"delivered\""));
+    daemon.stop();
+}
+
+#[test]
+fn a_token_or_a_password_guards_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("http", "listen", "\"127.0.0.1:0\"")
+        .set("http", "token", "\"t0ken\"")
+        .set("http", "user", "\"ops\"")
+        .set("http", "password", "\"pw\"")
+        .udp();
+    let daemon = InProcess::start(&cfg.text());
+    let http = daemon.addresses.http.unwrap().port();
+    for path in ["/", "/incidents", "/metrics", "/healthz", "/health/haproxy"] {
+        let (status, head, _) = get(http, path, "");
+        assert_eq!(status, 401, "{path}");
+        assert!(head.contains("www-authenticate: basic"), "{head}");
+        assert_eq!(get(http, path, "Authorization: Bearer wrong\r\n").0, 401);
+        assert_eq!(
+            get(http, path, "Authorization: Bearer t0ken\r\n").0,
+            200,
+            "{path}"
+        );
+        // ops:pw
+        assert_eq!(get(http, path, "Authorization: Basic b3BzOnB3\r\n").0, 200);
+    }
+    daemon.stop();
+}
+
+#[test]
+fn the_default_address_taken_leaves_the_daemon_alerting_without_a_console() {
+    // Whoever holds 127.0.0.1:9140 (this test, or anything else on the box).
+    let _held = std::net::TcpListener::bind(hapwatch::config::DEFAULT_HTTP);
+    let dir = tempfile::tempdir().unwrap();
+    let text = ConfigBuilder::new(dir.path())
+        .udp()
+        .text()
+        .replace("[http]\nlisten = \"\"\n", "");
+    assert!(!text.contains("[http]"), "{text}");
+    let daemon = InProcess::start(&text);
+    assert_eq!(daemon.addresses.http, None);
+    send_udp(daemon.udp_port(), &[b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.".to_vec()]);
+    daemon.wait_stored("the event", "SELECT count(*) FROM events", 1);
+    daemon.stop();
+}
+
+/// A state line as HAProxy would send it now (RFC 3164 header, UTC).
+fn state_now(server: &str, state: &str) -> Vec<u8> {
+    let now = jiff::Timestamp::now().strftime("%b %e %H:%M:%S");
+    let tail = if state == "UP" {
+        "reason: Layer7 check passed, code: 200, check duration: 3ms. 1 active and 0 backup servers online. 0 sessions requeued, 0 total in queue."
+    } else {
+        "reason: Layer4 connection problem, info: \"Connection refused\", check duration: 0ms. 0 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue."
+    };
+    format!("<129>{now} haproxy[1]: Server be_live/{server} is {state}, {tail}").into_bytes()
+}
+
+#[test]
+fn in_a_real_browser_the_pages_render_without_errors_and_refresh_live() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = fixture_daemon(dir.path());
+    let http = daemon.addresses.http.unwrap().port();
+    let base = format!("http://127.0.0.1:{http}");
+
+    // The fleet: every backend of the stream, DOWN servers marked.
+    browser.open(&format!("{base}/"));
+    let backends = browser.eval(
+        "return [...document.querySelectorAll('[data-backend]')].map(e => e.dataset.backend)",
+    );
+    let mut shown: Vec<String> = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    shown.sort();
+    assert_eq!(shown, stream_backends(&expected("default")));
+    let down = browser.eval(
+        "return [...document.querySelectorAll('[data-state=DOWN]')].map(e => \
+         [e.dataset.server, getComputedStyle(e.querySelector('.state')).color])",
+    );
+    let down = down.as_array().unwrap();
+    assert!(!down.is_empty());
+    let up_colour = browser
+        .eval("return getComputedStyle(document.querySelector('[data-state=UP] .state')).color");
+    // Red is not green: the colour differs, and the text says it anyway.
+    assert!(
+        down.iter().all(|d| d[1] != up_colour),
+        "{down:?} vs {up_colour}"
+    );
+    browser.screenshot("fleet");
+
+    let list = model(http, "/incidents?since=365d");
+    let id = list["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(list["open"].as_array().unwrap())
+        .find(|i| i["kind"] == "backend_down")
+        .expect("a backend_down incident")["id"]
+        .as_i64()
+        .unwrap();
+    browser.open(&format!("{base}/incidents?since=365d"));
+    let rows = browser.eval("return document.querySelectorAll('[data-incident]').length");
+    assert!(rows.as_u64().unwrap() > 0);
+    browser.screenshot("incidents");
+
+    browser.open(&format!("{base}/incidents/{id}"));
+    let page = browser.eval(&format!(
+        "return {{timeline: document.querySelectorAll('table.timeline tbody tr').length, \
+         charts: document.querySelectorAll('figure.chart svg').length, \
+         marks: document.querySelectorAll('figure.chart a[href=\"/incidents/{id}\"] rect').length, \
+         localised: document.querySelector('main time[data-ms]').textContent}}"
+    ));
+    assert!(page["timeline"].as_u64().unwrap() >= 2, "{page}");
+    assert_eq!(page["charts"], 2, "{page}");
+    assert_eq!(page["marks"], 2, "{page}");
+    // The script wrote the time in the browser's format, not the server's UTC text.
+    assert!(
+        !page["localised"].as_str().unwrap().ends_with("UTC"),
+        "{page}"
+    );
+    browser.screenshot("incident");
+
+    browser.open(&format!("{base}/backends/be_app?range=7d"));
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('figure.chart svg').length"),
+        3
+    );
+    browser.screenshot("backend");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+
+    // Live: a server that goes DOWN turns red on the open page, with no reload.
+    send_udp(daemon.udp_port(), &[state_now("s1", "UP")]);
+    browser.open(&format!("{base}/?q=be_live"));
+    browser.wait_eval(
+        "be_live/s1 shown UP",
+        "return document.querySelector('[data-server=\"be_live/s1\"]')?.dataset.state ?? null",
+        |v| v == "UP",
+    );
+    browser.eval("window.sameDocument = 'yes'; return null");
+    send_udp(daemon.udp_port(), &[state_now("s1", "DOWN")]);
+    browser.wait_eval(
+        "be_live/s1 turned DOWN in place",
+        "return [document.querySelector('[data-server=\"be_live/s1\"]')?.dataset.state, window.sameDocument]",
+        |v| v[0] == "DOWN",
+    );
+    assert_eq!(browser.eval("return window.sameDocument"), "yes");
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+    browser.screenshot("fleet-live");
+    daemon.stop();
+}
