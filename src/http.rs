@@ -25,8 +25,23 @@ pub struct State {
     pub stats: Arc<Stats>,
     pub started_ms: i64,
     pub wall: crate::timezone::WallClock,
-    pub console: crate::console::Console,
+    pub console: Arc<crate::console::Pages>,
     pub auth: crate::config::HttpAuth,
+    /// On loopback with no credentials: only requests addressed to a loopback
+    /// name are answered, so a web page cannot reach it by DNS rebinding.
+    pub loopback_hosts_only: bool,
+}
+
+/// Whether a `Host` header names this machine's loopback (any port).
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Binds before any runtime exists; `serve` adopts the listener.
@@ -105,46 +120,53 @@ async fn respond<B>(state: Arc<State>, req: Request<B>) -> Response<Full<Bytes>>
             "hapwatch: this needs [http] token (Authorization: Bearer …) or the user and password\n"
                 .into(),
         );
-        if state.auth.takes_basic() {
+        if let Some(challenge) = state.auth.challenge() {
             r.headers_mut().insert(
                 hyper::header::WWW_AUTHENTICATE,
-                hyper::header::HeaderValue::from_static(
-                    "Basic realm=\"hapwatch\", charset=\"UTF-8\"",
-                ),
+                hyper::header::HeaderValue::from_static(challenge),
             );
         }
         return r;
+    }
+    if state.loopback_hosts_only {
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !loopback_host(host) {
+            return json_reply(
+                StatusCode::MISDIRECTED_REQUEST,
+                json!({"error": "this listener answers requests for localhost only; set [http] token or user/password to serve other names"}),
+            );
+        }
     }
     let path = req.uri().path().to_owned();
     if req.method() != hyper::Method::GET || !crate::console::serves(&path) {
         return route(&state, &req);
     }
-    let query = req.uri().query().map(str::to_owned);
     let now = state.wall.now_ms();
-    let worker = state.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        crate::console::page(&worker.console, &path, query.as_deref(), now)
-    })
-    .await;
-    match built {
-        Ok(page) => {
-            let mut r = reply(
-                StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                page.content_type,
-                page.body,
-            );
-            // The pages show live state: never from a cache.
-            r.headers_mut().insert(
-                hyper::header::CACHE_CONTROL,
-                hyper::header::HeaderValue::from_static("no-store"),
-            );
-            r
-        }
-        Err(e) => json_reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": format!("page failed: {e}")}),
+    let page = state.console.get(&path, req.uri().query(), now).await;
+    let mut r = reply(
+        StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        page.content_type,
+        page.body,
+    );
+    let headers = r.headers_mut();
+    // The pages show live state: never from a cache. They load nothing from
+    // elsewhere, and say so to the browser.
+    for (name, value) in [
+        (hyper::header::CACHE_CONTROL, "no-store"),
+        (hyper::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            hyper::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             connect-src 'self'; img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ),
+    ] {
+        headers.insert(name, hyper::header::HeaderValue::from_static(value));
     }
+    r
 }
 
 pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -509,6 +531,31 @@ mod tests {
                 })
                 .collect(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_loopback_names_pass_the_host_check() {
+        for ok in [
+            "localhost",
+            "localhost:9140",
+            "127.0.0.1:9140",
+            "127.0.0.2",
+            "[::1]:9140",
+            "[::1]",
+            "LOCALHOST",
+        ] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:9140",
+            "10.0.0.1:9140",
+            "[2001:db8::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(bad), "{bad}");
         }
     }
 

@@ -395,6 +395,7 @@ impl Processor {
                 code: None,
                 info: None,
                 check_duration_ms: None,
+                check_result: None,
                 active_left: None,
                 backup_left: None,
                 json: json.to_string(),
@@ -657,6 +658,7 @@ fn event_row(rec: &Record<'_>, host: String, ts_ms: i64, raw: &[u8]) -> EventRow
             row.code = h.code;
             row.info = h.info.map(Into::into);
             row.check_duration_ms = h.check_duration_ms;
+            row.check_result = Some(h.result.as_str());
         }
         Event::StateChange(s) => {
             row.proxy = Some(s.proxy.into());

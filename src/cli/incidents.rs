@@ -119,6 +119,7 @@ fn filter(args: &IncidentsArgs, now: i64) -> anyhow::Result<IncidentFilter> {
         severity,
         open: args.open,
         limit: args.limit,
+        ..Default::default()
     })
 }
 

@@ -77,8 +77,19 @@ impl HttpConfig {
         }
     }
 
-    /// `user` and `password` go together.
+    /// `user` and `password` go together, and no credential is empty (an
+    /// empty `env:` variable would let every request in).
     pub fn validate(&self) -> Result<(), super::ConfigError> {
+        for (key, secret) in [("token", &self.token), ("password", &self.password)] {
+            if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+                return Err(super::ConfigError::HttpEmpty(key));
+            }
+        }
+        match &self.user {
+            Some(u) if u.is_empty() => return Err(super::ConfigError::HttpEmpty("user")),
+            Some(u) if u.contains(':') => return Err(super::ConfigError::HttpUserColon),
+            _ => {}
+        }
         match (&self.user, &self.password) {
             (Some(_), None) => Err(super::ConfigError::HttpNeeds("password", "user")),
             (None, Some(_)) => Err(super::ConfigError::HttpNeeds("user", "password")),
@@ -92,9 +103,13 @@ impl HttpAuth {
         self.token.is_some() || self.basic.is_some()
     }
 
-    /// Whether basic auth is one way in (the 401 then asks the browser for it).
-    pub fn takes_basic(&self) -> bool {
-        self.basic.is_some()
+    /// What a 401 says it wants: basic (so a browser asks), else a bearer token.
+    pub fn challenge(&self) -> Option<&'static str> {
+        match (&self.basic, &self.token) {
+            (Some(_), _) => Some("Basic realm=\"hapwatch\", charset=\"UTF-8\""),
+            (None, Some(_)) => Some("Bearer realm=\"hapwatch\""),
+            (None, None) => None,
+        }
     }
 
     /// Whether an `Authorization` header's value lets the request in.
@@ -127,9 +142,17 @@ impl HttpAuth {
     }
 }
 
-/// Compares in time that depends on the length only, not on where they differ.
+/// Compares digests, in time that tells neither where the two differ nor how long the secret is.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (
+        ring::digest::digest(&ring::digest::SHA256, a),
+        ring::digest::digest(&ring::digest::SHA256, b),
+    );
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
@@ -159,7 +182,8 @@ mod tests {
         let c = Config::from_toml("[http]\ntoken = \"t0k\"\nuser = \"ops\"\npassword = \"pw\"\n")
             .unwrap();
         let auth = c.http.auth();
-        assert!(auth.required() && auth.takes_basic());
+        assert!(auth.required());
+        assert!(auth.challenge().unwrap().starts_with("Basic"));
         assert!(auth.allows(Some(b"Bearer t0k")));
         assert!(!auth.allows(Some(b"Bearer t0")));
         // "ops:pw"
@@ -169,6 +193,26 @@ mod tests {
         assert!(!auth.allows(Some(b"Basic !!!!")));
         assert!(!auth.allows(None));
         assert!(HttpAuth::default().allows(None));
+    }
+
+    #[test]
+    fn an_empty_credential_is_refused_rather_than_letting_everyone_in() {
+        for (toml, key) in [
+            ("token = \"\"", "token"),
+            ("user = \"ops\"\npassword = \"\"", "password"),
+            ("user = \"\"\npassword = \"pw\"", "user"),
+        ] {
+            let c = Config::from_toml(&format!("[http]\n{toml}\n")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("empty"), "{e}");
+        }
+        let token_only = Config::from_toml("[http]\ntoken = \"t\"\n").unwrap();
+        assert!(token_only
+            .http
+            .auth()
+            .challenge()
+            .unwrap()
+            .starts_with("Bearer"));
     }
 
     #[test]

@@ -230,6 +230,10 @@ pub enum ConfigError {
     ReconcileBoth,
     #[error("[http] {1} needs `{0}` too")]
     HttpNeeds(&'static str, &'static str),
+    #[error("[http] {0} is empty: every request would get in")]
+    HttpEmpty(&'static str),
+    #[error("[http] user holds a colon, which basic auth cannot carry")]
+    HttpUserColon,
 }
 
 /// The config the package installs, read when no `--config`, no

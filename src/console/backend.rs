@@ -26,12 +26,9 @@ pub fn build(
     now_ms: i64,
     name: &str,
     range: Range,
+    window_s: i64,
 ) -> rusqlite::Result<Option<BackendPage>> {
-    let mut hosts = fleet::build(conn, now_ms, "")?.hosts;
-    for h in &mut hosts {
-        h.backends.retain(|b| b.name == name);
-    }
-    hosts.retain(|h| !h.backends.is_empty());
+    let hosts = fleet::backend(conn, now_ms, name, window_s)?.hosts;
     let since = now_ms - range.span_ms();
     let incidents: Vec<IncidentRow> = stored::list(
         conn,
@@ -53,7 +50,7 @@ pub fn build(
         backend: name,
         server: None,
     };
-    let traffic = Traffic::read(conn, &scope, since, now_ms, range.bucket_s())?;
+    let traffic = Traffic::read(conn, &scope, (since, now_ms), range.bucket_s(), window_s)?;
     let marks: Vec<Mark> = incidents
         .iter()
         .filter(|i| i.severity != "info")

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::hist::Histogram;
 use crate::store::queries::{self, WindowFilter};
+use crate::store::writer::ROLLUP_S;
 
 /// The spans the backend page offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,6 +72,9 @@ pub struct Traffic {
     pub start_s: i64,
     pub bucket_s: i64,
     pub buckets: Vec<Bucket>,
+    /// The latest end of a window read: the bucket it falls in is only
+    /// covered that far (the window in progress is not stored yet).
+    pub covered_until_s: i64,
 }
 
 /// Which windows a chart sums.
@@ -81,41 +85,69 @@ pub struct Scope<'a> {
 }
 
 impl Traffic {
-    /// Sums the windows of `scope` over [since, until).
+    /// Sums the traffic of `scope` over [since, until) into buckets of at
+    /// least `bucket_s` (and of at least a window). A backend's buckets of a
+    /// quarter hour or more come from its rollups, the rest from windows.
     pub fn read(
         conn: &Connection,
         scope: &Scope<'_>,
-        since_ms: i64,
-        until_ms: i64,
+        (since_ms, until_ms): (i64, i64),
         bucket_s: i64,
+        window_s: i64,
     ) -> rusqlite::Result<Traffic> {
+        let bucket_s = bucket_s.max(window_s).max(1);
         let start_s = (since_ms / 1000).div_euclid(bucket_s) * bucket_s;
         let until_s = until_ms.div_euclid(1000);
         let n = ((until_s - start_s + bucket_s - 1) / bucket_s).max(1) as usize;
-        let mut buckets = vec![Bucket::default(); n];
-        let filter = WindowFilter {
-            since_s: start_s,
-            until_s,
-            host: scope.host.map(str::to_owned),
-            backend: Some(scope.backend.to_owned()),
-            server: scope.server.map(str::to_owned),
-            frontend: None,
-        };
-        queries::for_each_window(conn, &filter, |w| {
-            let i = (w.start - start_s).div_euclid(bucket_s);
-            if let Some(b) = usize::try_from(i).ok().and_then(|i| buckets.get_mut(i)) {
-                b.requests += w.counts.requests;
-                b.s4xx += w.counts.s4xx;
-                b.s5xx += w.counts.s5xx;
-                b.t_total.merge_encoded(w.t_total);
-                b.seen = true;
-            }
-        })?;
-        Ok(Traffic {
+        let mut t = Traffic {
             start_s,
             bucket_s,
-            buckets,
-        })
+            buckets: vec![Bucket::default(); n],
+            covered_until_s: start_s,
+        };
+        let mut add =
+            |start: i64, end: i64, (requests, s4xx, s5xx): (u64, u64, u64), hist: &[u8]| {
+                let i = (start - start_s).div_euclid(bucket_s);
+                if let Some(b) = usize::try_from(i).ok().and_then(|i| t.buckets.get_mut(i)) {
+                    b.requests += requests;
+                    b.s4xx += s4xx;
+                    b.s5xx += s5xx;
+                    b.t_total.merge_encoded(hist);
+                    b.seen = true;
+                    t.covered_until_s = t.covered_until_s.max(end);
+                }
+            };
+        if scope.server.is_none() && bucket_s % ROLLUP_S == 0 {
+            queries::for_each_rollup(conn, scope.backend, scope.host, (start_s, until_s), |r| {
+                add(r.start, r.end_s, (r.requests, r.s4xx, r.s5xx), r.t_total)
+            })?;
+        } else {
+            let filter = WindowFilter {
+                since_s: start_s,
+                until_s,
+                host: scope.host.map(str::to_owned),
+                backend: Some(scope.backend.to_owned()),
+                server: scope.server.map(str::to_owned),
+                frontend: None,
+            };
+            queries::for_each_window_started(conn, &filter, |w| {
+                let c = &w.counts;
+                add(
+                    w.start,
+                    w.start + w.span_s,
+                    (c.requests, c.s4xx, c.s5xx),
+                    w.t_total,
+                )
+            })?;
+        }
+        Ok(t)
+    }
+
+    /// Seconds of bucket `i` the stored windows cover: all of it, but for
+    /// the bucket the latest window ends in.
+    fn covered_s(&self, i: usize) -> i64 {
+        let start = self.start_s + i as i64 * self.bucket_s;
+        (self.covered_until_s - start).clamp(1, self.bucket_s)
     }
 
     fn series(
@@ -147,11 +179,20 @@ impl Traffic {
     }
 
     pub fn requests(&self) -> Chart {
-        let per_s = self.bucket_s as f64;
+        let points = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b.seen.then(|| b.requests as f64 / self.covered_s(i) as f64))
+            .collect();
         self.chart(
             "Requests per second",
             "req/s",
-            vec![self.series("req/s", "s-requests", |b| Some(b.requests as f64 / per_s))],
+            vec![Series {
+                name: "req/s",
+                class: "s-requests",
+                points,
+            }],
         )
     }
 
@@ -329,8 +370,8 @@ impl Chart {
                     @for i in 0..=ticks {
                         @let ms = start + (end - start) * f64::from(i) / f64::from(ticks);
                         text.axis.tick x=(format!("{:.1}", x(ms))) y=(H - 6.0) text-anchor=(match i { 0 => "start", t if t == ticks => "end", _ => "middle" })
-                            data-ms=(ms as i64) data-fmt=(if end - start > 86_400_000.0 { "date" } else { "time" }) {
-                            (crate::console::html::axis_time(ms as i64, end - start > 86_400_000.0))
+                            data-ms=(ms as i64) data-fmt=(if end - start > 2.0 * 86_400_000.0 { "date" } else { "time" }) {
+                            (crate::console::html::axis_time(ms as i64, end - start > 2.0 * 86_400_000.0))
                         }
                     }
                     @for (s, d) in &paths {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::hist::Histogram;
 use crate::incidents::fleet::StateSeen;
-use crate::incidents::Kind;
+use crate::incidents::{Kind, Severity};
 use crate::store::incidents::{self as stored, IncidentFilter, StoredIncident};
 use crate::store::queries::{self, WindowFilter};
 use hapwatch_parsers::ServerState;
@@ -38,6 +38,8 @@ pub enum Status {
 #[serde(rename_all = "lowercase")]
 pub enum Light {
     Green,
+    /// Nothing known: shown, but no reason for attention.
+    Grey,
     Amber,
     Red,
 }
@@ -59,19 +61,22 @@ impl Status {
         match self {
             Status::Up => Light::Green,
             Status::Down => Light::Red,
+            // Not known to be wrong: a server gone from the config, a backup never used.
+            Status::Unknown => Light::Grey,
             _ => Light::Amber,
         }
     }
 
-    fn of(seen: StateSeen, has_traffic: bool) -> Status {
+    /// With no state line, a server that served within the hour, or whose
+    /// last check passed, is UP as far as the logs can tell.
+    fn of(seen: StateSeen, serving: bool, check_passed: bool) -> Status {
         match seen {
             StateSeen::Is(ServerState::Up) => Status::Up,
             StateSeen::Is(ServerState::Down) => Status::Down,
             StateSeen::Is(ServerState::Stopping) => Status::Stopping,
             StateSeen::Is(ServerState::Maint) => Status::Maint,
             StateSeen::Is(ServerState::Drain) => Status::Drain,
-            // Serving requests is being up, as far as the logs can tell.
-            StateSeen::Never if has_traffic => Status::Up,
+            StateSeen::Never if serving || check_passed => Status::Up,
             StateSeen::Never | StateSeen::Unreadable => Status::Unknown,
         }
     }
@@ -81,6 +86,7 @@ impl Light {
     pub fn as_str(self) -> &'static str {
         match self {
             Light::Green => "green",
+            Light::Grey => "grey",
             Light::Amber => "amber",
             Light::Red => "red",
         }
@@ -99,7 +105,7 @@ pub struct LastCheck {
     pub duration_ms: Option<i64>,
 }
 
-/// Requests over the last [`RECENT_S`] seconds.
+/// Requests in the stored windows of about the last [`RECENT_S`] seconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Rates {
     pub requests: u64,
@@ -110,10 +116,11 @@ pub struct Rates {
 }
 
 impl Rates {
-    fn from(requests: u64, s5xx: u64, hist: &Histogram) -> Rates {
+    /// Over `covered_s`: the time the windows read cover (the one in progress is not stored).
+    fn from(requests: u64, s5xx: u64, hist: &Histogram, covered_s: i64) -> Rates {
         Rates {
             requests,
-            per_s: requests as f64 / RECENT_S as f64,
+            per_s: requests as f64 / covered_s.max(1) as f64,
             s5xx_pct: crate::figures::pct(s5xx, requests),
             p95_ms: hist.quantile(0.95),
         }
@@ -161,6 +168,8 @@ pub struct IncidentRef {
 pub struct HostRow {
     pub name: String,
     pub light: Light,
+    /// Open incidents of the host itself (host down, silent), not of a backend.
+    pub incidents: Vec<IncidentRef>,
     pub backends: Vec<BackendRow>,
 }
 
@@ -171,6 +180,8 @@ pub struct FleetPage {
     /// Servers per state, over the whole fleet.
     pub counts: BTreeMap<&'static str, usize>,
     pub open_incidents: usize,
+    /// Open incidents of no backend and no host on the page (a failing channel, say).
+    pub other_incidents: Vec<IncidentRef>,
     /// The filter typed (server side, for browsers without JS).
     pub filter: String,
 }
@@ -192,6 +203,8 @@ struct ServerFacts {
 
 #[derive(Default)]
 struct BackendFacts {
+    /// Seconds the recent windows cover (the same for every backend of a page).
+    covered_s: i64,
     servers: BTreeMap<String, ServerFacts>,
     left: Option<(i64, Option<u32>, Option<u32>)>,
     requests: u64,
@@ -202,11 +215,35 @@ struct BackendFacts {
 type Facts = BTreeMap<String, BTreeMap<String, BackendFacts>>;
 
 /// The fleet now, from the store; `filter` keeps what names it (host, backend or server).
-pub fn build(conn: &Connection, now_ms: i64, filter: &str) -> rusqlite::Result<FleetPage> {
+pub fn build(
+    conn: &Connection,
+    now_ms: i64,
+    filter: &str,
+    window_s: i64,
+) -> rusqlite::Result<FleetPage> {
+    build_of(conn, now_ms, filter, None, window_s)
+}
+
+/// One backend's rows on every host (the backend page's), reading only its rows.
+pub fn backend(
+    conn: &Connection,
+    now_ms: i64,
+    name: &str,
+    window_s: i64,
+) -> rusqlite::Result<FleetPage> {
+    build_of(conn, now_ms, "", Some(name), window_s)
+}
+
+fn build_of(
+    conn: &Connection,
+    now_ms: i64,
+    filter: &str,
+    only: Option<&str>,
+    window_s: i64,
+) -> rusqlite::Result<FleetPage> {
     let mut facts = Facts::new();
-    states(conn, &mut facts)?;
-    checks(conn, &mut facts)?;
-    traffic(conn, now_ms, &mut facts)?;
+    states(conn, only, &mut facts)?;
+    traffic(conn, now_ms, only, window_s, &mut facts)?;
     let open = stored::list(
         conn,
         &IncidentFilter {
@@ -234,20 +271,56 @@ pub fn build(conn: &Connection, now_ms: i64, filter: &str) -> rusqlite::Result<F
             *counts.entry(s.status.as_str()).or_insert(0) += 1;
         }
         if !rows.is_empty() {
+            let own: Vec<&StoredIncident> = open
+                .iter()
+                .filter(|s| s.incident.host == host && s.incident.backend.is_none())
+                .collect();
+            let own_light = own.iter().map(|s| match s.incident.severity {
+                Severity::Critical => Light::Red,
+                _ => Light::Amber,
+            });
             hosts.push(HostRow {
-                light: rows.iter().map(|b| b.light).max().unwrap_or(Light::Green),
+                light: rows
+                    .iter()
+                    .map(|b| b.light)
+                    .chain(own_light)
+                    .max()
+                    .unwrap_or(Light::Green),
+                incidents: own.into_iter().map(IncidentRef::of).collect(),
                 name: host,
                 backends: rows,
             });
         }
     }
+    let other_incidents = if only.is_some() {
+        Vec::new()
+    } else {
+        open.iter()
+            .filter(|s| {
+                s.incident.backend.is_none() && !hosts.iter().any(|h| h.name == s.incident.host)
+            })
+            .map(IncidentRef::of)
+            .collect()
+    };
     Ok(FleetPage {
         now_ms,
         hosts,
         counts,
         open_incidents: open.len(),
+        other_incidents,
         filter: filter.to_owned(),
     })
+}
+
+impl IncidentRef {
+    fn of(s: &StoredIncident) -> IncidentRef {
+        IncidentRef {
+            id: s.incident.id,
+            kind: s.incident.kind.as_str(),
+            summary: s.incident.summary.clone(),
+            opened_ms: s.incident.opened_ms,
+        }
+    }
 }
 
 fn backend_row(host: &str, name: String, b: BackendFacts, open: &[StoredIncident]) -> BackendRow {
@@ -264,7 +337,11 @@ fn backend_row(host: &str, name: String, b: BackendFacts, open: &[StoredIncident
                     .iter()
                     .find(|s| s.incident.kind == k && s.incident.server.as_deref() == Some(&server))
             };
-            let mut status = Status::of(f.seen, f.serving);
+            let passed = f
+                .check
+                .as_ref()
+                .is_some_and(|c| c.result.starts_with("succeeded"));
+            let mut status = Status::of(f.seen, f.serving, passed);
             if mine(Kind::Flapping).is_some() {
                 status = Status::Flapping;
             }
@@ -280,7 +357,7 @@ fn backend_row(host: &str, name: String, b: BackendFacts, open: &[StoredIncident
                 reason: f.reason,
                 last_check: f.check,
                 last_request_ms: f.last_request_s.map(|s| s * 1000),
-                traffic: Rates::from(f.requests, f.s5xx, &f.hist),
+                traffic: Rates::from(f.requests, f.s5xx, &f.hist, b.covered_s),
                 incident,
             }
         })
@@ -292,7 +369,7 @@ fn backend_row(host: &str, name: String, b: BackendFacts, open: &[StoredIncident
             .any(|s| matches!(s.incident.kind, Kind::BackendDown | Kind::HostDown))
     {
         Light::Red
-    } else if servers.iter().any(|s| s.light != Light::Green) || !of_backend.is_empty() {
+    } else if servers.iter().any(|s| s.light >= Light::Amber) || !of_backend.is_empty() {
         Light::Amber
     } else {
         Light::Green
@@ -302,16 +379,8 @@ fn backend_row(host: &str, name: String, b: BackendFacts, open: &[StoredIncident
         active_left: b.left.and_then(|l| l.1),
         backup_left: b.left.and_then(|l| l.2),
         servers,
-        traffic: Rates::from(b.requests, b.s5xx, &b.hist),
-        incidents: of_backend
-            .iter()
-            .map(|s| IncidentRef {
-                id: s.incident.id,
-                kind: s.incident.kind.as_str(),
-                summary: s.incident.summary.clone(),
-                opened_ms: s.incident.opened_ms,
-            })
-            .collect(),
+        traffic: Rates::from(b.requests, b.s5xx, &b.hist, b.covered_s),
+        incidents: of_backend.iter().map(|s| IncidentRef::of(s)).collect(),
         name,
     }
 }
@@ -332,25 +401,36 @@ fn server<'f>(
         .or_default()
 }
 
-/// Each server's latest state line, and each backend's latest count of servers left.
-fn states(conn: &Connection, facts: &mut Facts) -> rusqlite::Result<()> {
-    // The latest by header time; of lines logged in the same second, the last stored.
+/// Each server's latest state line and check line (kept by the writer), and
+/// each backend's latest count of servers left.
+fn states(conn: &Connection, only: Option<&str>, facts: &mut Facts) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "SELECT host, proxy, server, new_state, ts, reason, active_left, backup_left FROM (
-           SELECT *, row_number() OVER (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
-           FROM events WHERE kind = 'state_change' AND server IS NOT NULL AND proxy IS NOT NULL)
-         WHERE n = 1",
+        "SELECT host, backend, server, state, state_ts, reason, active_left, backup_left,
+            check_ts, check_result, check_reason, check_code, check_info, check_duration_ms
+         FROM server_state WHERE ?1 IS NULL OR backend = ?1",
     )?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query([only])?;
     while let Some(r) = rows.next()? {
         let (host, backend): (String, String) = (r.get(0)?, r.get(1)?);
+        let state_ts: Option<i64> = r.get(4)?;
+        let (active, backup): (Option<u32>, Option<u32>) = (r.get(6)?, r.get(7)?);
+        let check = match r.get::<_, Option<i64>>(8)? {
+            Some(at_ms) => Some(LastCheck {
+                at_ms,
+                result: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                reason: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                code: r.get(11)?,
+                info: r.get(12)?,
+                duration_ms: r.get(13)?,
+            }),
+            None => None,
+        };
         let s = server(facts, &host, &backend, &r.get::<_, String>(2)?);
         s.seen = StateSeen::from_name(&r.get::<_, Option<String>>(3)?.unwrap_or_default());
-        let ts: i64 = r.get(4)?;
-        s.since_ms = Some(ts);
+        s.since_ms = state_ts;
         s.reason = r.get(5)?;
-        let (active, backup): (Option<u32>, Option<u32>) = (r.get(6)?, r.get(7)?);
-        if active.is_some() || backup.is_some() {
+        s.check = check;
+        if let (Some(ts), true) = (state_ts, active.is_some() || backup.is_some()) {
             let b = facts.entry(host).or_default().entry(backend).or_default();
             if b.left.is_none_or(|l| l.0 < ts) {
                 b.left = Some((ts, active, backup));
@@ -360,40 +440,16 @@ fn states(conn: &Connection, facts: &mut Facts) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Each server's latest health (or agent) check line.
-fn checks(conn: &Connection, facts: &mut Facts) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT host, proxy, server, ts, reason, code, info, check_duration_ms, json FROM (
-           SELECT *, row_number() OVER (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
-           FROM events WHERE kind = 'health_check' AND server IS NOT NULL AND proxy IS NOT NULL)
-         WHERE n = 1",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let json: String = r.get(8)?;
-        let result = serde_json::from_str::<serde_json::Value>(&json)
-            .ok()
-            .and_then(|v| v["result"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let check = LastCheck {
-            at_ms: r.get(3)?,
-            result,
-            reason: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-            code: r.get(5)?,
-            info: r.get(6)?,
-            duration_ms: r.get(7)?,
-        };
-        let host: String = r.get(0)?;
-        let backend: String = r.get(1)?;
-        server(facts, &host, &backend, &r.get::<_, String>(2)?).check = Some(check);
-    }
-    Ok(())
-}
-
-/// Every route traffic was stored for, and each one's last five minutes.
-fn traffic(conn: &Connection, now_ms: i64, facts: &mut Facts) -> rusqlite::Result<()> {
+/// Every route traffic was stored for, and the windows of the last five minutes.
+fn traffic(
+    conn: &Connection,
+    now_ms: i64,
+    only: Option<&str>,
+    window_s: i64,
+    facts: &mut Facts,
+) -> rusqlite::Result<()> {
     let now_s = now_ms / 1000;
-    queries::for_each_route(conn, |host, backend, server, last_s| {
+    queries::for_each_route(conn, only, |host, backend, server, last_s| {
         let b = facts
             .entry(host.to_owned())
             .or_default()
@@ -406,12 +462,17 @@ fn traffic(conn: &Connection, now_ms: i64, facts: &mut Facts) -> rusqlite::Resul
             s.serving = now_s - last_s < SERVING_S;
         }
     })?;
+    let window_s = window_s.max(1);
+    let since_s = (now_s - RECENT_S).div_euclid(window_s) * window_s;
     let recent = WindowFilter {
-        since_s: now_s - RECENT_S,
-        until_s: now_s + 60,
+        since_s,
+        until_s: now_s + window_s,
+        backend: only.map(str::to_owned),
         ..Default::default()
     };
-    queries::for_each_window(conn, &recent, |w| {
+    let mut covered_until = since_s;
+    queries::for_each_window_started(conn, &recent, |w| {
+        covered_until = covered_until.max(w.start + w.span_s);
         let b = facts
             .entry(w.host.to_owned())
             .or_default()
@@ -425,5 +486,32 @@ fn traffic(conn: &Connection, now_ms: i64, facts: &mut Facts) -> rusqlite::Resul
             s.s5xx += w.counts.s5xx;
             s.hist.merge_encoded(w.t_total);
         }
-    })
+    })?;
+    for b in facts.values_mut().flat_map(|h| h.values_mut()) {
+        b.covered_s = covered_until - since_s;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_without_a_state_line_is_up_only_on_evidence() {
+        assert_eq!(Status::of(StateSeen::Never, true, false), Status::Up);
+        assert_eq!(Status::of(StateSeen::Never, false, true), Status::Up);
+        assert_eq!(Status::of(StateSeen::Never, false, false), Status::Unknown);
+        assert_eq!(
+            Status::of(StateSeen::Unreadable, true, true),
+            Status::Unknown
+        );
+        // A state line says more than traffic or a check.
+        let down = StateSeen::Is(ServerState::Down);
+        assert_eq!(Status::of(down, true, true), Status::Down);
+        // Unknown is grey, below amber: it does not make a backend degraded.
+        assert!(Status::Unknown.light() < Light::Amber);
+        assert_eq!(Status::Maint.light(), Light::Amber);
+        assert_eq!(Status::Down.light(), Light::Red);
+    }
 }

@@ -82,7 +82,7 @@ fn rates(r: &Rates) -> Markup {
 fn server_row(host: &str, backend: &str, s: &ServerRow, now_ms: i64) -> Markup {
     html! {
         tr class=(format!("light-{}", s.light.as_str()))
-            data-server=(format!("{backend}/{}", s.name)) data-state=(s.status.as_str())
+            data-host=(host) data-server=(format!("{backend}/{}", s.name)) data-state=(s.status.as_str())
             data-filter=(format!("{host} {backend} {}", s.name)) {
             th scope="row" { (s.name) }
             td {
@@ -124,7 +124,7 @@ fn backend_table(host: &str, b: &BackendRow, now_ms: i64) -> Markup {
                 }
                 caption {
                     a href=(backend_href(&b.name)) { (b.name) } " "
-                    (state(match b.light { super::fleet::Light::Red => "DOWN", super::fleet::Light::Amber => "DEGRADED", super::fleet::Light::Green => "OK" }, b.light.as_str()))
+                    (state(match b.light { super::fleet::Light::Red => "DOWN", super::fleet::Light::Amber => "DEGRADED", super::fleet::Light::Green | super::fleet::Light::Grey => "OK" }, b.light.as_str()))
                     span.dim {
                         @if let Some(a) = b.active_left { " · " (a) " active" }
                         @if let Some(k) = b.backup_left { ", " (k) " backup left" }
@@ -132,7 +132,7 @@ fn backend_table(host: &str, b: &BackendRow, now_ms: i64) -> Markup {
                         @if let Some(p) = b.traffic.p95_ms { ", p95 " (p) " ms" }
                     }
                     @for i in &b.incidents {
-                        br; a href=(format!("/incidents/{}", i.id)) { "#" (i.id) } " " (i.summary)
+                        br; span.incident { a href=(format!("/incidents/{}", i.id)) { "#" (i.id) } " " (i.summary) }
                     }
                 }
                 thead { tr {
@@ -149,6 +149,16 @@ fn backend_table(host: &str, b: &BackendRow, now_ms: i64) -> Markup {
     }
 }
 
+/// What the script's filter matches a host section by: every name in it.
+fn host_filter(h: &super::fleet::HostRow) -> String {
+    let mut names = vec![h.name.clone()];
+    for b in &h.backends {
+        names.push(b.name.clone());
+        names.extend(b.servers.iter().map(|s| s.name.clone()));
+    }
+    names.join(" ")
+}
+
 pub fn fleet(p: &FleetPage) -> Markup {
     let body = html! {
         h1 { "Fleet" }
@@ -163,12 +173,23 @@ pub fn fleet(p: &FleetPage) -> Markup {
                 @for (state, n) in &p.counts { span { strong { (n) } " " (state) } }
                 span { a href="/incidents" { strong { (p.open_incidents) } " open incident(s)" } }
             }
+            @if !p.other_incidents.is_empty() {
+                section.other {
+                    h2 { "Open, of no load balancer" }
+                    @for i in &p.other_incidents {
+                        p { a href=(format!("/incidents/{}", i.id)) { "#" (i.id) } " " (i.summary) }
+                    }
+                }
+            }
             @if p.hosts.is_empty() {
                 p.empty { "Nothing stored yet: point HAProxy's log at hapwatch (README: Quick start)." }
             }
             @for h in &p.hosts {
-                section data-host=(h.name) {
+                section data-host=(h.name) data-filter=(host_filter(h)) {
                     h2 { (state(&h.name, h.light.as_str())) }
+                    @for i in &h.incidents {
+                        p { a href=(format!("/incidents/{}", i.id)) { "#" (i.id) } " " (i.summary) }
+                    }
                     @for b in &h.backends { (backend_table(&h.name, b, p.now_ms)) }
                 }
             }

@@ -130,9 +130,9 @@ pub fn list(conn: &Connection, now_ms: i64, filter: ListFilter) -> rusqlite::Res
     if kind.is_none() {
         filter.kind.clear();
     }
-    let wanted = |s: &StoredIncident| filter.host.is_empty() || s.incident.host == filter.host;
     let base = IncidentFilter {
         backend: (!filter.backend.is_empty()).then(|| filter.backend.clone()),
+        host: (!filter.host.is_empty()).then(|| filter.host.clone()),
         kind,
         ..Default::default()
     };
@@ -144,19 +144,18 @@ pub fn list(conn: &Connection, now_ms: i64, filter: ListFilter) -> rusqlite::Res
         },
     )?
     .iter()
-    .filter(|s| wanted(s))
     .map(|s| IncidentRow::of(s, now_ms))
     .collect();
     let mut history: Vec<IncidentRow> = stored::list(
         conn,
         &IncidentFilter {
             since_ms: now_ms - filter.since_ms(),
+            resolved: true,
             limit: Some(HISTORY + 1),
             ..base
         },
     )?
     .iter()
-    .filter(|s| s.resolved_ms.is_some() && wanted(s))
     .map(|s| IncidentRow::of(s, now_ms))
     .collect();
     let more = history.len() > HISTORY;
@@ -213,8 +212,15 @@ pub struct IncidentPage {
 
 /// Evidence lines shown at most.
 const LOG_LINES: usize = 20;
+/// The traffic chart follows an incident for its first day at most.
+const CHART_SPAN_MS: i64 = 86_400_000;
 
-pub fn one(conn: &Connection, now_ms: i64, id: i64) -> rusqlite::Result<Option<IncidentPage>> {
+pub fn one(
+    conn: &Connection,
+    now_ms: i64,
+    id: i64,
+    window_s: i64,
+) -> rusqlite::Result<Option<IncidentPage>> {
     let Some(s) = stored::get(conn, id)? else {
         return Ok(None);
     };
@@ -223,16 +229,21 @@ pub fn one(conn: &Connection, now_ms: i64, id: i64) -> rusqlite::Result<Option<I
     let mut charts = Vec::new();
     let mut log_lines = Vec::new();
     if let Some(backend) = &i.backend {
-        // Half an hour before it opened to ten minutes after it ended, in at most ~120 points.
+        // Half an hour before it opened to ten minutes after it ended (its
+        // first day, for a longer one), in at most ~120 points.
         let since = i.opened_ms - 1_800_000;
-        let until = (s.resolved_ms.unwrap_or(now_ms) + 600_000).min(now_ms.max(i.opened_ms));
+        let end = s
+            .resolved_ms
+            .unwrap_or(now_ms)
+            .min(i.opened_ms + CHART_SPAN_MS);
+        let until = (end + 600_000).min(now_ms.max(i.opened_ms));
         let bucket_s = ((until - since) / 1000 / 120 + 59).max(60) / 60 * 60;
         let scope = Scope {
             host: Some(&i.host),
             backend,
             server: i.server.as_deref(),
         };
-        let traffic = Traffic::read(conn, &scope, since, until, bucket_s)?;
+        let traffic = Traffic::read(conn, &scope, (since, until), bucket_s, window_s)?;
         let mark = vec![Mark {
             incident: i.id,
             from_ms: i.opened_ms,

@@ -9,7 +9,10 @@ pub mod html;
 pub mod incidents;
 pub mod query;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -17,6 +20,71 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct Console {
     pub db: PathBuf,
+    /// `[storage] window`, in seconds: rates divide by the time windows cover.
+    pub window_s: i64,
+}
+
+/// Page builds at once: each is a read of the store on a blocking thread, and
+/// the daemon's runtime has two; more requests wait their turn.
+const BUILDS: usize = 2;
+/// A page answered again within this is not rebuilt: tabs refreshing every
+/// few seconds, or a burst of clients, cost one read of the store.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+/// Pages kept for reuse at most (one per path and query).
+const CACHED: usize = 64;
+
+/// The console as the HTTP server uses it: builds bounded, recent pages reused.
+pub struct Pages {
+    console: Console,
+    builds: tokio::sync::Semaphore,
+    recent: Mutex<HashMap<String, (Instant, Page)>>,
+}
+
+impl Pages {
+    pub fn new(console: Console) -> Arc<Pages> {
+        Arc::new(Pages {
+            console,
+            builds: tokio::sync::Semaphore::new(BUILDS),
+            recent: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached(&self, key: &str) -> Option<Page> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+            .map(|(_, page)| page.clone())
+    }
+
+    /// The page at `path`, built on a blocking thread (or reused from the last second).
+    pub async fn get(self: &Arc<Self>, path: &str, query: Option<&str>, now_ms: i64) -> Page {
+        let key = format!("{path}?{}", query.unwrap_or(""));
+        let json = query::get(query, "format") == "json";
+        if let Some(page) = self.cached(&key) {
+            return page;
+        }
+        let Ok(_permit) = self.builds.acquire().await else {
+            return Page::error(json, 503, now_ms, "shutting down");
+        };
+        // Built by whoever held the permit before us.
+        if let Some(page) = self.cached(&key) {
+            return page;
+        }
+        let (me, path, query) = (self.clone(), path.to_owned(), query.map(str::to_owned));
+        let page =
+            tokio::task::spawn_blocking(move || page(&me.console, &path, query.as_deref(), now_ms))
+                .await
+                .unwrap_or_else(|e| Page::error(json, 500, now_ms, &format!("page failed: {e}")));
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= CACHED {
+            recent.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+        }
+        if recent.len() < CACHED {
+            recent.insert(key, (Instant::now(), page.clone()));
+        }
+        page
+    }
 }
 
 /// A page as HTTP sends it.
@@ -45,6 +113,18 @@ impl Page {
         }
     }
 
+    /// A page for what went wrong: JSON when JSON was asked for.
+    fn error(json: bool, status: u16, now_ms: i64, what: &str) -> Page {
+        if json {
+            return Page {
+                status,
+                content_type: "application/json",
+                body: serde_json::json!({ "error": what }).to_string(),
+            };
+        }
+        Page::html(status, html::not_found(now_ms, what))
+    }
+
     fn model<M: Serialize>(json: bool, model: &M, render: impl FnOnce(&M) -> maud::Markup) -> Page {
         if json {
             Page::json(model)
@@ -67,16 +147,11 @@ pub fn page(console: &Console, path: &str, query: Option<&str>, now_ms: i64) -> 
     let json = query::get(query, "format") == "json";
     let conn = match crate::store::open_read(&console.db) {
         Ok(c) => c,
-        Err(e) => {
-            return Page::html(
-                503,
-                html::not_found(now_ms, &format!("The store cannot be read: {e}")),
-            )
-        }
+        Err(e) => return Page::error(json, 503, now_ms, &format!("The store cannot be read: {e}")),
     };
     let built = (|| -> rusqlite::Result<Page> {
         if path == "/" {
-            let m = fleet::build(&conn, now_ms, &query::get(query, "q"))?;
+            let m = fleet::build(&conn, now_ms, &query::get(query, "q"), console.window_s)?;
             return Ok(Page::model(json, &m, html::fleet));
         }
         if path == "/incidents" {
@@ -91,36 +166,39 @@ pub fn page(console: &Console, path: &str, query: Option<&str>, now_ms: i64) -> 
         }
         if let Some(id) = path.strip_prefix("/incidents/") {
             let found = match id.parse::<i64>() {
-                Ok(id) => incidents::one(&conn, now_ms, id)?,
+                Ok(id) => incidents::one(&conn, now_ms, id, console.window_s)?,
                 Err(_) => None,
             };
             return Ok(match found {
                 Some(m) => Page::model(json, &m, html::incident),
-                None => Page::html(
-                    404,
-                    html::not_found(now_ms, &format!("No incident #{id} is stored.")),
-                ),
+                None => Page::error(json, 404, now_ms, &format!("No incident #{id} is stored.")),
             });
         }
         if let Some(name) = path.strip_prefix("/backends/") {
             let name = query::decode(name);
             let range =
                 chart::Range::parse(&query::get(query, "range")).unwrap_or(chart::Range::Hour);
-            return Ok(match backend::build(&conn, now_ms, &name, range)? {
-                Some(m) => Page::model(json, &m, html::backend),
-                None => Page::html(
-                    404,
-                    html::not_found(now_ms, &format!("No backend {name:?} is stored.")),
-                ),
-            });
+            return Ok(
+                match backend::build(&conn, now_ms, &name, range, console.window_s)? {
+                    Some(m) => Page::model(json, &m, html::backend),
+                    None => Page::error(
+                        json,
+                        404,
+                        now_ms,
+                        &format!("No backend {name:?} is stored."),
+                    ),
+                },
+            );
         }
-        Ok(Page::html(404, html::not_found(now_ms, "No such page.")))
+        Ok(Page::error(json, 404, now_ms, "No such page."))
     })();
     built.unwrap_or_else(|e| {
         tracing::warn!(error = %e, path, "console page failed");
-        Page::html(
+        Page::error(
+            json,
             503,
-            html::not_found(now_ms, &format!("The store could not be read: {e}")),
+            now_ms,
+            &format!("The store could not be read: {e}"),
         )
     })
 }

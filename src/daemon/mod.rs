@@ -190,13 +190,18 @@ impl Daemon {
             })?;
         let http = match bound.http {
             Some(listener) => {
+                let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
                 let state = crate::http::State {
                     observed,
                     stats: stats.clone(),
                     started_ms: wall.now_ms(),
                     wall: wall.clone(),
-                    console: crate::console::Console { db: db.clone() },
+                    console: crate::console::Pages::new(crate::console::Console {
+                        db: db.clone(),
+                        window_s: config.storage.window.as_secs().max(1) as i64,
+                    }),
                     auth: config.http.auth(),
+                    loopback_hosts_only: loopback && !config.http.auth().required(),
                 };
                 Some(serve_http(&rt, listener, state, &config)?)
             }

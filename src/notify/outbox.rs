@@ -308,7 +308,8 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 let attempt = Attempt {
                     id: row.id,
                     at_ms: now,
-                    attempts: row.attempts,
+                    // Recorded as an attempt, though nothing was sent: the history shows why.
+                    attempts: row.attempts + 1,
                     delivered_ms: None,
                     next_attempt_ms: now,
                     failed: true,

@@ -126,6 +126,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
         let conn = Connection::open(&path).unwrap();
+        crate::store::writer::register_functions(&conn).unwrap();
         crate::store::schema::migrate(&conn, &path).unwrap();
         conn.execute_batch(
             "INSERT INTO incidents (id, key, kind, severity, host, opened_at, resolved_at, summary, detail)

@@ -27,6 +27,9 @@ pub struct IncidentFilter {
     pub severity: Option<Severity>,
     /// Only open ones (whenever they opened).
     pub open: bool,
+    /// Only resolved ones.
+    pub resolved: bool,
+    pub host: Option<String>,
     /// The newest this many.
     pub limit: Option<usize>,
 }
@@ -86,6 +89,13 @@ pub fn list(conn: &Connection, f: &IncidentFilter) -> rusqlite::Result<Vec<Store
         args.push(f.since_ms.into());
         // Still open, or active at some point since `since`.
         sql += "(resolved_at IS NULL OR resolved_at >= ?1 OR opened_at >= ?1)";
+    }
+    if f.resolved {
+        sql += " AND resolved_at IS NOT NULL";
+    }
+    if let Some(h) = &f.host {
+        args.push(SqlValue::Text(h.clone()));
+        sql += &format!(" AND host = ?{}", args.len());
     }
     if let Some(b) = &f.backend {
         args.push(SqlValue::Text(b.clone()));
@@ -157,13 +167,10 @@ pub fn restore(conn: &Connection, since_ms: i64) -> rusqlite::Result<(i64, Vec<I
     .map(|s| s.incident)
     .collect();
     let mut fleet = Fleet::default();
-    // The latest by header time; of lines logged in the same second, the last stored.
+    // The latest state line of each server (the writer keeps it with the events).
     let mut stmt = conn.prepare(
-        "SELECT host, proxy, server, new_state, ts FROM (
-           SELECT host, proxy, server, new_state, ts, row_number() OVER
-             (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
-           FROM events WHERE kind = 'state_change' AND ts >= ?1 AND new_state IS NOT NULL)
-         WHERE n = 1",
+        "SELECT host, backend, server, state, state_ts FROM server_state
+         WHERE state IS NOT NULL AND state_ts >= ?1",
     )?;
     let rows = stmt.query_map(params![since_ms], |r| {
         Ok((

@@ -80,6 +80,8 @@ pub fn open_write(path: &Path) -> Result<Connection, StoreError> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;",
     )
     .map_err(sqlite(path))?;
+    // Before migrating: a migration may use them (8 sums histograms).
+    writer::register_functions(&conn).map_err(sqlite(path))?;
     schema::migrate(&conn, path)?;
     // A file that opens but cannot be written would lose every batch: say so now.
     conn.pragma_update(None, "user_version", schema::CURRENT)
@@ -87,7 +89,6 @@ pub fn open_write(path: &Path) -> Result<Connection, StoreError> {
             path: path.display().to_string(),
             source,
         })?;
-    writer::register_functions(&conn).map_err(sqlite(path))?;
     Ok(conn)
 }
 

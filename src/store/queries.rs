@@ -153,9 +153,34 @@ fn blob<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r [u8]> {
 pub fn for_each_window(
     conn: &Connection,
     f: &WindowFilter,
+    each: impl FnMut(&WindowRef<'_>),
+) -> rusqlite::Result<()> {
+    windows_where(conn, window_where(f, true), each)
+}
+
+/// Calls `each` with every window that starts in [since, until), oldest first:
+/// a narrower scan than overlapping, for figures bucketed by a window's start.
+pub fn for_each_window_started(
+    conn: &Connection,
+    f: &WindowFilter,
+    each: impl FnMut(&WindowRef<'_>),
+) -> rusqlite::Result<()> {
+    let mut w = Where::new(
+        "start >= ?1 AND start < ?2",
+        vec![f.since_s.into(), f.until_s.into()],
+    );
+    w.eq("backend", &f.backend);
+    w.eq("host", &f.host);
+    w.eq("server", &f.server);
+    w.eq("frontend", &f.frontend);
+    windows_where(conn, w, each)
+}
+
+fn windows_where(
+    conn: &Connection,
+    w: Where,
     mut each: impl FnMut(&WindowRef<'_>),
 ) -> rusqlite::Result<()> {
-    let w = window_where(f, true);
     let sql = format!(
         "SELECT start, span_s, host, frontend, backend, server, requests, s1xx, s2xx, s3xx, s4xx,
             s5xx, s_other, retries, redispatches, term_client, term_server, term_proxy,
@@ -204,14 +229,56 @@ pub fn for_each_window(
 }
 
 /// Every (host, backend, server) traffic was stored for, with its last window's start.
+/// (Of one backend, with `only`.)
 pub fn for_each_route(
     conn: &Connection,
+    only: Option<&str>,
     mut each: impl FnMut(&str, &str, &str, i64),
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached("SELECT host, backend, server, last_seen FROM routes")?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT host, backend, server, last_seen FROM routes WHERE ?1 IS NULL OR backend = ?1",
+    )?;
+    let mut rows = stmt.query([only])?;
     while let Some(r) = rows.next()? {
         each(text(r, 0)?, text(r, 1)?, text(r, 2)?, r.get(3)?);
+    }
+    Ok(())
+}
+
+/// One quarter hour of a backend on one host (`backend_rollups`); the histogram stays encoded.
+pub struct RollupRef<'a> {
+    pub start: i64,
+    pub requests: u64,
+    pub s4xx: u64,
+    pub s5xx: u64,
+    pub t_total: &'a [u8],
+    /// The latest end of a window summed in.
+    pub end_s: i64,
+}
+
+/// Calls `each` with the rollups of `backend` (on `host`, or every host) starting in [since, until).
+pub fn for_each_rollup(
+    conn: &Connection,
+    backend: &str,
+    host: Option<&str>,
+    (since_s, until_s): (i64, i64),
+    mut each: impl FnMut(&RollupRef<'_>),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT start, requests, s4xx, s5xx, t_total_hist, end_s FROM backend_rollups
+         WHERE backend = ?1 AND start >= ?2 AND start < ?3 AND (?4 IS NULL OR host = ?4)
+         ORDER BY start",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![backend, since_s, until_s, host])?;
+    while let Some(r) = rows.next()? {
+        each(&RollupRef {
+            start: r.get(0)?,
+            requests: r.get(1)?,
+            s4xx: r.get(2)?,
+            s5xx: r.get(3)?,
+            t_total: blob(r, 4)?,
+            end_s: r.get(5)?,
+        });
     }
     Ok(())
 }

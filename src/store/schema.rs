@@ -202,7 +202,8 @@ const MIGRATIONS: &[&str] = &[
         removed_at INTEGER
     );",
     // 8: for the console: every delivery attempt (the outbox row keeps only
-    // the count and the last error), and every route seen.
+    // the count and the last error), every route seen, each backend's traffic
+    // per quarter hour, each server's latest state.
     "CREATE TABLE delivery_attempts (
         outbox_id INTEGER NOT NULL,
         at INTEGER NOT NULL,              -- Unix ms
@@ -222,7 +223,61 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, backend, server)
     ) WITHOUT ROWID;
     INSERT INTO routes SELECT host, backend, server, min(start), max(start) FROM windows
-        GROUP BY host, backend, server;",
+        GROUP BY host, backend, server;
+    -- Each backend's traffic per quarter hour (windows.start rounded down to
+    -- 900 s), for charts of a day or a week without reading every window.
+    CREATE TABLE backend_rollups (
+        backend TEXT NOT NULL,
+        start INTEGER NOT NULL,           -- Unix s, a multiple of 900
+        host TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        s4xx INTEGER NOT NULL,
+        s5xx INTEGER NOT NULL,
+        t_total_hist BLOB NOT NULL,
+        end_s INTEGER NOT NULL,           -- the latest end of a window summed in
+        PRIMARY KEY (backend, start, host)
+    ) WITHOUT ROWID;
+    INSERT INTO backend_rollups SELECT backend, start - start % 900, host, sum(requests),
+        sum(s4xx), sum(s5xx), hist_sum(t_total_hist), max(start + span_s) FROM windows
+        GROUP BY backend, start - start % 900, host;
+    -- Each server's latest state line and check line (the writer keeps them):
+    -- the fleet, and a restart, without searching a year of events.
+    CREATE TABLE server_state (
+        host TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        server TEXT NOT NULL,
+        state TEXT,                       -- UP, DOWN, MAINT, … as the line said
+        state_ts INTEGER,                 -- Unix ms
+        reason TEXT,
+        active_left INTEGER,
+        backup_left INTEGER,
+        check_ts INTEGER,
+        check_result TEXT,                -- succeeded, failed, conditionally succeeded
+        check_reason TEXT,
+        check_code INTEGER,
+        check_info TEXT,
+        check_duration_ms INTEGER,
+        PRIMARY KEY (host, backend, server)
+    ) WITHOUT ROWID;
+    INSERT INTO server_state (host, backend, server, state, state_ts, reason, active_left, backup_left)
+        SELECT host, proxy, server, new_state, ts, reason, active_left, backup_left FROM (
+            SELECT host, proxy, server, new_state, ts, reason, active_left, backup_left,
+                row_number() OVER (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
+            FROM events WHERE (kind = 'state_change' OR template = 'reconciliation')
+                AND new_state IS NOT NULL AND proxy IS NOT NULL AND server IS NOT NULL)
+        WHERE n = 1;
+    INSERT INTO server_state (host, backend, server, check_ts, check_result, check_reason,
+            check_code, check_info, check_duration_ms)
+        SELECT host, proxy, server, ts, json_extract(json, '$.result'), reason, code, info,
+            check_duration_ms FROM (
+            SELECT host, proxy, server, ts, json, reason, code, info, check_duration_ms,
+                row_number() OVER (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
+            FROM events WHERE kind = 'health_check' AND proxy IS NOT NULL AND server IS NOT NULL)
+        WHERE n = 1
+        ON CONFLICT (host, backend, server) DO UPDATE SET check_ts = excluded.check_ts,
+            check_result = excluded.check_result, check_reason = excluded.check_reason,
+            check_code = excluded.check_code, check_info = excluded.check_info,
+            check_duration_ms = excluded.check_duration_ms;",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -259,6 +314,11 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         });
     }
     for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        // Some steps read what is stored (8 sums every window): say why it waits.
+        if found > 0 {
+            tracing::info!(path = %path.display(), version = n + 1, "migrating the database schema");
+        }
+        let started = std::time::Instant::now();
         let step = || -> rusqlite::Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             conn.execute_batch(sql)?;
@@ -272,7 +332,7 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(err(e));
         }
-        tracing::info!(path = %path.display(), version = n + 1, "database schema migrated");
+        tracing::info!(path = %path.display(), version = n + 1, took_ms = started.elapsed().as_millis() as u64, "database schema migrated");
     }
     Ok(())
 }
@@ -282,10 +342,81 @@ mod tests {
     use super::*;
 
     #[test]
+    fn schema_8_fills_the_consoles_tables_from_what_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let conn = Connection::open(&path).unwrap();
+        super::super::writer::register_functions(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            .unwrap();
+        for (n, sql) in MIGRATIONS[..7].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute("INSERT INTO schema_version VALUES (?1)", [n as i64 + 1])
+                .unwrap();
+        }
+        let mut h = crate::hist::Histogram::default();
+        h.record(7);
+        let window = "INSERT INTO windows VALUES (?1, 60, 'lb1', 'fe', 'be', ?2, ?3,
+            0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, ?4, ?4)";
+        for (start, server, requests) in [(900, "s1", 3), (960, "s2", 4), (1800, "s1", 5)] {
+            conn.execute(
+                window,
+                rusqlite::params![start, server, requests, h.encode()],
+            )
+            .unwrap();
+        }
+        let event = "INSERT INTO events (id, ts, host, kind, template, proxy, server, new_state,
+            reason, code, json, raw) VALUES (?1, ?2, 'lb1', ?3, ?3, 'be', 's1', ?4, 'r', 200, ?5, '')";
+        for (id, ts, kind, state, json) in [
+            (1, 5, "state_change", Some("DOWN"), "{}"),
+            (2, 9, "state_change", Some("UP"), "{}"),
+            (3, 9, "state_change", Some("MAINT"), "{}"),
+            (4, 7, "health_check", None, r#"{"result":"succeeded"}"#),
+        ] {
+            conn.execute(event, rusqlite::params![id, ts, kind, state, json])
+                .unwrap();
+        }
+        migrate(&conn, &path).unwrap();
+        let routes: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT server, first_seen, last_seen FROM routes ORDER BY server")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(routes, [("s1".into(), 900, 1800), ("s2".into(), 960, 960)]);
+        let rollups: Vec<(i64, i64, i64, Vec<u8>)> = conn
+            .prepare(
+                "SELECT start, requests, end_s, t_total_hist FROM backend_rollups ORDER BY start",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rollups.len(), 2);
+        assert_eq!((rollups[0].0, rollups[0].1, rollups[0].2), (900, 7, 1020));
+        assert_eq!((rollups[1].0, rollups[1].1, rollups[1].2), (1800, 5, 1860));
+        // Two windows' histograms summed: two values of 7 ms.
+        let sum = crate::hist::Histogram::decode(&rollups[0].3).unwrap();
+        assert_eq!(sum.total(), 2);
+        let state: (String, i64, String, i64) = conn
+            .query_row(
+                "SELECT state, state_ts, check_result, check_ts FROM server_state",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        // Of the two lines of the same millisecond, the last stored.
+        assert_eq!(state, ("MAINT".into(), 9, "succeeded".into(), 7));
+    }
+
+    #[test]
     fn migrates_once_and_refuses_newer_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
         let conn = Connection::open(&path).unwrap();
+        super::super::writer::register_functions(&conn).unwrap();
         migrate(&conn, &path).unwrap();
         migrate(&conn, &path).unwrap();
         assert_eq!(version(&conn).unwrap(), CURRENT);

@@ -94,6 +94,11 @@ fn fixture_daemon(dir: &std::path::Path) -> InProcess {
         "SELECT count(DISTINCT backend || '/' || server) FROM routes",
         routes.len() as i64,
     );
+    daemon.wait_stored(
+        "the backend-down incident",
+        "SELECT count(*) FROM incidents WHERE kind = 'backend_down'",
+        1,
+    );
     daemon
 }
 
@@ -192,16 +197,82 @@ fn the_pages_show_what_the_stream_said_as_html_and_as_their_models() {
     assert_eq!(status, 200);
     assert!(html.contains("<svg") && html.contains(&format!("href=\"/incidents/{id}\"")));
 
-    // A backend's page, over each span; unknown things are 404s.
-    let backend = down["backend"].as_str().unwrap();
-    for range in ["1h", "24h", "7d"] {
-        let b = model(http, &format!("/backends/{backend}?range={range}"));
+    // Traffic was stored around it: the chart has points, not only an axis.
+    let drawn = |chart: &Value| {
+        chart["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| !p.is_null())
+            .count()
+    };
+    assert!(drawn(&one["charts"][0]) > 0, "{}", one["charts"][0]);
+
+    // A backend's page over each span (a day and a week from the quarter-hour
+    // rollups): about a hundred points, some drawn; unknown things are 404s.
+    for (range, points) in [("1h", 60), ("24h", 96), ("7d", 168)] {
+        let b = model(http, &format!("/backends/be_app?range={range}"));
         assert_eq!(b["range"], range);
-        assert_eq!(b["charts"].as_array().unwrap().len(), 3);
+        let charts = b["charts"].as_array().unwrap();
+        assert_eq!(charts.len(), 3);
+        for c in charts {
+            let n = c["series"][0]["points"].as_array().unwrap().len();
+            assert!(n == points || n == points + 1, "{range}: {n} points");
+            assert!(drawn(c) > 0, "{range}: nothing drawn in {c}");
+        }
     }
+    // The rollups hold what the windows hold.
+    assert_eq!(
+        stored(&daemon.db, "SELECT sum(requests) FROM backend_rollups"),
+        stored(&daemon.db, "SELECT sum(requests) FROM windows")
+    );
     assert_eq!(get(http, "/backends/no_such_backend", "").0, 404);
+    let (status, head, body) = get(http, "/backends/no_such_backend?format=json", "");
+    assert_eq!(status, 404);
+    assert!(head.contains("application/json"), "{head}");
+    assert!(body.contains("no_such_backend"), "{body}");
     assert_eq!(get(http, "/incidents/999999", "").0, 404);
     assert_eq!(get(http, "/incidents/x", "").0, 404);
+    daemon.stop();
+}
+
+#[test]
+fn names_from_the_network_are_text_on_the_page_never_markup() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ConfigBuilder::new(dir.path()).http().udp();
+    let daemon = InProcess::start(&cfg.text());
+    let http = daemon.addresses.http.unwrap().port();
+    let line = "<129>Nov 23 01:23:33 haproxy[1]: Server bé_x/<script>alert(1)</script> is DOWN, \
+                reason: Layer4 timeout. 0 active and 0 backup servers left. 0 sessions active, \
+                0 requeued, 0 remaining in queue.";
+    send_udp(daemon.udp_port(), &[line.as_bytes().to_vec()]);
+    daemon.wait_stored("the state", "SELECT count(*) FROM server_state", 1);
+    let (status, _, page) = get(http, "/", "");
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("<script>alert"),
+        "markup from the network reached the page"
+    );
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the name is not shown"
+    );
+    // A UTF-8 name round-trips through its link.
+    assert!(
+        page.contains("href=\"/backends/b%C3%A9_x\""),
+        "no link to the backend"
+    );
+    let b = model(http, "/backends/b%C3%A9_x");
+    assert_eq!(b["name"], "bé_x");
+    assert_eq!(b["hosts"][0]["backends"][0]["servers"][0]["status"], "DOWN");
+    // Odd queries are not errors.
+    for path in [
+        "/?q=%ZZ%",
+        "/incidents?since=1y&kind=%00",
+        "/backends/b%C3%A9_x?range=x",
+    ] {
+        assert_eq!(get(http, path, "").0, 200, "{path}");
+    }
     daemon.stop();
 }
 
@@ -265,15 +336,66 @@ fn a_token_or_a_password_guards_every_path() {
         assert_eq!(status, 401, "{path}");
         assert!(head.contains("www-authenticate: basic"), "{head}");
         assert_eq!(get(http, path, "Authorization: Bearer wrong\r\n").0, 401);
-        assert_eq!(
-            get(http, path, "Authorization: Bearer t0ken\r\n").0,
-            200,
-            "{path}"
-        );
-        // ops:pw
+        assert_eq!(get(http, path, "Authorization: Bearer\r\n").0, 401);
+        let token = get(http, path, "Authorization: Bearer t0ken\r\n").0;
+        assert_eq!(token, 200, "{path}");
+        // ops:pw, then ops:px
         assert_eq!(get(http, path, "Authorization: Basic b3BzOnB3\r\n").0, 200);
+        assert_eq!(get(http, path, "Authorization: Basic b3BzOnB4\r\n").0, 401);
+        // With credentials, any Host may ask (a proxy in front names its own).
+        assert_eq!(
+            ask(
+                http,
+                path,
+                "console.example.org",
+                "Authorization: Bearer t0ken\r\n"
+            ),
+            200
+        );
     }
     daemon.stop();
+
+    // A token alone: the challenge names it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("http", "listen", "\"127.0.0.1:0\"")
+        .set("http", "token", "\"t0ken\"")
+        .udp();
+    let daemon = InProcess::start(&cfg.text());
+    let (status, head, _) = get(daemon.addresses.http.unwrap().port(), "/", "");
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    daemon.stop();
+}
+
+#[test]
+fn without_credentials_only_requests_for_localhost_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ConfigBuilder::new(dir.path()).http().udp();
+    let daemon = InProcess::start(&cfg.text());
+    let http = daemon.addresses.http.unwrap().port();
+    // What a page whose name was rebound to 127.0.0.1 by its DNS would send.
+    assert_eq!(ask(http, "/?format=json", "attacker.example:9140", ""), 421);
+    for host in ["localhost", "127.0.0.1", "[::1]"] {
+        assert_eq!(
+            ask(http, "/?format=json", &format!("{host}:{http}"), ""),
+            200
+        );
+    }
+    daemon.stop();
+}
+
+/// GET with a `Host` of the caller's: the status.
+fn ask(port: u16, path: &str, host: &str, headers: &str) -> u16 {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 #[test]

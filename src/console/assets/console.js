@@ -38,30 +38,47 @@
     });
   }
 
-  function refresh() {
-    var main = document.getElementById("live");
-    if (!main || document.hidden) return;
+  // The address follows the box, so a refresh (or a reload) fetches what is shown.
+  function rememberFilter() {
+    var box = document.getElementById("filter");
+    if (!box) return;
+    var url = new URL(location.href);
+    if (box.value.trim() === "") url.searchParams.delete("q");
+    else url.searchParams.set("q", box.value.trim());
+    history.replaceState(null, "", url.toString());
+  }
+
+  // One refresh at a time: the next is scheduled when this one is done, so a
+  // slow store is never asked twice at once by the same page.
+  function refresh(every) {
+    var live = document.getElementById("live");
+    var again = function () { setTimeout(function () { refresh(every); }, every * 1000); };
+    if (!live || document.hidden) return again();
     fetch(location.href, { headers: { "X-Hapwatch-Refresh": "1" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (text) {
         var next = new DOMParser().parseFromString(text, "text/html").getElementById("live");
         if (!next) return;
-        main.replaceChildren.apply(main, Array.prototype.slice.call(next.childNodes));
+        live.replaceChildren.apply(live, Array.prototype.slice.call(next.childNodes));
         var stamp = document.getElementById("updated");
         if (stamp) stamp.dataset.ms = String(Date.now());
         localTimes(document);
         applyFilter();
-        main.dataset.refreshed = String(Number(main.dataset.refreshed || "0") + 1);
+        live.dataset.refreshed = String(Number(live.dataset.refreshed || "0") + 1);
       })
-      .catch(function () { /* the next tick tries again */ });
+      .catch(function () { /* the next turn tries again */ })
+      .then(again);
   }
 
   document.addEventListener("input", function (e) {
-    if (e.target && e.target.id === "filter") applyFilter();
+    if (e.target && e.target.id === "filter") {
+      applyFilter();
+      rememberFilter();
+    }
   });
   localTimes(document);
   applyFilter();
-  var main = document.getElementById("live");
-  var every = main ? Number(main.dataset.refresh || "0") : 0;
-  if (every > 0) setInterval(refresh, every * 1000);
+  var live = document.getElementById("live");
+  var every = live ? Number(live.dataset.refresh || "0") : 0;
+  if (every > 0) setTimeout(function () { refresh(every); }, every * 1000);
 })();
