@@ -132,9 +132,9 @@ async fn respond<B>(state: Arc<State>, req: Request<B>) -> Response<Full<Bytes>>
         let host = req
             .headers()
             .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        if !loopback_host(host) {
+            .map(|h| h.to_str().unwrap_or("?"));
+        // No Host at all (HTTP/1.0 health checkers) is no browser: let it in.
+        if host.is_some_and(|h| !loopback_host(h)) {
             return json_reply(
                 StatusCode::MISDIRECTED_REQUEST,
                 json!({"error": "this listener answers requests for localhost only; set [http] token or user/password to serve other names"}),

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::hist::Histogram;
 use crate::store::queries::{self, WindowFilter};
-use crate::store::writer::ROLLUP_S;
+use crate::store::summaries::ROLLUP_S;
 
 /// The spans the backend page offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,8 +72,8 @@ pub struct Traffic {
     pub start_s: i64,
     pub bucket_s: i64,
     pub buckets: Vec<Bucket>,
-    /// The latest end of a window read: the bucket it falls in is only
-    /// covered that far (the window in progress is not stored yet).
+    /// Where the stored windows end (or the chart does): the bucket it
+    /// falls in is only covered that far (the window in progress is not stored yet).
     pub covered_until_s: i64,
 }
 
@@ -95,7 +95,9 @@ impl Traffic {
         bucket_s: i64,
         window_s: i64,
     ) -> rusqlite::Result<Traffic> {
-        let bucket_s = bucket_s.max(window_s).max(1);
+        // Whole windows per bucket, or the line saw-tooths.
+        let window_s = window_s.max(1);
+        let bucket_s = (bucket_s.max(window_s) + window_s - 1) / window_s * window_s;
         let start_s = (since_ms / 1000).div_euclid(bucket_s) * bucket_s;
         let until_s = until_ms.div_euclid(1000);
         let n = ((until_s - start_s + bucket_s - 1) / bucket_s).max(1) as usize;
@@ -105,21 +107,20 @@ impl Traffic {
             buckets: vec![Bucket::default(); n],
             covered_until_s: start_s,
         };
-        let mut add =
-            |start: i64, end: i64, (requests, s4xx, s5xx): (u64, u64, u64), hist: &[u8]| {
-                let i = (start - start_s).div_euclid(bucket_s);
-                if let Some(b) = usize::try_from(i).ok().and_then(|i| t.buckets.get_mut(i)) {
-                    b.requests += requests;
-                    b.s4xx += s4xx;
-                    b.s5xx += s5xx;
-                    b.t_total.merge_encoded(hist);
-                    b.seen = true;
-                    t.covered_until_s = t.covered_until_s.max(end);
-                }
-            };
-        if scope.server.is_none() && bucket_s % ROLLUP_S == 0 {
+        let mut add = |start: i64, (requests, s4xx, s5xx): (u64, u64, u64), hist: &[u8]| {
+            let i = (start - start_s).div_euclid(bucket_s);
+            if let Some(b) = usize::try_from(i).ok().and_then(|i| t.buckets.get_mut(i)) {
+                b.requests += requests;
+                b.s4xx += s4xx;
+                b.s5xx += s5xx;
+                b.t_total.merge_encoded(hist);
+                b.seen = true;
+            }
+        };
+        // Quarter hours hold whole windows only when a window divides one.
+        if scope.server.is_none() && bucket_s % ROLLUP_S == 0 && ROLLUP_S % window_s == 0 {
             queries::for_each_rollup(conn, scope.backend, scope.host, (start_s, until_s), |r| {
-                add(r.start, r.end_s, (r.requests, r.s4xx, r.s5xx), r.t_total)
+                add(r.start, (r.requests, r.s4xx, r.s5xx), r.t_total)
             })?;
         } else {
             let filter = WindowFilter {
@@ -132,14 +133,11 @@ impl Traffic {
             };
             queries::for_each_window_started(conn, &filter, |w| {
                 let c = &w.counts;
-                add(
-                    w.start,
-                    w.start + w.span_s,
-                    (c.requests, c.s4xx, c.s5xx),
-                    w.t_total,
-                )
+                add(w.start, (c.requests, c.s4xx, c.s5xx), w.t_total)
             })?;
         }
+        // Covered as far as the store is, whatever this scope's own last request.
+        t.covered_until_s = queries::closed_until(conn)?.unwrap_or(start_s).min(until_s);
         Ok(t)
     }
 

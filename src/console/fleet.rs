@@ -254,6 +254,8 @@ fn build_of(
     let mut counts = BTreeMap::new();
     let needle = filter.trim().to_lowercase();
     let mut hosts = Vec::new();
+    // Every host, filtered or not: a hidden host's incidents are not "of no load balancer".
+    let all_hosts: std::collections::HashSet<String> = facts.keys().cloned().collect();
     for (host, backends) in facts {
         let mut rows = Vec::new();
         for (backend, b) in backends {
@@ -296,9 +298,7 @@ fn build_of(
         Vec::new()
     } else {
         open.iter()
-            .filter(|s| {
-                s.incident.backend.is_none() && !hosts.iter().any(|h| h.name == s.incident.host)
-            })
+            .filter(|s| s.incident.backend.is_none() && !all_hosts.contains(&s.incident.host))
             .map(IncidentRef::of)
             .collect()
     };
@@ -462,17 +462,25 @@ fn traffic(
             s.serving = now_s - last_s < SERVING_S;
         }
     })?;
+    // The last closed windows covering five minutes (or one window, if longer):
+    // the one in progress is not stored yet. None when the store has nothing
+    // that recent: the rates are then zero, not last week's.
     let window_s = window_s.max(1);
-    let since_s = (now_s - RECENT_S).div_euclid(window_s) * window_s;
+    let span_s = RECENT_S.max(window_s);
+    let closed = queries::closed_until(conn)?
+        .map(|c| c.min(now_s))
+        .filter(|c| now_s - c <= span_s + window_s + 120);
+    let Some(until_s) = closed else {
+        return Ok(());
+    };
+    let since_s = until_s - span_s;
     let recent = WindowFilter {
         since_s,
-        until_s: now_s + window_s,
+        until_s,
         backend: only.map(str::to_owned),
         ..Default::default()
     };
-    let mut covered_until = since_s;
     queries::for_each_window_started(conn, &recent, |w| {
-        covered_until = covered_until.max(w.start + w.span_s);
         let b = facts
             .entry(w.host.to_owned())
             .or_default()
@@ -488,7 +496,7 @@ fn traffic(
         }
     })?;
     for b in facts.values_mut().flat_map(|h| h.values_mut()) {
-        b.covered_s = covered_until - since_s;
+        b.covered_s = span_s;
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ const CACHED: usize = 64;
 /// The console as the HTTP server uses it: builds bounded, recent pages reused.
 pub struct Pages {
     console: Console,
-    builds: tokio::sync::Semaphore,
+    builds: Arc<tokio::sync::Semaphore>,
     recent: Mutex<HashMap<String, (Instant, Page)>>,
 }
 
@@ -44,7 +44,7 @@ impl Pages {
     pub fn new(console: Console) -> Arc<Pages> {
         Arc::new(Pages {
             console,
-            builds: tokio::sync::Semaphore::new(BUILDS),
+            builds: Arc::new(tokio::sync::Semaphore::new(BUILDS)),
             recent: Mutex::new(HashMap::new()),
         })
     }
@@ -64,7 +64,9 @@ impl Pages {
         if let Some(page) = self.cached(&key) {
             return page;
         }
-        let Ok(_permit) = self.builds.acquire().await else {
+        // Owned and moved into the build: a client that leaves does not free
+        // the slot while its build still runs.
+        let Ok(permit) = self.builds.clone().acquire_owned().await else {
             return Page::error(json, 503, now_ms, "shutting down");
         };
         // Built by whoever held the permit before us.
@@ -72,10 +74,12 @@ impl Pages {
             return page;
         }
         let (me, path, query) = (self.clone(), path.to_owned(), query.map(str::to_owned));
-        let page =
-            tokio::task::spawn_blocking(move || page(&me.console, &path, query.as_deref(), now_ms))
-                .await
-                .unwrap_or_else(|e| Page::error(json, 500, now_ms, &format!("page failed: {e}")));
+        let page = tokio::task::spawn_blocking(move || {
+            let _held = permit;
+            page(&me.console, &path, query.as_deref(), now_ms)
+        })
+        .await
+        .unwrap_or_else(|e| Page::error(json, 500, now_ms, &format!("page failed: {e}")));
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() >= CACHED {
             recent.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);

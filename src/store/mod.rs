@@ -9,6 +9,7 @@ pub mod queries;
 pub mod replays;
 pub mod schema;
 pub mod silences;
+pub mod summaries;
 pub mod writer;
 
 use std::path::Path;

@@ -245,6 +245,16 @@ pub fn for_each_route(
     Ok(())
 }
 
+/// Where the stored windows end: the end of the newest window. Traffic
+/// before it is all stored, on any route (a route with no window there had
+/// no requests); the window in progress is not stored yet.
+pub fn closed_until(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::OptionalExtension as _;
+    conn.prepare_cached("SELECT start + span_s FROM windows ORDER BY start DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()
+}
+
 /// One quarter hour of a backend on one host (`backend_rollups`); the histogram stays encoded.
 pub struct RollupRef<'a> {
     pub start: i64,
@@ -252,8 +262,6 @@ pub struct RollupRef<'a> {
     pub s4xx: u64,
     pub s5xx: u64,
     pub t_total: &'a [u8],
-    /// The latest end of a window summed in.
-    pub end_s: i64,
 }
 
 /// Calls `each` with the rollups of `backend` (on `host`, or every host) starting in [since, until).
@@ -265,7 +273,7 @@ pub fn for_each_rollup(
     mut each: impl FnMut(&RollupRef<'_>),
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "SELECT start, requests, s4xx, s5xx, t_total_hist, end_s FROM backend_rollups
+        "SELECT start, requests, s4xx, s5xx, t_total_hist FROM backend_rollups
          WHERE backend = ?1 AND start >= ?2 AND start < ?3 AND (?4 IS NULL OR host = ?4)
          ORDER BY start",
     )?;
@@ -277,7 +285,6 @@ pub fn for_each_rollup(
             s4xx: r.get(2)?,
             s5xx: r.get(3)?,
             t_total: blob(r, 4)?,
-            end_s: r.get(5)?,
         });
     }
     Ok(())

@@ -234,11 +234,10 @@ const MIGRATIONS: &[&str] = &[
         s4xx INTEGER NOT NULL,
         s5xx INTEGER NOT NULL,
         t_total_hist BLOB NOT NULL,
-        end_s INTEGER NOT NULL,           -- the latest end of a window summed in
         PRIMARY KEY (backend, start, host)
     ) WITHOUT ROWID;
     INSERT INTO backend_rollups SELECT backend, start - start % 900, host, sum(requests),
-        sum(s4xx), sum(s5xx), hist_sum(t_total_hist), max(start + span_s) FROM windows
+        sum(s4xx), sum(s5xx), hist_sum(t_total_hist) FROM windows
         GROUP BY backend, start - start % 900, host;
     -- Each server's latest state line and check line (the writer keeps them):
     -- the fleet, and a restart, without searching a year of events.
@@ -248,6 +247,7 @@ const MIGRATIONS: &[&str] = &[
         server TEXT NOT NULL,
         state TEXT,                       -- UP, DOWN, MAINT, … as the line said
         state_ts INTEGER,                 -- Unix ms
+        log_ts INTEGER,                   -- of the last state line logged (not reconciled)
         reason TEXT,
         active_left INTEGER,
         backup_left INTEGER,
@@ -259,8 +259,9 @@ const MIGRATIONS: &[&str] = &[
         check_duration_ms INTEGER,
         PRIMARY KEY (host, backend, server)
     ) WITHOUT ROWID;
-    INSERT INTO server_state (host, backend, server, state, state_ts, reason, active_left, backup_left)
-        SELECT host, proxy, server, new_state, ts, reason, active_left, backup_left FROM (
+    INSERT INTO server_state (host, backend, server, state, state_ts, log_ts, reason, active_left,
+            backup_left)
+        SELECT host, proxy, server, new_state, ts, ts, reason, active_left, backup_left FROM (
             SELECT host, proxy, server, new_state, ts, reason, active_left, backup_left,
                 row_number() OVER (PARTITION BY host, proxy, server ORDER BY ts DESC, id DESC) AS n
             FROM events WHERE (kind = 'state_change' OR template = 'reconciliation')
@@ -385,20 +386,18 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(routes, [("s1".into(), 900, 1800), ("s2".into(), 960, 960)]);
-        let rollups: Vec<(i64, i64, i64, Vec<u8>)> = conn
-            .prepare(
-                "SELECT start, requests, end_s, t_total_hist FROM backend_rollups ORDER BY start",
-            )
+        let rollups: Vec<(i64, i64, Vec<u8>)> = conn
+            .prepare("SELECT start, requests, t_total_hist FROM backend_rollups ORDER BY start")
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(rollups.len(), 2);
-        assert_eq!((rollups[0].0, rollups[0].1, rollups[0].2), (900, 7, 1020));
-        assert_eq!((rollups[1].0, rollups[1].1, rollups[1].2), (1800, 5, 1860));
+        assert_eq!((rollups[0].0, rollups[0].1), (900, 7));
+        assert_eq!((rollups[1].0, rollups[1].1), (1800, 5));
         // Two windows' histograms summed: two values of 7 ms.
-        let sum = crate::hist::Histogram::decode(&rollups[0].3).unwrap();
+        let sum = crate::hist::Histogram::decode(&rollups[0].2).unwrap();
         assert_eq!(sum.total(), 2);
         let state: (String, i64, String, i64) = conn
             .query_row(

@@ -1,7 +1,6 @@
 //! The single writer: a thread that owns the write connection and commits
 //! whatever has queued up in one transaction, plus background retention.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -124,31 +123,6 @@ pub struct Retention {
     pub wall: crate::timezone::WallClock,
 }
 
-/// Each server's latest state line (the latest by header time; of the same
-/// millisecond, the last stored), kept beside the events so the console and
-/// a restart need not search a year of them.
-const STATE_UPSERT: &str =
-    "INSERT INTO server_state (host, backend, server, state, state_ts, reason,
-        active_left, backup_left) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-     ON CONFLICT (host, backend, server) DO UPDATE SET state = excluded.state,
-        state_ts = excluded.state_ts, reason = excluded.reason,
-        active_left = excluded.active_left, backup_left = excluded.backup_left
-     WHERE excluded.state_ts >= coalesce(server_state.state_ts, excluded.state_ts)";
-
-/// Each server's latest check line, as [`STATE_UPSERT`].
-const CHECK_UPSERT: &str =
-    "INSERT INTO server_state (host, backend, server, check_ts, check_result,
-        check_reason, check_code, check_info, check_duration_ms)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-     ON CONFLICT (host, backend, server) DO UPDATE SET check_ts = excluded.check_ts,
-        check_result = excluded.check_result, check_reason = excluded.check_reason,
-        check_code = excluded.check_code, check_info = excluded.check_info,
-        check_duration_ms = excluded.check_duration_ms
-     WHERE excluded.check_ts >= coalesce(server_state.check_ts, excluded.check_ts)";
-
-/// The span of `backend_rollups` rows, seconds (as schema migration 8 fills them).
-pub const ROLLUP_S: i64 = 900;
-
 /// Ops a transaction takes at most; bounds how long a reader can wait.
 const MAX_BATCH: usize = 512;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -169,46 +143,7 @@ pub fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
             Ok(h.encode())
         },
     )?;
-    conn.create_aggregate_function(
-        "hist_sum",
-        1,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        HistSum,
-    )
-}
-
-/// `hist_sum(h)`: the sum of a column of encoded histograms (the rollups' backfill).
-struct HistSum;
-
-impl rusqlite::functions::Aggregate<Histogram, Vec<u8>> for HistSum {
-    fn init(&self, _: &mut rusqlite::functions::Context<'_>) -> rusqlite::Result<Histogram> {
-        Ok(Histogram::default())
-    }
-
-    fn step(
-        &self,
-        ctx: &mut rusqlite::functions::Context<'_>,
-        sum: &mut Histogram,
-    ) -> rusqlite::Result<()> {
-        let bytes = ctx
-            .get_raw(0)
-            .as_blob()
-            .map_err(|e| rusqlite::Error::UserFunctionError(format!("hist_sum: {e}").into()))?;
-        if !sum.merge_encoded(bytes) {
-            return Err(rusqlite::Error::UserFunctionError(
-                "hist_sum: not a histogram".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    fn finalize(
-        &self,
-        _: &mut rusqlite::functions::Context<'_>,
-        sum: Option<Histogram>,
-    ) -> rusqlite::Result<Vec<u8>> {
-        Ok(sum.unwrap_or_default().encode())
-    }
+    super::summaries::register_hist_sum(conn)
 }
 
 /// What the writer counts: rows committed, batches that failed, rows refused alone.
@@ -501,37 +436,8 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                         reason, code, info, check_duration_ms, active_left, backup_left, json, raw)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )?;
-                let mut state = tx.prepare_cached(STATE_UPSERT)?;
-                let mut check = tx.prepare_cached(CHECK_UPSERT)?;
+                super::summaries::write_states(&tx, events)?;
                 for e in events {
-                    if let (Some(proxy), Some(server)) = (&e.proxy, &e.server) {
-                        let changes_state =
-                            e.kind == "state_change" || e.template == "reconciliation";
-                        if changes_state && e.new_state.is_some() {
-                            state.execute(params![
-                                e.host,
-                                proxy,
-                                server,
-                                e.new_state,
-                                e.ts_ms,
-                                e.reason,
-                                e.active_left,
-                                e.backup_left
-                            ])?;
-                        } else if e.kind == "health_check" {
-                            check.execute(params![
-                                e.host,
-                                proxy,
-                                server,
-                                e.ts_ms,
-                                e.check_result,
-                                e.reason,
-                                e.code,
-                                e.info,
-                                e.check_duration_ms.map(clamp)
-                            ])?;
-                        }
-                    }
                     stmt.execute(params![
                         e.ts_ms,
                         e.host,
@@ -634,7 +540,7 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
 }
 
 /// SQLite integers are i64: a count beyond that is stored as its largest value.
-fn clamp(v: u64) -> i64 {
+pub(super) fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -673,7 +579,7 @@ fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusql
          ON CONFLICT (start, span_s, host, frontend, backend, server, status) DO UPDATE SET
             requests = requests + excluded.requests",
     )?;
-    write_summaries(tx, windows)?;
+    super::summaries::write_routes_and_rollups(tx, windows)?;
     let mut rows = 0;
     for w in windows {
         let c = &w.counts;
@@ -724,67 +630,6 @@ fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusql
         }
     }
     Ok(rows)
-}
-
-/// What the console reads beside the windows (bookkeeping, not counted as
-/// rows): every route's last window, and each backend's quarter hours.
-/// Summed here first, so a batch costs one upsert per key, not per window.
-fn write_summaries(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusqlite::Result<()> {
-    let mut routes: HashMap<(&str, &str, &str), i64> = HashMap::new();
-    let mut rollups: HashMap<(&str, i64, &str), Rollup> = HashMap::new();
-    for w in windows {
-        let last = routes
-            .entry((&w.host, &w.backend, &w.server))
-            .or_insert(w.start);
-        *last = (*last).max(w.start);
-        let quarter = w.start - w.start.rem_euclid(ROLLUP_S);
-        let r = rollups.entry((&w.backend, quarter, &w.host)).or_default();
-        r.requests += w.counts.requests;
-        r.s4xx += w.counts.s4xx;
-        r.s5xx += w.counts.s5xx;
-        r.t_total.merge(&w.counts.t_total);
-        r.end_s = r.end_s.max(w.start + w.span_s);
-    }
-    let mut route = tx.prepare_cached(
-        "INSERT INTO routes (host, backend, server, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT (host, backend, server) DO UPDATE SET
-            last_seen = max(last_seen, excluded.last_seen)",
-    )?;
-    for ((host, backend, server), last) in routes {
-        route.execute(params![host, backend, server, last])?;
-    }
-    let mut rollup = tx.prepare_cached(
-        "INSERT INTO backend_rollups (backend, start, host, requests, s4xx, s5xx, t_total_hist, end_s)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (backend, start, host) DO UPDATE SET
-            requests = requests + excluded.requests,
-            s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx,
-            t_total_hist = hist_merge(t_total_hist, excluded.t_total_hist),
-            end_s = max(end_s, excluded.end_s)",
-    )?;
-    for ((backend, quarter, host), r) in rollups {
-        rollup.execute(params![
-            backend,
-            quarter,
-            host,
-            clamp(r.requests),
-            clamp(r.s4xx),
-            clamp(r.s5xx),
-            r.t_total.encode(),
-            r.end_s
-        ])?;
-    }
-    Ok(())
-}
-
-/// A backend's quarter hour on one host, as summed from a batch's windows.
-#[derive(Default)]
-struct Rollup {
-    requests: u64,
-    s4xx: u64,
-    s5xx: u64,
-    t_total: Histogram,
-    end_s: i64,
 }
 
 fn write_urls(tx: &rusqlite::Transaction<'_>, urls: &[UrlRow]) -> rusqlite::Result<u64> {
@@ -936,6 +781,11 @@ fn prune(conn: &Connection, r: &Retention) {
             "DELETE FROM routes WHERE last_seen < ?1",
             [windows_before_s],
         )?;
+        // A quarter hour goes when all of it has expired.
+        n += tx.execute(
+            "DELETE FROM backend_rollups WHERE start + ?2 <= ?1",
+            [windows_before_s, super::summaries::ROLLUP_S],
+        )?;
         n += tx.execute(
             "DELETE FROM ingest_stats WHERE ts < ?1",
             [windows_before_s * 1000],
@@ -1042,6 +892,16 @@ mod tests {
         let mut all = crate::hist::Histogram::default();
         [5, 700, 40].iter().for_each(|v| all.record(*v));
         assert_eq!(c.t_total, all);
+        // Its quarter hour took each increment once, as the window did.
+        let (requests, hist): (i64, Vec<u8>) = conn
+            .query_row(
+                "SELECT requests, t_total_hist FROM backend_rollups",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(requests, 3);
+        assert_eq!(crate::hist::Histogram::decode(&hist).unwrap(), all);
         let samples: i64 = conn
             .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
             .unwrap();
@@ -1113,6 +973,22 @@ mod tests {
             )
             .unwrap();
         assert_eq!(got, ("DOWN".into(), 20, 3, "failed".into()));
+
+        // A reconciliation is stamped by hapwatch's clock: it applies in arrival
+        // order, and a later log line (HAProxy's clock, behind) still applies after it.
+        let reconciled = EventRow {
+            kind: "other",
+            template: "reconciliation".into(),
+            ..state(1_000_000, "MAINT")
+        };
+        let read = || -> String {
+            conn.query_row("SELECT state FROM server_state", [], |r| r.get(0))
+                .unwrap()
+        };
+        commit_with_retries(&conn, &[WriteOp::Events(vec![reconciled])], &counters);
+        assert_eq!(read(), "MAINT");
+        commit_with_retries(&conn, &[WriteOp::Events(vec![state(25, "UP")])], &counters);
+        assert_eq!(read(), "UP");
     }
 
     #[test]

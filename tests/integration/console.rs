@@ -463,6 +463,17 @@ fn in_a_real_browser_the_pages_render_without_errors_and_refresh_live() {
         "{down:?} vs {up_colour}"
     );
     browser.screenshot("fleet");
+    // On a phone the page does not scroll sideways: wide tables scroll in their own box.
+    browser.resize(390, 844);
+    browser.open(&format!("{base}/"));
+    let overflow = browser
+        .eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth");
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page is {overflow} px too wide"
+    );
+    browser.screenshot("fleet-phone");
+    browser.resize(1280, 1600);
 
     let list = model(http, "/incidents?since=365d");
     let id = list["history"]

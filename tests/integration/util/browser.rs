@@ -176,6 +176,15 @@ impl Browser {
         }
     }
 
+    /// Resizes the window (a phone's width, say).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.at("/window/rect"),
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
     /// Saves the viewport as `target/console-screenshots/NAME.png`.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.call("GET", &self.at("/screenshot"), None);
