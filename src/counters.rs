@@ -58,6 +58,9 @@ pub struct Stats {
     pub heartbeats_sent: AtomicU64,
     pub heartbeats_failed: AtomicU64,
     pub heartbeats_withheld: AtomicU64,
+    /// Open alerts posted again to Alertmanager channels, and posts that failed.
+    pub alertmanager_reposts: AtomicU64,
+    pub alertmanager_repost_failures: AtomicU64,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
@@ -109,6 +112,8 @@ pub struct Snapshot {
     pub clock_steps: u64,
     pub reloads: u64,
     pub store_retrying: bool,
+    /// Open alerts posted again to Alertmanager (sent, failed).
+    pub alertmanager_reposts: (u64, u64),
     pub parse_errors: Vec<(&'static str, u64)>,
     pub listeners: Vec<ListenerSnapshot>,
 }
@@ -237,6 +242,10 @@ impl Stats {
             clock_steps: self.clock_steps.load(Relaxed),
             reloads: self.reloads.load(Relaxed),
             store_retrying: self.store_retrying.load(Relaxed),
+            alertmanager_reposts: (
+                self.alertmanager_reposts.load(Relaxed),
+                self.alertmanager_repost_failures.load(Relaxed),
+            ),
             parse_errors: ErrorKind::ALL
                 .iter()
                 .zip(&self.parse_errors)

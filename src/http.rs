@@ -25,6 +25,8 @@ pub struct State {
     pub stats: Arc<Stats>,
     pub started_ms: i64,
     pub wall: crate::timezone::WallClock,
+    /// `[cluster] node`.
+    pub node: String,
     pub console: Arc<crate::console::Pages>,
     pub auth: crate::config::HttpAuth,
     /// On loopback with no credentials: only requests addressed to a loopback
@@ -198,6 +200,7 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                 },
                 json!({
                     "status": status,
+                    "node": state.node,
                     "error": store_error,
                     "uptime_s": (now - state.started_ms) / 1000,
                     "pipeline_age_ms": (updated > 0).then_some(now - updated),
@@ -208,6 +211,10 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                     "clock_steps": state.stats.clock_steps.load(std::sync::atomic::Ordering::Relaxed),
                     "maintenance_active": state.stats.maintenance_active.load(std::sync::atomic::Ordering::Relaxed),
                     "silences_active": state.stats.silences_active.load(std::sync::atomic::Ordering::Relaxed),
+                    "alertmanager_reposts": {
+                        "sent": state.stats.alertmanager_reposts.load(std::sync::atomic::Ordering::Relaxed),
+                        "failed": state.stats.alertmanager_repost_failures.load(std::sync::atomic::Ordering::Relaxed),
+                    },
                     "heartbeats": {
                         "sent": state.stats.heartbeats_sent.load(std::sync::atomic::Ordering::Relaxed),
                         "failed": state.stats.heartbeats_failed.load(std::sync::atomic::Ordering::Relaxed),
@@ -365,6 +372,22 @@ fn metrics(state: &State, view: &View) -> String {
         "Traffic lines counted under _overflow: more routes than [limits] routes.",
         state.stats.over_limits.load(Relaxed),
     );
+    let _ = writeln!(
+        out,
+        "# HELP hapwatch_node_info This node ([cluster] node).\n# TYPE hapwatch_node_info gauge\nhapwatch_node_info{{node=\"{}\"}} 1",
+        label(&state.node)
+    );
+    let _ = writeln!(out, "# HELP hapwatch_alertmanager_reposts_total Open alerts posted again to Alertmanager channels, by outcome.\n# TYPE hapwatch_alertmanager_reposts_total counter");
+    for (outcome, n) in [
+        ("sent", &state.stats.alertmanager_reposts),
+        ("failed", &state.stats.alertmanager_repost_failures),
+    ] {
+        let _ = writeln!(
+            out,
+            "hapwatch_alertmanager_reposts_total{{outcome=\"{outcome}\"}} {}",
+            n.load(Relaxed)
+        );
+    }
     let _ = writeln!(out, "# HELP hapwatch_heartbeats_total [heartbeat] requests, by outcome (withheld: the daemon was unhealthy).\n# TYPE hapwatch_heartbeats_total counter");
     for (outcome, n) in [
         ("sent", &state.stats.heartbeats_sent),

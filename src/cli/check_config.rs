@@ -51,6 +51,7 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         short(s.retain_events)
     )?;
     writeln!(out, "  timezone  {}", config.parse.timezone)?;
+    writeln!(out, "  node      {}", config.cluster.node())?;
     match config.http.listen.addr() {
         Some(addr) => writeln!(
             out,

@@ -36,6 +36,44 @@ pub struct Config {
     pub heartbeat: crate::heartbeat::HeartbeatConfig,
     /// `[[maintenance]]` windows: incidents recorded, not notified, while one is on.
     pub maintenance: Vec<crate::maintenance::WindowConfig>,
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: this node among others.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Shown in `/healthz`, `/metrics`, the console and each delivery attempt; default: the hostname.
+    #[serde(deserialize_with = "node_name")]
+    pub node: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The configured name, else the machine's hostname.
+    pub fn node(&self) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned())
+        })
+    }
+}
+
+fn node_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    let fits = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !fits {
+        return Err(serde::de::Error::custom(format!(
+            "{name:?} is not a node name: 1 to 64 of letters, digits, '-', '_' and '.'"
+        )));
+    }
+    Ok(Some(name))
 }
 
 /// `[limits]`: what outside input may make the daemon hold, at most.
@@ -456,6 +494,17 @@ fn zone<'de, D: Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_is_named_or_the_hostname() {
+        let named = Config::from_toml("[cluster]\nnode = \"lb-a.dc1\"\n").unwrap();
+        assert_eq!(named.cluster.node(), "lb-a.dc1");
+        assert!(!Config::default().cluster.node().is_empty());
+        let e = Config::from_toml("\n[cluster]\nnode = \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("node name"), "{e}");
+    }
 
     #[test]
     fn no_file_means_defaults() {

@@ -38,7 +38,7 @@ fn time(ms: i64, now_ms: i64) -> Markup {
     }
 }
 
-fn layout(title: &str, now_ms: i64, nav: &str, body: Markup) -> Markup {
+fn layout(title: &str, now_ms: i64, (nav, node): (&str, &str), body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -54,6 +54,7 @@ fn layout(title: &str, now_ms: i64, nav: &str, body: Markup) -> Markup {
             body {
                 header {
                     span.brand { "hapwatch" }
+                    @if !node.is_empty() { span.dim.node title="[cluster] node" { (node) } }
                     nav aria-label="Pages" {
                         a href="/" aria-current=[(nav == "fleet").then_some("page")] { "Fleet" }
                         a href="/incidents" aria-current=[(nav == "incidents").then_some("page")] { "Incidents" }
@@ -159,7 +160,7 @@ fn host_filter(h: &super::fleet::HostRow) -> String {
     names.join(" ")
 }
 
-pub fn fleet(p: &FleetPage) -> Markup {
+pub fn fleet(p: &FleetPage, node: &str) -> Markup {
     let body = html! {
         h1 { "Fleet" }
         form.filters method="get" action="/" role="search" {
@@ -195,7 +196,7 @@ pub fn fleet(p: &FleetPage) -> Markup {
             }
         }
     };
-    layout("Fleet", p.now_ms, "fleet", body)
+    layout("Fleet", p.now_ms, ("fleet", node), body)
 }
 
 fn incident_table(caption: &str, rows: &[IncidentRow], now_ms: i64) -> Markup {
@@ -228,7 +229,7 @@ fn incident_table(caption: &str, rows: &[IncidentRow], now_ms: i64) -> Markup {
     }
 }
 
-pub fn incidents(p: &IncidentsPage) -> Markup {
+pub fn incidents(p: &IncidentsPage, node: &str) -> Markup {
     let f = &p.filter;
     let body = html! {
         h1 { "Incidents" }
@@ -250,10 +251,10 @@ pub fn incidents(p: &IncidentsPage) -> Markup {
             @if p.more { p.dim { "More matched than shown: narrow the filters, or use `hapwatch incidents`." } }
         }
     };
-    layout("Incidents", p.now_ms, "incidents", body)
+    layout("Incidents", p.now_ms, ("incidents", node), body)
 }
 
-pub fn incident(p: &IncidentPage) -> Markup {
+pub fn incident(p: &IncidentPage, node: &str) -> Markup {
     let i = &p.incident;
     let now = p.now_ms;
     let body = html! {
@@ -315,7 +316,7 @@ pub fn incident(p: &IncidentPage) -> Markup {
                                     @if let Some(e) = &d.last_error { br; (e) }
                                 }
                                 ol.attempts { @for a in &d.attempts {
-                                    li data-outcome=(a.outcome) { (time(a.at_ms, now)) " " strong { (a.outcome) }
+                                    li data-outcome=(a.outcome) data-node=(a.node) { (time(a.at_ms, now)) " " strong { (a.outcome) } span.dim { " by " (a.node) }
                                         @if let Some(e) = &a.error { ": " (e) } }
                                 } }
                             }
@@ -326,10 +327,15 @@ pub fn incident(p: &IncidentPage) -> Markup {
             } }
         }
     };
-    layout(&format!("#{} {}", i.id, i.summary), now, "incidents", body)
+    layout(
+        &format!("#{} {}", i.id, i.summary),
+        now,
+        ("incidents", node),
+        body,
+    )
 }
 
-pub fn backend(p: &BackendPage) -> Markup {
+pub fn backend(p: &BackendPage, node: &str) -> Markup {
     let body = html! {
         h1 { "Backend " (p.name) }
         p.ranges { "Span: "
@@ -346,7 +352,7 @@ pub fn backend(p: &BackendPage) -> Markup {
             (incident_table(&format!("Incidents in the last {}", p.range.as_str()), &p.incidents, p.now_ms))
         }
     };
-    layout(&format!("Backend {}", p.name), p.now_ms, "", body)
+    layout(&format!("Backend {}", p.name), p.now_ms, ("", node), body)
 }
 
 /// A page for what is not there, in the same frame.
@@ -354,7 +360,7 @@ pub fn not_found(now_ms: i64, what: &str) -> Markup {
     layout(
         "Not found",
         now_ms,
-        "",
+        ("", ""),
         html! { h1 { "Not found" } p { (what) } p { a href="/" { "Back to the fleet" } } },
     )
 }

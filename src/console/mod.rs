@@ -20,6 +20,8 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct Console {
     pub db: PathBuf,
+    /// `[cluster] node`, named in every page's header.
+    pub node: String,
     /// `[storage] window`, in seconds: rates divide by the time windows cover.
     pub window_s: i64,
 }
@@ -156,7 +158,7 @@ pub fn page(console: &Console, path: &str, query: Option<&str>, now_ms: i64) -> 
     let built = (|| -> rusqlite::Result<Page> {
         if path == "/" {
             let m = fleet::build(&conn, now_ms, &query::get(query, "q"), console.window_s)?;
-            return Ok(Page::model(json, &m, html::fleet));
+            return Ok(Page::model(json, &m, |m| html::fleet(m, &console.node)));
         }
         if path == "/incidents" {
             let filter = incidents::ListFilter {
@@ -166,7 +168,7 @@ pub fn page(console: &Console, path: &str, query: Option<&str>, now_ms: i64) -> 
                 since: query::get(query, "since"),
             };
             let m = incidents::list(&conn, now_ms, filter)?;
-            return Ok(Page::model(json, &m, html::incidents));
+            return Ok(Page::model(json, &m, |m| html::incidents(m, &console.node)));
         }
         if let Some(id) = path.strip_prefix("/incidents/") {
             let found = match id.parse::<i64>() {
@@ -174,7 +176,7 @@ pub fn page(console: &Console, path: &str, query: Option<&str>, now_ms: i64) -> 
                 Err(_) => None,
             };
             return Ok(match found {
-                Some(m) => Page::model(json, &m, html::incident),
+                Some(m) => Page::model(json, &m, |m| html::incident(m, &console.node)),
                 None => Page::error(json, 404, now_ms, &format!("No incident #{id} is stored.")),
             });
         }
@@ -184,7 +186,7 @@ pub fn page(console: &Console, path: &str, query: Option<&str>, now_ms: i64) -> 
                 chart::Range::parse(&query::get(query, "range")).unwrap_or(chart::Range::Hour);
             return Ok(
                 match backend::build(&conn, now_ms, &name, range, console.window_s)? {
-                    Some(m) => Page::model(json, &m, html::backend),
+                    Some(m) => Page::model(json, &m, |m| html::backend(m, &console.node)),
                     None => Page::error(
                         json,
                         404,

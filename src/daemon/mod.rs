@@ -196,7 +196,9 @@ impl Daemon {
                     stats: stats.clone(),
                     started_ms: wall.now_ms(),
                     wall: wall.clone(),
+                    node: config.cluster.node(),
                     console: crate::console::Pages::new(crate::console::Console {
+                        node: config.cluster.node(),
                         db: db.clone(),
                         window_s: config.storage.window.as_secs().max(1) as i64,
                     }),
@@ -224,7 +226,13 @@ impl Daemon {
             health: health_tx,
             wall: wall.clone(),
             ran: stats.outbox_ran_ms.clone(),
+            node: config.cluster.node().into(),
         };
+        rt.spawn(crate::notify::repost::run(
+            db.clone(),
+            channels_rx.clone(),
+            stats.clone(),
+        ));
         let delivery = rt.spawn(crate::notify::outbox::run(wiring, channels_rx));
         rt.spawn(crate::heartbeat::run(
             config.heartbeat.clone(),

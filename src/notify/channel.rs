@@ -57,6 +57,9 @@ pub struct HttpTarget {
     pub secret: Option<Secret>,
     /// PagerDuty's integration key (PagerDuty only, and required there).
     pub routing_key: Option<Secret>,
+    /// Alertmanager only: how often the alerts of open incidents are posted
+    /// again (it forgets an alert not re-sent within its `resolve_timeout`).
+    pub repost: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +161,8 @@ struct RawChannel {
     secret: Option<Secret>,
     #[serde(default)]
     routing_key: Option<Secret>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    repost: Option<Duration>,
     #[serde(default)]
     smtp_host: Option<String>,
     #[serde(default)]
@@ -199,6 +204,7 @@ impl TryFrom<RawChannel> for ChannelConfig {
                 ("url", r.url.is_some()),
                 ("secret", r.secret.is_some()),
                 ("routing_key", r.routing_key.is_some()),
+                ("repost", r.repost.is_some()),
             ])?;
             let smtp_host = r.smtp_host.clone().ok_or_else(|| need("smtp_host"))?;
             let from = r.from.clone().ok_or_else(|| need("from"))?;
@@ -245,10 +251,17 @@ impl TryFrom<RawChannel> for ChannelConfig {
             } else {
                 foreign(&[("routing_key", r.routing_key.is_some())])?;
             }
+            if r.kind != ChannelType::Alertmanager {
+                foreign(&[("repost", r.repost.is_some())])?;
+            }
+            let repost = (r.kind == ChannelType::Alertmanager)
+                .then(|| r.repost.unwrap_or(DEFAULT_REPOST))
+                .filter(|d| !d.is_zero());
             Target::Http(HttpTarget {
                 url: r.url.clone().ok_or_else(|| need("url"))?,
                 secret: r.secret.clone(),
                 routing_key: r.routing_key.clone(),
+                repost,
             })
         };
         Ok(ChannelConfig {
@@ -261,6 +274,13 @@ impl TryFrom<RawChannel> for ChannelConfig {
             target,
         })
     }
+}
+
+/// Well inside Alertmanager's default `resolve_timeout` of 5 minutes (Prometheus re-sends every minute too).
+const DEFAULT_REPOST: Duration = Duration::from_secs(60);
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    crate::config::duration(d).map(Some)
 }
 
 fn default_min_severity() -> Severity {

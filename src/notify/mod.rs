@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod notifier;
 pub mod outbox;
+pub mod repost;
 pub mod secret;
 
 pub use crate::delivery::{error_chain, http_status, DeliveryError, SetupError};
@@ -119,6 +120,34 @@ mod tests {
 
     fn channel(text: &str) -> ChannelConfig {
         toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn only_alertmanager_channels_repost_and_by_default_each_minute() {
+        let am = |extra: &str| {
+            toml::from_str::<ChannelConfig>(&format!(
+                "name = \"am\"\ntype = \"alertmanager\"\nurl = \"http://am:9093/api/v2/alerts\"\n{extra}"
+            ))
+        };
+        let repost = |c: ChannelConfig| c.http().unwrap().repost;
+        assert_eq!(repost(am("").unwrap()), Some(Duration::from_secs(60)));
+        assert_eq!(
+            repost(am("repost = \"15s\"").unwrap()),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(repost(am("repost = \"0s\"").unwrap()), None);
+        let hook = toml::from_str::<ChannelConfig>(
+            "name = \"h\"\ntype = \"webhook\"\nurl = \"http://x\"\nrepost = \"1m\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(hook.contains("takes no `repost`"), "{hook}");
+        assert_eq!(
+            repost(channel(
+                "name = \"w\"\ntype = \"webhook\"\nurl = \"http://x\"\n"
+            )),
+            None
+        );
     }
 
     #[test]

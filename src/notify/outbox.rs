@@ -219,6 +219,8 @@ pub struct Wiring {
     pub wall: crate::timezone::WallClock,
     /// Stamped each time round the loop: the heartbeat's sign that delivery runs.
     pub ran: Arc<std::sync::atomic::AtomicI64>,
+    /// `[cluster] node`: recorded with each attempt.
+    pub node: Arc<str>,
 }
 
 /// Runs until the process stops; `channels` changes on a reload.
@@ -232,6 +234,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
         health,
         wall,
         ran,
+        node,
     } = wiring;
     let mut streaks = Streaks::default();
     let conn = match crate::store::open_read(&db) {
@@ -307,6 +310,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 );
                 let attempt = Attempt {
                     id: row.id,
+                    node: node.clone(),
                     at_ms: now,
                     // Recorded as an attempt, though nothing was sent: the history shows why.
                     attempts: row.attempts + 1,
@@ -321,7 +325,8 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 let _ = done_tx.send((attempt, None, row.channel.clone()));
                 continue;
             };
-            let (done_tx, cfg, wall) = (done_tx.clone(), cfg.clone(), wall.clone());
+            let (done_tx, cfg, wall, node) =
+                (done_tx.clone(), cfg.clone(), wall.clone(), node.clone());
             let payload = match ch.kind {
                 ChannelType::Email => with_timeline(&conn, &row),
                 _ => row.payload.clone(),
@@ -340,6 +345,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                         );
                         let a = Attempt {
                             id: row.id,
+                            node: node.clone(),
                             at_ms: at,
                             attempts,
                             delivered_ms: Some(at),
@@ -360,6 +366,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                         let next = at + backoff(&cfg, attempts, row.id).as_millis() as i64;
                         let a = Attempt {
                             id: row.id,
+                            node: node.clone(),
                             at_ms: at,
                             attempts,
                             delivered_ms: None,

@@ -22,6 +22,8 @@ pub struct Pending {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub id: i64,
+    /// The node that made it (`[cluster] node`).
+    pub node: std::sync::Arc<str>,
     /// When it was made (or given up without one: a channel no longer configured).
     pub at_ms: i64,
     pub attempts: i64,
@@ -47,6 +49,7 @@ impl Attempt {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AttemptRecord {
     pub outbox_id: i64,
+    pub node: String,
     pub at_ms: i64,
     pub attempt: i64,
     pub outcome: String,
@@ -56,17 +59,18 @@ pub struct AttemptRecord {
 /// Every attempt at the rows of one incident (and at the rows carrying them), oldest first.
 pub fn attempts_of(conn: &Connection, incident: i64) -> rusqlite::Result<Vec<AttemptRecord>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT a.outbox_id, a.at, a.attempt, a.outcome, a.error FROM delivery_attempts a
+        "SELECT a.outbox_id, a.node, a.at, a.attempt, a.outcome, a.error FROM delivery_attempts a
          WHERE a.outbox_id IN (SELECT coalesce(message_id, id) FROM outbox WHERE incident_id = ?1)
          ORDER BY a.at, a.attempt",
     )?;
     let rows = stmt.query_map([incident], |r| {
         Ok(AttemptRecord {
             outbox_id: r.get(0)?,
-            at_ms: r.get(1)?,
-            attempt: r.get(2)?,
-            outcome: r.get(3)?,
-            error: r.get(4)?,
+            node: r.get(1)?,
+            at_ms: r.get(2)?,
+            attempt: r.get(3)?,
+            outcome: r.get(4)?,
+            error: r.get(5)?,
         })
     })?;
     rows.collect()
@@ -381,4 +385,47 @@ pub fn retry_requests(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
     conn.prepare("SELECT id FROM outbox_retries ORDER BY id")?
         .query_map([], |r| r.get(0))?
         .collect()
+}
+
+/// The alerts an Alertmanager channel was sent for incidents still open,
+/// as they were sent (each once), to post again: the firing messages
+/// delivered to it, each alert kept while its incident is open.
+pub fn open_alerts(conn: &Connection, channel: &str) -> rusqlite::Result<Vec<serde_json::Value>> {
+    let open: std::collections::HashSet<String> = conn
+        .prepare_cached("SELECT id FROM incidents WHERE resolved_at IS NULL")?
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .map(|id| id.map(|id| id.to_string()))
+        .collect::<rusqlite::Result<_>>()?;
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT payload FROM outbox
+         WHERE channel = ?1 AND status = 'firing' AND state = 'delivered' AND message_id IS NULL
+           AND id IN (SELECT coalesce(g.message_id, g.id) FROM outbox g
+                      JOIN incidents i ON i.id = g.incident_id
+                      WHERE g.channel = ?1 AND i.resolved_at IS NULL)
+         ORDER BY id",
+    )?;
+    let payloads = stmt.query_map([channel], |r| r.get::<_, String>(0))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for payload in payloads {
+        let Ok(serde_json::Value::Array(alerts)) = serde_json::from_str(&payload?) else {
+            continue;
+        };
+        for alert in alerts {
+            // Rows from before the id moved to the annotations carry it as a label.
+            let id = alert["annotations"]["hapwatch_incident"]
+                .as_str()
+                .or_else(|| alert["labels"]["incident"].as_str())
+                .map(str::to_owned);
+            if let Some(id) = id.filter(|id| open.contains(id)) {
+                if seen.insert(id) {
+                    out.push(alert);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

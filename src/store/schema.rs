@@ -206,6 +206,7 @@ const MIGRATIONS: &[&str] = &[
     // per quarter hour, each server's latest state.
     "CREATE TABLE delivery_attempts (
         outbox_id INTEGER NOT NULL,
+        node TEXT NOT NULL,               -- [cluster] node that made it
         at INTEGER NOT NULL,              -- Unix ms
         attempt INTEGER NOT NULL,         -- 1 for the first
         outcome TEXT NOT NULL,            -- delivered, retry, failed

@@ -482,8 +482,8 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                      WHERE id = ?1",
                 )?;
                 let mut history = tx.prepare_cached(
-                    "INSERT INTO delivery_attempts (outbox_id, at, attempt, outcome, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO delivery_attempts (outbox_id, node, at, attempt, outcome, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for a in attempts {
                     stmt.execute(params![
@@ -494,7 +494,14 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                         a.failed,
                         a.error
                     ])?;
-                    history.execute(params![a.id, a.at_ms, a.attempts, a.outcome(), a.error])?;
+                    history.execute(params![
+                        a.id,
+                        &*a.node,
+                        a.at_ms,
+                        a.attempts,
+                        a.outcome(),
+                        a.error
+                    ])?;
                     rows += 1;
                 }
             }

@@ -285,6 +285,7 @@ fn the_incident_page_lists_every_delivery_attempt() {
         .set("notify", "group_wait", "\"0s\"")
         .set("notify", "retry_min", "\"50ms\"")
         .set("notify", "retry_max", "\"100ms\"")
+        .set("cluster", "node", "\"node-a\"")
         .http()
         .udp()
         .webhook("ops", receiver.port, "");
@@ -311,6 +312,19 @@ fn the_incident_page_lists_every_delivery_attempt() {
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["retry", "delivered"]);
+    // Each attempt names the node that made it, as /healthz and /metrics name it.
+    assert!(deliveries[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["node"] == "node-a"));
+    let health: Value = serde_json::from_str(&get(http, "/healthz", "").2).unwrap();
+    assert_eq!(health["node"], "node-a");
+    let metrics = get(http, "/metrics", "").2;
+    assert!(
+        metrics.contains("hapwatch_node_info{node=\"node-a\"} 1"),
+        "{metrics}"
+    );
     assert!(deliveries[0]["attempts"][0]["error"]
         .as_str()
         .unwrap()

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod alertmanager;
 mod clock;
 mod console;
 mod email;

@@ -128,16 +128,28 @@ pub fn build(ch: &Route, m: &Message<'_>) -> Value {
                 .iter()
                 .map(|it| {
                     let i = &it.incident;
+                    // What the incident is, never which node saw it: every node of
+                    // an HA pair posts the same labels, so Alertmanager keeps one
+                    // alert. The node's own incident id is an annotation.
+                    let mut labels = serde_json::Map::new();
+                    labels.insert(
+                        "alertname".into(),
+                        format!("hapwatch_{}", i.kind.as_str()).into(),
+                    );
+                    labels.insert("severity".into(), i.severity.as_str().into());
+                    labels.insert("host".into(), i.host.clone().into());
+                    for (key, value) in [("backend", &i.backend), ("server", &i.server)] {
+                        if let Some(v) = value {
+                            labels.insert(key.into(), v.clone().into());
+                        }
+                    }
                     let mut alert = json!({
-                        "labels": {
-                            "alertname": format!("hapwatch_{}", i.kind.as_str()),
-                            "severity": i.severity.as_str(),
-                            "host": i.host,
-                            "backend": i.backend,
-                            "server": i.server,
-                            "incident": i.id.to_string(),
+                        "labels": labels,
+                        "annotations": {
+                            "summary": i.summary,
+                            "title": text::headline(it),
+                            "hapwatch_incident": i.id.to_string(),
                         },
-                        "annotations": { "summary": i.summary, "title": text::headline(it) },
                         "startsAt": rfc3339(i.opened_ms),
                     });
                     if let Some(r) = &it.resolved {
@@ -267,6 +279,12 @@ mod tests {
     fn alertmanager_alerts_end_when_resolved() {
         let fire = body("alertmanager", &[firing()]);
         assert_eq!(fire[0]["labels"]["alertname"], "hapwatch_server_down");
+        // Labels say what, not which node: no incident id (each node numbers its own).
+        let labels = fire[0]["labels"].as_object().unwrap();
+        let mut keys: Vec<&str> = labels.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["alertname", "backend", "host", "server", "severity"]);
+        assert_eq!(fire[0]["annotations"]["hapwatch_incident"], "9");
         assert_eq!(fire[0]["startsAt"], "2026-11-23T01:00:00Z");
         assert!(fire[0].get("endsAt").is_none());
         let done = body("alertmanager", &[resolved()]);

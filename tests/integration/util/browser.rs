@@ -226,7 +226,8 @@ impl Drop for Browser {
     }
 }
 
-fn dechunk(mut rest: &str) -> String {
+/// A chunked HTTP body, joined.
+pub fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, tail)) = rest.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {

@@ -1,5 +1,6 @@
 //! Shared by the integration tests: real fixtures, a running daemon, the CLI.
 
+pub mod alertmanager;
 pub mod browser;
 pub mod config;
 pub mod haproxy;
@@ -671,6 +672,12 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (status, browser::dechunk(body));
+    }
     (status, body.to_owned())
 }
 
