@@ -236,6 +236,22 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     }
 }
 
+/// One counter family with an `outcome` label.
+fn by_outcome(
+    out: &mut String,
+    (name, help): (&str, &str),
+    outcomes: &[(&str, &std::sync::atomic::AtomicU64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (outcome, n) in outcomes {
+        let _ = writeln!(
+            out,
+            "{name}{{outcome=\"{outcome}\"}} {}",
+            n.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
 /// ok (200), degraded (200, with counts), all_down (503); 404 for an unknown backend.
 /// The fleet's (or one backend's) health for uptime monitors. Overall, a
 /// backend with no server UP is a 503 even when others are fine; with
@@ -377,29 +393,29 @@ fn metrics(state: &State, view: &View) -> String {
         "# HELP hapwatch_node_info This node ([cluster] node).\n# TYPE hapwatch_node_info gauge\nhapwatch_node_info{{node=\"{}\"}} 1",
         label(&state.node)
     );
-    let _ = writeln!(out, "# HELP hapwatch_alertmanager_reposts_total Open alerts posted again to Alertmanager channels, by outcome.\n# TYPE hapwatch_alertmanager_reposts_total counter");
-    for (outcome, n) in [
-        ("sent", &state.stats.alertmanager_reposts),
-        ("failed", &state.stats.alertmanager_repost_failures),
-    ] {
-        let _ = writeln!(
-            out,
-            "hapwatch_alertmanager_reposts_total{{outcome=\"{outcome}\"}} {}",
-            n.load(Relaxed)
-        );
-    }
-    let _ = writeln!(out, "# HELP hapwatch_heartbeats_total [heartbeat] requests, by outcome (withheld: the daemon was unhealthy).\n# TYPE hapwatch_heartbeats_total counter");
-    for (outcome, n) in [
-        ("sent", &state.stats.heartbeats_sent),
-        ("failed", &state.stats.heartbeats_failed),
-        ("withheld", &state.stats.heartbeats_withheld),
-    ] {
-        let _ = writeln!(
-            out,
-            "hapwatch_heartbeats_total{{outcome=\"{outcome}\"}} {}",
-            n.load(Relaxed)
-        );
-    }
+    by_outcome(
+        &mut out,
+        (
+            "hapwatch_alertmanager_reposts_total",
+            "Open alerts posted again to Alertmanager channels, by outcome.",
+        ),
+        &[
+            ("sent", &state.stats.alertmanager_reposts),
+            ("failed", &state.stats.alertmanager_repost_failures),
+        ],
+    );
+    by_outcome(
+        &mut out,
+        (
+            "hapwatch_heartbeats_total",
+            "[heartbeat] requests, by outcome (withheld: the daemon was unhealthy).",
+        ),
+        &[
+            ("sent", &state.stats.heartbeats_sent),
+            ("failed", &state.stats.heartbeats_failed),
+            ("withheld", &state.stats.heartbeats_withheld),
+        ],
+    );
     counter(
         &mut out,
         "hapwatch_reloads_total",

@@ -156,6 +156,7 @@ impl Daemon {
         let (engine, outbox) = restore::restore(&config, &db, &writer.tx, wall.now_ms())?;
         let observed = Arc::new(crate::view::Observed::default());
         let beat = (stats.clone(), observed.clone());
+        let observed_for_repost = observed.clone();
         // `queue` counts messages; the channel holds batches of up to BATCH_MESSAGES.
         let (tx, rx) = mpsc::sync_channel::<Batch>((config.daemon.queue / BATCH_MESSAGES).max(4));
         let pipeline_reload = tick::Reload::default();
@@ -229,9 +230,13 @@ impl Daemon {
             node: config.cluster.node().into(),
         };
         rt.spawn(crate::notify::repost::run(
-            db.clone(),
+            crate::notify::repost::Wiring {
+                db: db.clone(),
+                stats: stats.clone(),
+                observed: observed_for_repost,
+                wall: wall.clone(),
+            },
             channels_rx.clone(),
-            stats.clone(),
         ));
         let delivery = rt.spawn(crate::notify::outbox::run(wiring, channels_rx));
         rt.spawn(crate::heartbeat::run(

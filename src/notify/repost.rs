@@ -1,10 +1,11 @@
-//! Alertmanager forgets an alert that is not sent again within its
-//! `resolve_timeout` (5 minutes by default), as Prometheus re-sends an alert
-//! while its rule fires. So every `repost` the alerts of incidents still open
-//! that an Alertmanager channel was sent are posted to it again, as they were
-//! sent: the same labels on every node of an HA pair, which Alertmanager's
-//! cluster keeps as one alert. Best effort, not through the outbox: the
-//! firing and the resolve are the notifications owed; this keeps them alive.
+//! Alertmanager forgets an alert that is not sent again, as Prometheus
+//! re-sends an alert while its rule fires. So every `repost` the alerts of
+//! incidents still open that an Alertmanager channel was sent are posted to
+//! it again, as they were sent, with an `endsAt` a few reposts ahead (as
+//! Prometheus sets it): the same labels on every node of an HA pair, which
+//! Alertmanager's cluster keeps as one alert. Best effort, not through the
+//! outbox: the firing and the resolve are the notifications owed; this keeps
+//! the firing alive while the node is healthy, and no longer.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,17 +16,25 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{ChannelConfig, ChannelType};
+use super::{ChannelConfig, ChannelType, HttpTarget};
 use crate::counters::Stats;
+use crate::timezone::WallClock;
+use crate::view::Observed;
 
-/// How often the task looks whether a channel is due, at most.
-const TICK: Duration = Duration::from_secs(1);
+/// How often the task looks whether a channel is due.
+const TICK: Duration = Duration::from_millis(100);
+/// A re-posted alert ends this many reposts ahead unless posted again.
+const ENDS_AFTER: u32 = 4;
 
-pub async fn run(
-    db: PathBuf,
-    mut channels: watch::Receiver<Vec<ChannelConfig>>,
-    stats: Arc<Stats>,
-) {
+/// What the task reads and counts.
+pub struct Wiring {
+    pub db: PathBuf,
+    pub stats: Arc<Stats>,
+    pub observed: Arc<Observed>,
+    pub wall: WallClock,
+}
+
+pub async fn run(w: Wiring, mut channels: watch::Receiver<Vec<ChannelConfig>>) {
     let client = match crate::delivery::http_client() {
         Ok(c) => c,
         Err(e) => {
@@ -50,39 +59,16 @@ pub async fn run(
             })
             .cloned()
             .collect();
-        for ch in due {
+        // An unhealthy node (a stuck pipeline, a store that refuses writes)
+        // may hold resolves it has not stored: it says nothing rather than
+        // keep alive what may be over. The other node speaks for the pair.
+        let healthy = crate::heartbeat::check(&w.stats, &w.observed, w.wall.now_ms()).is_ok();
+        for ch in due.into_iter().filter(|_| healthy) {
             let failed_before = last.get(&ch.name).is_some_and(|(_, failed)| *failed);
-            let Some(target) = ch.http() else { continue };
-            let (db, name) = (db.clone(), ch.name.clone());
-            let alerts = tokio::task::spawn_blocking(move || {
-                let conn = crate::store::open_read(&db).map_err(|e| e.to_string())?;
-                crate::store::outbox::open_alerts(&conn, &name).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-            let outcome = match alerts {
-                Ok(alerts) if alerts.is_empty() => Ok(()),
-                Ok(alerts) => {
-                    let body = serde_json::Value::Array(alerts).to_string();
-                    let sent = tokio::time::timeout(
-                        ch.timeout,
-                        crate::delivery::http::post(&client, target, &body),
-                    )
-                    .await;
-                    match sent {
-                        Ok(Ok(())) => {
-                            stats.alertmanager_reposts.fetch_add(1, Relaxed);
-                            Ok(())
-                        }
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("no answer within {:?}", ch.timeout)),
-                    }
-                }
-                Err(e) => Err(format!("the store cannot be read: {e}")),
-            };
+            let outcome = repost(&w, &client, &ch).await;
             match &outcome {
                 Err(why) => {
-                    stats.alertmanager_repost_failures.fetch_add(1, Relaxed);
+                    w.stats.alertmanager_repost_failures.fetch_add(1, Relaxed);
                     if !failed_before {
                         tracing::warn!(channel = ch.name, error = %why, "open alerts not posted again to Alertmanager; retried each repost");
                     }
@@ -101,5 +87,76 @@ pub async fn run(
             _ = tokio::time::sleep(TICK) => {}
             changed = channels.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+/// One channel's round: its open alerts, then the end of any that resolved
+/// while they were in flight (or the re-post would bring them back).
+async fn repost(w: &Wiring, client: &reqwest::Client, ch: &ChannelConfig) -> Result<(), String> {
+    let (Some(target), Some(every)) = (ch.http(), ch.http().and_then(|h| h.repost)) else {
+        return Ok(());
+    };
+    let (db, name) = (w.db.clone(), ch.name.clone());
+    let alerts = read(&w.db, move |conn| {
+        crate::store::outbox::open_alerts(conn, &name)
+    })
+    .await?;
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let ends = crate::timezone::rfc3339(w.wall.now_ms() + (every * ENDS_AFTER).as_millis() as i64);
+    let ids: Vec<i64> = alerts.iter().map(|(id, _)| *id).collect();
+    let body: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|(_, a)| {
+            let mut a = a.clone();
+            a["endsAt"] = ends.clone().into();
+            a
+        })
+        .collect();
+    post(client, target, ch.timeout, &body).await?;
+    w.stats.alertmanager_reposts.fetch_add(1, Relaxed);
+    let resolved = read(&db, move |conn| {
+        crate::store::outbox::resolved_of(conn, &ids)
+    })
+    .await?;
+    if resolved.is_empty() {
+        return Ok(());
+    }
+    let ended: Vec<serde_json::Value> = alerts
+        .into_iter()
+        .filter_map(|(id, mut a)| {
+            let (_, at) = resolved.iter().find(|(r, _)| *r == id)?;
+            a["endsAt"] = crate::timezone::rfc3339(*at).into();
+            Some(a)
+        })
+        .collect();
+    post(client, target, ch.timeout, &ended).await
+}
+
+async fn read<T: Send + 'static>(
+    db: &std::path::Path,
+    query: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    let db = db.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = crate::store::open_read(&db).map_err(|e| e.to_string())?;
+        query(&conn).map_err(|e| format!("the store cannot be read: {e}"))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+async fn post(
+    client: &reqwest::Client,
+    target: &HttpTarget,
+    timeout: Duration,
+    alerts: &[serde_json::Value],
+) -> Result<(), String> {
+    let body = serde_json::Value::Array(alerts.to_vec()).to_string();
+    match tokio::time::timeout(timeout, crate::delivery::http::post(client, target, &body)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }

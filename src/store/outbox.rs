@@ -2,7 +2,7 @@
 //! at start (groups still waiting, firings already sent), and what the CLI
 //! shows of each row. (Writes are the writer's.)
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension as _};
 
 use hapwatch_engine::notify::group::{Release, SentFiring, WaitingRow, Withheld, MAINTENANCE};
 use hapwatch_engine::notify::RowState;
@@ -387,45 +387,174 @@ pub fn retry_requests(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
         .collect()
 }
 
-/// The alerts an Alertmanager channel was sent for incidents still open,
-/// as they were sent (each once), to post again: the firing messages
-/// delivered to it, each alert kept while its incident is open.
-pub fn open_alerts(conn: &Connection, channel: &str) -> rusqlite::Result<Vec<serde_json::Value>> {
-    let open: std::collections::HashSet<String> = conn
-        .prepare_cached("SELECT id FROM incidents WHERE resolved_at IS NULL")?
-        .query_map([], |r| r.get::<_, i64>(0))?
-        .map(|id| id.map(|id| id.to_string()))
+/// The alerts an Alertmanager channel was sent (or was owed and gave up on:
+/// a re-post heals an instance that was down) for incidents still open, to
+/// post again: each once, from its newest message, with the labels of today's
+/// payloads (rows from before the incident number moved to the annotations
+/// get the key label instead). Read in one transaction.
+pub fn open_alerts(
+    conn: &Connection,
+    channel: &str,
+) -> rusqlite::Result<Vec<(i64, serde_json::Value)>> {
+    let tx = conn.unchecked_transaction()?;
+    let open: std::collections::HashMap<String, (i64, String)> = tx
+        .prepare_cached("SELECT id, key FROM incidents WHERE resolved_at IS NULL")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        .map(|row| row.map(|(id, key)| (id.to_string(), (id, key))))
         .collect::<rusqlite::Result<_>>()?;
     if open.is_empty() {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare_cached(
+    // A message's carrier is its group's first row, whatever that row's own
+    // change: a resolve can carry the firings grouped with it.
+    let mut stmt = tx.prepare_cached(
         "SELECT payload FROM outbox
-         WHERE channel = ?1 AND status = 'firing' AND state = 'delivered' AND message_id IS NULL
+         WHERE channel = ?1 AND state IN ('delivered', 'failed') AND message_id IS NULL
            AND id IN (SELECT coalesce(g.message_id, g.id) FROM outbox g
                       JOIN incidents i ON i.id = g.incident_id
-                      WHERE g.channel = ?1 AND i.resolved_at IS NULL)
-         ORDER BY id",
+                      WHERE g.channel = ?1 AND g.status = 'firing' AND i.resolved_at IS NULL)
+         ORDER BY id DESC",
     )?;
-    let payloads = stmt.query_map([channel], |r| r.get::<_, String>(0))?;
+    let payloads: Vec<String> = stmt
+        .query_map([channel], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for payload in payloads {
-        let Ok(serde_json::Value::Array(alerts)) = serde_json::from_str(&payload?) else {
+        let Ok(serde_json::Value::Array(alerts)) = serde_json::from_str(&payload) else {
             continue;
         };
-        for alert in alerts {
-            // Rows from before the id moved to the annotations carry it as a label.
-            let id = alert["annotations"]["hapwatch_incident"]
+        for mut alert in alerts {
+            if alert.get("endsAt").is_some() {
+                continue;
+            }
+            let number = alert["annotations"]["hapwatch_incident"]
                 .as_str()
                 .or_else(|| alert["labels"]["incident"].as_str())
                 .map(str::to_owned);
-            if let Some(id) = id.filter(|id| open.contains(id)) {
-                if seen.insert(id) {
-                    out.push(alert);
-                }
+            let Some((id, key)) = number.and_then(|n| open.get(&n)) else {
+                continue;
+            };
+            if !seen.insert(*id) {
+                continue;
             }
+            if let Some(labels) = alert["labels"].as_object_mut() {
+                labels.remove("incident");
+                labels.retain(|_, v| v.is_string());
+                labels.insert("key".into(), key.clone().into());
+            }
+            alert["annotations"]["hapwatch_incident"] = id.to_string().into();
+            out.push((*id, alert));
         }
     }
     Ok(out)
+}
+
+/// Of these incidents, those resolved since, with when: (id, resolved at ms).
+pub fn resolved_of(conn: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT resolved_at FROM incidents WHERE id = ?1 AND resolved_at IS NOT NULL",
+    )?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(at) = stmt.query_row([id], |r| r.get::<_, i64>(0)).optional()? {
+            out.push((*id, at));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_alerts_of_a_channel_include_those_grouped_behind_a_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.db");
+        let conn = crate::store::open_write(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO incidents (id, key, kind, severity, host, opened_at, resolved_at, summary, detail) VALUES
+               (1, 'server:lb1:be/s1', 'server_down', 'warning', 'lb1', 0, NULL, 's1 down', '{}'),
+               (2, 'backend:lb1:be', 'backend_down', 'critical', 'lb1', 0, 5, 'be down', '{}'),
+               (3, 'server:lb1:be/s3', 'server_down', 'warning', 'lb1', 0, NULL, 's3 down', '{}');",
+        )
+        .unwrap();
+        let alert = |n: i64, ends: bool| {
+            let mut a = serde_json::json!({
+                "labels": {"alertname": "hapwatch_server_down", "server": format!("s{n}")},
+                "annotations": {"hapwatch_incident": n.to_string()},
+                "startsAt": "2026-11-23T01:00:00Z",
+            });
+            if ends {
+                a["endsAt"] = "2026-11-23T01:01:00Z".into();
+            }
+            a
+        };
+        // Before the number moved to the annotations: a label, and a null.
+        let old = serde_json::json!([{
+            "labels": {"alertname": "hapwatch_server_down", "server": "s1", "incident": "1", "backend": null},
+            "annotations": {"summary": "old"},
+            "startsAt": "2026-11-23T01:00:00Z",
+        }]);
+        let carried = serde_json::json!([alert(2, true), alert(1, false)]);
+        let rows = [
+            (5, 1, "am", "firing", old.to_string(), "delivered", None),
+            // A resolve carries a firing grouped into its message.
+            (
+                10,
+                2,
+                "am",
+                "resolved",
+                carried.to_string(),
+                "delivered",
+                None,
+            ),
+            (11, 1, "am", "firing", String::new(), "grouped", Some(10)),
+            // Another channel's, and an open incident's firing never sent.
+            (
+                12,
+                3,
+                "other",
+                "firing",
+                serde_json::json!([alert(3, false)]).to_string(),
+                "delivered",
+                None,
+            ),
+            (
+                13,
+                3,
+                "am",
+                "firing",
+                serde_json::json!([alert(3, false)]).to_string(),
+                "silenced",
+                None,
+            ),
+        ];
+        for (id, incident, channel, status, payload, state, message) in rows {
+            conn.execute(
+                "INSERT INTO outbox (id, incident_id, channel, group_key, status, payload, created_at,
+                    next_attempt_at, state, message_id) VALUES (?1, ?2, ?3, 'lb1/be', ?4, ?5, 0, 0, ?6, ?7)",
+                rusqlite::params![id, incident, channel, status, payload, state, message],
+            )
+            .unwrap();
+        }
+        let got = open_alerts(&conn, "am").unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        let (id, a) = &got[0];
+        assert_eq!(*id, 1);
+        // From the newest message, with the key label, no number among the labels.
+        assert_eq!(a["labels"]["key"], "server:lb1:be/s1");
+        assert!(a["labels"].get("incident").is_none());
+        assert!(a.get("endsAt").is_none());
+        assert_eq!(a["annotations"]["hapwatch_incident"], "1");
+        // The old row alone is normalised the same way.
+        conn.execute("DELETE FROM outbox WHERE id IN (10, 11)", [])
+            .unwrap();
+        let got = open_alerts(&conn, "am").unwrap();
+        let labels = got[0].1["labels"].as_object().unwrap();
+        assert_eq!(labels["key"], "server:lb1:be/s1");
+        assert!(!labels.contains_key("incident") && !labels.contains_key("backend"));
+        assert_eq!(resolved_of(&conn, &[1, 2, 3]).unwrap(), [(2, 5)]);
+    }
 }

@@ -820,7 +820,10 @@ fn prune(conn: &Connection, r: &Retention) {
             [events_before_ms],
         )?;
         n += tx.execute(
-            "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1",
+            // Not those of incidents still open: their firing is what
+            // Alertmanager channels are sent again.
+            "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1
+               AND incident_id NOT IN (SELECT id FROM incidents WHERE resolved_at IS NULL)",
             [events_before_ms],
         )?;
         n += tx.execute(

@@ -3,6 +3,7 @@
 //! node to each instance, as Prometheus pairs do. The same labels from both
 //! nodes are one alert; the cluster notifies once; re-posting keeps the alert
 //! firing past Alertmanager's resolve_timeout; the resolve arrives once.
+//! (Grouped messages and old payloads are `store::outbox`'s unit tests.)
 
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ fn node(dir: &std::path::Path, ams: &[Alertmanager]) -> InProcess {
         .udp();
     for (i, am) in ams.iter().enumerate() {
         cfg = cfg.channel(&format!(
-            "name = \"am{i}\"\ntype = \"alertmanager\"\nurl = {:?}\nrepost = \"500ms\"\n",
+            "name = \"am{i}\"\ntype = \"alertmanager\"\nurl = {:?}\nrepost = \"1s\"\n",
             am.url()
         ));
     }
@@ -45,7 +46,7 @@ fn notices(bodies: &[Value]) -> Vec<(String, Vec<String>)> {
 fn an_ha_pair_through_an_alertmanager_cluster_pages_once_and_resolves_once() {
     let dir = tempfile::tempdir().unwrap();
     let hook = Receiver::start(0, vec![]);
-    let Some(ams) = Alertmanager::cluster(dir.path(), 2, hook.port, "3s") else {
+    let Some(ams) = Alertmanager::cluster(dir.path(), 2, hook.port, "6s") else {
         return;
     };
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
@@ -68,11 +69,15 @@ fn an_ha_pair_through_an_alertmanager_cluster_pages_once_and_resolves_once() {
         assert!(alerts[0]["labels"].get("incident").is_none());
     }
 
-    // Both nodes keep posting it (every 500 ms): past the 3 s resolve_timeout
-    // and the second instance's 2 s wait, it is still firing, and was
+    // Both nodes keep posting it (each second, ending a few seconds ahead):
+    // past the 6 s resolve_timeout that would have ended the first post alone,
+    // and past the second instance's 5 s wait, it is still firing, and was
     // notified once.
+    // (Two channels a node: two posts a round; eight rounds are 8 s at least.)
     for n in [&a, &b] {
-        n.wait("a dozen reposts", |s| s.alertmanager_reposts.0 >= 12);
+        n.wait("eight rounds of reposts", |s| {
+            s.alertmanager_reposts.0 >= 16
+        });
     }
     for am in &ams {
         let alerts = am.alerts();

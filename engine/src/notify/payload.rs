@@ -130,7 +130,7 @@ pub fn build(ch: &Route, m: &Message<'_>) -> Value {
                     let i = &it.incident;
                     // What the incident is, never which node saw it: every node of
                     // an HA pair posts the same labels, so Alertmanager keeps one
-                    // alert. The node's own incident id is an annotation.
+                    // alert. The node's own incident number is an annotation.
                     let mut labels = serde_json::Map::new();
                     labels.insert(
                         "alertname".into(),
@@ -138,6 +138,8 @@ pub fn build(ch: &Route, m: &Message<'_>) -> Value {
                     );
                     labels.insert("severity".into(), i.severity.as_str().into());
                     labels.insert("host".into(), i.host.clone().into());
+                    // The incident's identity (two rules on one backend are two alerts).
+                    labels.insert("key".into(), i.key.as_str().into());
                     for (key, value) in [("backend", &i.backend), ("server", &i.server)] {
                         if let Some(v) = value {
                             labels.insert(key.into(), v.clone().into());
@@ -283,7 +285,11 @@ mod tests {
         let labels = fire[0]["labels"].as_object().unwrap();
         let mut keys: Vec<&str> = labels.keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, ["alertname", "backend", "host", "server", "severity"]);
+        assert_eq!(
+            keys,
+            ["alertname", "backend", "host", "key", "server", "severity"]
+        );
+        assert_eq!(fire[0]["labels"]["key"], "server:lb1:be_api/s1");
         assert_eq!(fire[0]["annotations"]["hapwatch_incident"], "9");
         assert_eq!(fire[0]["startsAt"], "2026-11-23T01:00:00Z");
         assert!(fire[0].get("endsAt").is_none());

@@ -51,7 +51,7 @@ impl Alertmanager {
                 .arg(format!("--cluster.advertise-address=127.0.0.1:{gossip}"))
                 // The second instance waits this long for the first one's
                 // notification before sending its own.
-                .arg("--cluster.peer-timeout=2s")
+                .arg("--cluster.peer-timeout=5s")
                 .arg("--cluster.settle-timeout=2s")
                 .arg("--log.level=warn");
             for (j, peer) in cluster.iter().enumerate() {
