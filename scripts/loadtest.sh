@@ -2,7 +2,8 @@
 # Load test: a release `hapwatch serve` on one UDP port, the fixture load
 # generator on the other core, then sent vs. counted into windows, drops,
 # CPU and peak RSS. Usage: scripts/loadtest.sh [SECONDS] [RATE|max]
-# HAPWATCH_BIN=path runs another build of hapwatch (to compare two).
+# HAPWATCH_BIN=path runs another build of hapwatch (to compare two);
+# LOADGEN_BIN another generator; LOADGEN_ARGS more of its flags.
 set -eu
 secs=${1:-60}
 rate=${2:-max}
@@ -11,13 +12,14 @@ port=$((20000 + $$ % 20000))
 dir=$(mktemp -d)
 cargo build --release --quiet --bin hapwatch --example loadgen
 bin=${HAPWATCH_BIN:-target/release/hapwatch}
-HAPWATCH_LOG=info $bin serve --db "$dir/h.db" --stats-interval 10s \
+HAPWATCH_LOG=info $bin serve --db "$dir/h.db" --stats-interval 10s --http "" \
     --listen udp://127.0.0.1:$port 2>"$dir/serve.log" &
 pid=$!
 sleep 1
 ticks=$(getconf CLK_TCK)
 cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
-target/release/examples/loadgen --to 127.0.0.1:$port --rate "$rate" --seconds "$secs"
+# shellcheck disable=SC2086 # LOADGEN_ARGS is split on purpose
+${LOADGEN_BIN:-target/release/examples/loadgen} --to 127.0.0.1:$port --rate "$rate" --seconds "$secs" ${LOADGEN_ARGS:-}
 sleep 2
 cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
 grep VmHWM /proc/$pid/status
