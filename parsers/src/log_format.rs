@@ -242,6 +242,16 @@ pub enum FormatError {
     Empty,
 }
 
+/// How a format's items are written (3.0+: `%{+json}o`, `%{+cbor}o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Text,
+    /// One JSON object of the named items.
+    Json,
+    /// The same as CBOR, hex by default: recognised, not read yet.
+    Cbor,
+}
+
 /// A compiled `log-format` string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFormat {
@@ -249,6 +259,9 @@ pub struct LogFormat {
     source: String,
     nodes: Vec<Node>,
     protocol: Protocol,
+    encoding: Encoding,
+    /// JSON: each item's key (its `%(name)`, else its alias) and what it is.
+    keys: Vec<(String, Var)>,
 }
 
 #[derive(Clone)]
@@ -257,6 +270,8 @@ enum Token<'a> {
     Percent,
     Item {
         flags: Option<&'a str>,
+        /// 3.0+ `%(name)alias`: the key of the item in a JSON or CBOR line.
+        name: Option<&'a str>,
         alias: &'a str,
         sample: bool,
     },
@@ -270,7 +285,7 @@ fn token(i: &str) -> IResult<&str, Token<'_>> {
                 tag("%"),
                 (
                     opt(delimited(tag("{"), take_till(|c| c == '}'), tag("}"))),
-                    // 3.0+ named items: `%(name[:type])alias`; the name is not needed here.
+                    // 3.0+ named items: `%(name[:type])alias`.
                     opt(delimited(tag("("), take_till(|c| c == ')'), tag(")"))),
                     alt((
                         map(
@@ -283,8 +298,9 @@ fn token(i: &str) -> IResult<&str, Token<'_>> {
                     )),
                 ),
             ),
-            |(flags, _name, (alias, sample))| Token::Item {
+            |(flags, name, (alias, sample))| Token::Item {
                 flags,
+                name,
                 alias,
                 sample,
             },
@@ -307,6 +323,8 @@ impl LogFormat {
         }
         let mut nodes: Vec<Node> = Vec::new();
         let mut default_quoted = false;
+        let mut encoding = Encoding::Text;
+        let mut keys: Vec<(String, Var)> = Vec::new();
         let mut offset = 0;
         let push_text = |nodes: &mut Vec<Node>, t: &str| {
             if let Some(Node::Literal(prev)) = nodes.last_mut() {
@@ -327,6 +345,7 @@ impl LogFormat {
                 }
                 Token::Item {
                     flags,
+                    name,
                     alias,
                     sample,
                 } => {
@@ -341,19 +360,29 @@ impl LogFormat {
                         + alias.len()
                         + if sample { 2 } else { 0 };
                     if sample {
-                        nodes.push(Node::Item {
-                            var: Var::Sample(alias.to_string()),
-                            quoted,
-                        });
+                        let var = Var::Sample(alias.to_string());
+                        let key = name.map_or(alias, |n| n.split(':').next().unwrap_or(n));
+                        keys.push((key.to_string(), var.clone()));
+                        nodes.push(Node::Item { var, quoted });
                     } else if alias == "o" {
                         // `%o` sets the default flags of every following item.
                         default_quoted = quoted;
+                        let has =
+                            |flag: &str| flags.is_some_and(|f| f.split(',').any(|g| g == flag));
+                        if has("+json") {
+                            encoding = Encoding::Json;
+                        } else if has("+cbor") {
+                            encoding = Encoding::Cbor;
+                        }
                     } else {
                         let var =
                             Var::from_alias(alias).ok_or_else(|| FormatError::UnknownAlias {
                                 alias: alias.to_string(),
                                 offset: at,
                             })?;
+                        // `%(name:type)`: the key is the name.
+                        let key = name.map_or(alias, |n| n.split(':').next().unwrap_or(n));
+                        keys.push((key.to_string(), var.clone()));
                         nodes.push(Node::Item { var, quoted });
                     }
                 }
@@ -398,6 +427,8 @@ impl LogFormat {
             source: source.to_string(),
             nodes,
             protocol,
+            encoding,
+            keys,
         })
     }
 
@@ -467,6 +498,18 @@ impl LogFormat {
         msg: &'a str,
         format: TrafficFormat<'a>,
     ) -> Result<Traffic<'a>, ParseError> {
+        match self.encoding {
+            Encoding::Text => {}
+            Encoding::Json => return self.parse_json(msg, format),
+            // Never read as text: its hex would "parse" as a client address.
+            Encoding::Cbor => {
+                return Err(ParseError {
+                    kind: ErrorKind::BadTraffic,
+                    at: 0,
+                    expected: "a line this format can read (CBOR is not read yet)",
+                })
+            }
+        }
         let mut tr = Traffic::empty(self.protocol, format);
         let b = msg.as_bytes();
         let mut pos = 0usize;
@@ -525,6 +568,119 @@ impl LogFormat {
         }
         Ok(tr)
     }
+}
+
+impl LogFormat {
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// A `%{+json}o` line: one flat object whose keys are the format's.
+    /// String values are kept as written (HAProxy's escapes too, as
+    /// everywhere else); `null` is an absent value. A key the format does
+    /// not have, or anything but a whole object, is not this format's line.
+    fn parse_json<'a>(
+        &'a self,
+        msg: &'a str,
+        format: TrafficFormat<'a>,
+    ) -> Result<Traffic<'a>, ParseError> {
+        let mut tr = Traffic::empty(self.protocol, format);
+        let b = msg.as_bytes();
+        let fail = |at: usize, expected: &'static str| ParseError {
+            kind: ErrorKind::BadTraffic,
+            at,
+            expected,
+        };
+        let ws = |mut i: usize| {
+            while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+                i += 1;
+            }
+            i
+        };
+        let mut pos = ws(0);
+        if b.get(pos) != Some(&b'{') {
+            return Err(fail(pos, "a JSON object"));
+        }
+        pos = ws(pos + 1);
+        if b.get(pos) == Some(&b'}') {
+            return Err(fail(pos, "a key of the format"));
+        }
+        loop {
+            let (key, after) = json_string(msg, pos).ok_or_else(|| fail(pos, "a quoted key"))?;
+            pos = ws(after);
+            if b.get(pos) != Some(&b':') {
+                return Err(fail(pos, "':' after a key"));
+            }
+            pos = ws(pos + 1);
+            let (value, after) = match b.get(pos) {
+                Some(b'"') => {
+                    let (v, after) =
+                        json_string(msg, pos).ok_or_else(|| fail(pos, "a closed string"))?;
+                    (Some(v), after)
+                }
+                Some(_) => {
+                    let end = b[pos..]
+                        .iter()
+                        .position(|c| *c == b',' || *c == b'}' || c.is_ascii_whitespace())
+                        .map_or(b.len(), |n| pos + n);
+                    match &msg[pos..end] {
+                        "null" => (None, end),
+                        "true" | "false" => (Some(&msg[pos..end]), end),
+                        number
+                            if number
+                                .bytes()
+                                .all(|c| c.is_ascii_digit() || c == b'-' || c == b'+')
+                                && !number.is_empty() =>
+                        {
+                            (Some(number), end)
+                        }
+                        _ => return Err(fail(pos, "a string, a number or null")),
+                    }
+                }
+                None => return Err(fail(pos, "a value")),
+            };
+            let var = self
+                .keys
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .ok_or_else(|| fail(pos, "a key of the format"))?;
+            if let Some(v) = value {
+                apply(&mut tr, var, v).ok_or_else(|| fail(pos, "a value of the format's item"))?;
+            }
+            pos = ws(after);
+            match b.get(pos) {
+                Some(b',') => pos = ws(pos + 1),
+                Some(b'}') => {
+                    pos = ws(pos + 1);
+                    break;
+                }
+                _ => return Err(fail(pos, "',' or '}' after a value")),
+            }
+        }
+        if pos < b.len() {
+            return Err(fail(pos, "end of line after the object"));
+        }
+        Ok(tr)
+    }
+}
+
+/// A JSON string at `pos` (its opening quote): its text as written, escapes
+/// kept, and the position after its closing quote.
+fn json_string(msg: &str, pos: usize) -> Option<(&str, usize)> {
+    let b = msg.as_bytes();
+    if b.get(pos) != Some(&b'"') {
+        return None;
+    }
+    let mut i = pos + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((msg.get(pos + 1..i)?, i + 1)),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Where an item's value starts and ends: returns (value, position after, truncated).
@@ -713,6 +869,54 @@ fn apply<'a>(tr: &mut Traffic<'a>, var: &Var, v: &'a str) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_format_reads_its_own_keys_and_nothing_else() {
+        let f = LogFormat::compile(
+            "j",
+            "%{+json}o %(client)ci %(be)b %(srv)s %(status)ST %(req)r %(ta)Ta",
+        )
+        .unwrap();
+        assert_eq!(f.encoding(), Encoding::Json);
+        let ok = r#"{"client": "10.0.0.1", "be": "be_api", "srv": "s1", "status": 503, "req": "GET /a\"b HTTP/1.1", "ta": -1}"#;
+        let t = f.parse_as(ok, TrafficFormat::Custom("j")).unwrap();
+        assert_eq!(
+            (t.client_ip, t.backend, t.server),
+            (Some("10.0.0.1"), Some("be_api"), Some("s1"))
+        );
+        assert_eq!(t.status, Some(503));
+        // Escapes are kept as written, as HAProxy's are elsewhere.
+        assert_eq!(t.request, Some(r#"GET /a\"b HTTP/1.1"#));
+        // In any order, with nulls for absent values.
+        let reordered = r#"{"srv": "s1", "be": "be_api", "client": null, "status": 200}"#;
+        let t = f.parse_as(reordered, TrafficFormat::Custom("j")).unwrap();
+        assert_eq!((t.client_ip, t.status), (None, Some(200)));
+        for bad in [
+            "",
+            "{}",
+            "not json",
+            r#"{"client": "10.0.0.1""#,
+            r#"{"client": "10.0.0.1", "other": 1}"#,
+            r#"{"client": {"nested": 1}}"#,
+            r#"{"status": "x"}"#,
+            r#"{"client": "10.0.0.1"} trailing"#,
+            r#"{"client": "unterminated}"#,
+        ] {
+            assert!(
+                f.parse_as(bad, TrafficFormat::Custom("j")).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cbor_format_never_reads_a_line() {
+        let f = LogFormat::compile("c", "%{+cbor}o %(client)ci %(be)b").unwrap();
+        assert_eq!(f.encoding(), Encoding::Cbor);
+        assert!(f
+            .parse_as("BF66636C69656E74", TrafficFormat::Custom("c"))
+            .is_err());
+    }
 
     #[test]
     fn compiles_builtin_formats() {

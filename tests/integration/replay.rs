@@ -317,3 +317,56 @@ fn stats_by_status_and_by_url_add_up_to_the_labels() {
     ]);
     assert!(err.contains("URLs are kept per backend"), "{err}");
 }
+
+#[test]
+fn haproxy_30_json_lines_fill_the_same_windows_as_their_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = hapwatch_fixtures::haproxy_30::labelled("json");
+    let file = dir.path().join("haproxy.log");
+    let text: Vec<u8> = lines.iter().flat_map(|(d, _)| d.clone()).collect();
+    std::fs::write(&file, text).unwrap();
+    let cfg = ConfigBuilder::new(dir.path())
+        .set("parse", "timezone", "\"UTC\"")
+        .set(
+            "parse",
+            "haproxy_config",
+            &format!(
+                "{:?}",
+                hapwatch_fixtures::haproxy_30::path("config/haproxy.cfg")
+            ),
+        )
+        .write();
+    let cfg = cfg.to_str().unwrap();
+    let summary = hapwatch(&["replay", "--config", cfg, file.to_str().unwrap()]);
+    assert!(
+        summary.contains("300 traffic into windows") && summary.contains("0 unparsed"),
+        "{summary}"
+    );
+    // Requests and 5xx per server, as the labels count them.
+    let mut want: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
+    for (_, l) in &lines {
+        let e = want
+            .entry((
+                l["backend"].as_str().unwrap().into(),
+                l["server"].as_str().unwrap().into(),
+            ))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(l["status"].as_u64().unwrap() >= 500);
+    }
+    let rows = json_lines(&[
+        "stats", "--config", cfg, "--by", "server", "--json", "--since", "3650d",
+    ]);
+    let mut got: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
+    for r in &rows {
+        let e = got
+            .entry((
+                r["backend"].as_str().unwrap().into(),
+                r["server"].as_str().unwrap().into(),
+            ))
+            .or_default();
+        e.0 += r["requests"].as_u64().unwrap();
+        e.1 += r["s5xx"].as_u64().unwrap();
+    }
+    assert_eq!(got, want);
+}
