@@ -29,6 +29,10 @@ for mode in "" "--body"; do
     what=${mode:+message only (header stripped)}
     row "parser, ${what:-whole datagram (syslog header + httplog)}" "$ns ns/line ($mps M lines/s)" "best of 5 over 2 M lines"
 done
+out=$(target/release/examples/throughput fixture-json 5 2>&1 | tail -1)
+ns=$(sed 's/.*: \([0-9]*\) ns\/line.*/\1/' <<<"$out")
+mps=$(sed 's/.* \([0-9.]*\) M lines\/s.*/\1/' <<<"$out")
+row "parser, HAProxy 3.0 %{+json}o datagram (22 named items)" "$ns ns/line ($mps M lines/s)" "best of 5 over 2 M lines"
 
 log "replay vs halog: $lines rsyslog-format httplog lines"
 target/release/examples/loadgen --file "$work/haproxy.log" --lines "$lines" >/dev/null

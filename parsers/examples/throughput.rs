@@ -2,7 +2,9 @@
 //! `halog`. Usage: `cargo run --release -p hapwatch-parsers --example throughput -- FILE [ROUNDS] [--body]`
 //! With `--body`, syslog headers are stripped before timing and only the
 //! HAProxy message is parsed. FILE `fixture-httplog` builds the standard corpus:
-//! the real httplog datagrams of `fixtures/haproxy-2.6/default`, repeated to 2 M lines.
+//! the real httplog datagrams of `fixtures/haproxy-2.6/default`, repeated to 2 M lines;
+//! `fixture-json`, the `%{+json}o` lines of `fixtures/haproxy-3.0-json`, read
+//! with the formats of its config.
 use std::time::Instant;
 
 fn main() {
@@ -11,10 +13,16 @@ fn main() {
     let rounds: usize = args
         .next()
         .map_or(5, |r| r.parse().expect("ROUNDS is a number"));
-    let data = if path == "fixture-httplog" {
-        fixture_httplog(2_000_000)
-    } else {
-        std::fs::read(&path).expect("readable file")
+    let (data, parser) = match path.as_str() {
+        "fixture-httplog" => (
+            fixture_httplog(2_000_000),
+            hapwatch_parsers::Parser::default(),
+        ),
+        "fixture-json" => (fixture_30("json", 2_000_000), parser_30()),
+        _ => (
+            std::fs::read(&path).expect("readable file"),
+            hapwatch_parsers::Parser::default(),
+        ),
     };
     let body_only = args.next().as_deref() == Some("--body");
     let lines: Vec<&[u8]> = data
@@ -31,7 +39,6 @@ fn main() {
     } else {
         Vec::new()
     };
-    let parser = hapwatch_parsers::Parser::default();
     let mut best = f64::MAX;
     let mut ok = 0;
     for _ in 0..rounds {
@@ -72,4 +79,28 @@ fn fixture_httplog(lines: usize) -> Vec<u8> {
         .take(lines)
         .flat_map(|l| l.iter().copied())
         .collect()
+}
+
+/// A stream of the HAProxy 3.0 capture, repeated.
+fn fixture_30(stream: &str, lines: usize) -> Vec<u8> {
+    let picked: Vec<Vec<u8>> = hapwatch_fixtures::haproxy_30::labelled(stream)
+        .into_iter()
+        .map(|(datagram, _)| datagram)
+        .collect();
+    picked
+        .iter()
+        .cycle()
+        .take(lines)
+        .flat_map(|l| l.iter().copied())
+        .collect()
+}
+
+/// A parser with the custom formats of the 3.0 capture's config.
+fn parser_30() -> hapwatch_parsers::Parser {
+    let cfg = std::fs::read_to_string(hapwatch_fixtures::haproxy_30::path("config/haproxy.cfg"))
+        .expect("the 3.0 capture's config");
+    let found = hapwatch_parsers::find_log_formats(&cfg).expect("its log-formats");
+    let formats = hapwatch_parsers::LogFormat::compile_all(found.iter().map(|f| f.format.as_str()))
+        .expect("formats that compile");
+    hapwatch_parsers::Parser::new(formats)
 }

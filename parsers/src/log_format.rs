@@ -605,6 +605,7 @@ impl LogFormat {
         if b.get(pos) == Some(&b'}') {
             return Err(fail(pos, "a key of the format"));
         }
+        let mut next = 0;
         loop {
             let (key, after) = json_string(msg, pos).ok_or_else(|| fail(pos, "a quoted key"))?;
             pos = ws(after);
@@ -639,12 +640,17 @@ impl LogFormat {
                 }
                 None => return Err(fail(pos, "a value")),
             };
-            let var = self
-                .keys
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .ok_or_else(|| fail(pos, "a key of the format"))?;
+            // HAProxy writes the keys in the format's order: look there first.
+            let at = match self.keys.get(next) {
+                Some((k, _)) if k == key => next,
+                _ => self
+                    .keys
+                    .iter()
+                    .position(|(k, _)| k == key)
+                    .ok_or_else(|| fail(pos, "a key of the format"))?,
+            };
+            next = at + 1;
+            let var = &self.keys[at].1;
             if let Some(v) = value {
                 apply(&mut tr, var, v).ok_or_else(|| fail(pos, "a value of the format's item"))?;
             }
