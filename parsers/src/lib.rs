@@ -26,7 +26,9 @@ mod traffic;
 
 pub use event::*;
 pub use haproxy_cfg::{find_log_formats, split_words, CfgError, FoundFormat};
-pub use log_format::{FormatError, LogFormat, Var, HTTPLOG, HTTPLOG_CLF, HTTPSLOG, TCPLOG};
+pub use log_format::{
+    Encoding, FormatError, LogFormat, Var, HAPROXY_JSON, HTTPLOG, HTTPLOG_CLF, HTTPSLOG, TCPLOG,
+};
 pub use syslog::{parse_envelope, Envelope, HeaderFormat};
 pub use time::{parse_accept_date, parse_bsd_date, AcceptDate};
 
@@ -84,6 +86,8 @@ pub struct ParseError {
 pub struct Parser {
     custom: Vec<LogFormat>,
     clf: LogFormat,
+    /// JSON lines with HAProxy's own key names, told or not.
+    haproxy_json: LogFormat,
 }
 
 impl Default for Parser {
@@ -99,6 +103,8 @@ impl Parser {
         Parser {
             custom,
             clf: LogFormat::compile("clf", HTTPLOG_CLF).expect("built-in clf format compiles"),
+            haproxy_json: LogFormat::compile("haproxy_json", log_format::HAPROXY_JSON)
+                .expect("built-in JSON format compiles"),
         }
     }
 
@@ -142,6 +148,11 @@ impl Parser {
             match f.parse(msg) {
                 Ok(ev) => return Ok(ev),
                 Err(e) => custom_err = custom_err.or(Some(e)),
+            }
+        }
+        if msg.starts_with('{') {
+            if let Ok(ev) = self.haproxy_json.parse(msg) {
+                return Ok(ev);
             }
         }
         if traffic::looks_like_traffic(msg) {

@@ -149,3 +149,28 @@ fn a_cbor_line_is_not_read_as_text() {
         }
     }
 }
+
+#[test]
+fn json_lines_with_haproxys_own_key_names_are_read_untold() {
+    // The names of HAProxy's JSON example, from a format nobody told hapwatch.
+    let line = br#"<134>Dec  1 18:32:03 haproxy[1]: {"client_ip": "10.0.0.7", "client_port": 40000, "request_date": "01/Dec/2026:18:32:03.497", "frontend_name": "fe", "backend_name": "be_api", "server_name": "s2", "time_to_receive": 0, "time_waiting": 0, "time_to_connect": 1, "time_server_response": 12, "time_active": 13, "status_code": 502, "bytes_read": 120, "termination_state": "SH--", "retries": 0, "request_line": "GET /x HTTP/1.1"}"#;
+    let parser = Parser::default();
+    let rec = parser.parse(line).unwrap();
+    let got = record_to_json(&rec);
+    assert_eq!(got["kind"], "http");
+    assert_eq!(got["template"], "haproxy_json");
+    for (k, v) in [
+        ("client_ip", Value::from("10.0.0.7")),
+        ("backend", "be_api".into()),
+        ("server", "s2".into()),
+        ("status", 502.into()),
+        ("Ta", 13.into()),
+        ("termination_state", "SH--".into()),
+        ("request", "GET /x HTTP/1.1".into()),
+    ] {
+        assert_eq!(got[k], v, "{k}");
+    }
+    // A key of anyone else's is not guessed at.
+    let other = br#"<134>Dec  1 18:32:03 haproxy[1]: {"client_ip": "10.0.0.7", "my_field": 1}"#;
+    assert!(parser.parse(other).is_err());
+}
