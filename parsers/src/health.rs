@@ -574,6 +574,23 @@ mod tests {
     }
 
     #[test]
+    fn newer_admin_causes_are_operator_actions() {
+        for cause in [
+            "changed from Lua script",
+            "changed from Web interface",
+            "changed from server-state after a reload",
+        ] {
+            let line = format!(
+                "Server be/s1 is DOWN, {cause}. 1 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue."
+            );
+            let s = state(&line);
+            assert_eq!(s.cause, Some(cause));
+            assert!(s.is_operator_action(), "{cause}");
+            assert_eq!(s.active_servers, Some(1));
+        }
+    }
+
+    #[test]
     fn cause_then_via_28() {
         let s = state("Server be/s1 is UP, changed from CLI via trk/t1. 1 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.");
         assert_eq!(s.cause, Some("changed from CLI"));
