@@ -111,7 +111,7 @@ impl Processor {
             newest_ms: i64::MIN,
             last_ms: crate::timezone::now_ms(),
             wall: crate::timezone::WallClock::system(),
-            local_host: local_hostname().into(),
+            local_host: crate::config::hostname().into(),
             peer_names: HashMap::new(),
             log_events: time == TimeSource::Live,
             counted: (0, 0),
@@ -382,25 +382,20 @@ impl Processor {
                 "kind": "other", "template": "reconciliation", "message": message,
                 "proxy": be, "server": srv, "new_state": state, "old_state": known,
             });
-            self.events.push(EventRow {
-                ts_ms: now_ms,
-                host: host.to_owned(),
-                kind: "other",
-                template: "reconciliation".into(),
-                proxy: Some(be.clone()),
-                server: Some(srv.clone()),
-                new_state: Some(state.into()),
-                old_state: known.clone(),
-                reason: Some("reconciled from HAProxy's stats".into()),
-                code: None,
-                info: None,
-                check_duration_ms: None,
-                check_result: None,
-                active_left: None,
-                backup_left: None,
-                json: json.to_string(),
-                raw: message,
-            });
+            let mut row = EventRow::bare(
+                now_ms,
+                host.to_owned(),
+                "other",
+                "reconciliation".into(),
+                json.to_string(),
+                message,
+            );
+            row.proxy = Some(be.clone());
+            row.server = Some(srv.clone());
+            row.new_state = Some(state.into());
+            row.old_state = known.clone();
+            row.reason = Some("reconciled from HAProxy's stats".into());
+            self.events.push(row);
         }
     }
 
@@ -630,14 +625,6 @@ fn peer_name<'a>(
         names.clear();
     }
     names.entry(ip).or_insert_with(|| ip.to_string().into())
-}
-
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn event_row(rec: &Record<'_>, host: String, ts_ms: i64, raw: &[u8]) -> EventRow {

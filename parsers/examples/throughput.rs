@@ -73,12 +73,7 @@ fn fixture_httplog(lines: usize) -> Vec<u8> {
         .filter(|(_, label)| label["log_format"] == "httplog")
         .map(|(datagram, _)| datagram)
         .collect();
-    picked
-        .iter()
-        .cycle()
-        .take(lines)
-        .flat_map(|l| l.iter().copied())
-        .collect()
+    repeated(&picked, lines)
 }
 
 /// A stream of the HAProxy 3.0 capture, repeated.
@@ -87,6 +82,11 @@ fn fixture_30(stream: &str, lines: usize) -> Vec<u8> {
         .into_iter()
         .map(|(datagram, _)| datagram)
         .collect();
+    repeated(&picked, lines)
+}
+
+/// `lines` datagrams taken in turn from `picked`, one after another.
+fn repeated(picked: &[Vec<u8>], lines: usize) -> Vec<u8> {
     picked
         .iter()
         .cycle()

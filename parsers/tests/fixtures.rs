@@ -3,12 +3,16 @@
 use hapwatch_parsers::{find_log_formats, json::record_to_json, LogFormat, Parser};
 use serde_json::{Map, Value};
 
-fn parser_for_fixtures() -> Parser {
-    let cfg =
-        std::fs::read_to_string(hapwatch_fixtures::path("config/haproxy-default.cfg")).unwrap();
+/// A parser with the custom formats of a capture's HAProxy config.
+fn parser_with_formats_of(cfg: std::path::PathBuf) -> Parser {
+    let cfg = std::fs::read_to_string(cfg).unwrap();
     let found = find_log_formats(&cfg).unwrap();
     let formats = LogFormat::compile_all(found.iter().map(|f| f.format.as_str())).unwrap();
     Parser::new(formats)
+}
+
+fn parser_for_fixtures() -> Parser {
+    parser_with_formats_of(hapwatch_fixtures::path("config/haproxy-default.cfg"))
 }
 
 fn differing_keys(want: &Map<String, Value>, got: &Map<String, Value>) -> Vec<String> {
@@ -86,11 +90,7 @@ fn without_the_custom_format_json_lines_are_reported_not_guessed() {
 
 /// The formats of the HAProxy 3.0 capture's config.
 fn parser_for_30() -> Parser {
-    let cfg =
-        std::fs::read_to_string(hapwatch_fixtures::haproxy_30::path("config/haproxy.cfg")).unwrap();
-    let found = find_log_formats(&cfg).unwrap();
-    let formats = LogFormat::compile_all(found.iter().map(|f| f.format.as_str())).unwrap();
-    Parser::new(formats)
+    parser_with_formats_of(hapwatch_fixtures::haproxy_30::path("config/haproxy.cfg"))
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub struct ServeArgs {
     pub queue: Option<usize>,
     /// Serve the console, /healthz, /metrics and /health/haproxy here
     /// (default 127.0.0.1:9140; "" for none).
-    #[arg(long, value_name = "ADDR", value_parser = http_listen)]
+    #[arg(long, value_name = "ADDR", value_parser = str::parse::<crate::config::HttpListen>)]
     pub http: Option<crate::config::HttpListen>,
     /// Once receiving, write this JSON file: pid, each listener's address
     /// (port 0 made real), the HTTP address and the store; removed at exit.
@@ -75,15 +75,6 @@ impl ServeArgs {
         }
         Ok(c)
     }
-}
-
-fn http_listen(text: &str) -> Result<crate::config::HttpListen, String> {
-    if text.trim().is_empty() {
-        return Ok(crate::config::HttpListen::Off);
-    }
-    text.parse()
-        .map(crate::config::HttpListen::At)
-        .map_err(|_| format!("{text:?} is not HOST:PORT"))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -33,17 +33,27 @@ impl HttpListen {
     }
 }
 
-impl<'de> Deserialize<'de> for HttpListen {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+impl std::str::FromStr for HttpListen {
+    type Err = String;
+
+    /// An address, or `""` for no HTTP (in the config and `serve --http`).
+    fn from_str(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
             return Ok(HttpListen::Off);
         }
         text.parse().map(HttpListen::At).map_err(|_| {
-            serde::de::Error::custom(format!(
+            format!(
                 "{text:?} is not an address: write HOST:PORT (\"127.0.0.1:9140\"), or \"\" for no HTTP"
-            ))
+            )
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

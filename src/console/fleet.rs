@@ -385,17 +385,21 @@ fn backend_row(host: &str, name: String, b: BackendFacts, open: &[StoredIncident
     }
 }
 
+fn backend_facts<'f>(facts: &'f mut Facts, host: &str, backend: &str) -> &'f mut BackendFacts {
+    facts
+        .entry(host.to_owned())
+        .or_default()
+        .entry(backend.to_owned())
+        .or_default()
+}
+
 fn server<'f>(
     facts: &'f mut Facts,
     host: &str,
     backend: &str,
     server: &str,
 ) -> &'f mut ServerFacts {
-    facts
-        .entry(host.to_owned())
-        .or_default()
-        .entry(backend.to_owned())
-        .or_default()
+    backend_facts(facts, host, backend)
         .servers
         .entry(server.to_owned())
         .or_default()
@@ -431,7 +435,7 @@ fn states(conn: &Connection, only: Option<&str>, facts: &mut Facts) -> rusqlite:
         s.reason = r.get(5)?;
         s.check = check;
         if let (Some(ts), true) = (state_ts, active.is_some() || backup.is_some()) {
-            let b = facts.entry(host).or_default().entry(backend).or_default();
+            let b = backend_facts(facts, &host, &backend);
             if b.left.is_none_or(|l| l.0 < ts) {
                 b.left = Some((ts, active, backup));
             }
@@ -450,11 +454,7 @@ fn traffic(
 ) -> rusqlite::Result<()> {
     let now_s = now_ms / 1000;
     queries::for_each_route(conn, only, |host, backend, server, last_s| {
-        let b = facts
-            .entry(host.to_owned())
-            .or_default()
-            .entry(backend.to_owned())
-            .or_default();
+        let b = backend_facts(facts, host, backend);
         // Requests no server took (`<NOSRV>`, `<STATS>`) are the backend's, not a server's.
         if !server.starts_with('<') {
             let s = b.servers.entry(server.to_owned()).or_default();
@@ -481,11 +481,7 @@ fn traffic(
         ..Default::default()
     };
     queries::for_each_window_started(conn, &recent, |w| {
-        let b = facts
-            .entry(w.host.to_owned())
-            .or_default()
-            .entry(w.backend.to_owned())
-            .or_default();
+        let b = backend_facts(facts, w.host, w.backend);
         b.requests += w.counts.requests;
         b.s5xx += w.counts.s5xx;
         b.hist.merge_encoded(w.t_total);

@@ -150,6 +150,8 @@ impl Daemon {
     ) -> Result<Daemon, DaemonError> {
         let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
         let db = config.db_path();
+        // Named once: /healthz, the console and each delivery attempt say the same.
+        let node = config.cluster.node();
         let stats = Arc::new(Stats::default());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let (guard, writer) = open_store(&config, lock, &stats, &wall, &outbox_wake)?;
@@ -197,9 +199,9 @@ impl Daemon {
                     stats: stats.clone(),
                     started_ms: wall.now_ms(),
                     wall: wall.clone(),
-                    node: config.cluster.node(),
+                    node: node.clone(),
                     console: crate::console::Pages::new(crate::console::Console {
-                        node: config.cluster.node(),
+                        node: node.clone(),
                         db: db.clone(),
                         window_s: config.storage.window.as_secs().max(1) as i64,
                     }),
@@ -227,7 +229,7 @@ impl Daemon {
             health: health_tx,
             wall: wall.clone(),
             ran: stats.outbox_ran_ms.clone(),
-            node: config.cluster.node().into(),
+            node: node.into(),
         };
         rt.spawn(crate::notify::repost::run(
             crate::notify::repost::Wiring {

@@ -2,27 +2,15 @@
 //! HTTP (HTML and the JSON of the same models), its credentials, and the
 //! pages in a real headless Chromium (screenshots in target/console-screenshots/).
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::util::browser::Browser;
 use crate::util::*;
 
 /// GET with extra header lines: (status, headers, body).
 fn get(port: u16, path: &str, headers: &str) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    http_request(port, path, "localhost", headers)
 }
 
 fn model(port: u16, path: &str) -> Value {
@@ -358,12 +346,13 @@ fn a_token_or_a_password_guards_every_path() {
         assert_eq!(get(http, path, "Authorization: Basic b3BzOnB4\r\n").0, 401);
         // With credentials, any Host may ask (a proxy in front names its own).
         assert_eq!(
-            ask(
+            http_request(
                 http,
                 path,
                 "console.example.org",
                 "Authorization: Bearer t0ken\r\n"
-            ),
+            )
+            .0,
             200
         );
     }
@@ -389,27 +378,17 @@ fn without_credentials_only_requests_for_localhost_are_answered() {
     let daemon = InProcess::start(&cfg.text());
     let http = daemon.addresses.http.unwrap().port();
     // What a page whose name was rebound to 127.0.0.1 by its DNS would send.
-    assert_eq!(ask(http, "/?format=json", "attacker.example:9140", ""), 421);
+    assert_eq!(
+        http_request(http, "/?format=json", "attacker.example:9140", "").0,
+        421
+    );
     for host in ["localhost", "127.0.0.1", "[::1]"] {
         assert_eq!(
-            ask(http, "/?format=json", &format!("{host}:{http}"), ""),
+            http_request(http, "/?format=json", &format!("{host}:{http}"), "").0,
             200
         );
     }
     daemon.stop();
-}
-
-/// GET with a `Host` of the caller's: the status.
-fn ask(port: u16, path: &str, host: &str, headers: &str) -> u16 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 #[test]

@@ -661,24 +661,31 @@ impl Daemon {
 
 /// A plain HTTP/1.1 GET on loopback: (status, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (status, _, body) = http_request(port, path, "localhost", "");
+    (status, body)
+}
+
+/// A GET on loopback addressed to `host`, with more header lines (each
+/// ending in CRLF): (status, the head lower-cased, the body).
+pub fn http_request(port: u16, path: &str, host: &str, headers: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return (status, browser::dechunk(body));
-    }
-    (status, body.to_owned())
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
+        browser::dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, head, body)
 }
 
 /// Whether a webhook body fires for `backend/server`.
