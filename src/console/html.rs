@@ -183,7 +183,7 @@ pub fn fleet(p: &FleetPage, node: &str) -> Markup {
                 }
             }
             @if p.hosts.is_empty() {
-                p.empty { "Nothing stored yet: point HAProxy's log at hapwatch (README: Quick start)." }
+                p.empty { "Nothing stored yet: point HAProxy's log at hapwatch (README: Point HAProxy at it)." }
             }
             @for h in &p.hosts {
                 section data-host=(h.name) data-filter=(host_filter(h)) {
