@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use crate::figures::{compact_duration, pct};
 
@@ -31,10 +31,10 @@ pub struct BackendDigest {
 }
 
 pub fn build(
-    conn: &Connection,
+    conn: &Db,
     since_ms: i64,
     until_ms: i64,
-) -> rusqlite::Result<Vec<BackendDigest>> {
+) -> crate::store::DbResult<Vec<BackendDigest>> {
     let mut by_backend: BTreeMap<String, BackendDigest> = BTreeMap::new();
     let mut by_server: BTreeMap<(String, String), Counts> = BTreeMap::new();
     let filter = WindowFilter {

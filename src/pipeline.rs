@@ -148,7 +148,7 @@ impl Processor {
     pub fn with_engine(
         mut self,
         engine: Engine,
-        conn: rusqlite::Connection,
+        conn: crate::store::Db,
         outbox: crate::notify::group::Restored,
     ) -> Self {
         self.engine = Some(engine);

@@ -53,7 +53,7 @@ pub fn run_ack(args: AckArgs) -> anyhow::Result<ExitCode> {
         reason: reason.to_owned(),
         at_ms: now,
     };
-    let conn = crate::store::open_write(&args.store.load()?.db_path())?;
+    let conn = args.store.location()?.open_write()?;
     let before = acks::add(&conn, args.id, &ack)?;
     let mut out = std::io::stdout().lock();
     if let Some(b) = before {
@@ -75,7 +75,7 @@ pub fn run_ack(args: AckArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_unack(args: UnackArgs) -> anyhow::Result<ExitCode> {
-    let conn = crate::store::open_write(&args.store.load()?.db_path())?;
+    let conn = args.store.location()?.open_write()?;
     if !acks::remove(&conn, args.id)? {
         anyhow::bail!("incident #{} is not acknowledged", args.id);
     }

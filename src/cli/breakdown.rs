@@ -56,10 +56,10 @@ pub struct StatusRow {
 }
 
 pub fn statuses(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     filter: &WindowFilter,
     spans: Spans,
-) -> rusqlite::Result<Vec<StatusRow>> {
+) -> crate::store::DbResult<Vec<StatusRow>> {
     let mut sums: HashMap<(i64, i64, u16), u64> = HashMap::new();
     queries::for_each_status(conn, filter, |s| {
         let (from, to) = spans.of(s.start, s.span_s);
@@ -117,12 +117,12 @@ impl UrlRow {
 
 /// Each window's URLs, largest first by `sort`, at most `limit` per window (0: all).
 pub fn urls(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     filter: &WindowFilter,
     spans: Spans,
     sort: UrlSort,
     limit: usize,
-) -> rusqlite::Result<Vec<UrlRow>> {
+) -> crate::store::DbResult<Vec<UrlRow>> {
     // Output window → "METHOD PATH" → figures; the key is built in one
     // reused buffer, so only a new URL allocates.
     let mut groups: HashMap<(i64, i64), HashMap<String, UrlCounts>> = HashMap::new();

@@ -40,7 +40,7 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "  listen    {} ({allow})", l.url())?;
     }
     let s = &config.storage;
-    writeln!(out, "  database  {}", config.db_path().display())?;
+    writeln!(out, "  database  {}", config.store())?;
     writeln!(
         out,
         "  windows   {} (grace {}), kept {}; evidence lines kept {}; events kept {}",
@@ -115,7 +115,9 @@ pub fn run(mut args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     for f in parser.custom_formats() {
         writeln!(out, "  format    {}: {}", f.name(), f.source())?;
     }
-    let running = crate::store::open_read(&config.db_path())
+    let running = config
+        .store()
+        .open_read()
         .ok()
         .and_then(|conn| crate::store::outbox::running_channels(&conn).ok().flatten());
     if let Some((since, running)) = running {

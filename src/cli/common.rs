@@ -42,15 +42,23 @@ impl StoreArgs {
         Ok(self.load()?.db_path())
     }
 
-    pub fn open_read(&self) -> anyhow::Result<rusqlite::Connection> {
-        Ok(crate::store::open_read(&self.db_path()?)?)
+    /// The store this command reads and writes: `--db`'s file if given, else the config's.
+    pub fn location(&self) -> anyhow::Result<crate::store::Location> {
+        Ok(match &self.db {
+            Some(db) => crate::store::Location::Sqlite(db.clone()),
+            None => self.load()?.store(),
+        })
+    }
+
+    pub fn open_read(&self) -> anyhow::Result<crate::store::Db> {
+        Ok(self.location()?.open_read()?)
     }
 
     /// The footer of a table: which store it came from (and which config).
     pub fn footer(&self) -> String {
         let db = self
-            .db_path()
-            .map_or_else(|_| "?".into(), |p| p.display().to_string());
+            .location()
+            .map_or_else(|_| "?".into(), |l| l.to_string());
         match self.config_file() {
             Some(c) => format!("store {db} (config {})", c.display()),
             None => format!("store {db}"),

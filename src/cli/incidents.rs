@@ -217,7 +217,7 @@ fn print_list(list: &[StoredIncident], now: i64, out: &mut impl Write) -> std::i
 }
 
 /// Per-minute figures of the incident's server (or backend) in the ten minutes before it opened.
-fn evidence(conn: &rusqlite::Connection, s: &StoredIncident) -> anyhow::Result<Vec<(i64, Counts)>> {
+fn evidence(conn: &crate::store::Db, s: &StoredIncident) -> anyhow::Result<Vec<(i64, Counts)>> {
     let i = &s.incident;
     let Some(backend) = i.backend.clone() else {
         return Ok(Vec::new());

@@ -136,7 +136,7 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<ExitCode> {
             print_list(&all, &config.parse.timezone, now, json, &mut out)?;
         }
         MaintenanceAction::Remove { store, id } => {
-            let conn = crate::store::open_write(&store.load()?.db_path())?;
+            let conn = store.location()?.open_write()?;
             if !stored::remove(&conn, id, now)? {
                 anyhow::bail!(
                     "no maintenance #{id} (windows of the config are removed from the config)"
@@ -199,7 +199,7 @@ fn add(
         reason,
         created_ms: now,
     };
-    let conn = crate::store::open_write(&config.db_path())?;
+    let conn = config.store().open_write()?;
     let id = stored::add(&conn, &w)?;
     Ok(format!(
         "maintenance #{id}: {}, hosts {}, backends {}",

@@ -26,7 +26,7 @@ pub struct OutboxArgs {
 
 /// `--retry ID`: asks the daemon (through the store) to send a failed row again.
 fn retry(args: &OutboxArgs, id: i64) -> anyhow::Result<ExitCode> {
-    let conn = crate::store::open_write(&args.store.db_path()?)?;
+    let conn = args.store.location()?.open_write()?;
     let Some(row) = crate::store::outbox::retry_candidate(&conn, id)? else {
         anyhow::bail!("no outbox row #{id}");
     };

@@ -42,11 +42,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.store.load()?;
     args.formats.apply(&mut config.parse);
     let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
-    let db = config.db_path();
+    let db = args.store.location()?;
     // Incident ids and counts are the store's: not while a daemon writes it.
-    let _guard = crate::store::guard::StoreGuard::acquire(&db)
-        .map_err(|e| anyhow::anyhow!("{e}; stop it, or replay into another --db"))?;
-    let conn = crate::store::open_write(&db)?;
+    let _guard = match db.file() {
+        Some(file) => Some(
+            crate::store::guard::StoreGuard::acquire(file)
+                .map_err(|e| anyhow::anyhow!("{e}; stop it, or replay into another --db"))?,
+        ),
+        None => None,
+    };
+    let conn = db.open_write()?;
     let mut prints = Vec::new();
     for path in &args.files {
         let Some(print) = super::replay_after::fingerprint(path)? else {
@@ -57,7 +62,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 anyhow::bail!(
                     "{} was replayed into {} on {} (as {was}): again, it would count twice; --force to do it anyway",
                     path.display(),
-                    db.display(),
+                    db,
                     super::output::local_time(at)
                 );
             }
@@ -66,7 +71,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let events_before = crate::store::replays::last_event(&conn)?;
     // A backfill writes all over the windows index: a larger page cache keeps it hot.
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    if let Some(file) = conn.sqlite() {
+        file.pragma_update(None, "cache_size", -65_536)?;
+    }
     let stats = Arc::new(Stats::default());
     let writer = Writer::spawn(conn, None, stats.writer_counters());
     let threads = args
@@ -138,7 +145,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{crashed} replay thread(s) failed; the store may be incomplete");
     }
     // The incidents of what was replayed, on its own time; nobody is notified.
-    let conn = crate::store::open_write(&db)?;
+    let conn = db.open_write()?;
     let changes = super::replay_after::incidents(&conn, events_before, &parser, &config)?;
     let opened = changes
         .iter()
@@ -175,7 +182,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         s.parse_errors_total(),
         if errors.is_empty() { String::new() } else { format!(" ({errors})") },
         s.rows_written,
-        db.display(),
+        db,
     )?;
     if s.write_errors > 0 {
         anyhow::bail!(

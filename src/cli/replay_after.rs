@@ -5,8 +5,8 @@
 use std::io::Read as _;
 use std::path::Path;
 
+use crate::store::Db;
 use anyhow::Context as _;
-use rusqlite::Connection;
 
 use crate::incidents::{Change, Engine};
 
@@ -33,7 +33,7 @@ pub fn fingerprint(path: &Path) -> anyhow::Result<Option<String>> {
 /// own time order, and returns the changes (the caller stores them, with
 /// no notification: a replay tells of the past).
 pub fn incidents(
-    conn: &Connection,
+    conn: &Db,
     after: i64,
     parser: &hapwatch_parsers::Parser,
     config: &crate::config::Config,

@@ -58,8 +58,8 @@ pub enum SilenceAction {
 
 /// The CLI writes silences itself: rare, small writes that WAL and the busy
 /// timeout let share the file with the running daemon.
-fn open_write(store: &StoreArgs) -> anyhow::Result<rusqlite::Connection> {
-    Ok(crate::store::open_write(&store.load()?.db_path())?)
+fn open_write(store: &StoreArgs) -> anyhow::Result<crate::store::Db> {
+    Ok(store.location()?.open_write()?)
 }
 
 pub fn run(args: SilenceArgs) -> anyhow::Result<ExitCode> {

@@ -134,7 +134,7 @@ fn filter_of(args: &StatsArgs, since_ms: i64, until_ms: i64) -> anyhow::Result<W
 }
 
 fn breakdown(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     args: &StatsArgs,
     since_ms: i64,
     until_ms: i64,
@@ -175,7 +175,7 @@ fn spans_of(args: &StatsArgs, filter: &WindowFilter) -> super::breakdown::Spans 
 }
 
 fn aggregate(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     args: &StatsArgs,
     since_ms: i64,
     until_ms: i64,
@@ -330,7 +330,7 @@ fn print_table(rows: &[Row], args: &StatsArgs, out: &mut impl Write) -> std::io:
 }
 
 fn print_self(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     since_ms: i64,
     json: bool,
     out: &mut impl Write,

@@ -144,6 +144,12 @@ pub struct DaemonConfig {
 pub struct StorageConfig {
     /// The SQLite file; default `hapwatch.db` in the state directory.
     pub path: Option<PathBuf>,
+    /// A PostgreSQL database (URL or key=value string) to store everything in
+    /// instead, shared by several nodes.
+    #[serde(deserialize_with = "postgres_target")]
+    pub postgres: Option<postgres::Config>,
+    /// Its password, if the string has none (`env:NAME`, `file:/path`, or the value).
+    pub postgres_password: Option<crate::notify::secret::Secret>,
     #[serde(deserialize_with = "window_span")]
     pub window: Duration,
     /// How long a window stays open in memory after it ends, for late lines.
@@ -193,6 +199,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: None,
+            postgres: None,
+            postgres_password: None,
             window: Duration::from_secs(60),
             window_grace: Duration::from_secs(10),
             retain_windows: Duration::from_secs(30 * 86_400),
@@ -381,6 +389,20 @@ impl Config {
             .unwrap_or_else(|| state_dir().join("hapwatch.db"))
     }
 
+    /// Where everything is stored: the PostgreSQL database if one is set, else the SQLite file.
+    pub fn store(&self) -> crate::store::Location {
+        match &self.storage.postgres {
+            Some(target) => {
+                let mut target = target.clone();
+                if let Some(password) = &self.storage.postgres_password {
+                    target.password(password.expose());
+                }
+                crate::store::Location::Postgres(Box::new(target))
+            }
+            None => crate::store::Location::Sqlite(self.db_path()),
+        }
+    }
+
     /// The configured listeners, or the default one.
     pub fn listeners(&self) -> Vec<ListenerConfig> {
         if self.listen.is_empty() {
@@ -468,6 +490,25 @@ fn reconcile_list<'de, D: Deserializer<'de>>(
         }
     }
     d.deserialize_any(List)
+}
+
+fn postgres_target<'de, D: Deserializer<'de>>(d: D) -> Result<Option<postgres::Config>, D::Error> {
+    let text = String::deserialize(d)?;
+    let mut config: postgres::Config = text.parse().map_err(|e| {
+        serde::de::Error::custom(format!(
+            "not a PostgreSQL URL or key=value string ({e}): \"postgresql://user@host/db\" or \"host=/run/postgresql dbname=hapwatch\""
+        ))
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(serde::de::Error::custom(
+            "names no host: add one (postgresql://HOST/db, or host=/run/postgresql)",
+        ));
+    }
+    // An unreachable host must fail the start, not hang it.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok(Some(config))
 }
 
 fn window_span<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -1,7 +1,7 @@
 //! The backend page's model: its servers (as on the fleet page), its
 //! traffic over 1 h / 24 h / 7 d, and the incidents of that span.
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde::Serialize;
 
 use super::chart::{Chart, Mark, Range, Scope, Traffic};
@@ -22,12 +22,12 @@ pub struct BackendPage {
 
 /// None when no host has a backend of that name.
 pub fn build(
-    conn: &Connection,
+    conn: &Db,
     now_ms: i64,
     name: &str,
     range: Range,
     window_s: i64,
-) -> rusqlite::Result<Option<BackendPage>> {
+) -> crate::store::DbResult<Option<BackendPage>> {
     let hosts = fleet::backend(conn, now_ms, name, window_s)?.hosts;
     let since = now_ms - range.span_ms();
     let incidents: Vec<IncidentRow> = stored::list(

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::store::Db;
 use maud::{html, Markup};
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::hist::Histogram;
@@ -89,12 +89,12 @@ impl Traffic {
     /// least `bucket_s` (and of at least a window). A backend's buckets of a
     /// quarter hour or more come from its rollups, the rest from windows.
     pub fn read(
-        conn: &Connection,
+        conn: &Db,
         scope: &Scope<'_>,
         (since_ms, until_ms): (i64, i64),
         bucket_s: i64,
         window_s: i64,
-    ) -> rusqlite::Result<Traffic> {
+    ) -> crate::store::DbResult<Traffic> {
         // Whole windows per bucket, or the line saw-tooths.
         let window_s = window_s.max(1);
         let bucket_s = (bucket_s.max(window_s) + window_s - 1) / window_s * window_s;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde::Serialize;
 
 use crate::hist::Histogram;
@@ -216,31 +216,31 @@ type Facts = BTreeMap<String, BTreeMap<String, BackendFacts>>;
 
 /// The fleet now, from the store; `filter` keeps what names it (host, backend or server).
 pub fn build(
-    conn: &Connection,
+    conn: &Db,
     now_ms: i64,
     filter: &str,
     window_s: i64,
-) -> rusqlite::Result<FleetPage> {
+) -> crate::store::DbResult<FleetPage> {
     build_of(conn, now_ms, filter, None, window_s)
 }
 
 /// One backend's rows on every host (the backend page's), reading only its rows.
 pub fn backend(
-    conn: &Connection,
+    conn: &Db,
     now_ms: i64,
     name: &str,
     window_s: i64,
-) -> rusqlite::Result<FleetPage> {
+) -> crate::store::DbResult<FleetPage> {
     build_of(conn, now_ms, "", Some(name), window_s)
 }
 
 fn build_of(
-    conn: &Connection,
+    conn: &Db,
     now_ms: i64,
     filter: &str,
     only: Option<&str>,
     window_s: i64,
-) -> rusqlite::Result<FleetPage> {
+) -> crate::store::DbResult<FleetPage> {
     let mut facts = Facts::new();
     states(conn, only, &mut facts)?;
     traffic(conn, now_ms, only, window_s, &mut facts)?;
@@ -407,30 +407,35 @@ fn server<'f>(
 
 /// Each server's latest state line and check line (kept by the writer), and
 /// each backend's latest count of servers left.
-fn states(conn: &Connection, only: Option<&str>, facts: &mut Facts) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
+fn states(conn: &Db, only: Option<&str>, facts: &mut Facts) -> crate::store::DbResult<()> {
+    conn.query(
         "SELECT host, backend, server, state, state_ts, reason, active_left, backup_left,
             check_ts, check_result, check_reason, check_code, check_info, check_duration_ms
-         FROM server_state WHERE ?1 IS NULL OR backend = ?1",
+         FROM server_state WHERE CAST(?1 AS TEXT) IS NULL OR backend = ?1",
+        &crate::vals![only],
+        |r| server_row(r, facts),
     )?;
-    let mut rows = stmt.query([only])?;
-    while let Some(r) = rows.next()? {
+    Ok(())
+}
+
+fn server_row(r: &crate::store::db::Row<'_>, facts: &mut Facts) -> crate::store::DbResult<()> {
+    {
         let (host, backend): (String, String) = (r.get(0)?, r.get(1)?);
         let state_ts: Option<i64> = r.get(4)?;
         let (active, backup): (Option<u32>, Option<u32>) = (r.get(6)?, r.get(7)?);
-        let check = match r.get::<_, Option<i64>>(8)? {
+        let check = match r.get::<Option<i64>>(8)? {
             Some(at_ms) => Some(LastCheck {
                 at_ms,
-                result: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
-                reason: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                result: r.get::<Option<String>>(9)?.unwrap_or_default(),
+                reason: r.get::<Option<String>>(10)?.unwrap_or_default(),
                 code: r.get(11)?,
                 info: r.get(12)?,
                 duration_ms: r.get(13)?,
             }),
             None => None,
         };
-        let s = server(facts, &host, &backend, &r.get::<_, String>(2)?);
-        s.seen = StateSeen::from_name(&r.get::<_, Option<String>>(3)?.unwrap_or_default());
+        let s = server(facts, &host, &backend, &r.get::<String>(2)?);
+        s.seen = StateSeen::from_name(&r.get::<Option<String>>(3)?.unwrap_or_default());
         s.since_ms = state_ts;
         s.reason = r.get(5)?;
         s.check = check;
@@ -446,12 +451,12 @@ fn states(conn: &Connection, only: Option<&str>, facts: &mut Facts) -> rusqlite:
 
 /// Every route traffic was stored for, and the windows of the last five minutes.
 fn traffic(
-    conn: &Connection,
+    conn: &Db,
     now_ms: i64,
     only: Option<&str>,
     window_s: i64,
     facts: &mut Facts,
-) -> rusqlite::Result<()> {
+) -> crate::store::DbResult<()> {
     let now_s = now_ms / 1000;
     queries::for_each_route(conn, only, |host, backend, server, last_s| {
         let b = backend_facts(facts, host, backend);

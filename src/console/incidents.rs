@@ -1,7 +1,7 @@
 //! The incident pages' models: the list (open first, then history) and one
 //! incident with its timeline, evidence, traffic and every delivery attempt.
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde::Serialize;
 
 use super::chart::{Chart, Mark, Scope, Traffic};
@@ -121,7 +121,7 @@ pub struct IncidentsPage {
     pub more: bool,
 }
 
-pub fn list(conn: &Connection, now_ms: i64, filter: ListFilter) -> rusqlite::Result<IncidentsPage> {
+pub fn list(conn: &Db, now_ms: i64, filter: ListFilter) -> crate::store::DbResult<IncidentsPage> {
     let mut filter = filter;
     if !SINCE.iter().any(|(n, _)| *n == filter.since) {
         filter.since = SINCE[1].0.to_owned();
@@ -216,11 +216,11 @@ const LOG_LINES: usize = 20;
 const CHART_SPAN_MS: i64 = 86_400_000;
 
 pub fn one(
-    conn: &Connection,
+    conn: &Db,
     now_ms: i64,
     id: i64,
     window_s: i64,
-) -> rusqlite::Result<Option<IncidentPage>> {
+) -> crate::store::DbResult<Option<IncidentPage>> {
     let Some(s) = stored::get(conn, id)? else {
         return Ok(None);
     };

@@ -10,7 +10,6 @@ pub mod incidents;
 pub mod query;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use serde::Serialize;
 /// What the console reads.
 #[derive(Debug, Clone)]
 pub struct Console {
-    pub db: PathBuf,
+    pub location: crate::store::Location,
     /// `[cluster] node`, named in every page's header.
     pub node: String,
     /// `[storage] window`, in seconds: rates divide by the time windows cover.
@@ -151,11 +150,11 @@ pub fn serves(path: &str) -> bool {
 /// Builds the page at `path`; a store that cannot be read is a 503 saying why.
 pub fn page(console: &Console, path: &str, query: Option<&str>, now_ms: i64) -> Page {
     let json = query::get(query, "format") == "json";
-    let conn = match crate::store::open_read(&console.db) {
+    let conn = match console.location.open_read() {
         Ok(c) => c,
         Err(e) => return Page::error(json, 503, now_ms, &format!("The store cannot be read: {e}")),
     };
-    let built = (|| -> rusqlite::Result<Page> {
+    let built = (|| -> crate::store::DbResult<Page> {
         if path == "/" {
             let m = fleet::build(&conn, now_ms, &query::get(query, "q"), console.window_s)?;
             return Ok(Page::model(json, &m, |m| html::fleet(m, &console.node)));

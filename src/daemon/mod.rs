@@ -40,7 +40,7 @@ pub enum DaemonError {
     #[error("cannot read what the last run left in {path}: {source}")]
     Restore {
         path: String,
-        source: rusqlite::Error,
+        source: crate::store::DbError,
     },
     #[error("cannot start {what}: {source}")]
     Start {
@@ -120,7 +120,7 @@ impl Control {
 pub struct Daemon {
     rt: tokio::runtime::Runtime,
     config: Config,
-    db: PathBuf,
+    db: crate::store::Location,
     guard: StoreGuard,
     writer: Writer,
     stats: Arc<Stats>,
@@ -149,7 +149,7 @@ impl Daemon {
         wall: WallClock,
     ) -> Result<Daemon, DaemonError> {
         let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
-        let db = config.db_path();
+        let db = config.store();
         // Named once: /healthz, the console and each delivery attempt say the same.
         let node = config.cluster.node();
         let stats = Arc::new(Stats::default());
@@ -172,7 +172,7 @@ impl Daemon {
             TimeSource::Live,
         )
         .with_wall_clock(wall.clone())
-        .with_engine(engine, crate::store::open_read(&db)?, outbox)
+        .with_engine(engine, db.open_read()?, outbox)
         .with_channel_health(health_rx)
         .with_observed(observed.clone());
         let (processor, reconcile) = with_reconcile(processor, &config);
@@ -202,7 +202,7 @@ impl Daemon {
                     node: node.clone(),
                     console: crate::console::Pages::new(crate::console::Console {
                         node: node.clone(),
-                        db: db.clone(),
+                        location: db.clone(),
                         window_s: config.storage.window.as_secs().max(1) as i64,
                     }),
                     auth: config.http.auth(),
@@ -221,7 +221,7 @@ impl Daemon {
         let (channels_tx, channels_rx) = tokio::sync::watch::channel(config.channel.clone());
         reload::record_channels(&writer.tx, &config, wall.now_ms());
         let wiring = crate::notify::outbox::Wiring {
-            db: db.clone(),
+            location: db.clone(),
             cfg: config.notify.clone(),
             store: writer.tx.clone(),
             wake: outbox_wake,
@@ -233,7 +233,7 @@ impl Daemon {
         };
         rt.spawn(crate::notify::repost::run(
             crate::notify::repost::Wiring {
-                db: db.clone(),
+                location: db.clone(),
                 stats: stats.clone(),
                 observed: observed_for_repost,
                 wall: wall.clone(),
@@ -289,7 +289,7 @@ impl Daemon {
             "pid": std::process::id(),
             "listeners": a.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "http": a.http.map(|h| h.to_string()),
-            "db": self.db.display().to_string(),
+            "db": self.db.to_string(),
         });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, format!("{ready}\n"))?;
@@ -308,7 +308,7 @@ impl Daemon {
         self.stats.clone()
     }
 
-    pub fn db(&self) -> &Path {
+    pub fn db(&self) -> &crate::store::Location {
         &self.db
     }
 
@@ -408,11 +408,14 @@ fn open_store(
     wall: &WallClock,
     outbox_wake: &Arc<tokio::sync::Notify>,
 ) -> Result<(StoreGuard, Writer), DaemonError> {
-    let db = config.db_path();
+    let db = config.store();
     let mut guard = lock.guard;
-    let conn = crate::store::open_write(&db)?;
-    guard.watch()?;
-    tracing::info!(db = %db.display(), window = ?config.storage.window, "storing");
+    let conn = db.open_write()?;
+    // The SQLite file is watched; a PostgreSQL store's health is its connection's.
+    if db.file().is_some() {
+        guard.watch()?;
+    }
+    tracing::info!(store = %db, window = ?config.storage.window, "storing");
     let writer = Writer::spawn_waking(
         conn,
         Some(Retention {

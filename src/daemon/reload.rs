@@ -27,7 +27,7 @@ pub fn apply(running: Config, next: Config, reloads: &Reloads) -> Config {
             return running;
         }
     };
-    if next.db_path() != running.db_path()
+    if next.store().to_string() != running.store().to_string()
         || format!("{:?}", next.listeners()) != format!("{:?}", running.listeners())
         || next.storage.window != running.storage.window
         || next.heartbeat != running.heartbeat

@@ -2,7 +2,6 @@
 //! last state, and the notifications owed (waiting in their group, sent,
 //! withheld), read back from the store at start.
 
-use std::path::Path;
 use std::sync::mpsc::SyncSender;
 
 use crate::config::Config;
@@ -12,13 +11,13 @@ use crate::store::writer::WriteOp;
 
 pub fn restore(
     config: &Config,
-    db: &Path,
+    db: &crate::store::Location,
     store: &SyncSender<WriteOp>,
     now: i64,
 ) -> Result<(Engine, Restored), super::DaemonError> {
-    let conn = crate::store::open_read(db)?;
+    let conn = db.open_read()?;
     let read = |source| super::DaemonError::Restore {
-        path: db.display().to_string(),
+        path: db.to_string(),
         source,
     };
     let since = now - config.storage.retain_events.as_millis() as i64;

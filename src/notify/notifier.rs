@@ -2,7 +2,7 @@
 //! grouping. It turns incident changes into outbox operations, committed
 //! with the changes that caused them.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::group::{Grouper, Restored};
 use super::{items, NewRow, OutboxOp, Route, RowState, Status};
@@ -37,7 +37,7 @@ pub struct Notifier {
     /// The zone of recurring windows that name none (`[parse] timezone`).
     zone: crate::timezone::Zone,
     /// Reads the silences, acks and windows the CLI adds.
-    conn: Option<Connection>,
+    conn: Option<Db>,
 }
 
 impl Notifier {
@@ -84,7 +84,7 @@ impl Notifier {
         self.grouper.restore(restored);
     }
 
-    pub fn read_silences_from(&mut self, conn: Connection) {
+    pub fn read_silences_from(&mut self, conn: Db) {
         self.conn = Some(conn);
         // Before the first line: a backlog replayed at start meets the silences and windows.
         self.refresh(crate::timezone::now_ms());

@@ -8,7 +8,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::store::Db;
 use tokio::sync::Notify;
 
 use super::{ChannelConfig, ChannelType, DeliveryError, NotifyConfig, SetupError};
@@ -48,7 +48,7 @@ pub fn retried_for(cfg: &NotifyConfig, attempts: i64) -> Duration {
 }
 
 /// A mail's body ends with the timelines of its incidents as stored when it is sent.
-fn with_timeline(conn: &Connection, row: &Pending) -> String {
+fn with_timeline(conn: &Db, row: &Pending) -> String {
     let Ok(serde_json::Value::Object(mut mail)) = serde_json::from_str(&row.payload) else {
         return row.payload.clone();
     };
@@ -206,7 +206,7 @@ impl Streaks {
 
 /// What the delivery task is connected to.
 pub struct Wiring {
-    pub db: std::path::PathBuf,
+    pub location: crate::store::Location,
     pub cfg: NotifyConfig,
     /// Where attempts' outcomes go.
     pub store: SyncSender<WriteOp>,
@@ -226,7 +226,7 @@ pub struct Wiring {
 /// Runs until the process stops; `channels` changes on a reload.
 pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<ChannelConfig>>) {
     let Wiring {
-        db,
+        location,
         cfg,
         store,
         wake,
@@ -237,7 +237,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
         node,
     } = wiring;
     let mut streaks = Streaks::default();
-    let conn = match crate::store::open_read(&db) {
+    let conn = match location.open_read() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "the outbox cannot be read; notifications will not be sent");

@@ -8,7 +8,6 @@
 //! the firing alive while the node is healthy, and no longer.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +27,7 @@ const ENDS_AFTER: u32 = 4;
 
 /// What the task reads and counts.
 pub struct Wiring {
-    pub db: PathBuf,
+    pub location: crate::store::Location,
     pub stats: Arc<Stats>,
     pub observed: Arc<Observed>,
     pub wall: WallClock,
@@ -96,8 +95,8 @@ async fn repost(w: &Wiring, client: &reqwest::Client, ch: &ChannelConfig) -> Res
     let (Some(target), Some(every)) = (ch.http(), ch.http().and_then(|h| h.repost)) else {
         return Ok(());
     };
-    let (db, name) = (w.db.clone(), ch.name.clone());
-    let alerts = read(&w.db, move |conn| {
+    let (location, name) = (w.location.clone(), ch.name.clone());
+    let alerts = read(&w.location, move |conn| {
         crate::store::outbox::open_alerts(conn, &name)
     })
     .await?;
@@ -116,7 +115,7 @@ async fn repost(w: &Wiring, client: &reqwest::Client, ch: &ChannelConfig) -> Res
         .collect();
     post(client, target, ch.timeout, &body).await?;
     w.stats.alertmanager_reposts.fetch_add(1, Relaxed);
-    let resolved = read(&db, move |conn| {
+    let resolved = read(&location, move |conn| {
         crate::store::outbox::resolved_of(conn, &ids)
     })
     .await?;
@@ -135,12 +134,12 @@ async fn repost(w: &Wiring, client: &reqwest::Client, ch: &ChannelConfig) -> Res
 }
 
 async fn read<T: Send + 'static>(
-    db: &std::path::Path,
-    query: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    location: &crate::store::Location,
+    query: impl FnOnce(&crate::store::Db) -> crate::store::DbResult<T> + Send + 'static,
 ) -> Result<T, String> {
-    let db = db.to_owned();
+    let location = location.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = crate::store::open_read(&db).map_err(|e| e.to_string())?;
+        let conn = location.open_read().map_err(|e| e.to_string())?;
         query(&conn).map_err(|e| format!("the store cannot be read: {e}"))
     })
     .await

@@ -8,7 +8,15 @@ use std::os::unix::fs::PermissionsExt as _;
 use serde::{Deserialize, Deserializer};
 
 /// The keys whose values are secrets (a Slack or Teams `url` is one too).
-pub const SECRET_KEYS: [&str; 5] = ["password", "secret", "routing_key", "url", "token"];
+pub const SECRET_KEYS: [&str; 7] = [
+    "password",
+    "secret",
+    "routing_key",
+    "url",
+    "token",
+    "postgres",
+    "postgres_password",
+];
 
 /// A TOML error quotes the line it is about: a secret's value is cut out.
 pub fn redact(message: &str, source: &str) -> String {
@@ -125,6 +133,29 @@ mod tests {
             !shown.contains("hunter2") && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_bad_postgresql_string_names_its_line_and_not_its_password() {
+        let text = "[storage]\npostgres = \"postgresql://u:hunter2@[bad\"\n";
+        let e = crate::config::Config::from_toml(text)
+            .unwrap_err()
+            .to_string();
+        let shown = redact(&e, text);
+        assert!(
+            shown.contains("line 2") && shown.contains("not a PostgreSQL URL"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let hostless = crate::config::Config::from_toml("[storage]\npostgres = \"dbname=x\"\n");
+        assert!(hostless.unwrap_err().to_string().contains("names no host"));
+        let good = crate::config::Config::from_toml(
+            "[storage]\npostgres = \"host=/run/postgresql dbname=h\"\npostgres_password = \"pw\"\n",
+        )
+        .unwrap();
+        let store = good.store();
+        assert_eq!(store.to_string(), "postgresql:///run/postgresql:5432/h");
+        assert!(store.file().is_none());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! each second. An ack stays with its incident after it resolves (history);
 //! a new incident of the same key starts unacknowledged.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::{vals, Db, DbError, DbResult};
 
 use crate::incidents::Ack;
 
@@ -20,19 +20,17 @@ pub enum AckError {
     #[error(transparent)]
     Refused(#[from] AckRefused),
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
 }
 
 /// Acknowledges an open incident (again: a new reason and time, and what it
 /// owes is sent again). Returns the ack it replaced.
-pub fn add(conn: &Connection, id: i64, ack: &Ack) -> Result<Option<Ack>, AckError> {
-    let resolved: Option<Option<i64>> = conn
-        .query_row(
-            "SELECT resolved_at FROM incidents WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
+pub fn add(conn: &Db, id: i64, ack: &Ack) -> Result<Option<Ack>, AckError> {
+    let resolved: Option<Option<i64>> = conn.query_opt(
+        "SELECT resolved_at FROM incidents WHERE id = ?1",
+        &vals![id],
+        |r| r.get(0),
+    )?;
     match resolved {
         None => return Err(AckRefused::NoSuchIncident(id).into()),
         Some(Some(_)) => return Err(AckRefused::Resolved(id).into()),
@@ -45,7 +43,7 @@ pub fn add(conn: &Connection, id: i64, ack: &Ack) -> Result<Option<Ack>, AckErro
          SELECT ?1, ?2, ?3, ?4 FROM incidents WHERE id = ?1 AND resolved_at IS NULL
          ON CONFLICT (incident_id) DO UPDATE SET acked_by = ?2, ack_reason = ?3, acked_at = ?4,
              notified_at = NULL",
-        params![id, ack.by, ack.reason, ack.at_ms],
+        &vals![id, ack.by, ack.reason, ack.at_ms],
     )?;
     if written == 0 {
         return Err(AckRefused::Resolved(id).into());
@@ -54,14 +52,14 @@ pub fn add(conn: &Connection, id: i64, ack: &Ack) -> Result<Option<Ack>, AckErro
 }
 
 /// Takes an acknowledgement back; false if there was none.
-pub fn remove(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute("DELETE FROM acks WHERE incident_id = ?1", [id])? > 0)
+pub fn remove(conn: &Db, id: i64) -> DbResult<bool> {
+    Ok(conn.execute("DELETE FROM acks WHERE incident_id = ?1", &vals![id])? > 0)
 }
 
-pub fn of(conn: &Connection, id: i64) -> rusqlite::Result<Option<Ack>> {
-    conn.query_row(
+pub fn of(conn: &Db, id: i64) -> DbResult<Option<Ack>> {
+    conn.query_opt(
         "SELECT acked_by, ack_reason, acked_at FROM acks WHERE incident_id = ?1",
-        [id],
+        &vals![id],
         |r| {
             Ok(Ack {
                 by: r.get(0)?,
@@ -70,7 +68,6 @@ pub fn of(conn: &Connection, id: i64) -> rusqlite::Result<Option<Ack>> {
             })
         },
     )
-    .optional()
 }
 
 /// An ack of an open incident, as the daemon reads it.
@@ -83,37 +80,33 @@ pub struct OpenAck {
 }
 
 /// The acks of incidents still open.
-pub fn open(conn: &Connection) -> rusqlite::Result<Vec<OpenAck>> {
-    let mut stmt = conn.prepare_cached(
+pub fn open(conn: &Db) -> DbResult<Vec<OpenAck>> {
+    conn.query(
         "SELECT a.incident_id, a.acked_by, a.ack_reason, a.acked_at, a.notified_at IS NOT NULL
          FROM acks a JOIN incidents i ON i.id = a.incident_id
          WHERE i.resolved_at IS NULL ORDER BY a.incident_id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(OpenAck {
-            incident_id: r.get(0)?,
-            ack: Ack {
-                by: r.get(1)?,
-                reason: r.get(2)?,
-                at_ms: r.get(3)?,
-            },
-            notified: r.get(4)?,
-        })
-    })?;
-    rows.collect()
+        &[],
+        |r| {
+            Ok(OpenAck {
+                incident_id: r.get(0)?,
+                ack: Ack {
+                    by: r.get(1)?,
+                    reason: r.get(2)?,
+                    at_ms: r.get(3)?,
+                },
+                notified: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// Marks acks as handled, in the writer's transaction with the rows they owe.
-pub fn mark_notified(
-    tx: &rusqlite::Transaction<'_>,
-    acks: &[(i64, i64)],
-    now_ms: i64,
-) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "UPDATE acks SET notified_at = ?3 WHERE incident_id = ?1 AND acked_at = ?2",
-    )?;
+pub fn mark_notified(tx: &Db, acks: &[(i64, i64)], now_ms: i64) -> DbResult<()> {
     for (id, at_ms) in acks {
-        stmt.execute(params![id, at_ms, now_ms])?;
+        tx.execute(
+            "UPDATE acks SET notified_at = ?3 WHERE incident_id = ?1 AND acked_at = ?2",
+            &vals![id, at_ms, now_ms],
+        )?;
     }
     Ok(())
 }
@@ -122,19 +115,13 @@ pub fn mark_notified(
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.db");
-        let conn = Connection::open(&path).unwrap();
-        crate::store::writer::register_functions(&conn).unwrap();
-        crate::store::schema::migrate(&conn, &path).unwrap();
-        conn.execute_batch(
+    fn incidents(conn: &Db) {
+        conn.batch(
             "INSERT INTO incidents (id, key, kind, severity, host, opened_at, resolved_at, summary, detail)
              VALUES (1, 'k1', 'server_down', 'warning', 'lb1', 0, NULL, 's', '{}'),
                     (2, 'k2', 'server_down', 'warning', 'lb1', 0, 5, 's', '{}');",
         )
         .unwrap();
-        (dir, conn)
     }
 
     fn ack(by: &str, at_ms: i64) -> Ack {
@@ -147,34 +134,34 @@ mod tests {
 
     #[test]
     fn only_open_incidents_are_acked_and_a_new_ack_is_owed_again() {
-        let (_dir, mut conn) = store();
-        assert!(matches!(
-            add(&conn, 9, &ack("a", 1)),
-            Err(AckError::Refused(AckRefused::NoSuchIncident(9)))
-        ));
-        assert!(matches!(
-            add(&conn, 2, &ack("a", 1)),
-            Err(AckError::Refused(AckRefused::Resolved(2)))
-        ));
-        assert_eq!(add(&conn, 1, &ack("alice", 10)).unwrap(), None);
-        let tx = conn.transaction().unwrap();
-        mark_notified(&tx, &[(1, 10)], 11).unwrap();
-        tx.commit().unwrap();
-        assert!(open(&conn).unwrap()[0].notified);
-        // Acked again: the new ack is owed again.
-        assert_eq!(
-            add(&conn, 1, &ack("bob", 20)).unwrap(),
-            Some(ack("alice", 10))
-        );
-        let now = open(&conn).unwrap();
-        assert_eq!((now[0].ack.by.as_str(), now[0].notified), ("bob", false));
-        // Marking the older ack does not mark the newer one.
-        let tx = conn.transaction().unwrap();
-        mark_notified(&tx, &[(1, 10)], 21).unwrap();
-        tx.commit().unwrap();
-        assert!(!open(&conn).unwrap()[0].notified);
-        assert!(remove(&conn, 1).unwrap());
-        assert!(!remove(&conn, 1).unwrap());
-        assert!(open(&conn).unwrap().is_empty());
+        crate::store::scratch::each(|conn| {
+            incidents(conn);
+            assert!(matches!(
+                add(conn, 9, &ack("a", 1)),
+                Err(AckError::Refused(AckRefused::NoSuchIncident(9)))
+            ));
+            assert!(matches!(
+                add(conn, 2, &ack("a", 1)),
+                Err(AckError::Refused(AckRefused::Resolved(2)))
+            ));
+            assert_eq!(add(conn, 1, &ack("alice", 10)).unwrap(), None);
+            conn.transaction(|tx| mark_notified(tx, &[(1, 10)], 11))
+                .unwrap();
+            assert!(open(conn).unwrap()[0].notified);
+            // Acked again: the new ack is owed again.
+            assert_eq!(
+                add(conn, 1, &ack("bob", 20)).unwrap(),
+                Some(ack("alice", 10))
+            );
+            let now = open(conn).unwrap();
+            assert_eq!((now[0].ack.by.as_str(), now[0].notified), ("bob", false));
+            // Marking the older ack does not mark the newer one.
+            conn.transaction(|tx| mark_notified(tx, &[(1, 10)], 21))
+                .unwrap();
+            assert!(!open(conn).unwrap()[0].notified);
+            assert!(remove(conn, 1).unwrap());
+            assert!(!remove(conn, 1).unwrap());
+            assert!(open(conn).unwrap().is_empty());
+        });
     }
 }

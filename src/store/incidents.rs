@@ -1,8 +1,7 @@
 //! Incident reads: the CLI's lists and details, and what the engine needs
 //! at start-up to carry on where the last run stopped.
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, Connection};
+use super::db::{vals, values, Db, DbError, DbResult, Param, Row};
 use serde_json::{Map, Value};
 
 use crate::incidents::fleet::Fleet;
@@ -39,14 +38,11 @@ const COLUMNS: &str =
     "id, key, kind, severity, host, backend, server, opened_at, resolved_at, summary, resolution, detail,
      acked_by, ack_reason, acked_at FROM incidents LEFT JOIN acks ON acks.incident_id = incidents.id";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredIncident> {
-    let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("unknown {what}").into(),
-        )
+fn row(r: &Row<'_>) -> DbResult<StoredIncident> {
+    let text = |i: usize| -> DbResult<String> { r.get(i) };
+    let bad = |index: usize, what: &str| DbError::Column {
+        index,
+        message: format!("unknown {what}"),
     };
     let detail: Map<String, Value> = match serde_json::from_str(&text(11)?) {
         Ok(Value::Object(m)) => m,
@@ -63,7 +59,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredIncident> {
             server: r.get(6)?,
             opened_ms: r.get(7)?,
             reminder_ms: None,
-            ack: match r.get::<_, Option<String>>(12)? {
+            ack: match r.get::<Option<String>>(12)? {
                 Some(by) => Some(Box::new(crate::incidents::Ack {
                     by,
                     reason: text(13)?,
@@ -80,9 +76,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredIncident> {
 }
 
 /// Newest first.
-pub fn list(conn: &Connection, f: &IncidentFilter) -> rusqlite::Result<Vec<StoredIncident>> {
+pub fn list(conn: &Db, f: &IncidentFilter) -> DbResult<Vec<StoredIncident>> {
     let mut sql = format!("SELECT {COLUMNS} WHERE ");
-    let mut args: Vec<SqlValue> = Vec::new();
+    let mut args: Vec<Param> = Vec::new();
     if f.open {
         sql += "resolved_at IS NULL";
     } else {
@@ -94,19 +90,19 @@ pub fn list(conn: &Connection, f: &IncidentFilter) -> rusqlite::Result<Vec<Store
         sql += " AND resolved_at IS NOT NULL";
     }
     if let Some(h) = &f.host {
-        args.push(SqlValue::Text(h.clone()));
+        args.push(h.clone().into());
         sql += &format!(" AND host = ?{}", args.len());
     }
     if let Some(b) = &f.backend {
-        args.push(SqlValue::Text(b.clone()));
+        args.push(b.clone().into());
         sql += &format!(" AND backend = ?{}", args.len());
     }
     if let Some(srv) = &f.server {
-        args.push(SqlValue::Text(srv.clone()));
+        args.push(srv.clone().into());
         sql += &format!(" AND server = ?{}", args.len());
     }
     if let Some(k) = f.kind {
-        args.push(SqlValue::Text(k.as_str().into()));
+        args.push(k.as_str().to_owned().into());
         sql += &format!(" AND kind = ?{}", args.len());
     }
     if let Some(min) = f.severity {
@@ -125,36 +121,30 @@ pub fn list(conn: &Connection, f: &IncidentFilter) -> rusqlite::Result<Vec<Store
     if let Some(n) = f.limit {
         sql += &format!(" LIMIT {n}");
     }
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), row)?;
-    rows.collect()
+    conn.query(&sql, &values(&args), row)
 }
 
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<StoredIncident>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} WHERE id = ?1"))?;
-    let mut rows = stmt.query_map([id], row)?;
-    rows.next().transpose()
+pub fn get(conn: &Db, id: i64) -> DbResult<Option<StoredIncident>> {
+    conn.query_opt(&format!("SELECT {COLUMNS} WHERE id = ?1"), &vals![id], row)
 }
 
 /// (ts, text), oldest first.
-pub fn timeline(conn: &Connection, id: i64) -> rusqlite::Result<Vec<(i64, String)>> {
-    let mut stmt = conn.prepare(
+pub fn timeline(conn: &Db, id: i64) -> DbResult<Vec<(i64, String)>> {
+    conn.query(
         "SELECT ts, text FROM incident_timeline WHERE incident_id = ?1 ORDER BY ts, rowid",
-    )?;
-    let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+        &vals![id],
+        |r| r.get(0),
+    )
 }
 
 /// The id the next incident takes.
-pub fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM incidents", [], |r| {
-        r.get(0)
-    })
+pub fn next_id(conn: &Db) -> DbResult<i64> {
+    conn.scalar("SELECT coalesce(max(id), 0) + 1 FROM incidents", &[])
 }
 
 /// What the engine starts from: the next id, the open incidents, and each
 /// server's latest state from events since `since_ms`.
-pub fn restore(conn: &Connection, since_ms: i64) -> rusqlite::Result<(i64, Vec<Incident>, Fleet)> {
+pub fn restore(conn: &Db, since_ms: i64) -> DbResult<(i64, Vec<Incident>, Fleet)> {
     let next_id = next_id(conn)?;
     let open = list(
         conn,
@@ -168,21 +158,13 @@ pub fn restore(conn: &Connection, since_ms: i64) -> rusqlite::Result<(i64, Vec<I
     .collect();
     let mut fleet = Fleet::default();
     // The latest state line of each server (the writer keeps it with the events).
-    let mut stmt = conn.prepare(
+    let rows = conn.query(
         "SELECT host, backend, server, state, state_ts FROM server_state
          WHERE state IS NOT NULL AND state_ts >= ?1",
+        &vals![since_ms],
+        |r| r.get::<(String, String, String, String, i64)>(0),
     )?;
-    let rows = stmt.query_map(params![since_ms], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    for r in rows {
-        let (host, proxy, server, state, ts) = r?;
+    for (host, proxy, server, state, ts) in rows {
         let s = fleet.server(&host, &proxy, &server);
         s.state = crate::incidents::fleet::StateSeen::from_name(&state);
         s.since_ms = ts;

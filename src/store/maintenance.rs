@@ -1,7 +1,7 @@
 //! Maintenance windows added from the CLI: written by `hapwatch maintenance
 //! add|remove`, read by the daemon each second (as silences are).
 
-use rusqlite::{params, Connection};
+use super::db::{vals, Db, DbResult};
 
 use crate::maintenance::Schedule;
 
@@ -22,15 +22,15 @@ impl StoredWindow {
     }
 }
 
-pub fn add(conn: &Connection, w: &StoredWindow) -> rusqlite::Result<i64> {
+pub fn add(conn: &Db, w: &StoredWindow) -> DbResult<i64> {
     let (every, zone, start, end) = match &w.schedule {
         Schedule::Every { text, zone } => (Some(text.as_str()), zone.as_deref(), None, None),
         Schedule::Once { start_ms, end_ms } => (None, None, Some(*start_ms), Some(*end_ms)),
     };
-    conn.execute(
+    conn.scalar(
         "INSERT INTO maintenance (hosts, backends, every, timezone, start_at, end_at, reason, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+        &vals![
             serde_json::to_string(&w.hosts).unwrap_or_default(),
             serde_json::to_string(&w.backends).unwrap_or_default(),
             every,
@@ -40,27 +40,24 @@ pub fn add(conn: &Connection, w: &StoredWindow) -> rusqlite::Result<i64> {
             w.reason,
             w.created_ms
         ],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// Removes a window now; false if there is no such window left.
-pub fn remove(conn: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<bool> {
+pub fn remove(conn: &Db, id: i64, now_ms: i64) -> DbResult<bool> {
     Ok(conn.execute(
         "UPDATE maintenance SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL",
-        params![id, now_ms],
+        &vals![id, now_ms],
     )? > 0)
 }
 
 /// Windows not removed, and not one-offs over before `now_ms`.
-pub fn list(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<StoredWindow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, hosts, backends, every, timezone, start_at, end_at, reason, created_at
+pub fn list(conn: &Db, now_ms: i64) -> DbResult<Vec<StoredWindow>> {
+    let sql = "SELECT id, hosts, backends, every, timezone, start_at, end_at, reason, created_at
          FROM maintenance WHERE removed_at IS NULL AND (every IS NOT NULL OR end_at > ?1)
-         ORDER BY id",
-    )?;
+         ORDER BY id";
     let names = |text: String| serde_json::from_str::<Vec<String>>(&text).unwrap_or_default();
-    let rows = stmt.query_map([now_ms], |r| {
+    conn.query(sql, &vals![now_ms], |r| {
         let every: Option<String> = r.get(3)?;
         let schedule = match every {
             Some(text) => Schedule::Every {
@@ -68,8 +65,8 @@ pub fn list(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<StoredWindow
                 zone: r.get(4)?,
             },
             None => Schedule::Once {
-                start_ms: r.get::<_, Option<i64>>(5)?.unwrap_or_default(),
-                end_ms: r.get::<_, Option<i64>>(6)?.unwrap_or_default(),
+                start_ms: r.get::<Option<i64>>(5)?.unwrap_or_default(),
+                end_ms: r.get::<Option<i64>>(6)?.unwrap_or_default(),
             },
         };
         Ok(StoredWindow {
@@ -80,6 +77,5 @@ pub fn list(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<StoredWindow
             reason: r.get(7)?,
             created_ms: r.get(8)?,
         })
-    })?;
-    rows.collect()
+    })
 }

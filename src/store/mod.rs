@@ -1,20 +1,29 @@
-//! The SQLite file: one writer thread, read-only connections for queries.
+//! The store: one writer thread, read-only connections for queries; a
+//! SQLite file, or a PostgreSQL database ([`db`] runs the same statements on either).
 
 pub mod acks;
+pub mod db;
 pub mod guard;
 pub mod incidents;
 pub mod maintenance;
 pub mod outbox;
+#[cfg(test)]
+mod pg_cluster;
 pub mod queries;
 pub mod replays;
 pub mod schema;
+pub mod schema_pg;
+#[cfg(test)]
+pub mod scratch;
 pub mod silences;
 pub mod summaries;
 pub mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
+
+pub use db::{Db, DbError, DbResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,6 +57,13 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("{store}: {source}")]
+    Database { store: String, source: DbError },
+    #[error("cannot connect to PostgreSQL at {store}: {source}")]
+    Connect {
+        store: String,
+        source: postgres::Error,
+    },
     #[error("{path} has an older schema ({found}, now {known}): start `hapwatch serve` once to upgrade it")]
     TooOld {
         path: String,
@@ -64,7 +80,7 @@ fn sqlite(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 }
 
 /// Opens (creating if needed) the file for writing, in WAL mode, migrated to the current schema.
-pub fn open_write(path: &Path) -> Result<Connection, StoreError> {
+pub fn open_write(path: &Path) -> Result<Db, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.display().to_string(),
@@ -90,11 +106,11 @@ pub fn open_write(path: &Path) -> Result<Connection, StoreError> {
             path: path.display().to_string(),
             source,
         })?;
-    Ok(conn)
+    Ok(Db::from(conn))
 }
 
 /// A read-only connection for queries; never creates the file.
-pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
+pub fn open_read(path: &Path) -> Result<Db, StoreError> {
     if !path.exists() {
         return Err(StoreError::Missing(path.display().to_string()));
     }
@@ -120,5 +136,101 @@ pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
             known: schema::CURRENT,
         });
     }
-    Ok(conn)
+    Ok(Db::from(conn))
+}
+
+/// Where a PostgreSQL store is, for messages: never its password.
+pub fn postgres_label(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("");
+    format!("postgresql://{host}:{port}/{db}")
+}
+
+/// Connects to a PostgreSQL store, migrated to the current schema.
+pub fn open_postgres(config: &postgres::Config) -> Result<Db, StoreError> {
+    let store = postgres_label(config);
+    let client = db::off_runtime(|| config.connect(postgres::NoTls)).map_err(|source| {
+        StoreError::Connect {
+            store: store.clone(),
+            source,
+        }
+    })?;
+    let db = Db::from(client);
+    schema_pg::migrate(&db, &store)?;
+    Ok(db)
+}
+
+/// Where the store is: a SQLite file, or a PostgreSQL database.
+#[derive(Clone, Debug)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(Box<postgres::Config>),
+}
+
+impl Location {
+    /// A connection to write with, the schema migrated (a SQLite file is created).
+    pub fn open_write(&self) -> Result<Db, StoreError> {
+        match self {
+            Location::Sqlite(path) => open_write(path),
+            Location::Postgres(config) => open_postgres(config),
+        }
+    }
+
+    /// A connection to read with; never creates nor migrates the store.
+    pub fn open_read(&self) -> Result<Db, StoreError> {
+        match self {
+            Location::Sqlite(path) => open_read(path),
+            Location::Postgres(config) => {
+                let store = postgres_label(config);
+                let client =
+                    db::off_runtime(|| config.connect(postgres::NoTls)).map_err(|source| {
+                        StoreError::Connect {
+                            store: store.clone(),
+                            source,
+                        }
+                    })?;
+                let db = Db::from(client);
+                let found = schema_pg::version(&db).map_err(|source| StoreError::Database {
+                    store: store.clone(),
+                    source,
+                })?;
+                match found.cmp(&schema_pg::CURRENT) {
+                    std::cmp::Ordering::Equal => Ok(db),
+                    std::cmp::Ordering::Greater => Err(StoreError::TooNew {
+                        path: store,
+                        found,
+                        known: schema_pg::CURRENT,
+                    }),
+                    std::cmp::Ordering::Less => Err(StoreError::TooOld {
+                        path: store,
+                        found,
+                        known: schema_pg::CURRENT,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The SQLite file, if the store is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Location::Sqlite(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(config) => f.write_str(&postgres_label(config)),
+        }
+    }
 }

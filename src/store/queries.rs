@@ -1,8 +1,7 @@
 //! Reads for the CLI. Each filter maps onto an index: events by (proxy, ts)
 //! or ts, windows by (backend, start) or the primary key's leading start.
 
-use rusqlite::types::Value;
-use rusqlite::Connection;
+use super::db::{vals, values, Db, DbResult, Param, Row};
 
 use super::writer::IngestRow;
 use crate::hist::Histogram;
@@ -38,11 +37,11 @@ pub struct EventFilter {
 /// A WHERE clause built from optional equality filters.
 struct Where {
     sql: String,
-    args: Vec<Value>,
+    args: Vec<Param>,
 }
 
 impl Where {
-    fn new(first: &str, args: Vec<Value>) -> Self {
+    fn new(first: &str, args: Vec<Param>) -> Self {
         Where {
             sql: format!(" WHERE {first}"),
             args,
@@ -51,13 +50,13 @@ impl Where {
 
     fn eq(&mut self, column: &str, value: &Option<String>) {
         if let Some(v) = value {
-            self.args.push(Value::Text(v.clone()));
+            self.args.push(v.clone().into());
             self.sql += &format!(" AND {column} = ?{}", self.args.len());
         }
     }
 }
 
-pub fn events(conn: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<StoredEvent>> {
+pub fn events(conn: &Db, f: &EventFilter) -> DbResult<Vec<StoredEvent>> {
     let mut w = Where::new(
         "ts >= ?1 AND ts < ?2",
         vec![f.since_ms.into(), f.until_ms.into()],
@@ -66,7 +65,7 @@ pub fn events(conn: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<Stored
     w.eq("server", &f.server);
     w.eq("host", &f.host);
     if let Some(k) = &f.kind {
-        w.args.push(Value::Text(k.clone()));
+        w.args.push(k.clone().into());
         let n = w.args.len();
         w.sql += &format!(" AND (kind = ?{n} OR template = ?{n})");
     }
@@ -74,11 +73,10 @@ pub fn events(conn: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<Stored
     // The newest N when limited, shown oldest first.
     let sql = format!(
         "SELECT * FROM (SELECT id, ts, host, kind, template, proxy, server, json, raw FROM events{}
-         ORDER BY ts DESC, id DESC{limit}) ORDER BY ts, id",
+         ORDER BY ts DESC, id DESC{limit}) AS newest ORDER BY ts, id",
         w.sql
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(w.args), |r| {
+    conn.query(&sql, &values(&w.args), |r| {
         Ok(StoredEvent {
             id: r.get(0)?,
             ts_ms: r.get(1)?,
@@ -90,8 +88,7 @@ pub fn events(conn: &Connection, f: &EventFilter) -> rusqlite::Result<Vec<Stored
             json: r.get(7)?,
             raw: r.get(8)?,
         })
-    })?;
-    rows.collect()
+    })
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,35 +133,22 @@ fn window_where(f: &WindowFilter, routes: bool) -> Where {
     w
 }
 
-/// A text column borrowed from its row.
-fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
-    r.get_ref(i)?.as_str().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    })
-}
-
-fn blob<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r [u8]> {
-    r.get_ref(i)?.as_blob().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, e.into())
-    })
-}
-
 /// Calls `each` with every window that overlaps [since, until), oldest first.
 pub fn for_each_window(
-    conn: &Connection,
+    conn: &Db,
     f: &WindowFilter,
     each: impl FnMut(&WindowRef<'_>),
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     windows_where(conn, window_where(f, true), each)
 }
 
 /// Calls `each` with every window that starts in [since, until), oldest first:
 /// a narrower scan than overlapping, for figures bucketed by a window's start.
 pub fn for_each_window_started(
-    conn: &Connection,
+    conn: &Db,
     f: &WindowFilter,
     each: impl FnMut(&WindowRef<'_>),
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     let mut w = Where::new(
         "start >= ?1 AND start < ?2",
         vec![f.since_s.into(), f.until_s.into()],
@@ -176,11 +160,7 @@ pub fn for_each_window_started(
     windows_where(conn, w, each)
 }
 
-fn windows_where(
-    conn: &Connection,
-    w: Where,
-    mut each: impl FnMut(&WindowRef<'_>),
-) -> rusqlite::Result<()> {
+fn windows_where(conn: &Db, w: Where, mut each: impl FnMut(&WindowRef<'_>)) -> DbResult<()> {
     let sql = format!(
         "SELECT start, span_s, host, frontend, backend, server, requests, s1xx, s2xx, s3xx, s4xx,
             s5xx, s_other, retries, redispatches, term_client, term_server, term_proxy,
@@ -188,11 +168,9 @@ fn windows_where(
          FROM windows{} ORDER BY start",
         w.sql
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(w.args))?;
-    while let Some(r) = rows.next()? {
-        let text = |i| text(r, i);
-        let blob = |i| blob(r, i);
+    conn.query(&sql, &values(&w.args), |r: &Row<'_>| {
+        let text = |i| r.str(i);
+        let blob = |i| r.bytes(i);
         each(&WindowRef {
             start: r.get(0)?,
             span_s: r.get(1)?,
@@ -224,35 +202,39 @@ fn windows_where(
             t_total: blob(21)?,
             t_response: blob(22)?,
         });
-    }
+        Ok(())
+    })?;
     Ok(())
 }
 
 /// Every (host, backend, server) traffic was stored for, with its last window's start.
 /// (Of one backend, with `only`.)
 pub fn for_each_route(
-    conn: &Connection,
+    conn: &Db,
     only: Option<&str>,
     mut each: impl FnMut(&str, &str, &str, i64),
-) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT host, backend, server, last_seen FROM routes WHERE ?1 IS NULL OR backend = ?1",
+) -> DbResult<()> {
+    conn.query(
+        "SELECT host, backend, server, last_seen FROM routes
+         WHERE CAST(?1 AS TEXT) IS NULL OR backend = ?1",
+        &vals![only],
+        |r| {
+            each(r.str(0)?, r.str(1)?, r.str(2)?, r.get(3)?);
+            Ok(())
+        },
     )?;
-    let mut rows = stmt.query([only])?;
-    while let Some(r) = rows.next()? {
-        each(text(r, 0)?, text(r, 1)?, text(r, 2)?, r.get(3)?);
-    }
     Ok(())
 }
 
 /// Where the stored windows end: the end of the newest window. Traffic
 /// before it is all stored, on any route (a route with no window there had
 /// no requests); the window in progress is not stored yet.
-pub fn closed_until(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    use rusqlite::OptionalExtension as _;
-    conn.prepare_cached("SELECT start + span_s FROM windows ORDER BY start DESC LIMIT 1")?
-        .query_row([], |r| r.get(0))
-        .optional()
+pub fn closed_until(conn: &Db) -> DbResult<Option<i64>> {
+    conn.query_opt(
+        "SELECT start + span_s FROM windows ORDER BY start DESC LIMIT 1",
+        &[],
+        |r| r.get(0),
+    )
 }
 
 /// One quarter hour of a backend on one host (`backend_rollups`); the histogram stays encoded.
@@ -266,27 +248,29 @@ pub struct RollupRef<'a> {
 
 /// Calls `each` with the rollups of `backend` (on `host`, or every host) starting in [since, until).
 pub fn for_each_rollup(
-    conn: &Connection,
+    conn: &Db,
     backend: &str,
     host: Option<&str>,
     (since_s, until_s): (i64, i64),
     mut each: impl FnMut(&RollupRef<'_>),
-) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
+) -> DbResult<()> {
+    conn.query(
         "SELECT start, requests, s4xx, s5xx, t_total_hist FROM backend_rollups
-         WHERE backend = ?1 AND start >= ?2 AND start < ?3 AND (?4 IS NULL OR host = ?4)
+         WHERE backend = ?1 AND start >= ?2 AND start < ?3
+           AND (CAST(?4 AS TEXT) IS NULL OR host = ?4)
          ORDER BY start",
+        &vals![backend, since_s, until_s, host],
+        |r| {
+            each(&RollupRef {
+                start: r.get(0)?,
+                requests: r.get(1)?,
+                s4xx: r.get(2)?,
+                s5xx: r.get(3)?,
+                t_total: r.bytes(4)?,
+            });
+            Ok(())
+        },
     )?;
-    let mut rows = stmt.query(rusqlite::params![backend, since_s, until_s, host])?;
-    while let Some(r) = rows.next()? {
-        each(&RollupRef {
-            start: r.get(0)?,
-            requests: r.get(1)?,
-            s4xx: r.get(2)?,
-            s5xx: r.get(3)?,
-            t_total: blob(r, 4)?,
-        });
-    }
     Ok(())
 }
 
@@ -302,14 +286,13 @@ pub struct Sample {
 }
 
 /// The first `limit` evidence lines of windows in the filter, oldest first.
-pub fn samples(conn: &Connection, f: &WindowFilter, limit: usize) -> rusqlite::Result<Vec<Sample>> {
+pub fn samples(conn: &Db, f: &WindowFilter, limit: usize) -> DbResult<Vec<Sample>> {
     let w = window_where(f, true);
     let sql = format!(
         "SELECT start, host, server, class, raw FROM samples{} ORDER BY start, rowid LIMIT {limit}",
         w.sql
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(w.args), |r| {
+    conn.query(&sql, &values(&w.args), |r| {
         Ok(Sample {
             start_s: r.get(0)?,
             host: r.get(1)?,
@@ -317,8 +300,7 @@ pub fn samples(conn: &Connection, f: &WindowFilter, limit: usize) -> rusqlite::R
             class: r.get(3)?,
             raw: r.get(4)?,
         })
-    })?;
-    rows.collect()
+    })
 }
 
 /// One stored count of a status code on a route.
@@ -331,25 +313,24 @@ pub struct StatusRef {
 
 /// Calls `each` with every status count of a window overlapping [since, until).
 pub fn for_each_status(
-    conn: &Connection,
+    conn: &Db,
     f: &WindowFilter,
     mut each: impl FnMut(&StatusRef),
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     let w = window_where(f, true);
     let sql = format!(
         "SELECT start, span_s, status, requests FROM status_windows{} ORDER BY start",
         w.sql
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(w.args))?;
-    while let Some(r) = rows.next()? {
+    conn.query(&sql, &values(&w.args), |r| {
         each(&StatusRef {
             start: r.get(0)?,
             span_s: r.get(1)?,
             status: r.get(2)?,
             requests: r.get(3)?,
         });
-    }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -366,24 +347,22 @@ pub struct UrlRef<'a> {
 /// Calls `each` with every URL row of a window overlapping [since, until).
 /// URLs are kept per backend: the filter's frontend and server must be unset.
 pub fn for_each_url(
-    conn: &Connection,
+    conn: &Db,
     f: &WindowFilter,
     mut each: impl FnMut(&UrlRef<'_>),
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     let w = window_where(f, false);
     let sql = format!(
         "SELECT start, span_s, method, path, requests, s4xx, s5xx, bytes, t_total_hist
          FROM url_windows{} ORDER BY start",
         w.sql
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(w.args))?;
-    while let Some(r) = rows.next()? {
+    conn.query(&sql, &values(&w.args), |r| {
         each(&UrlRef {
             start: r.get(0)?,
             span_s: r.get(1)?,
-            method: text(r, 2)?,
-            path: text(r, 3)?,
+            method: r.str(2)?,
+            path: r.str(3)?,
             counts: crate::urls::UrlCounts {
                 requests: r.get(4)?,
                 s4xx: r.get(5)?,
@@ -391,15 +370,16 @@ pub fn for_each_url(
                 bytes: r.get(7)?,
                 t_total: Histogram::default(),
             },
-            t_total: blob(r, 8)?,
+            t_total: r.bytes(8)?,
         });
-    }
+        Ok(())
+    })?;
     Ok(())
 }
 
 /// Windows that overlap [since, until), decoded.
 #[cfg(test)]
-pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<WindowRow>> {
+pub fn windows(conn: &Db, f: &WindowFilter) -> DbResult<Vec<WindowRow>> {
     let mut out = Vec::new();
     for_each_window(conn, f, |w| {
         let mut counts = w.counts.clone();
@@ -421,40 +401,40 @@ pub fn windows(conn: &Connection, f: &WindowFilter) -> rusqlite::Result<Vec<Wind
 }
 
 /// The daemon's interval counters since `since_ms`, oldest first.
-pub fn ingest_stats(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<IngestRow>> {
-    let mut stmt = conn.prepare(
+pub fn ingest_stats(conn: &Db, since_ms: i64) -> DbResult<Vec<IngestRow>> {
+    conn.query(
         "SELECT ts, interval_ms, received, bytes, parsed, traffic, events, parse_errors, oversized,
             denied, queue_drops, socket_drops, rows_written, detail
          FROM ingest_stats WHERE ts >= ?1 ORDER BY ts",
-    )?;
-    let rows = stmt.query_map([since_ms], |r| {
-        Ok(IngestRow {
-            ts_ms: r.get(0)?,
-            interval_ms: r.get(1)?,
-            received: r.get(2)?,
-            bytes: r.get(3)?,
-            parsed: r.get(4)?,
-            traffic: r.get(5)?,
-            events: r.get(6)?,
-            parse_errors: r.get(7)?,
-            oversized: r.get(8)?,
-            denied: r.get(9)?,
-            queue_drops: r.get(10)?,
-            socket_drops: r.get(11)?,
-            rows_written: r.get(12)?,
-            detail: r.get(13)?,
-        })
-    })?;
-    rows.collect()
+        &vals![since_ms],
+        |r| {
+            Ok(IngestRow {
+                ts_ms: r.get(0)?,
+                interval_ms: r.get(1)?,
+                received: r.get(2)?,
+                bytes: r.get(3)?,
+                parsed: r.get(4)?,
+                traffic: r.get(5)?,
+                events: r.get(6)?,
+                parse_errors: r.get(7)?,
+                oversized: r.get(8)?,
+                denied: r.get(9)?,
+                queue_drops: r.get(10)?,
+                socket_drops: r.get(11)?,
+                rows_written: r.get(12)?,
+                detail: r.get(13)?,
+            })
+        },
+    )
 }
 
 /// The backend names the store has seen, in events or traffic windows:
 /// what a silence may name.
-pub fn backends(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    conn.prepare(
+pub fn backends(conn: &Db) -> DbResult<Vec<String>> {
+    conn.query(
         "SELECT DISTINCT proxy FROM events WHERE proxy IS NOT NULL
          UNION SELECT DISTINCT backend FROM windows ORDER BY 1",
-    )?
-    .query_map([], |r| r.get(0))?
-    .collect()
+        &[],
+        |r| r.get(0),
+    )
 }

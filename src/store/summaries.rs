@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
-use super::writer::{clamp, EventRow};
+use super::db::{vals, Db, DbResult};
+use super::writer::EventRow;
 use crate::hist::Histogram;
 use crate::windows::WindowRow;
 
@@ -48,46 +49,45 @@ const CHECK_UPSERT: &str =
 pub const ROLLUP_S: i64 = 900;
 
 /// Each state and check line of a batch into `server_state`.
-pub fn write_states(tx: &rusqlite::Transaction<'_>, events: &[EventRow]) -> rusqlite::Result<()> {
-    let mut state = tx.prepare_cached(STATE_UPSERT)?;
-    let mut reconciled = tx.prepare_cached(RECONCILED_UPSERT)?;
-    let mut check = tx.prepare_cached(CHECK_UPSERT)?;
+pub fn write_states(tx: &Db, events: &[EventRow]) -> DbResult<()> {
     for e in events {
         let (Some(proxy), Some(server)) = (&e.proxy, &e.server) else {
             continue;
         };
         if e.template == "reconciliation" && e.new_state.is_some() {
-            reconciled.execute(params![
-                e.host,
-                proxy,
-                server,
-                e.new_state,
-                e.ts_ms,
-                e.reason
-            ])?;
+            tx.execute(
+                RECONCILED_UPSERT,
+                &vals![e.host, proxy, server, e.new_state, e.ts_ms, e.reason],
+            )?;
         } else if e.kind == "state_change" && e.new_state.is_some() {
-            state.execute(params![
-                e.host,
-                proxy,
-                server,
-                e.new_state,
-                e.ts_ms,
-                e.reason,
-                e.active_left,
-                e.backup_left
-            ])?;
+            tx.execute(
+                STATE_UPSERT,
+                &vals![
+                    e.host,
+                    proxy,
+                    server,
+                    e.new_state,
+                    e.ts_ms,
+                    e.reason,
+                    e.active_left,
+                    e.backup_left
+                ],
+            )?;
         } else if e.kind == "health_check" {
-            check.execute(params![
-                e.host,
-                proxy,
-                server,
-                e.ts_ms,
-                e.check_result,
-                e.reason,
-                e.code,
-                e.info,
-                e.check_duration_ms.map(clamp)
-            ])?;
+            tx.execute(
+                CHECK_UPSERT,
+                &vals![
+                    e.host,
+                    proxy,
+                    server,
+                    e.ts_ms,
+                    e.check_result,
+                    e.reason,
+                    e.code,
+                    e.info,
+                    e.check_duration_ms
+                ],
+            )?;
         }
     }
     Ok(())
@@ -96,10 +96,7 @@ pub fn write_states(tx: &rusqlite::Transaction<'_>, events: &[EventRow]) -> rusq
 /// What the console reads beside the windows (bookkeeping, not counted as
 /// rows): every route's last window, and each backend's quarter hours.
 /// Summed here first, so a batch costs one upsert per key, not per window.
-pub fn write_routes_and_rollups(
-    tx: &rusqlite::Transaction<'_>,
-    windows: &[WindowRow],
-) -> rusqlite::Result<()> {
+pub fn write_routes_and_rollups(tx: &Db, windows: &[WindowRow]) -> DbResult<()> {
     let mut routes: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
     let mut rollups: HashMap<(&str, i64, &str), Rollup> = HashMap::new();
     for w in windows {
@@ -114,33 +111,37 @@ pub fn write_routes_and_rollups(
         r.s5xx += w.counts.s5xx;
         r.t_total.merge(&w.counts.t_total);
     }
-    let mut route = tx.prepare_cached(
-        "INSERT INTO routes (host, backend, server, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (host, backend, server) DO UPDATE SET
-            first_seen = min(first_seen, excluded.first_seen),
-            last_seen = max(last_seen, excluded.last_seen)",
-    )?;
     for ((host, backend, server), (first, last)) in routes {
-        route.execute(params![host, backend, server, first, last])?;
+        tx.execute(
+            "INSERT INTO routes (host, backend, server, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (host, backend, server) DO UPDATE SET
+                first_seen = CASE WHEN excluded.first_seen < routes.first_seen
+                    THEN excluded.first_seen ELSE routes.first_seen END,
+                last_seen = CASE WHEN excluded.last_seen > routes.last_seen
+                    THEN excluded.last_seen ELSE routes.last_seen END",
+            &vals![host, backend, server, first, last],
+        )?;
     }
-    let mut rollup = tx.prepare_cached(
-        "INSERT INTO backend_rollups (backend, start, host, requests, s4xx, s5xx, t_total_hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (backend, start, host) DO UPDATE SET
-            requests = requests + excluded.requests,
-            s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx,
-            t_total_hist = hist_merge(t_total_hist, excluded.t_total_hist)",
-    )?;
     for ((backend, quarter, host), r) in rollups {
-        rollup.execute(params![
-            backend,
-            quarter,
-            host,
-            clamp(r.requests),
-            clamp(r.s4xx),
-            clamp(r.s5xx),
-            r.t_total.encode()
-        ])?;
+        tx.execute(
+            "INSERT INTO backend_rollups (backend, start, host, requests, s4xx, s5xx, t_total_hist)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (backend, start, host) DO UPDATE SET
+                requests = backend_rollups.requests + excluded.requests,
+                s4xx = backend_rollups.s4xx + excluded.s4xx,
+                s5xx = backend_rollups.s5xx + excluded.s5xx,
+                t_total_hist = hist_merge(backend_rollups.t_total_hist, excluded.t_total_hist)",
+            &vals![
+                backend,
+                quarter,
+                host,
+                r.requests,
+                r.s4xx,
+                r.s5xx,
+                r.t_total.encode()
+            ],
+        )?;
     }
     Ok(())
 }

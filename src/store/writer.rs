@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
+
+use super::db::{vals, Db, DbError, DbResult};
 
 use crate::hist::Histogram;
 use crate::windows::{UrlRow, WindowRow};
@@ -168,17 +170,13 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread.
-    pub fn spawn(
-        conn: Connection,
-        retention: Option<Retention>,
-        counters: WriterCounters,
-    ) -> Writer {
+    pub fn spawn(conn: Db, retention: Option<Retention>, counters: WriterCounters) -> Writer {
         Writer::spawn_waking(conn, retention, counters, None)
     }
 
     /// As [`spawn`](Self::spawn); `outbox` is woken after a commit that queued notifications.
     pub fn spawn_waking(
-        conn: Connection,
+        conn: Db,
         retention: Option<Retention>,
         counters: WriterCounters,
         outbox: Option<Arc<tokio::sync::Notify>>,
@@ -242,13 +240,8 @@ impl Writer {
     }
 }
 
-/// Whether waiting can fix it: a lock held elsewhere, a full disk, an I/O hiccup.
-fn transient(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::*;
-    matches!(
-        e.sqlite_error_code(),
-        Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory)
-    )
+fn transient(e: &DbError) -> bool {
+    e.transient()
 }
 
 fn past_stop(counters: &WriterCounters) -> bool {
@@ -259,13 +252,8 @@ fn past_stop(counters: &WriterCounters) -> bool {
         .is_some_and(|t| Instant::now() >= t)
 }
 
-/// The file itself is unusable: no row of any batch can be stored.
-fn broken(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::*;
-    matches!(
-        e.sqlite_error_code(),
-        Some(DatabaseCorrupt | NotADatabase | ReadOnly | PermissionDenied)
-    )
+fn broken(e: &DbError) -> bool {
+    e.broken()
 }
 
 /// Commits a batch; while the failure is one that waiting can fix, waits and
@@ -274,7 +262,7 @@ fn broken(e: &rusqlite::Error) -> bool {
 /// other failure is a property of some row, never of the batch: the batch is
 /// committed op by op, and a failing op row by row, so only the rows SQLite
 /// refuses are lost, each counted and logged.
-fn commit_with_retries(conn: &Connection, batch: &[WriteOp], counters: &WriterCounters) -> u64 {
+fn commit_with_retries(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> u64 {
     match commit(conn, batch, counters) {
         Ok(rows) => rows,
         Err(e) if transient(&e) && past_stop(counters) => {
@@ -309,7 +297,7 @@ fn commit_with_retries(conn: &Connection, batch: &[WriteOp], counters: &WriterCo
 }
 
 /// One op on its own; a failing one row by row.
-fn commit_isolating(conn: &Connection, op: &WriteOp, counters: &WriterCounters) -> u64 {
+fn commit_isolating(conn: &Db, op: &WriteOp, counters: &WriterCounters) -> u64 {
     if let Ok(rows) = commit(conn, std::slice::from_ref(op), counters) {
         return rows;
     }
@@ -349,11 +337,7 @@ fn commit_isolating(conn: &Connection, op: &WriteOp, counters: &WriterCounters) 
 }
 
 /// Commits, waiting out what waiting can fix; the error of anything else.
-fn commit(
-    conn: &Connection,
-    batch: &[WriteOp],
-    counters: &WriterCounters,
-) -> rusqlite::Result<u64> {
+fn commit(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u64> {
     let mut wait = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     loop {
@@ -425,93 +409,99 @@ impl WriteOp {
     }
 }
 
-fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
-    let tx = conn.unchecked_transaction()?;
+fn write_batch(conn: &Db, batch: &[WriteOp]) -> DbResult<u64> {
+    conn.transaction(|tx| write_ops(tx, batch))
+}
+
+fn write_ops(tx: &Db, batch: &[WriteOp]) -> DbResult<u64> {
     let mut rows = 0u64;
     for op in batch {
         match op {
             WriteOp::Events(events) => {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO events (ts, host, kind, template, proxy, server, new_state, old_state,
-                        reason, code, info, check_duration_ms, active_left, backup_left, json, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                )?;
-                super::summaries::write_states(&tx, events)?;
+                super::summaries::write_states(tx, events)?;
                 for e in events {
-                    stmt.execute(params![
-                        e.ts_ms,
-                        e.host,
-                        e.kind,
-                        e.template,
-                        e.proxy,
-                        e.server,
-                        e.new_state,
-                        e.old_state,
-                        e.reason,
-                        e.code,
-                        e.info,
-                        e.check_duration_ms.map(clamp),
-                        e.active_left,
-                        e.backup_left,
-                        e.json,
-                        e.raw
-                    ])?;
+                    tx.execute(
+                        "INSERT INTO events (ts, host, kind, template, proxy, server, new_state,
+                            old_state, reason, code, info, check_duration_ms, active_left,
+                            backup_left, json, raw)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                            ?15, ?16)",
+                        &vals![
+                            e.ts_ms,
+                            e.host,
+                            e.kind,
+                            e.template,
+                            e.proxy,
+                            e.server,
+                            e.new_state,
+                            e.old_state,
+                            e.reason,
+                            e.code,
+                            e.info,
+                            e.check_duration_ms,
+                            e.active_left,
+                            e.backup_left,
+                            e.json,
+                            e.raw
+                        ],
+                    )?;
                     rows += 1;
                 }
             }
-            WriteOp::Windows(windows) => rows += write_windows(&tx, windows)?,
-            WriteOp::Urls(urls) => rows += write_urls(&tx, urls)?,
+            WriteOp::Windows(windows) => rows += write_windows(tx, windows)?,
+            WriteOp::Urls(urls) => rows += write_urls(tx, urls)?,
             WriteOp::Incidents(changes, notifications) => {
-                rows += write_incidents(&tx, changes)?;
-                rows += write_outbox(&tx, notifications)?;
+                rows += write_incidents(tx, changes)?;
+                rows += write_outbox(tx, notifications)?;
             }
             WriteOp::Acked {
                 notifications,
                 acks,
                 at_ms,
             } => {
-                rows += write_outbox(&tx, notifications)?;
-                super::acks::mark_notified(&tx, acks, *at_ms)?;
+                rows += write_outbox(tx, notifications)?;
+                super::acks::mark_notified(tx, acks, *at_ms)?;
             }
             WriteOp::Deliveries(attempts) => {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE outbox SET attempts = ?2, delivered_at = ?3, next_attempt_at = ?4,
-                        failed_at = CASE WHEN ?5 THEN ?4 END, last_error = ?6,
-                        state = CASE WHEN ?3 IS NOT NULL THEN 'delivered' WHEN ?5 THEN 'failed'
-                            ELSE 'queued' END
-                     WHERE id = ?1",
-                )?;
-                let mut history = tx.prepare_cached(
-                    "INSERT INTO delivery_attempts (outbox_id, node, at, attempt, outcome, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
                 for a in attempts {
-                    stmt.execute(params![
-                        a.id,
-                        a.attempts,
-                        a.delivered_ms,
-                        a.next_attempt_ms,
-                        a.failed,
-                        a.error
-                    ])?;
-                    history.execute(params![
-                        a.id,
-                        &*a.node,
-                        a.at_ms,
-                        a.attempts,
-                        a.outcome(),
-                        a.error
-                    ])?;
+                    tx.execute(
+                        "UPDATE outbox SET attempts = ?2, delivered_at = ?3, next_attempt_at = ?4,
+                            failed_at = CASE WHEN ?5 THEN ?4 END, last_error = ?6,
+                            state = CASE WHEN ?3 IS NOT NULL THEN 'delivered'
+                                WHEN ?5 THEN 'failed' ELSE 'queued' END
+                         WHERE id = ?1",
+                        &vals![
+                            a.id,
+                            a.attempts,
+                            a.delivered_ms,
+                            a.next_attempt_ms,
+                            a.failed,
+                            a.error
+                        ],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO delivery_attempts (outbox_id, node, at, attempt, outcome, error)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        &vals![
+                            a.id,
+                            &*a.node,
+                            a.at_ms,
+                            a.attempts,
+                            a.outcome(),
+                            a.error
+                        ],
+                    )?;
                     rows += 1;
                 }
             }
             WriteOp::Channels(channels, at_ms) => {
-                tx.execute("DELETE FROM channels_running", [])?;
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO channels_running (name, fingerprint, since) VALUES (?1, ?2, ?3)",
-                )?;
+                tx.execute("DELETE FROM channels_running", &[])?;
                 for (name, fingerprint) in channels {
-                    stmt.execute(params![name, fingerprint, at_ms])?;
+                    tx.execute(
+                        "INSERT INTO channels_running (name, fingerprint, since)
+                         VALUES (?1, ?2, ?3)",
+                        &vals![name, fingerprint, at_ms],
+                    )?;
                     rows += 1;
                 }
             }
@@ -521,225 +511,212 @@ fn write_batch(conn: &Connection, batch: &[WriteOp]) -> rusqlite::Result<u64> {
                         "UPDATE outbox SET state = 'queued', failed_at = NULL, attempts = 0,
                             next_attempt_at = ?2, last_error = NULL, created_at = ?2
                          WHERE id = ?1 AND state = 'failed'",
-                        params![id, at_ms],
-                    )? as u64;
-                    tx.execute("DELETE FROM outbox_retries WHERE id = ?1", [id])?;
+                        &vals![id, at_ms],
+                    )?;
+                    tx.execute("DELETE FROM outbox_retries WHERE id = ?1", &vals![id])?;
                 }
             }
             WriteOp::Ingest(s) => {
-                tx.prepare_cached(
+                tx.execute(
                     "INSERT INTO ingest_stats (ts, interval_ms, received, bytes, parsed, traffic, events,
                         parse_errors, oversized, denied, queue_drops, socket_drops, rows_written, detail)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?
-                .execute(params![
-                    s.ts_ms, s.interval_ms, clamp(s.received), clamp(s.bytes), clamp(s.parsed),
-                    clamp(s.traffic), clamp(s.events), clamp(s.parse_errors), clamp(s.oversized),
-                    clamp(s.denied), clamp(s.queue_drops), clamp(s.socket_drops),
-                    clamp(s.rows_written), s.detail
-                ])?;
+                    &vals![
+                        s.ts_ms, s.interval_ms, s.received, s.bytes, s.parsed, s.traffic, s.events,
+                        s.parse_errors, s.oversized, s.denied, s.queue_drops, s.socket_drops,
+                        s.rows_written, s.detail
+                    ],
+                )?;
                 rows += 1;
             }
         }
     }
-    tx.commit()?;
     Ok(rows)
 }
 
-/// SQLite integers are i64: a count beyond that is stored as its largest value.
-pub(super) fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+/// A window closed earlier and re-opened by late lines merges into its row.
+const WINDOW_UPSERT: &str = "INSERT INTO windows (start, span_s, host, frontend, backend, server,
+        requests, s1xx, s2xx, s3xx, s4xx, s5xx, s_other, retries, redispatches,
+        term_client, term_server, term_proxy, term_resource, term_other, bytes,
+        t_total_hist, t_response_hist)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+        ?18, ?19, ?20, ?21, ?22, ?23)
+     ON CONFLICT (start, span_s, host, frontend, backend, server) DO UPDATE SET
+        requests = windows.requests + excluded.requests,
+        s1xx = windows.s1xx + excluded.s1xx, s2xx = windows.s2xx + excluded.s2xx,
+        s3xx = windows.s3xx + excluded.s3xx, s4xx = windows.s4xx + excluded.s4xx,
+        s5xx = windows.s5xx + excluded.s5xx, s_other = windows.s_other + excluded.s_other,
+        retries = windows.retries + excluded.retries,
+        redispatches = windows.redispatches + excluded.redispatches,
+        term_client = windows.term_client + excluded.term_client,
+        term_server = windows.term_server + excluded.term_server,
+        term_proxy = windows.term_proxy + excluded.term_proxy,
+        term_resource = windows.term_resource + excluded.term_resource,
+        term_other = windows.term_other + excluded.term_other,
+        bytes = windows.bytes + excluded.bytes,
+        t_total_hist = hist_merge(windows.t_total_hist, excluded.t_total_hist),
+        t_response_hist = hist_merge(windows.t_response_hist, excluded.t_response_hist)";
 
-fn write_windows(tx: &rusqlite::Transaction<'_>, windows: &[WindowRow]) -> rusqlite::Result<u64> {
-    // A window closed earlier and re-opened by late lines merges into its row.
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO windows (start, span_s, host, frontend, backend, server, requests,
-            s1xx, s2xx, s3xx, s4xx, s5xx, s_other, retries, redispatches,
-            term_client, term_server, term_proxy, term_resource, term_other, bytes,
-            t_total_hist, t_response_hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23)
-         ON CONFLICT (start, span_s, host, frontend, backend, server) DO UPDATE SET
-            requests = requests + excluded.requests,
-            s1xx = s1xx + excluded.s1xx, s2xx = s2xx + excluded.s2xx, s3xx = s3xx + excluded.s3xx,
-            s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx,
-            s_other = s_other + excluded.s_other,
-            retries = retries + excluded.retries,
-            redispatches = redispatches + excluded.redispatches,
-            term_client = term_client + excluded.term_client,
-            term_server = term_server + excluded.term_server,
-            term_proxy = term_proxy + excluded.term_proxy,
-            term_resource = term_resource + excluded.term_resource,
-            term_other = term_other + excluded.term_other,
-            bytes = bytes + excluded.bytes,
-            t_total_hist = hist_merge(t_total_hist, excluded.t_total_hist),
-            t_response_hist = hist_merge(t_response_hist, excluded.t_response_hist)",
-    )?;
-    let mut sample = tx.prepare_cached(
-        "INSERT INTO samples (start, span_s, host, frontend, backend, server, class, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    let mut status = tx.prepare_cached(
-        "INSERT INTO status_windows (start, span_s, host, frontend, backend, server, status, requests)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (start, span_s, host, frontend, backend, server, status) DO UPDATE SET
-            requests = requests + excluded.requests",
-    )?;
+fn write_windows(tx: &Db, windows: &[WindowRow]) -> DbResult<u64> {
     super::summaries::write_routes_and_rollups(tx, windows)?;
     let mut rows = 0;
     for w in windows {
         let c = &w.counts;
-        upsert.execute(params![
-            w.start,
-            w.span_s,
-            w.host,
-            w.frontend,
-            w.backend,
-            w.server,
-            clamp(c.requests),
-            clamp(c.s1xx),
-            clamp(c.s2xx),
-            clamp(c.s3xx),
-            clamp(c.s4xx),
-            clamp(c.s5xx),
-            clamp(c.s_other),
-            clamp(c.retries),
-            clamp(c.redispatches),
-            clamp(c.term_client),
-            clamp(c.term_server),
-            clamp(c.term_proxy),
-            clamp(c.term_resource),
-            clamp(c.term_other),
-            clamp(c.bytes),
-            c.t_total.encode(),
-            c.t_response.encode()
-        ])?;
-        rows += 1;
-        for (class, raw) in &w.samples {
-            sample.execute(params![
-                w.start, w.span_s, w.host, w.frontend, w.backend, w.server, class, raw
-            ])?;
-            rows += 1;
-        }
-        for (code, n) in &w.statuses {
-            status.execute(params![
+        tx.execute(
+            WINDOW_UPSERT,
+            &vals![
                 w.start,
                 w.span_s,
                 w.host,
                 w.frontend,
                 w.backend,
                 w.server,
-                code,
-                clamp(*n)
-            ])?;
+                c.requests,
+                c.s1xx,
+                c.s2xx,
+                c.s3xx,
+                c.s4xx,
+                c.s5xx,
+                c.s_other,
+                c.retries,
+                c.redispatches,
+                c.term_client,
+                c.term_server,
+                c.term_proxy,
+                c.term_resource,
+                c.term_other,
+                c.bytes,
+                c.t_total.encode(),
+                c.t_response.encode()
+            ],
+        )?;
+        rows += 1;
+        for (class, raw) in &w.samples {
+            tx.execute(
+                "INSERT INTO samples (start, span_s, host, frontend, backend, server, class, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                &vals![w.start, w.span_s, w.host, w.frontend, w.backend, w.server, class, raw],
+            )?;
+            rows += 1;
+        }
+        for (code, n) in &w.statuses {
+            tx.execute(
+                "INSERT INTO status_windows (start, span_s, host, frontend, backend, server,
+                    status, requests)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (start, span_s, host, frontend, backend, server, status)
+                 DO UPDATE SET requests = status_windows.requests + excluded.requests",
+                &vals![w.start, w.span_s, w.host, w.frontend, w.backend, w.server, code, n],
+            )?;
             rows += 1;
         }
     }
     Ok(rows)
 }
 
-fn write_urls(tx: &rusqlite::Transaction<'_>, urls: &[UrlRow]) -> rusqlite::Result<u64> {
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO url_windows (start, span_s, host, backend, method, path, requests, s4xx,
-            s5xx, bytes, t_total_hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (start, span_s, host, backend, method, path) DO UPDATE SET
-            requests = requests + excluded.requests,
-            s4xx = s4xx + excluded.s4xx, s5xx = s5xx + excluded.s5xx,
-            bytes = bytes + excluded.bytes,
-            t_total_hist = hist_merge(t_total_hist, excluded.t_total_hist)",
-    )?;
+fn write_urls(tx: &Db, urls: &[UrlRow]) -> DbResult<u64> {
     for u in urls {
         let c = &u.counts;
-        upsert.execute(params![
-            u.start,
-            u.span_s,
-            u.host,
-            u.backend,
-            u.method,
-            u.path,
-            clamp(c.requests),
-            clamp(c.s4xx),
-            clamp(c.s5xx),
-            clamp(c.bytes),
-            c.t_total.encode()
-        ])?;
+        tx.execute(
+            "INSERT INTO url_windows (start, span_s, host, backend, method, path, requests, s4xx,
+                s5xx, bytes, t_total_hist)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (start, span_s, host, backend, method, path) DO UPDATE SET
+                requests = url_windows.requests + excluded.requests,
+                s4xx = url_windows.s4xx + excluded.s4xx, s5xx = url_windows.s5xx + excluded.s5xx,
+                bytes = url_windows.bytes + excluded.bytes,
+                t_total_hist = hist_merge(url_windows.t_total_hist, excluded.t_total_hist)",
+            &vals![
+                u.start,
+                u.span_s,
+                u.host,
+                u.backend,
+                u.method,
+                u.path,
+                c.requests,
+                c.s4xx,
+                c.s5xx,
+                c.bytes,
+                c.t_total.encode()
+            ],
+        )?;
     }
     Ok(urls.len() as u64)
 }
 
-fn write_incidents(
-    tx: &rusqlite::Transaction<'_>,
-    changes: &[crate::incidents::Change],
-) -> rusqlite::Result<u64> {
+const TIMELINE_INSERT: &str =
+    "INSERT INTO incident_timeline (incident_id, ts, text) VALUES (?1, ?2, ?3)";
+
+fn write_incidents(tx: &Db, changes: &[crate::incidents::Change]) -> DbResult<u64> {
     use crate::incidents::Change;
-    let mut timeline = tx.prepare_cached(
-        "INSERT INTO incident_timeline (incident_id, ts, text) VALUES (?1, ?2, ?3)",
-    )?;
     for c in changes {
         match c {
             Change::Opened(i) => {
-                tx.prepare_cached(
-                    "INSERT INTO incidents (id, key, kind, severity, host, backend, server, opened_at, summary, detail)
+                tx.execute(
+                    "INSERT INTO incidents (id, key, kind, severity, host, backend, server,
+                        opened_at, summary, detail)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?
-                .execute(params![
-                    i.id, i.key.as_str(), i.kind.as_str(), i.severity.as_str(), i.host, i.backend, i.server,
-                    i.opened_ms, i.summary, serde_json::Value::Object(i.detail.clone()).to_string()
-                ])?;
-                timeline.execute(params![i.id, i.opened_ms, format!("opened: {}", i.summary)])?;
+                    &vals![
+                        i.id,
+                        i.key.as_str(),
+                        i.kind.as_str(),
+                        i.severity.as_str(),
+                        i.host,
+                        i.backend,
+                        i.server,
+                        i.opened_ms,
+                        i.summary,
+                        serde_json::Value::Object(i.detail.clone()).to_string()
+                    ],
+                )?;
+                tx.execute(
+                    TIMELINE_INSERT,
+                    &vals![i.id, i.opened_ms, format!("opened: {}", i.summary)],
+                )?;
             }
             Change::Timeline { id, ts_ms, text } => {
-                timeline.execute(params![id, ts_ms, text])?;
+                tx.execute(TIMELINE_INSERT, &vals![id, ts_ms, text])?;
             }
             Change::Resolved {
                 id, ts_ms, note, ..
             } => {
-                tx.prepare_cached(
+                tx.execute(
                     "UPDATE incidents SET resolved_at = ?2, resolution = ?3 WHERE id = ?1",
-                )?
-                .execute(params![id, ts_ms, note])?;
-                timeline.execute(params![id, ts_ms, format!("resolved: {note}")])?;
+                    &vals![id, ts_ms, note],
+                )?;
+                tx.execute(
+                    TIMELINE_INSERT,
+                    &vals![id, ts_ms, format!("resolved: {note}")],
+                )?;
             }
         }
     }
     Ok(changes.len() as u64)
 }
 
-fn write_outbox(
-    tx: &rusqlite::Transaction<'_>,
-    ops: &[hapwatch_engine::notify::OutboxOp],
-) -> rusqlite::Result<u64> {
+fn write_outbox(tx: &Db, ops: &[hapwatch_engine::notify::OutboxOp]) -> DbResult<u64> {
     use hapwatch_engine::notify::OutboxOp;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO outbox (id, incident_id, channel, group_key, status, payload, created_at,
-            next_attempt_at, state, item, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
-    let mut settle = tx.prepare_cached(
-        "UPDATE outbox SET state = ?2, note = ?3, message_id = ?4 WHERE id = ?1 AND state = 'waiting'",
-    )?;
-    let mut compose = tx.prepare_cached(
-        "UPDATE outbox SET state = 'queued', payload = ?2, next_attempt_at = ?3
-         WHERE id = ?1 AND state = 'waiting'",
-    )?;
     for op in ops {
         match op {
             OutboxOp::Insert(r) => {
-                insert.execute(params![
-                    r.id,
-                    r.incident_id,
-                    r.channel,
-                    r.group_key,
-                    r.status.as_str(),
-                    r.payload,
-                    r.created_ms,
-                    r.due_ms,
-                    r.state.as_str(),
-                    r.item,
-                    r.note
-                ])?;
+                tx.execute(
+                    "INSERT INTO outbox (id, incident_id, channel, group_key, status, payload,
+                        created_at, next_attempt_at, state, item, note)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    &vals![
+                        r.id,
+                        r.incident_id,
+                        r.channel,
+                        r.group_key,
+                        r.status.as_str(),
+                        r.payload,
+                        r.created_ms,
+                        r.due_ms,
+                        r.state.as_str(),
+                        r.item,
+                        r.note
+                    ],
+                )?;
             }
             OutboxOp::Settle {
                 id,
@@ -747,7 +724,12 @@ fn write_outbox(
                 note,
                 message,
             } => {
-                if settle.execute(params![id, state.as_str(), note, message])? == 0 {
+                let settled = tx.execute(
+                    "UPDATE outbox SET state = ?2, note = ?3, message_id = ?4
+                     WHERE id = ?1 AND state = 'waiting'",
+                    &vals![id, state.as_str(), note, message],
+                )?;
+                if settled == 0 {
                     tracing::error!(
                         row = id,
                         "an outbox row to settle was not waiting (its insert was lost?)"
@@ -755,7 +737,12 @@ fn write_outbox(
                 }
             }
             OutboxOp::Compose { id, payload, at_ms } => {
-                if compose.execute(params![id, payload, at_ms])? == 0 {
+                let composed = tx.execute(
+                    "UPDATE outbox SET state = 'queued', payload = ?2, next_attempt_at = ?3
+                     WHERE id = ?1 AND state = 'waiting'",
+                    &vals![id, payload, at_ms],
+                )?;
+                if composed == 0 {
                     tracing::error!(
                         row = id,
                         "an outbox row to send was not waiting (its insert was lost?)"
@@ -767,73 +754,77 @@ fn write_outbox(
     Ok(ops.len() as u64)
 }
 
-fn prune(conn: &Connection, r: &Retention) {
+fn prune(conn: &Db, r: &Retention) {
     let now = r.wall.now_ms();
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
     let samples_before_s = (now - r.samples.as_millis() as i64) / 1000;
     let events_before_ms = now - r.events.as_millis() as i64;
-    let result = (|| -> rusqlite::Result<usize> {
-        let tx = conn.unchecked_transaction()?;
-        let mut n = tx.execute("DELETE FROM windows WHERE start < ?1", [windows_before_s])?;
+    let result = conn.transaction(|tx| -> DbResult<u64> {
+        let mut n = tx.execute(
+            "DELETE FROM windows WHERE start < ?1",
+            &vals![windows_before_s],
+        )?;
         n += tx.execute(
             "DELETE FROM status_windows WHERE start < ?1",
-            [windows_before_s],
+            &vals![windows_before_s],
         )?;
         n += tx.execute(
             "DELETE FROM url_windows WHERE start < ?1",
-            [windows_before_s],
+            &vals![windows_before_s],
         )?;
-        n += tx.execute("DELETE FROM samples WHERE start < ?1", [samples_before_s])?;
+        n += tx.execute(
+            "DELETE FROM samples WHERE start < ?1",
+            &vals![samples_before_s],
+        )?;
         n += tx.execute(
             "DELETE FROM routes WHERE last_seen < ?1",
-            [windows_before_s],
+            &vals![windows_before_s],
         )?;
         // A quarter hour goes when all of it has expired.
         n += tx.execute(
             "DELETE FROM backend_rollups WHERE start + ?2 <= ?1",
-            [windows_before_s, super::summaries::ROLLUP_S],
+            &vals![windows_before_s, super::summaries::ROLLUP_S],
         )?;
         n += tx.execute(
             "DELETE FROM ingest_stats WHERE ts < ?1",
-            [windows_before_s * 1000],
+            &vals![windows_before_s * 1000],
         )?;
-        n += tx.execute("DELETE FROM events WHERE ts < ?1", [events_before_ms])?;
+        n += tx.execute("DELETE FROM events WHERE ts < ?1", &vals![events_before_ms])?;
         n += tx.execute(
             "DELETE FROM server_state
              WHERE coalesce(state_ts, 0) < ?1 AND coalesce(check_ts, 0) < ?1",
-            [events_before_ms],
+            &vals![events_before_ms],
         )?;
         // Incidents are kept as long as events; open ones whatever their age.
         n += tx.execute(
             "DELETE FROM incident_timeline WHERE incident_id IN
                (SELECT id FROM incidents WHERE resolved_at < ?1)",
-            [events_before_ms],
+            &vals![events_before_ms],
         )?;
         // Acks go with their incidents: an id reused later must not inherit one.
         n += tx.execute(
             "DELETE FROM acks WHERE incident_id IN
                (SELECT id FROM incidents WHERE resolved_at < ?1)",
-            [events_before_ms],
+            &vals![events_before_ms],
         )?;
         n += tx.execute(
             "DELETE FROM incidents WHERE resolved_at < ?1",
-            [events_before_ms],
+            &vals![events_before_ms],
         )?;
         n += tx.execute(
             // Not those of incidents still open: their firing is what
             // Alertmanager channels are sent again.
             "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1
                AND incident_id NOT IN (SELECT id FROM incidents WHERE resolved_at IS NULL)",
-            [events_before_ms],
+            &vals![events_before_ms],
         )?;
         n += tx.execute(
             "DELETE FROM delivery_attempts WHERE at < ?1
                AND outbox_id NOT IN (SELECT id FROM outbox)",
-            [events_before_ms],
+            &vals![events_before_ms],
         )?;
-        tx.commit()?;
         Ok(n)
-    })();
+    });
     match result {
         Ok(0) => {}
         Ok(n) => tracing::info!(rows = n, "retention: pruned old rows"),
@@ -869,65 +860,61 @@ mod tests {
 
     #[test]
     fn a_window_written_twice_is_merged_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let counters = WriterCounters::default();
-        let (rows, errors) = (counters.rows_written.clone(), counters.write_errors.clone());
-        let w = Writer::spawn(crate::store::open_write(&path).unwrap(), None, counters);
-        w.tx.send(WriteOp::Windows(vec![window(2, &[5, 700])]))
-            .unwrap();
-        // A late line re-opened the window after it was stored.
-        w.tx.send(WriteOp::Windows(vec![window(1, &[40])])).unwrap();
-        w.finish();
-        assert_eq!(errors.load(Relaxed), 0);
-        assert_eq!(
-            rows.load(Relaxed),
-            6,
-            "two window rows, two samples and two status counts"
-        );
+        for store in crate::store::scratch::stores() {
+            let counters = WriterCounters::default();
+            let (rows, errors) = (counters.rows_written.clone(), counters.write_errors.clone());
+            let w = Writer::spawn(store.open(), None, counters);
+            w.tx.send(WriteOp::Windows(vec![window(2, &[5, 700])]))
+                .unwrap();
+            // A late line re-opened the window after it was stored.
+            w.tx.send(WriteOp::Windows(vec![window(1, &[40])])).unwrap();
+            w.finish();
+            assert_eq!(errors.load(Relaxed), 0);
+            assert_eq!(
+                rows.load(Relaxed),
+                6,
+                "two window rows, two samples and two status counts"
+            );
 
-        let conn = crate::store::open_read(&path).unwrap();
-        let stored = queries::windows(
-            &conn,
-            &WindowFilter {
-                since_s: 0,
-                until_s: i64::MAX / 2,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(stored.len(), 1);
-        let c = &stored[0].counts;
-        assert_eq!((c.requests, c.s5xx), (3, 3));
-        let mut all = crate::hist::Histogram::default();
-        [5, 700, 40].iter().for_each(|v| all.record(*v));
-        assert_eq!(c.t_total, all);
-        // Its quarter hour took each increment once, as the window did.
-        let (requests, hist): (i64, Vec<u8>) = conn
-            .query_row(
-                "SELECT requests, t_total_hist FROM backend_rollups",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+            let conn = &store.open();
+            let stored = queries::windows(
+                conn,
+                &WindowFilter {
+                    since_s: 0,
+                    until_s: i64::MAX / 2,
+                    ..Default::default()
+                },
             )
             .unwrap();
-        assert_eq!(requests, 3);
-        assert_eq!(crate::hist::Histogram::decode(&hist).unwrap(), all);
-        let samples: i64 = conn
-            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(samples, 2);
-        let statuses: Vec<(i64, i64)> = conn
-            .prepare("SELECT status, requests FROM status_windows")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            statuses,
-            vec![(200, 3)],
-            "the re-opened window's count merged"
-        );
+            assert_eq!(stored.len(), 1);
+            let c = &stored[0].counts;
+            assert_eq!((c.requests, c.s5xx), (3, 3));
+            let mut all = crate::hist::Histogram::default();
+            [5, 700, 40].iter().for_each(|v| all.record(*v));
+            assert_eq!(c.t_total, all);
+            // Its quarter hour took each increment once, as the window did.
+            let (requests, hist): (i64, Vec<u8>) = conn
+                .query_one(
+                    "SELECT requests, t_total_hist FROM backend_rollups",
+                    &[],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(requests, 3);
+            assert_eq!(crate::hist::Histogram::decode(&hist).unwrap(), all);
+            let samples: i64 = conn.scalar("SELECT count(*) FROM samples", &[]).unwrap();
+            assert_eq!(samples, 2);
+            let statuses: Vec<(i64, i64)> = conn
+                .query("SELECT status, requests FROM status_windows", &[], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(
+                statuses,
+                vec![(200, 3)],
+                "the re-opened window's count merged"
+            );
+        }
     }
 
     fn event(raw: &str, check_ms: u64) -> EventRow {
@@ -954,154 +941,137 @@ mod tests {
 
     #[test]
     fn each_server_keeps_its_latest_state_and_check_whatever_the_order_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let conn = crate::store::open_write(&path).unwrap();
-        let state = |ts_ms: i64, new: &str| EventRow {
-            ts_ms,
-            kind: "state_change",
-            template: "srv_down".into(),
-            new_state: Some(new.into()),
-            check_duration_ms: None,
-            check_result: None,
-            ..event(new, 0)
-        };
-        let counters = WriterCounters::default();
-        let batches = [
-            vec![state(10, "UP"), event("c1", 3)],
-            // The same millisecond: the last stored wins. An older line does not.
-            vec![state(20, "UP"), state(20, "DOWN"), state(15, "MAINT")],
-        ];
-        for events in batches {
-            commit_with_retries(&conn, &[WriteOp::Events(events)], &counters);
-        }
-        let got: (String, i64, i64, String) = conn
-            .query_row(
-                "SELECT state, state_ts, check_duration_ms, check_result FROM server_state",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .unwrap();
-        assert_eq!(got, ("DOWN".into(), 20, 3, "failed".into()));
+        for store in crate::store::scratch::stores() {
+            let conn = &store.open();
+            let state = |ts_ms: i64, new: &str| EventRow {
+                ts_ms,
+                kind: "state_change",
+                template: "srv_down".into(),
+                new_state: Some(new.into()),
+                check_duration_ms: None,
+                check_result: None,
+                ..event(new, 0)
+            };
+            let counters = WriterCounters::default();
+            let batches = [
+                vec![state(10, "UP"), event("c1", 3)],
+                // The same millisecond: the last stored wins. An older line does not.
+                vec![state(20, "UP"), state(20, "DOWN"), state(15, "MAINT")],
+            ];
+            for events in batches {
+                commit_with_retries(conn, &[WriteOp::Events(events)], &counters);
+            }
+            let got: (String, i64, i64, String) = conn
+                .query_one(
+                    "SELECT state, state_ts, check_duration_ms, check_result FROM server_state",
+                    &[],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(got, ("DOWN".into(), 20, 3, "failed".into()));
 
-        // A reconciliation is stamped by hapwatch's clock: it applies in arrival
-        // order, and a later log line (HAProxy's clock, behind) still applies after it.
-        let reconciled = EventRow {
-            kind: "other",
-            template: "reconciliation".into(),
-            ..state(1_000_000, "MAINT")
-        };
-        let read = || -> String {
-            conn.query_row("SELECT state FROM server_state", [], |r| r.get(0))
-                .unwrap()
-        };
-        commit_with_retries(&conn, &[WriteOp::Events(vec![reconciled])], &counters);
-        assert_eq!(read(), "MAINT");
-        commit_with_retries(&conn, &[WriteOp::Events(vec![state(25, "UP")])], &counters);
-        assert_eq!(read(), "UP");
+            // A reconciliation is stamped by hapwatch's clock: it applies in arrival
+            // order, and a later log line (HAProxy's clock, behind) still applies after it.
+            let reconciled = EventRow {
+                kind: "other",
+                template: "reconciliation".into(),
+                ..state(1_000_000, "MAINT")
+            };
+            let read = || -> String { conn.scalar("SELECT state FROM server_state", &[]).unwrap() };
+            commit_with_retries(conn, &[WriteOp::Events(vec![reconciled])], &counters);
+            assert_eq!(read(), "MAINT");
+            commit_with_retries(conn, &[WriteOp::Events(vec![state(25, "UP")])], &counters);
+            assert_eq!(read(), "UP");
+        }
     }
 
     #[test]
     fn a_row_the_database_refuses_loses_only_itself() {
         use crate::incidents::{Change, Incident, Kind, Severity};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("i.db");
-        let conn = crate::store::open_write(&path).unwrap();
-        let opened = Change::Opened(Incident {
-            id: 1,
-            key: crate::incidents::IncidentKey::server("lb1", "be", "s1"),
-            kind: Kind::ServerDown,
-            severity: Severity::Warning,
-            host: "lb1".into(),
-            backend: Some("be".into()),
-            server: Some("s1".into()),
-            opened_ms: 1,
-            reminder_ms: None,
-            ack: None,
-            summary: "server be/s1 is DOWN".into(),
-            detail: Default::default(),
-        });
-        let counters = WriterCounters::default();
-        commit_with_retries(
-            &conn,
-            &[WriteOp::Incidents(vec![opened.clone()], vec![])],
-            &counters,
-        );
-        // The same incident id again (a constraint SQLite enforces) among good rows,
-        // and numbers past i64 that are stored at its largest value.
-        let mut huge = window(1, &[1]);
-        huge.counts.bytes = u64::MAX;
-        let batch = [
-            WriteOp::Events(vec![event("a", 5), event("b", u64::MAX)]),
-            WriteOp::Incidents(vec![opened], vec![]),
-            WriteOp::Windows(vec![huge]),
-        ];
-        let rows = commit_with_retries(&conn, &batch, &counters);
-        assert_eq!(
-            rows, 5,
-            "two events, a window, its sample and its status count"
-        );
-        assert_eq!(counters.rows_rejected.load(Relaxed), 1);
-        let events: i64 = conn
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .unwrap();
-        let bytes: i64 = conn
-            .query_row("SELECT bytes FROM windows", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!((events, bytes), (2, i64::MAX));
+        for store in crate::store::scratch::stores() {
+            let conn = &store.open();
+            let opened = Change::Opened(Incident {
+                id: 1,
+                key: crate::incidents::IncidentKey::server("lb1", "be", "s1"),
+                kind: Kind::ServerDown,
+                severity: Severity::Warning,
+                host: "lb1".into(),
+                backend: Some("be".into()),
+                server: Some("s1".into()),
+                opened_ms: 1,
+                reminder_ms: None,
+                ack: None,
+                summary: "server be/s1 is DOWN".into(),
+                detail: Default::default(),
+            });
+            let counters = WriterCounters::default();
+            commit_with_retries(
+                conn,
+                &[WriteOp::Incidents(vec![opened.clone()], vec![])],
+                &counters,
+            );
+            // The same incident id again (a constraint SQLite enforces) among good rows,
+            // and numbers past i64 that are stored at its largest value.
+            let mut huge = window(1, &[1]);
+            huge.counts.bytes = u64::MAX;
+            let batch = [
+                WriteOp::Events(vec![event("a", 5), event("b", u64::MAX)]),
+                WriteOp::Incidents(vec![opened], vec![]),
+                WriteOp::Windows(vec![huge]),
+            ];
+            let rows = commit_with_retries(conn, &batch, &counters);
+            assert_eq!(
+                rows, 5,
+                "two events, a window, its sample and its status count"
+            );
+            assert_eq!(counters.rows_rejected.load(Relaxed), 1);
+            let events: i64 = conn.scalar("SELECT count(*) FROM events", &[]).unwrap();
+            let bytes: i64 = conn.scalar("SELECT bytes FROM windows", &[]).unwrap();
+            assert_eq!((events, bytes), (2, i64::MAX));
+        }
     }
 
     #[test]
     fn retention_prunes_only_old_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
-        let conn = crate::store::open_write(&path).unwrap();
-        let mut old = window(1, &[1]);
-        old.start = 0;
-        let recent = WindowRow {
-            start: crate::timezone::now_ms() / 1000 - 60,
-            ..window(1, &[1])
-        };
-        write_batch(&conn, &[WriteOp::Windows(vec![old, recent])]).unwrap();
-        prune(
-            &conn,
-            &Retention {
-                windows: Duration::from_secs(3600),
-                events: Duration::from_secs(3600),
-                samples: Duration::from_secs(86_400),
-                wall: Default::default(),
-            },
-        );
-        let left: Vec<i64> = conn
-            .prepare("SELECT start FROM windows")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(left.len(), 1);
-        assert!(left[0] > 0);
-        let samples: i64 = conn
-            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(samples, 1, "the old window's evidence went with it");
+        for store in crate::store::scratch::stores() {
+            let conn = &store.open();
+            let mut old = window(1, &[1]);
+            old.start = 0;
+            let recent = WindowRow {
+                start: crate::timezone::now_ms() / 1000 - 60,
+                ..window(1, &[1])
+            };
+            write_batch(conn, &[WriteOp::Windows(vec![old, recent])]).unwrap();
+            prune(
+                conn,
+                &Retention {
+                    windows: Duration::from_secs(3600),
+                    events: Duration::from_secs(3600),
+                    samples: Duration::from_secs(86_400),
+                    wall: Default::default(),
+                },
+            );
+            let left: Vec<i64> = conn
+                .query("SELECT start FROM windows", &[], |r| r.get(0))
+                .unwrap();
+            assert_eq!(left.len(), 1);
+            assert!(left[0] > 0);
+            let samples: i64 = conn.scalar("SELECT count(*) FROM samples", &[]).unwrap();
+            assert_eq!(samples, 1, "the old window's evidence went with it");
 
-        // Evidence may go before its window.
-        prune(
-            &conn,
-            &Retention {
-                windows: Duration::from_secs(3600),
-                events: Duration::from_secs(3600),
-                samples: Duration::from_secs(30),
-                wall: Default::default(),
-            },
-        );
-        let windows: i64 = conn
-            .query_row("SELECT count(*) FROM windows", [], |r| r.get(0))
-            .unwrap();
-        let samples: i64 = conn
-            .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!((windows, samples), (1, 0));
+            // Evidence may go before its window.
+            prune(
+                conn,
+                &Retention {
+                    windows: Duration::from_secs(3600),
+                    events: Duration::from_secs(3600),
+                    samples: Duration::from_secs(30),
+                    wall: Default::default(),
+                },
+            );
+            let windows: i64 = conn.scalar("SELECT count(*) FROM windows", &[]).unwrap();
+            let samples: i64 = conn.scalar("SELECT count(*) FROM samples", &[]).unwrap();
+            assert_eq!((windows, samples), (1, 0));
+        }
     }
 }

@@ -16,5 +16,6 @@ mod notify;
 mod notify_e2e;
 mod oncall;
 mod parse_cli;
+mod postgres;
 mod replay;
 mod serve;

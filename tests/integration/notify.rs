@@ -120,15 +120,6 @@ fn notifications_pending_at_a_sigkill_are_delivered_after_the_restart() {
     assert_eq!(receiver.accepted.lock().unwrap().len(), 1);
 }
 
-/// An httplog line accepted now (UTC), so its window is the current minute.
-fn traffic_now(status: u16) -> Vec<u8> {
-    let accept = accept_now();
-    format!(
-        "<134>Nov 23 01:23:33 haproxy[1]: 10.0.0.1:4242 [{accept}] fe be_api/api1 0/0/1/5/6 {status} 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\""
-    )
-    .into_bytes()
-}
-
 #[test]
 fn a_5xx_burst_is_one_rule_incident_fired_and_resolved_with_evidence() {
     let dir = tempfile::tempdir().unwrap();

@@ -30,7 +30,7 @@ impl InProcess {
         let daemon = Daemon::start_with_clock(config, lock, bound, wall).unwrap();
         InProcess {
             addresses: daemon.addresses().clone(),
-            db: daemon.db().to_owned(),
+            db: daemon.db().file().expect("a SQLite store").to_owned(),
             clock_offset_ms,
             control: daemon.control(),
             stats: daemon.stats(),

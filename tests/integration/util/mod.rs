@@ -5,6 +5,7 @@ pub mod browser;
 pub mod config;
 pub mod haproxy;
 pub mod in_process;
+pub mod postgres;
 pub mod smtp;
 
 pub use config::ConfigBuilder;
@@ -200,6 +201,15 @@ pub fn accept_now() -> String {
         .unwrap()
         .strftime("%d/%b/%Y:%H:%M:%S.000")
         .to_string()
+}
+
+/// An httplog line accepted now (UTC), so its window is the current minute.
+pub fn traffic_now(status: u16) -> Vec<u8> {
+    let accept = accept_now();
+    format!(
+        "<134>Nov 23 01:23:33 haproxy[1]: 10.0.0.1:4242 [{accept}] fe be_api/api1 0/0/1/5/6 {status} 100 - - ---- 1/1/0/0/0 0/0 \"GET / HTTP/1.1\""
+    )
+    .into_bytes()
 }
 
 /// Waits (60 s at most) until `sql`, one integer read from the store at
