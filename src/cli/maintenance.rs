@@ -199,7 +199,7 @@ fn add(
         reason,
         created_ms: now,
     };
-    let conn = config.store().open_write()?;
+    let conn = store.location()?.open_write()?;
     let id = stored::add(&conn, &w)?;
     Ok(format!(
         "maintenance #{id}: {}, hosts {}, backends {}",

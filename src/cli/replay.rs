@@ -44,13 +44,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let parser = Arc::new(crate::parser::parser_for(&config.parse)?);
     let db = args.store.location()?;
     // Incident ids and counts are the store's: not while a daemon writes it.
-    let _guard = match db.file() {
-        Some(file) => Some(
-            crate::store::guard::StoreGuard::acquire(file)
-                .map_err(|e| anyhow::anyhow!("{e}; stop it, or replay into another --db"))?,
-        ),
-        None => None,
-    };
+    // (On PostgreSQL, the lock file is this node's daemon's: not while it runs.)
+    let lock = db
+        .file()
+        .map_or_else(|| config.db_path(), Path::to_path_buf);
+    let _guard = crate::store::guard::StoreGuard::acquire(&lock)
+        .map_err(|e| anyhow::anyhow!("{e}; stop it, or replay into another --db"))?;
     let conn = db.open_write()?;
     let mut prints = Vec::new();
     for path in &args.files {

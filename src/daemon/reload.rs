@@ -27,7 +27,7 @@ pub fn apply(running: Config, next: Config, reloads: &Reloads) -> Config {
             return running;
         }
     };
-    if next.store().to_string() != running.store().to_string()
+    if format!("{:?}", next.store()) != format!("{:?}", running.store())
         || format!("{:?}", next.listeners()) != format!("{:?}", running.listeners())
         || next.storage.window != running.storage.window
         || next.heartbeat != running.heartbeat

@@ -50,8 +50,9 @@ impl DbError {
                 None => true,
                 Some(code) => {
                     let class = &code.code()[..2];
-                    // Connection, serialization/deadlock, resources, operator intervention.
-                    matches!(class, "08" | "40" | "53" | "57")
+                    // Connection, serialization/deadlock, resources, operator
+                    // intervention, system I/O; a lock held elsewhere.
+                    matches!(class, "08" | "40" | "53" | "57" | "58") || code.code() == "55P03"
                 }
             },
             _ => false,
@@ -68,9 +69,13 @@ impl DbError {
                     Some(DatabaseCorrupt | NotADatabase | ReadOnly | PermissionDenied)
                 )
             }
-            // No privilege, no such database, refused credentials, a read-only server.
+            // No privilege, no such database, refused credentials, a read-only
+            // server, corrupt data.
             DbError::Postgres(e) => e.code().is_some_and(|c| {
-                matches!(c.code(), "42501" | "3D000" | "28000" | "28P01" | "25006")
+                matches!(
+                    c.code(),
+                    "42501" | "3D000" | "28000" | "28P01" | "25006" | "XX001" | "XX002"
+                )
             }),
             _ => false,
         }
@@ -492,7 +497,9 @@ enum Backend {
 }
 
 struct PgConn {
-    client: postgres::Client,
+    /// None once lost: the next statement connects again.
+    client: Option<postgres::Client>,
+    config: postgres::Config,
     /// Prepared statements by their SQLite text and parameter types.
     statements: HashMap<(String, Vec<u32>), postgres::Statement>,
 }
@@ -510,11 +517,13 @@ impl From<rusqlite::Connection> for Db {
     }
 }
 
-impl From<postgres::Client> for Db {
-    fn from(client: postgres::Client) -> Db {
+impl Db {
+    /// A PostgreSQL connection, and what to connect again with if it is lost.
+    pub fn postgres(client: postgres::Client, config: postgres::Config) -> Db {
         Db {
             backend: Backend::Postgres(Box::new(RefCell::new(PgConn {
-                client,
+                client: Some(client),
+                config,
                 statements: HashMap::new(),
             }))),
         }
@@ -541,7 +550,10 @@ impl Db {
     pub fn batch(&self, sql: &str) -> DbResult<()> {
         match &self.backend {
             Backend::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
-            Backend::Postgres(pg) => Ok(off_runtime(|| pg.borrow_mut().client.batch_execute(sql))?),
+            Backend::Postgres(pg) => {
+                let mut pg = pg.borrow_mut();
+                off_runtime(|| Ok(pg.client()?.batch_execute(sql)?))
+            }
         }
     }
 
@@ -557,7 +569,7 @@ impl Db {
                 off_runtime(|| {
                     let stmt = pg.prepare(sql, params)?;
                     let refs = pg_params(params);
-                    Ok(pg.client.execute(&stmt, &refs)?)
+                    Ok(pg.client()?.execute(&stmt, &refs)?)
                 })
             }
         }
@@ -585,7 +597,7 @@ impl Db {
                 let rows = off_runtime(|| -> DbResult<_> {
                     let stmt = pg.prepare(sql, params)?;
                     let refs = pg_params(params);
-                    Ok(pg.client.query(&stmt, &refs)?)
+                    Ok(pg.client()?.query(&stmt, &refs)?)
                 })?;
                 drop(pg);
                 rows.iter().map(|r| read(&Row::Postgres(r))).collect()
@@ -639,6 +651,15 @@ impl Db {
     }
 }
 
+impl Drop for PgConn {
+    /// Closing blocks on the client's runtime too: not inside a tokio worker.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
+    }
+}
+
 /// The PostgreSQL client blocks on a runtime of its own, which tokio
 /// refuses inside a worker of another: there, it blocks in place.
 pub(super) fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
@@ -656,13 +677,26 @@ fn pg_params<'a>(params: &'a [Value<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
 }
 
 impl PgConn {
+    /// The connection, made again if it was lost (the statements with it).
+    /// A statement that failed with it failed its transaction, which is
+    /// rolled back and retried whole: nothing runs half on each connection.
+    fn client(&mut self) -> DbResult<&mut postgres::Client> {
+        if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
+            self.client = None;
+            self.statements.clear();
+            self.client = Some(self.config.connect(postgres::NoTls)?);
+            tracing::info!("connected to PostgreSQL again");
+        }
+        Ok(self.client.as_mut().expect("connected just now"))
+    }
+
     fn prepare(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<postgres::Statement> {
         let types: Vec<Type> = params.iter().map(Value::pg_type).collect();
         let key = (sql.to_owned(), types.iter().map(Type::oid).collect());
         if let Some(stmt) = self.statements.get(&key) {
             return Ok(stmt.clone());
         }
-        let stmt = self.client.prepare_typed(&to_postgres(sql), &types)?;
+        let stmt = self.client()?.prepare_typed(&to_postgres(sql), &types)?;
         self.statements.insert(key, stmt.clone());
         Ok(stmt)
     }
@@ -785,5 +819,25 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(db.scalar::<i64>("SELECT count(*) FROM t", &[]).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_lost_postgresql_connection_is_made_again_and_the_failure_is_transient() {
+        let Some(store) = crate::store::scratch::postgres() else {
+            return;
+        };
+        let db = store.open();
+        db.scalar::<i64>("SELECT 1", &[]).unwrap();
+        let pid: i64 = db.scalar("SELECT pg_backend_pid()", &[]).unwrap();
+        store
+            .open()
+            .batch(&format!("SELECT pg_terminate_backend({pid})"))
+            .unwrap();
+        // The writer holds its batch on a transient failure and tries again.
+        let lost = db.scalar::<i64>("SELECT 1", &[]).unwrap_err();
+        assert!(lost.transient(), "{lost}");
+        assert_eq!(db.scalar::<i64>("SELECT 2", &[]).unwrap(), 2);
+        let again: i64 = db.scalar("SELECT pg_backend_pid()", &[]).unwrap();
+        assert_ne!(again, pid, "a new connection");
     }
 }

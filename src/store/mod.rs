@@ -161,7 +161,7 @@ pub fn open_postgres(config: &postgres::Config) -> Result<Db, StoreError> {
             source,
         }
     })?;
-    let db = Db::from(client);
+    let db = Db::postgres(client, config.clone());
     schema_pg::migrate(&db, &store)?;
     Ok(db)
 }
@@ -195,7 +195,7 @@ impl Location {
                             source,
                         }
                     })?;
-                let db = Db::from(client);
+                let db = Db::postgres(client, (**config).clone());
                 let found = schema_pg::version(&db).map_err(|source| StoreError::Database {
                     store: store.clone(),
                     source,

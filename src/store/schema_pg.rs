@@ -7,6 +7,9 @@
 use super::db::{vals, Db};
 use super::StoreError;
 
+// hist_merge below knows the bucket count.
+const _: () = assert!(crate::hist::BUCKETS == 608);
+
 /// Migration N brings the schema from version N to N + 1; the first brings it to 8.
 const MIGRATIONS: &[&str] = &[
     // 0 → 8: everything SQLite's migrations 1–8 build.
@@ -269,6 +272,9 @@ const MIGRATIONS: &[&str] = &[
                     v := 0;
                     shift := 0;
                     LOOP
+                        IF shift > 63 THEN
+                            RAISE EXCEPTION 'hist_merge: not a histogram';
+                        END IF;
                         byte := get_byte(src, pos);
                         pos := pos + 1;
                         v := v | ((byte & 127)::bigint << shift);
@@ -280,7 +286,7 @@ const MIGRATIONS: &[&str] = &[
                     END IF;
                 END LOOP;
                 bucket := bucket + gap;
-                IF bucket >= 608 THEN
+                IF v < 0 OR gap < 0 OR bucket < 0 OR bucket >= 608 THEN
                     RAISE EXCEPTION 'hist_merge: not a histogram';
                 END IF;
                 IF v > 0 THEN

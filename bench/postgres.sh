@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# PostgreSQL figures on this box: replay into SQLite and into PostgreSQL, and
+# UDP ingest into PostgreSQL at fixed rates (scripts/loadtest.sh), with the
+# database on the same two cores. A throwaway cluster with Debian's defaults
+# (fsync on): a real durability cost, not the tests' fsync=off.
+# Usage: bench/postgres.sh [LINES] [SECONDS] ["RATE …"]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lines=${1:-2000000}; secs=${2:-10}; rates=${3:-"50000 100000"}
+work=$(mktemp -d)
+bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --clear-groups "$@"; else "$@"; fi
+}
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+as_pg "$bindir/initdb" -D "$work/data" -A trust -U postgres --no-sync >/dev/null
+as_pg "$bindir/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start \
+    -o "-k $work -c listen_addresses= -c max_connections=50" >/dev/null
+trap 'as_pg "$bindir/pg_ctl" -D "$work/data" -m fast stop >/dev/null; rm -rf "$work"' EXIT
+psql() { "$bindir/psql" -h "$work" -U postgres -tAq "$@"; }
+config() { # a database and a config naming it
+    psql -d postgres -c "CREATE DATABASE $1"
+    printf '[storage]\npostgres = "host=%s user=postgres dbname=%s"\n[http]\nlisten = ""\n' \
+        "$work" "$1" >"$work/$1.toml"
+    echo "$work/$1.toml"
+}
+cargo build --release --quiet --bin hapwatch --example loadgen
+bin=target/release/hapwatch
+echo "| measure | figure | conditions |"
+echo "|---|---|---|"
+target/release/examples/loadgen --file "$work/haproxy.log" --lines "$lines" >/dev/null
+rate() { sed 's/.*(\([0-9]*\) lines\/s).*/\1/'; }
+sqlite=$($bin replay --db "$work/replay.db" "$work/haproxy.log" 2>/dev/null | rate)
+echo "| replay into SQLite | $((sqlite / 1000))k lines/s | $lines lines |"
+cfg=$(config replay)
+pg=$($bin replay --config "$cfg" "$work/haproxy.log" 2>/dev/null | rate)
+echo "| replay into PostgreSQL | $((pg / 1000))k lines/s | $lines lines, same file |"
+# Every line its own window: bound by inserts, not parsing.
+target/release/examples/loadgen --history "$work/history.log" --days 30 --servers 20 >/dev/null
+hlines=$(wc -l <"$work/history.log")
+t0=$(date +%s.%N); $bin replay --db "$work/history.db" "$work/history.log" >/dev/null 2>&1; t1=$(date +%s.%N)
+echo "| replay of a 30-day history (every line a window) into SQLite | $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s | $hlines lines |"
+cfg=$(config history)
+t0=$(date +%s.%N); $bin replay --config "$cfg" "$work/history.log" >/dev/null 2>&1; t1=$(date +%s.%N)
+size=$(psql -d postgres -c "SELECT pg_database_size('history') / 1024 / 1024")
+echo "| the same into PostgreSQL | $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s | database ${size} MiB |"
+for r in $rates; do
+    cfg=$(config "udp_$r")
+    out=$(STORE_ARGS="--config $cfg" scripts/loadtest.sh "$secs" "$r" 2>&1)
+    sent=$(sed -n 's/^sent \([0-9]*\) datagrams.*/\1/p' <<<"$out")
+    counted=$(sed -n 's/^counted into windows: \([0-9]*\)/\1/p' <<<"$out")
+    cpu=$(sed -n 's/^hapwatch CPU: \([0-9]*\)%.*/\1/p' <<<"$out")
+    size=$(psql -d postgres -c "SELECT pg_database_size('udp_$r') / 1024 / 1024")
+    echo "| UDP ingest into PostgreSQL at $r/s | $counted of $sent counted, hapwatch at $cpu % of a core | ${secs} s, database ${size} MiB after |"
+done
