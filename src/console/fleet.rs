@@ -418,32 +418,31 @@ fn states(conn: &Db, only: Option<&str>, facts: &mut Facts) -> crate::store::DbR
     Ok(())
 }
 
+/// One `server_state` row into the facts.
 fn server_row(r: &crate::store::db::Row<'_>, facts: &mut Facts) -> crate::store::DbResult<()> {
-    {
-        let (host, backend): (String, String) = (r.get(0)?, r.get(1)?);
-        let state_ts: Option<i64> = r.get(4)?;
-        let (active, backup): (Option<u32>, Option<u32>) = (r.get(6)?, r.get(7)?);
-        let check = match r.get::<Option<i64>>(8)? {
-            Some(at_ms) => Some(LastCheck {
-                at_ms,
-                result: r.get::<Option<String>>(9)?.unwrap_or_default(),
-                reason: r.get::<Option<String>>(10)?.unwrap_or_default(),
-                code: r.get(11)?,
-                info: r.get(12)?,
-                duration_ms: r.get(13)?,
-            }),
-            None => None,
-        };
-        let s = server(facts, &host, &backend, &r.get::<String>(2)?);
-        s.seen = StateSeen::from_name(&r.get::<Option<String>>(3)?.unwrap_or_default());
-        s.since_ms = state_ts;
-        s.reason = r.get(5)?;
-        s.check = check;
-        if let (Some(ts), true) = (state_ts, active.is_some() || backup.is_some()) {
-            let b = backend_facts(facts, &host, &backend);
-            if b.left.is_none_or(|l| l.0 < ts) {
-                b.left = Some((ts, active, backup));
-            }
+    let (host, backend): (String, String) = (r.get(0)?, r.get(1)?);
+    let state_ts: Option<i64> = r.get(4)?;
+    let (active, backup): (Option<u32>, Option<u32>) = (r.get(6)?, r.get(7)?);
+    let check = match r.get::<Option<i64>>(8)? {
+        Some(at_ms) => Some(LastCheck {
+            at_ms,
+            result: r.get::<Option<String>>(9)?.unwrap_or_default(),
+            reason: r.get::<Option<String>>(10)?.unwrap_or_default(),
+            code: r.get(11)?,
+            info: r.get(12)?,
+            duration_ms: r.get(13)?,
+        }),
+        None => None,
+    };
+    let s = server(facts, &host, &backend, &r.get::<String>(2)?);
+    s.seen = StateSeen::from_name(&r.get::<Option<String>>(3)?.unwrap_or_default());
+    s.since_ms = state_ts;
+    s.reason = r.get(5)?;
+    s.check = check;
+    if let (Some(ts), true) = (state_ts, active.is_some() || backup.is_some()) {
+        let b = backend_facts(facts, &host, &backend);
+        if b.left.is_none_or(|l| l.0 < ts) {
+            b.left = Some((ts, active, backup));
         }
     }
     Ok(())

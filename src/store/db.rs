@@ -612,16 +612,21 @@ impl Db {
         params: &[Value<'_>],
         read: impl FnOnce(&Row<'_>) -> DbResult<T>,
     ) -> DbResult<Option<T>> {
-        let mut read = Some(read);
-        let mut first = None;
-        let rows = self.query(sql, params, |r| {
-            if let Some(read) = read.take() {
-                first = Some(read(r)?);
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                rows.next()?.map(|r| read(&Row::Sqlite(r))).transpose()
             }
-            Ok(())
-        })?;
-        drop(rows);
-        Ok(first)
+            Backend::Postgres(_) => {
+                let mut read = Some(read);
+                let rows = self.query(sql, params, |r| match read.take() {
+                    Some(read) => read(r).map(Some),
+                    None => Ok(None),
+                })?;
+                Ok(rows.into_iter().flatten().next())
+            }
+        }
     }
 
     /// The first row; [`DbError::NoRow`] if there is none.

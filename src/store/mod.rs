@@ -122,21 +122,36 @@ pub fn open_read(path: &Path) -> Result<Db, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sqlite(path))?;
     let version = schema::version(&conn).map_err(sqlite(path))?;
-    if version > schema::CURRENT {
-        return Err(StoreError::TooNew {
-            path: path.display().to_string(),
-            found: version,
-            known: schema::CURRENT,
-        });
-    }
-    if version < schema::CURRENT {
-        return Err(StoreError::TooOld {
-            path: path.display().to_string(),
-            found: version,
-            known: schema::CURRENT,
-        });
-    }
+    at_current(path.display().to_string(), version)?;
     Ok(Db::from(conn))
+}
+
+/// A store to read must be at this hapwatch's schema: not older, not newer.
+fn at_current(store: String, found: i64) -> Result<(), StoreError> {
+    match found.cmp(&schema::CURRENT) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(StoreError::TooNew {
+            path: store,
+            found,
+            known: schema::CURRENT,
+        }),
+        std::cmp::Ordering::Less => Err(StoreError::TooOld {
+            path: store,
+            found,
+            known: schema::CURRENT,
+        }),
+    }
+}
+
+/// A connection to a PostgreSQL store, as it is (not migrated).
+fn connect_postgres(config: &postgres::Config) -> Result<Db, StoreError> {
+    let client = db::off_runtime(|| config.connect(postgres::NoTls)).map_err(|source| {
+        StoreError::Connect {
+            store: postgres_label(config),
+            source,
+        }
+    })?;
+    Ok(Db::postgres(client, config.clone()))
 }
 
 /// Where a PostgreSQL store is, for messages: never its password.
@@ -154,15 +169,8 @@ pub fn postgres_label(config: &postgres::Config) -> String {
 
 /// Connects to a PostgreSQL store, migrated to the current schema.
 pub fn open_postgres(config: &postgres::Config) -> Result<Db, StoreError> {
-    let store = postgres_label(config);
-    let client = db::off_runtime(|| config.connect(postgres::NoTls)).map_err(|source| {
-        StoreError::Connect {
-            store: store.clone(),
-            source,
-        }
-    })?;
-    let db = Db::postgres(client, config.clone());
-    schema_pg::migrate(&db, &store)?;
+    let db = connect_postgres(config)?;
+    schema_pg::migrate(&db, &postgres_label(config))?;
     Ok(db)
 }
 
@@ -187,32 +195,13 @@ impl Location {
         match self {
             Location::Sqlite(path) => open_read(path),
             Location::Postgres(config) => {
-                let store = postgres_label(config);
-                let client =
-                    db::off_runtime(|| config.connect(postgres::NoTls)).map_err(|source| {
-                        StoreError::Connect {
-                            store: store.clone(),
-                            source,
-                        }
-                    })?;
-                let db = Db::postgres(client, (**config).clone());
+                let db = connect_postgres(config)?;
                 let found = schema_pg::version(&db).map_err(|source| StoreError::Database {
-                    store: store.clone(),
+                    store: postgres_label(config),
                     source,
                 })?;
-                match found.cmp(&schema_pg::CURRENT) {
-                    std::cmp::Ordering::Equal => Ok(db),
-                    std::cmp::Ordering::Greater => Err(StoreError::TooNew {
-                        path: store,
-                        found,
-                        known: schema_pg::CURRENT,
-                    }),
-                    std::cmp::Ordering::Less => Err(StoreError::TooOld {
-                        path: store,
-                        found,
-                        known: schema_pg::CURRENT,
-                    }),
-                }
+                at_current(postgres_label(config), found)?;
+                Ok(db)
             }
         }
     }

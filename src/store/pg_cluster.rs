@@ -3,9 +3,13 @@
 //! durability off (`fsync=off`: the tests lose nothing they need). A
 //! watchdog stops the server and removes the directory when the test
 //! process is gone, however it ends. Also included by the integration tests.
+//! Under HAPWATCH_E2E (as CI sets it) a cluster that cannot start fails the
+//! test asking for it; elsewhere that test is skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub struct Cluster {
@@ -147,5 +151,34 @@ impl Cluster {
             self.port,
             self.user
         )
+    }
+
+    /// The cluster of this test process, started by the first caller; None
+    /// (said once) where PostgreSQL cannot run and HAPWATCH_E2E is not set.
+    pub fn shared() -> Option<&'static Cluster> {
+        static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+        CLUSTER
+            .get_or_init(|| match Cluster::start() {
+                Ok(c) => Some(c),
+                Err(why) => {
+                    assert!(
+                        std::env::var_os("HAPWATCH_E2E").is_none(),
+                        "HAPWATCH_E2E=1 but PostgreSQL cannot run: {why}"
+                    );
+                    eprintln!("skipped on PostgreSQL: {why}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// A fresh database: its key=value connection string.
+    pub fn database(&self) -> String {
+        static CREATED: AtomicU32 = AtomicU32::new(0);
+        let name = format!("scratch_{}", CREATED.fetch_add(1, Relaxed));
+        postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+            .and_then(|mut admin| admin.batch_execute(&format!("CREATE DATABASE {name}")))
+            .expect("a database on the test cluster");
+        self.url(&name)
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::Connection;
 
-use super::db::{vals, Db, DbError, DbResult};
+use super::db::{vals, Db, DbResult};
 
 use crate::hist::Histogram;
 use crate::windows::{UrlRow, WindowRow};
@@ -240,20 +240,12 @@ impl Writer {
     }
 }
 
-fn transient(e: &DbError) -> bool {
-    e.transient()
-}
-
 fn past_stop(counters: &WriterCounters) -> bool {
     counters
         .stop_by
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .is_some_and(|t| Instant::now() >= t)
-}
-
-fn broken(e: &DbError) -> bool {
-    e.broken()
 }
 
 /// Commits a batch; while the failure is one that waiting can fix, waits and
@@ -265,14 +257,14 @@ fn broken(e: &DbError) -> bool {
 fn commit_with_retries(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> u64 {
     match commit(conn, batch, counters) {
         Ok(rows) => rows,
-        Err(e) if transient(&e) && past_stop(counters) => {
+        Err(e) if e.transient() && past_stop(counters) => {
             counters
                 .rows_rejected
                 .fetch_add(batch.len() as u64, Relaxed);
             tracing::error!(error = %e, ops = batch.len(), "shutting down while the database still refuses writes; this batch is not written");
             0
         }
-        Err(e) if broken(&e) => {
+        Err(e) if e.broken() => {
             counters.write_errors.fetch_add(1, Relaxed);
             counters
                 .rows_rejected
@@ -349,7 +341,7 @@ fn commit(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u
                 }
                 return Ok(rows);
             }
-            Err(e) if transient(&e) && !past_stop(counters) => {
+            Err(e) if e.transient() && !past_stop(counters) => {
                 counters.write_errors.fetch_add(1, Relaxed);
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
