@@ -98,3 +98,57 @@ fn a_daemon_on_postgresql_pages_once_and_the_cli_reads_its_history_there() {
     let checked = hapwatch(&["check-config", config]);
     assert!(checked.contains("postgresql://"), "{checked}");
 }
+
+/// Polls the database (60 s at most) until `sql` counts at least `n`.
+fn wait_count(url: &str, sql: &str, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while postgres::count(url, sql) < n {
+        assert!(std::time::Instant::now() < deadline, "{sql}: never {n}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_sigkill_inside_the_group_wait_on_postgresql_loses_no_page_and_sends_none_twice() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let config = ConfigBuilder::new(dir.path())
+        .set("storage", "postgres", &format!("{url:?}"))
+        // Long enough that the kill surely falls inside it.
+        .set("notify", "group_wait", "\"10s\"")
+        .set("notify", "retry_min", "\"50ms\"")
+        .udp()
+        .webhook("ops", receiver.port, "")
+        .write();
+    let daemon = Daemon::start(&config, 1);
+    send_udp(daemon.port(0), &[DOWN.to_vec()]);
+    // The DOWN is stored and its notification waits for its group: crash now.
+    wait_count(
+        &url,
+        "SELECT count(*) FROM outbox WHERE state = 'waiting'",
+        1,
+    );
+    daemon.kill();
+    assert!(receiver.accepted.lock().unwrap().is_empty());
+
+    let daemon = Daemon::start(&config, 1);
+    let got = receiver.wait_accepted(1);
+    send_udp(daemon.port(0), &[UP.to_vec()]);
+    let got_all = receiver.wait_accepted(2);
+    wait_count(
+        &url,
+        "SELECT count(*) FROM outbox WHERE state = 'delivered'",
+        2,
+    );
+    daemon.stop();
+    let statuses: Vec<String> = got_all
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["status"].to_string())
+        .collect();
+    assert_eq!(got[0].1, got_all[0].1);
+    assert_eq!(statuses, ["\"firing\"", "\"resolved\""], "each once");
+    assert_eq!(postgres::count(&url, "SELECT count(*) FROM incidents"), 1);
+}
