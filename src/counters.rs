@@ -61,6 +61,12 @@ pub struct Stats {
     /// Open alerts posted again to Alertmanager channels, and posts that failed.
     pub alertmanager_reposts: AtomicU64,
     pub alertmanager_repost_failures: AtomicU64,
+    /// Nodes sharing a store: decisions not committed because another node
+    /// had taken the lease, events another node had stored already, and
+    /// windows another node counted.
+    pub decisions_fenced: Arc<AtomicU64>,
+    pub events_duplicate: Arc<AtomicU64>,
+    pub windows_peer: Arc<AtomicU64>,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
@@ -77,6 +83,10 @@ impl Stats {
             store_error: self.store_error.clone(),
             retrying: self.store_retrying.clone(),
             stop_by: Default::default(),
+            cluster: None,
+            decisions_fenced: self.decisions_fenced.clone(),
+            events_duplicate: self.events_duplicate.clone(),
+            windows_peer: self.windows_peer.clone(),
         }
     }
 

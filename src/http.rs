@@ -27,6 +27,8 @@ pub struct State {
     pub wall: crate::timezone::WallClock,
     /// `[cluster] node`.
     pub node: String,
+    /// Several nodes on one store: whether this one decides, and who does.
+    pub cluster: Option<Arc<crate::cluster::Role>>,
     pub console: Arc<crate::console::Pages>,
     pub auth: crate::config::HttpAuth,
     /// On loopback with no credentials: only requests addressed to a loopback
@@ -201,6 +203,15 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                 json!({
                     "status": status,
                     "node": state.node,
+                    "cluster": state.cluster.as_ref().map(|r| json!({
+                        "deciding": r.is_deciding(),
+                        "epoch": r.deciding(),
+                        "leader": r.leader(),
+                        "lease_s": r.lease.as_secs(),
+                        "decisions_fenced": state.stats.decisions_fenced.load(std::sync::atomic::Ordering::Relaxed),
+                        "events_duplicate": state.stats.events_duplicate.load(std::sync::atomic::Ordering::Relaxed),
+                        "windows_peer": state.stats.windows_peer.load(std::sync::atomic::Ordering::Relaxed),
+                    })),
                     "error": store_error,
                     "uptime_s": (now - state.started_ms) / 1000,
                     "pipeline_age_ms": (updated > 0).then_some(now - updated),
@@ -393,6 +404,32 @@ fn metrics(state: &State, view: &View) -> String {
         "# HELP hapwatch_node_info This node ([cluster] node).\n# TYPE hapwatch_node_info gauge\nhapwatch_node_info{{node=\"{}\"}} 1",
         label(&state.node)
     );
+    if let Some(role) = &state.cluster {
+        let _ = writeln!(
+            out,
+            "# HELP hapwatch_cluster_deciding 1 while this node holds the lease and decides.\n# TYPE hapwatch_cluster_deciding gauge\nhapwatch_cluster_deciding {}",
+            u8::from(role.is_deciding())
+        );
+        for (name, help, n) in [
+            (
+                "hapwatch_cluster_decisions_fenced_total",
+                "Decisions not committed: another node had taken the lease.",
+                &state.stats.decisions_fenced,
+            ),
+            (
+                "hapwatch_cluster_events_duplicate_total",
+                "Events another node (or a takeover) had stored already.",
+                &state.stats.events_duplicate,
+            ),
+            (
+                "hapwatch_cluster_windows_peer_total",
+                "Traffic windows left out: another node counted them.",
+                &state.stats.windows_peer,
+            ),
+        ] {
+            counter(&mut out, name, help, n.load(Relaxed));
+        }
+    }
     by_outcome(
         &mut out,
         (

@@ -10,6 +10,7 @@ pub use hapwatch_engine::{
 };
 
 pub mod cli;
+mod cluster;
 pub mod config;
 pub mod console;
 pub mod counters;

@@ -83,7 +83,60 @@ pub struct Processor {
     /// Traffic rules, judged at receive time (daemon only).
     rates: crate::rules::Rates,
     rules: crate::rules::RulesConfig,
+    /// Where decisions go: the writer, unless another node decides.
+    decisions: Decisions,
+    /// Several nodes on one store: what taking the lease needs.
+    cluster: Option<Cluster>,
 }
+
+/// Decisions (incidents and the notifications they owe) go to the writer,
+/// unless this node stands by while another node sharing the store decides.
+pub struct Decisions {
+    store: SyncSender<WriteOp>,
+    role: Option<Arc<crate::cluster::Role>>,
+}
+
+impl Decisions {
+    fn deciding(&self) -> bool {
+        self.role.as_ref().is_none_or(|r| r.is_deciding())
+    }
+
+    fn send(&self, op: WriteOp) {
+        if self.deciding() {
+            let _ = self.store.send(op);
+        }
+    }
+}
+
+/// What a node standing by needs to take over: the store to read the
+/// decisions back from, the config to build its engine by, and the events it
+/// received lately, which the last decider may have died before deciding.
+struct Cluster {
+    role: Arc<crate::cluster::Role>,
+    location: crate::store::Location,
+    config: crate::config::Config,
+    recent: std::collections::VecDeque<(Box<[u8]>, Option<IpAddr>, i64)>,
+}
+
+impl Cluster {
+    /// Keeps an event to go over on taking the lease, for as long as a lease
+    /// can take to change hands.
+    fn remember(&mut self, bytes: &[u8], peer: Option<IpAddr>, received_ms: i64) {
+        let keep_ms = 2 * self.role.lease.as_millis() as i64 + 5000;
+        while self
+            .recent
+            .front()
+            .is_some_and(|(_, _, at)| *at < received_ms - keep_ms)
+            || self.recent.len() >= RECENT_EVENTS
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((bytes.into(), peer, received_ms));
+    }
+}
+
+/// Events kept to go over after taking the lease, at most.
+const RECENT_EVENTS: usize = 10_000;
 
 impl Processor {
     pub fn new(
@@ -105,7 +158,7 @@ impl Processor {
                 config.limits.urls,
             ),
             events: Vec::new(),
-            store,
+            store: store.clone(),
             stats,
             time,
             newest_ms: i64::MIN,
@@ -132,7 +185,104 @@ impl Processor {
             published_fleet: u64::MAX,
             reconcile: None,
             rules: config.rules.clone(),
+            decisions: Decisions {
+                store: store.clone(),
+                role: None,
+            },
+            cluster: None,
         }
+    }
+
+    /// Shares the store with other nodes: decides only while `role` holds
+    /// the lease, and reads the decisions back from `location` on taking it.
+    pub fn with_cluster(
+        mut self,
+        role: Arc<crate::cluster::Role>,
+        location: crate::store::Location,
+        config: &crate::config::Config,
+    ) -> Self {
+        self.decisions.role = Some(role.clone());
+        self.cluster = Some(Cluster {
+            role,
+            location,
+            config: config.clone(),
+            recent: Default::default(),
+        });
+        self
+    }
+
+    /// Follows the lease (each tick): standing by when another node took it;
+    /// on taking it, reads back what was decided and goes over what this
+    /// node received lately, so a change the last decider died before
+    /// deciding is decided now, and one it decided is not decided again.
+    pub fn follow_lease(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        let held = c.role.held();
+        if held == c.role.deciding() {
+            return;
+        }
+        if held == 0 {
+            c.role.decide_under(0);
+            tracing::warn!(leader = %c.role.leader(), "standing by: another node decides");
+            return;
+        }
+        // Decisions still queued from an earlier term land (or are fenced) first.
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        if self.store.send(WriteOp::Barrier(done_tx)).is_err()
+            || done
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .is_err()
+        {
+            tracing::warn!("the store is still busy; taking over at the next tick");
+            return;
+        }
+        let now = self.wall.now_ms();
+        let taken = crate::daemon::restore(&c.config, &c.location, &self.store, now)
+            .and_then(|(engine, outbox)| Ok((engine, outbox, c.location.open_read()?)));
+        let (engine, outbox, conn) = match taken {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the decisions back; taking over at the next tick");
+                return;
+            }
+        };
+        let mut notifier = Notifier::new(&c.config, 1);
+        notifier.schedule_digest(now);
+        self.notifier = notifier;
+        self.engine = Some(engine);
+        self.notifier.restore(outbox);
+        self.notifier.read_silences_from(conn);
+        c.role.decide_under(held);
+        let recent: Vec<_> = c.recent.iter().cloned().collect();
+        tracing::info!(
+            epoch = held,
+            recent = recent.len(),
+            "deciding: the store's incidents and outbox read back"
+        );
+        for (bytes, peer, received_ms) in recent {
+            self.decide_again(&bytes, peer, received_ms);
+        }
+    }
+
+    /// An event received before taking the lease, put to the engine again.
+    fn decide_again(&mut self, bytes: &[u8], peer: Option<IpAddr>, received_ms: i64) {
+        let parser = self.parser.clone();
+        let Ok(rec) = parser.parse(bytes) else { return };
+        if matches!(rec.event, Event::Traffic(_)) {
+            return;
+        }
+        let ts = self.event_ms(&rec, received_ms);
+        let host = match rec.envelope.hostname.filter(|h| *h != "-") {
+            Some(h) => h,
+            None => peer_name(&mut self.peer_names, &self.local_host, peer),
+        };
+        let now = self.wall.now_ms();
+        let deciding = (&self.rates, &self.decisions, &mut self.notifier, now);
+        decide(&mut self.engine, deciding, host, &rec, ts);
+        // Stored already (by its identity), but the servers' states as
+        // decided are written only now.
+        let row = event_row(&rec, host.to_owned(), ts, bytes);
+        self.events.push(row);
     }
 
     /// Events and time now also open and resolve incidents; silences are read
@@ -163,6 +313,9 @@ impl Processor {
         self.clock = Clock::new(&config.parse.timezone);
         self.notifier.reconfigure(config);
         self.rules = config.rules.clone();
+        if let Some(c) = &mut self.cluster {
+            c.config = config.clone();
+        }
     }
 
     /// One message. `peer` is the sender (None: a local unix socket).
@@ -230,11 +383,13 @@ impl Processor {
                 self.seen.1 = pid;
                 self.seen.2 = received_ms;
                 if let Some(r) = pid.and_then(|pid| self.reloads.seen(host, pid, received_ms)) {
-                    on_reload(&mut self.notifier, &mut self.events, host, r, received_ms);
+                    if self.decisions.deciding() {
+                        on_reload(&mut self.notifier, &mut self.events, host, r, received_ms);
+                    }
                 }
                 let changes = engine.seen(host, received_ms);
                 apply(
-                    &self.store,
+                    &self.decisions,
                     &mut self.notifier,
                     changes,
                     engine,
@@ -260,17 +415,12 @@ impl Processor {
                 if self.log_events {
                     log_event(host, &rec);
                 }
-                if let Some(engine) = &mut self.engine {
-                    let mut changes = engine.on_event(host, &rec.event, ts, rec.message);
-                    add_evidence(&self.rates, &mut changes);
-                    apply(
-                        &self.store,
-                        &mut self.notifier,
-                        changes,
-                        engine,
-                        self.wall.now_ms(),
-                    );
+                if let Some(c) = &mut self.cluster {
+                    c.remember(bytes, peer, received_ms);
                 }
+                let now = self.wall.now_ms();
+                let deciding = (&self.rates, &self.decisions, &mut self.notifier, now);
+                decide(&mut self.engine, deciding, host, &rec, ts);
                 self.events
                     .push(event_row(&rec, host.to_owned(), ts, bytes));
                 if self.events.len() >= EVENT_BATCH {
@@ -331,7 +481,7 @@ impl Processor {
             for (host, failing) in health.try_iter() {
                 let changes = engine.on_stats(&host, failing.as_deref(), now_ms);
                 apply(
-                    &self.store,
+                    &self.decisions,
                     &mut self.notifier,
                     changes,
                     engine,
@@ -346,7 +496,8 @@ impl Processor {
     }
 
     fn reconcile_host(&mut self, host: &str, rows: &[crate::reconcile::StatRow], now_ms: i64) {
-        let Some(engine) = &mut self.engine else {
+        // The node deciding reconciles; another keeps its engine as the logs say.
+        let (Some(engine), true) = (&mut self.engine, self.decisions.deciding()) else {
             return;
         };
         for row in rows {
@@ -372,7 +523,7 @@ impl Processor {
             let mut changes = engine.on_event(host, &Event::StateChange(change), now_ms, &message);
             add_evidence(&self.rates, &mut changes);
             apply(
-                &self.store,
+                &self.decisions,
                 &mut self.notifier,
                 changes,
                 engine,
@@ -416,7 +567,7 @@ impl Processor {
             let changes =
                 engine.on_channel(&self.local_host, &h.channel, h.failing.as_deref(), now_ms);
             apply(
-                &self.store,
+                &self.decisions,
                 &mut self.notifier,
                 changes,
                 engine,
@@ -484,13 +635,14 @@ impl Processor {
     pub fn flush_groups(&mut self, now_ms: i64) {
         let due = self.notifier.due(now_ms);
         if !due.is_empty() {
-            let _ = self.store.send(WriteOp::Incidents(Vec::new(), due));
+            self.decisions.send(WriteOp::Incidents(Vec::new(), due));
         }
     }
 
     /// Periodic work: close the windows that are due, send pending events, publish counts.
     pub fn tick(&mut self, now_ms: i64) {
         self.publish_counts();
+        self.follow_lease();
         if let Some(engine) = &mut self.engine {
             self.notifier.refresh(now_ms);
             engine.set_muted(self.notifier.muted());
@@ -501,7 +653,7 @@ impl Processor {
             }
             add_evidence(&self.rates, &mut changes);
             apply(
-                &self.store,
+                &self.decisions,
                 &mut self.notifier,
                 changes,
                 engine,
@@ -511,7 +663,7 @@ impl Processor {
                 .notifier
                 .acknowledgements(engine.open_incidents(), now_ms)
             {
-                let _ = self.store.send(acked);
+                self.decisions.send(acked);
             }
             self.reloads.expire(now_ms);
             let (ended, windows_on) = self.notifier.windows_ended(engine.open_incidents(), now_ms);
@@ -523,12 +675,13 @@ impl Processor {
                 std::sync::atomic::Ordering::Relaxed,
             );
             if !ended.is_empty() {
-                let _ = self.store.send(WriteOp::Incidents(Vec::new(), ended));
+                self.decisions.send(WriteOp::Incidents(Vec::new(), ended));
             }
             let mut reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
             reminders.extend(self.notifier.digest(now_ms));
             if !reminders.is_empty() {
-                let _ = self.store.send(WriteOp::Incidents(Vec::new(), reminders));
+                self.decisions
+                    .send(WriteOp::Incidents(Vec::new(), reminders));
             }
             self.reconcile(now_ms);
             self.channel_health(now_ms);
@@ -667,7 +820,37 @@ fn event_row(rec: &Record<'_>, host: String, ts_ms: i64, raw: &[u8]) -> EventRow
         Event::Other(o) => row.proxy = other_proxy(o).map(Into::into),
         Event::Traffic(_) => {}
     }
+    row.ident = Some(identity(
+        &row.host,
+        raw,
+        rec.envelope.timestamp.is_some(),
+        ts_ms,
+    ));
     row
+}
+
+/// An event's identity, the same on every node that received the line: its
+/// sender and the line as sent, less the priority (two `log` lines of one
+/// HAProxy may differ only in facility). Without a header time the line
+/// alone could be a repeat, so the time it was given here is part of it.
+fn identity(host: &str, raw: &[u8], header_time: bool, ts_ms: i64) -> [u8; 16] {
+    let line = match raw.strip_prefix(b"<") {
+        Some(rest) => rest
+            .iter()
+            .position(|b| *b == b'>')
+            .map_or(raw, |end| &rest[end + 1..]),
+        None => raw,
+    };
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(host.as_bytes());
+    ctx.update(b"\0");
+    ctx.update(line.trim_ascii_end());
+    if !header_time {
+        ctx.update(&ts_ms.to_le_bytes());
+    }
+    let mut ident = [0; 16];
+    ident.copy_from_slice(&ctx.finish().as_ref()[..16]);
+    ident
 }
 
 fn other_proxy<'a>(o: &hapwatch_parsers::Other<'a>) -> Option<&'a str> {
@@ -682,6 +865,22 @@ fn other_proxy<'a>(o: &hapwatch_parsers::Other<'a>) -> Option<&'a str> {
         | ConnectFrom { proxy, .. } => Some(proxy),
         ConnError { frontend, .. } => Some(frontend),
         SoftStopTooLong | Process { .. } => None,
+    }
+}
+
+/// An event put to the engine (if any), its changes applied with the
+/// traffic evidence: (rates, decisions, notifier, now).
+fn decide(
+    engine: &mut Option<Engine>,
+    (rates, decisions, notifier, now_ms): (&crate::rules::Rates, &Decisions, &mut Notifier, i64),
+    host: &str,
+    rec: &Record<'_>,
+    ts_ms: i64,
+) {
+    if let Some(engine) = engine {
+        let mut changes = engine.on_event(host, &rec.event, ts_ms, rec.message);
+        add_evidence(rates, &mut changes);
+        apply(decisions, notifier, changes, engine, now_ms);
     }
 }
 
@@ -712,13 +911,14 @@ fn add_evidence(rates: &crate::rules::Rates, changes: &mut [Change]) {
 /// with the notifications they cause, decided at `now_ms` (the wall clock,
 /// not the lines' time).
 fn apply(
-    store: &SyncSender<WriteOp>,
+    decisions: &Decisions,
     notifier: &mut Notifier,
     changes: Vec<Change>,
     engine: &Engine,
     now_ms: i64,
 ) {
-    if changes.is_empty() {
+    // Standing by, the engine only keeps up: the node deciding notifies.
+    if changes.is_empty() || !decisions.deciding() {
         return;
     }
     for c in &changes {
@@ -767,7 +967,7 @@ fn apply(
             }
         }
     }
-    let _ = store.send(WriteOp::Incidents(changes, notifications));
+    decisions.send(WriteOp::Incidents(changes, notifications));
 }
 
 /// Whether `by`'s notice stood for `i`'s: a host's (host DOWN, silent) for
@@ -806,12 +1006,15 @@ fn on_reload(
         "kind": "other", "template": "haproxy_reload", "message": message,
         "pid": r.pid, "previous_pid": r.previous,
     });
-    events.push(EventRow::bare(
+    let mut row = EventRow::bare(
         now_ms,
         host.to_owned(),
         "other",
         "haproxy_reload".into(),
         json.to_string(),
         message,
-    ));
+    );
+    // Two nodes noticing the same new worker store one reload.
+    row.ident = Some(identity(host, row.raw.as_bytes(), true, 0));
+    events.push(row);
 }

@@ -40,12 +40,38 @@ pub struct Config {
 }
 
 /// `[cluster]`: this node among others.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Shown in `/healthz`, `/metrics`, the console and each delivery attempt; default: the hostname.
     #[serde(deserialize_with = "node_name")]
     pub node: Option<String>,
+    /// Nodes sharing a PostgreSQL store: how long the deciding node's lease
+    /// (and a row being sent) lasts unrenewed before another takes over.
+    #[serde(deserialize_with = "lease_term")]
+    pub lease: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node: None,
+            lease: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A lease is renewed every fifth of its term: shorter than a second is
+/// churn, longer than a minute leaves pages waiting that long after a crash.
+fn lease_term<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let term = duration(d)?;
+    if term < Duration::from_secs(1) || term > Duration::from_secs(60) {
+        return Err(serde::de::Error::custom(format!(
+            "{} is not a lease: from 1s to 60s",
+            humantime::format_duration(term)
+        )));
+    }
+    Ok(term)
 }
 
 impl ClusterConfig {
@@ -538,6 +564,17 @@ fn zone<'de, D: Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_between_a_second_and_a_minute() {
+        assert_eq!(Config::default().cluster.lease, Duration::from_secs(10));
+        let c = Config::from_toml("[cluster]\nlease = \"3s\"\n").unwrap();
+        assert_eq!(c.cluster.lease, Duration::from_secs(3));
+        let e = Config::from_toml("[cluster]\nlease = \"500ms\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lease") && e.contains("line 2"), "{e}");
+    }
 
     #[test]
     fn a_node_is_named_or_the_hostname() {

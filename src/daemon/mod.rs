@@ -8,6 +8,7 @@ mod bind;
 mod os;
 mod reload;
 mod restore;
+pub(crate) use restore::restore;
 mod tick;
 
 use std::future::Future;
@@ -132,6 +133,8 @@ pub struct Daemon {
     requests: tokio::sync::mpsc::UnboundedReceiver<Request>,
     addresses: Addresses,
     unix_paths: Vec<PathBuf>,
+    /// Several nodes on one store: the thread renewing the lease, and what stops it.
+    lease: Option<(std::thread::JoinHandle<()>, mpsc::Sender<()>)>,
 }
 
 impl Daemon {
@@ -154,7 +157,11 @@ impl Daemon {
         let node = config.cluster.node();
         let stats = Arc::new(Stats::default());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
-        let (guard, writer) = open_store(&config, lock, &stats, &wall, &outbox_wake)?;
+        // On PostgreSQL other nodes may share the store: one decides at a time.
+        let role = matches!(db, crate::store::Location::Postgres(_))
+            .then(|| crate::cluster::Role::new(node.as_str().into(), config.cluster.lease));
+        let (guard, writer) =
+            open_store(&config, lock, (&stats, role.clone()), &wall, &outbox_wake)?;
         let (engine, outbox) = restore::restore(&config, &db, &writer.tx, wall.now_ms())?;
         let observed = Arc::new(crate::view::Observed::default());
         let beat = (stats.clone(), observed.clone());
@@ -175,6 +182,10 @@ impl Daemon {
         .with_engine(engine, db.open_read()?, outbox)
         .with_channel_health(health_rx)
         .with_observed(observed.clone());
+        let processor = match &role {
+            Some(role) => processor.with_cluster(role.clone(), db.clone(), &config),
+            None => processor,
+        };
         let (processor, reconcile) = with_reconcile(processor, &config);
         let pipeline = spawn_pipeline(
             processor,
@@ -200,6 +211,7 @@ impl Daemon {
                     started_ms: wall.now_ms(),
                     wall: wall.clone(),
                     node: node.clone(),
+                    cluster: role.clone(),
                     console: crate::console::Pages::new(crate::console::Console {
                         node: node.clone(),
                         location: db.clone(),
@@ -230,6 +242,7 @@ impl Daemon {
             wall: wall.clone(),
             ran: stats.outbox_ran_ms.clone(),
             node: node.into(),
+            cluster: role.clone(),
         };
         rt.spawn(crate::notify::repost::run(
             crate::notify::repost::Wiring {
@@ -255,6 +268,20 @@ impl Daemon {
         // The listeners hold the only senders now: when they stop, the pipeline drains and ends.
         drop(tx);
         let (requests_tx, requests) = tokio::sync::mpsc::unbounded_channel();
+        let lease = match role {
+            Some(role) => {
+                let (stop, stopped) = mpsc::channel();
+                let thread =
+                    crate::cluster::spawn_lease(db.clone(), role, stopped).map_err(|source| {
+                        DaemonError::Start {
+                            what: "the lease thread",
+                            source,
+                        }
+                    })?;
+                Some((thread, stop))
+            }
+            None => None,
+        };
         Ok(Daemon {
             reloads: reload::Reloads {
                 pipeline: pipeline_reload,
@@ -278,6 +305,7 @@ impl Daemon {
                 http,
             },
             unix_paths,
+            lease,
         })
     }
 
@@ -328,6 +356,7 @@ impl Daemon {
             reloads,
             mut requests,
             unix_paths,
+            lease,
             ..
         } = self;
         let failure = rt.block_on(async {
@@ -366,6 +395,11 @@ impl Daemon {
         rt.shutdown_timeout(Duration::from_secs(1));
         let pipeline = pipeline.join();
         writer.finish();
+        // Given up once the last decision is committed: the next node need not wait it out.
+        if let Some((thread, stop)) = lease {
+            drop(stop);
+            let _ = thread.join();
+        }
         // Held until the last write: no replay or second daemon mid-drain.
         drop(guard);
         tick::log_totals(&stats.snapshot());
@@ -404,7 +438,7 @@ fn with_reconcile(processor: Processor, config: &Config) -> (Processor, Option<R
 fn open_store(
     config: &Config,
     lock: StoreLock,
-    stats: &Stats,
+    (stats, role): (&Stats, Option<Arc<crate::cluster::Role>>),
     wall: &WallClock,
     outbox_wake: &Arc<tokio::sync::Notify>,
 ) -> Result<(StoreGuard, Writer), DaemonError> {
@@ -424,7 +458,10 @@ fn open_store(
             samples: config.storage.samples_kept(),
             wall: wall.clone(),
         }),
-        stats.writer_counters(),
+        crate::store::writer::WriterCounters {
+            cluster: role,
+            ..stats.writer_counters()
+        },
         Some(outbox_wake.clone()),
     );
     Ok((guard, writer))

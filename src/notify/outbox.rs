@@ -221,6 +221,8 @@ pub struct Wiring {
     pub ran: Arc<std::sync::atomic::AtomicI64>,
     /// `[cluster] node`: recorded with each attempt.
     pub node: Arc<str>,
+    /// Several nodes on one store: a row is sent by the node that claims it.
+    pub cluster: Option<Arc<crate::cluster::Role>>,
 }
 
 /// Runs until the process stops; `channels` changes on a reload.
@@ -235,6 +237,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
         wall,
         ran,
         node,
+        cluster,
     } = wiring;
     let mut streaks = Streaks::default();
     let conn = match location.open_read() {
@@ -297,6 +300,18 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 Some(Flight::Retry { next_ms, .. }) if now < *next_ms => continue,
                 Some(Flight::Retry { attempts, .. }) => row.attempts = *attempts,
                 None => {}
+            }
+            if let Some(role) = &cluster {
+                let lease_ms = role.lease.as_millis() as i64;
+                match crate::store::outbox::claim(&conn, row.id, &role.holder, lease_ms) {
+                    Ok(true) => {}
+                    // Another node is sending it, or has.
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, row = row.id, "cannot claim a notification to send; trying again");
+                        continue;
+                    }
+                }
             }
             in_flight.insert(row.id, Flight::Sending);
             // Age by the monotonic clock: a wall-clock step forward must not expire it.

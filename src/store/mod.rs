@@ -2,6 +2,7 @@
 //! SQLite file, or a PostgreSQL database ([`db`] runs the same statements on either).
 
 pub mod acks;
+mod claims;
 pub mod db;
 pub mod guard;
 pub mod incidents;

@@ -103,6 +103,29 @@ pub fn due(conn: &Db, now_ms: i64, horizon_ms: i64) -> DbResult<Vec<Pending>> {
     )
 }
 
+/// Claims a due row for `holder` to send, for `lease_ms` by the database's
+/// clock: false if another node holds it or it is no longer due. A claim
+/// lapses with its holder (killed mid-send), and goes when the attempt's
+/// outcome is recorded. One node alone (SQLite) has nothing to claim from.
+pub fn claim(conn: &Db, id: i64, holder: &str, lease_ms: i64) -> DbResult<bool> {
+    if conn.dialect() == Dialect::Sqlite {
+        return Ok(true);
+    }
+    let now = crate::cluster::DB_NOW_MS;
+    let claimed: Option<i64> = conn.query_opt(
+        &format!(
+            "UPDATE outbox SET claim_node = ?2, claim_until = {now} + ?3
+             WHERE id = (SELECT id FROM outbox WHERE id = ?1 AND state = 'queued'
+                           AND (claim_until IS NULL OR claim_until <= {now} OR claim_node = ?2)
+                         FOR UPDATE SKIP LOCKED)
+             RETURNING id"
+        ),
+        &vals![id, holder, lease_ms],
+        |r| r.get(0),
+    )?;
+    Ok(claimed.is_some())
+}
+
 /// When the next undelivered row is due, if any.
 pub fn next_due(conn: &Db) -> DbResult<Option<i64>> {
     conn.scalar(

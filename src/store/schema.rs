@@ -280,6 +280,28 @@ const MIGRATIONS: &[&str] = &[
             check_result = excluded.check_result, check_reason = excluded.check_reason,
             check_code = excluded.check_code, check_info = excluded.check_info,
             check_duration_ms = excluded.check_duration_ms;",
+    // 8 → 9: several nodes on one store (used on PostgreSQL; the same here so
+    // the schemas stay one list). An event's identity, which node counted each
+    // sender's window, the one node deciding, and who holds a row being sent.
+    "ALTER TABLE events ADD COLUMN ident BLOB;
+    CREATE TABLE window_claims (
+        host TEXT NOT NULL,
+        span_s INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (host, span_s, start)
+    ) WITHOUT ROWID;
+    CREATE INDEX window_claims_start ON window_claims (start);
+    CREATE TABLE cluster_leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        node TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        until INTEGER NOT NULL
+    );
+    INSERT INTO cluster_leader VALUES (1, '', '', 0, 0);
+    ALTER TABLE outbox ADD COLUMN claim_node TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until INTEGER;",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -305,6 +305,30 @@ const MIGRATIONS: &[&str] = &[
         END LOOP;
         RETURN result;
     END $f$;",
+    // 8 → 9: several nodes on one store. An event stored once however many
+    // nodes received it; which node counted each sender's window; the one
+    // node deciding (its epoch fences a node that lost the lease); and who
+    // holds a row being sent, until when (by the database's clock).
+    "ALTER TABLE events ADD COLUMN ident BYTEA;
+    CREATE UNIQUE INDEX events_ident ON events (ident);
+    CREATE TABLE window_claims (
+        host TEXT NOT NULL,
+        span_s BIGINT NOT NULL,
+        start BIGINT NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (host, span_s, start)
+    );
+    CREATE INDEX window_claims_start ON window_claims (start);
+    CREATE TABLE cluster_leader (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        node TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        until BIGINT NOT NULL
+    );
+    INSERT INTO cluster_leader VALUES (1, '', '', 0, 0);
+    ALTER TABLE outbox ADD COLUMN claim_node TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until BIGINT;",
 ];
 
 /// The version a PostgreSQL store reaches: the same as SQLite's.

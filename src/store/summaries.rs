@@ -96,7 +96,7 @@ pub fn write_states(tx: &Db, events: &[EventRow]) -> DbResult<()> {
 /// What the console reads beside the windows (bookkeeping, not counted as
 /// rows): every route's last window, and each backend's quarter hours.
 /// Summed here first, so a batch costs one upsert per key, not per window.
-pub fn write_routes_and_rollups(tx: &Db, windows: &[WindowRow]) -> DbResult<()> {
+pub fn write_routes_and_rollups(tx: &Db, windows: &[&WindowRow]) -> DbResult<()> {
     let mut routes: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
     let mut rollups: HashMap<(&str, i64, &str), Rollup> = HashMap::new();
     for w in windows {

@@ -36,6 +36,9 @@ pub struct EventRow {
     /// The event as `hapwatch parse` prints it.
     pub json: String,
     pub raw: String,
+    /// Who sent it, when its header says, and what it says: the same for
+    /// every node that received it, so it is stored once (None: made here).
+    pub ident: Option<[u8; 16]>,
 }
 
 impl EventRow {
@@ -67,6 +70,7 @@ impl EventRow {
             backup_left: None,
             json,
             raw,
+            ident: None,
         }
     }
 }
@@ -113,6 +117,8 @@ pub enum WriteOp {
         acks: Vec<(i64, i64)>,
         at_ms: i64,
     },
+    /// Answered once everything sent before it is committed.
+    Barrier(SyncSender<()>),
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +166,12 @@ pub struct WriterCounters {
     pub retrying: Arc<std::sync::atomic::AtomicBool>,
     /// Set at shutdown: past it, what waiting could fix is given up (and counted).
     pub stop_by: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Several nodes on one store: decisions are committed only under the
+    /// lease this node holds, and each sender's window is counted by one node.
+    pub cluster: Option<Arc<crate::cluster::Role>>,
+    pub decisions_fenced: Arc<AtomicU64>,
+    pub events_duplicate: Arc<AtomicU64>,
+    pub windows_peer: Arc<AtomicU64>,
 }
 
 pub struct Writer {
@@ -208,6 +220,11 @@ impl Writer {
                     }
                     let rows = commit_with_retries(&conn, &batch, &counters);
                     counters.rows_written.fetch_add(rows, Relaxed);
+                    for op in &batch {
+                        if let WriteOp::Barrier(done) = op {
+                            let _ = done.send(());
+                        }
+                    }
                     let queued = batch.iter().any(|op| match op {
                         WriteOp::Incidents(_, n) => !n.is_empty(),
                         WriteOp::Acked { notifications, .. } => !notifications.is_empty(),
@@ -333,7 +350,7 @@ fn commit(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u
     let mut wait = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     loop {
-        match write_batch(conn, batch) {
+        match write_batch(conn, batch, counters) {
             Ok(rows) => {
                 if let Some(since) = failing_since {
                     counters.retrying.store(false, Relaxed);
@@ -371,6 +388,7 @@ impl WriteOp {
             WriteOp::Channels(..) => "channels",
             WriteOp::Retry(..) => "retry",
             WriteOp::Acked { .. } => "acks",
+            WriteOp::Barrier(_) => "barrier",
         }
     }
 
@@ -401,23 +419,80 @@ impl WriteOp {
     }
 }
 
-fn write_batch(conn: &Db, batch: &[WriteOp]) -> DbResult<u64> {
-    conn.transaction(|tx| write_ops(tx, batch))
+fn write_batch(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u64> {
+    let mut tally = Tally::default();
+    let rows = conn.transaction(|tx| write_ops(tx, batch, counters, &mut tally))?;
+    // Counted once committed: a batch retried is not counted twice.
+    counters.decisions_fenced.fetch_add(tally.fenced, Relaxed);
+    counters
+        .events_duplicate
+        .fetch_add(tally.duplicates, Relaxed);
+    counters.windows_peer.fetch_add(tally.peer_windows, Relaxed);
+    if tally.fenced > 0 {
+        tracing::warn!(
+            ops = tally.fenced,
+            "another node took the lease: decisions made here before it noticed are not committed (the new decider makes its own)"
+        );
+    }
+    Ok(rows)
 }
 
-fn write_ops(tx: &Db, batch: &[WriteOp]) -> DbResult<u64> {
+/// What a batch left out because another node had it.
+#[derive(Default)]
+struct Tally {
+    fenced: u64,
+    duplicates: u64,
+    peer_windows: u64,
+}
+
+/// Whether this batch's decisions may be committed: always for one node
+/// alone; with several, only while the database names this node's epoch.
+fn may_decide(tx: &Db, counters: &WriterCounters, checked: &mut Option<bool>) -> DbResult<bool> {
+    let Some(role) = &counters.cluster else {
+        return Ok(true);
+    };
+    if let Some(ok) = *checked {
+        return Ok(ok);
+    }
+    let epoch = role.deciding();
+    let ok = epoch != 0 && crate::cluster::fenced(tx, role, epoch)?;
+    *checked = Some(ok);
+    Ok(ok)
+}
+
+fn write_ops(
+    tx: &Db,
+    batch: &[WriteOp],
+    counters: &WriterCounters,
+    tally: &mut Tally,
+) -> DbResult<u64> {
     let mut rows = 0u64;
+    let mut decide: Option<bool> = None;
     for op in batch {
         match op {
+            WriteOp::Incidents(changes, notifications)
+                if !may_decide(tx, counters, &mut decide)? =>
+            {
+                tally.fenced += (changes.len() + notifications.len()) as u64;
+            }
+            WriteOp::Acked { notifications, .. } if !may_decide(tx, counters, &mut decide)? => {
+                tally.fenced += notifications.len() as u64;
+            }
+            WriteOp::Barrier(_) => {}
             WriteOp::Events(events) => {
-                super::summaries::write_states(tx, events)?;
+                // Each server's state as the decider saw it: what a node
+                // taking over reads back, beside the incidents it opened.
+                if may_decide(tx, counters, &mut decide)? {
+                    super::summaries::write_states(tx, events)?;
+                }
                 for e in events {
-                    tx.execute(
+                    let stored = tx.execute(
                         "INSERT INTO events (ts, host, kind, template, proxy, server, new_state,
                             old_state, reason, code, info, check_duration_ms, active_left,
-                            backup_left, json, raw)
+                            backup_left, json, raw, ident)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                            ?15, ?16)",
+                            ?15, ?16, ?17)
+                         ON CONFLICT DO NOTHING",
                         &vals![
                             e.ts_ms,
                             e.host,
@@ -434,14 +509,26 @@ fn write_ops(tx: &Db, batch: &[WriteOp]) -> DbResult<u64> {
                             e.active_left,
                             e.backup_left,
                             e.json,
-                            e.raw
+                            e.raw,
+                            e.ident.map(|i| i.to_vec())
                         ],
                     )?;
-                    rows += 1;
+                    // Nothing stored: another node had stored the same line.
+                    tally.duplicates += 1 - stored.min(1);
+                    rows += stored;
                 }
             }
-            WriteOp::Windows(windows) => rows += write_windows(tx, windows)?,
-            WriteOp::Urls(urls) => rows += write_urls(tx, urls)?,
+            WriteOp::Windows(windows) => {
+                let mine =
+                    super::claims::mine(tx, counters, windows, |w| (&w.host, w.span_s, w.start))?;
+                tally.peer_windows += (windows.len() - mine.len()) as u64;
+                rows += write_windows(tx, &mine)?;
+            }
+            WriteOp::Urls(urls) => {
+                let mine =
+                    super::claims::mine(tx, counters, urls, |u| (&u.host, u.span_s, u.start))?;
+                rows += write_urls(tx, &mine)?;
+            }
             WriteOp::Incidents(changes, notifications) => {
                 rows += write_incidents(tx, changes)?;
                 rows += write_outbox(tx, notifications)?;
@@ -460,7 +547,8 @@ fn write_ops(tx: &Db, batch: &[WriteOp]) -> DbResult<u64> {
                         "UPDATE outbox SET attempts = ?2, delivered_at = ?3, next_attempt_at = ?4,
                             failed_at = CASE WHEN ?5 THEN ?4 END, last_error = ?6,
                             state = CASE WHEN ?3 IS NOT NULL THEN 'delivered'
-                                WHEN ?5 THEN 'failed' ELSE 'queued' END
+                                WHEN ?5 THEN 'failed' ELSE 'queued' END,
+                            claim_node = NULL, claim_until = NULL
                          WHERE id = ?1",
                         &vals![
                             a.id,
@@ -549,7 +637,7 @@ const WINDOW_UPSERT: &str = "INSERT INTO windows (start, span_s, host, frontend,
         t_total_hist = hist_merge(windows.t_total_hist, excluded.t_total_hist),
         t_response_hist = hist_merge(windows.t_response_hist, excluded.t_response_hist)";
 
-fn write_windows(tx: &Db, windows: &[WindowRow]) -> DbResult<u64> {
+fn write_windows(tx: &Db, windows: &[&WindowRow]) -> DbResult<u64> {
     super::summaries::write_routes_and_rollups(tx, windows)?;
     let mut rows = 0;
     for w in windows {
@@ -606,7 +694,7 @@ fn write_windows(tx: &Db, windows: &[WindowRow]) -> DbResult<u64> {
     Ok(rows)
 }
 
-fn write_urls(tx: &Db, urls: &[UrlRow]) -> DbResult<u64> {
+fn write_urls(tx: &Db, urls: &[&UrlRow]) -> DbResult<u64> {
     for u in urls {
         let c = &u.counts;
         tx.execute(
@@ -746,14 +834,30 @@ fn write_outbox(tx: &Db, ops: &[hapwatch_engine::notify::OutboxOp]) -> DbResult<
     Ok(ops.len() as u64)
 }
 
+/// The advisory lock (PostgreSQL) held by the node pruning.
+const PRUNE_LOCK: i64 = 7_213_640_020;
+
 fn prune(conn: &Db, r: &Retention) {
     let now = r.wall.now_ms();
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
     let samples_before_s = (now - r.samples.as_millis() as i64) / 1000;
     let events_before_ms = now - r.events.as_millis() as i64;
     let result = conn.transaction(|tx| -> DbResult<u64> {
+        // Nodes sharing a store prune it one at a time: the others skip this hour.
+        if tx.dialect() == super::db::Dialect::Postgres
+            && !tx.scalar::<bool>(
+                &format!("SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"),
+                &[],
+            )?
+        {
+            return Ok(0);
+        }
         let mut n = tx.execute(
             "DELETE FROM windows WHERE start < ?1",
+            &vals![windows_before_s],
+        )?;
+        n += tx.execute(
+            "DELETE FROM window_claims WHERE start < ?1",
             &vals![windows_before_s],
         )?;
         n += tx.execute(
@@ -928,6 +1032,7 @@ mod tests {
             backup_left: None,
             json: "{}".into(),
             raw: raw.into(),
+            ident: None,
         }
     }
 
@@ -1033,7 +1138,12 @@ mod tests {
                 start: crate::timezone::now_ms() / 1000 - 60,
                 ..window(1, &[1])
             };
-            write_batch(conn, &[WriteOp::Windows(vec![old, recent])]).unwrap();
+            write_batch(
+                conn,
+                &[WriteOp::Windows(vec![old, recent])],
+                &WriterCounters::default(),
+            )
+            .unwrap();
             prune(
                 conn,
                 &Retention {

@@ -9,6 +9,7 @@ mod clock;
 mod console;
 mod email;
 mod faults;
+mod ha;
 mod haproxy_e2e;
 mod hardening;
 mod http;

@@ -99,15 +99,6 @@ fn a_daemon_on_postgresql_pages_once_and_the_cli_reads_its_history_there() {
     assert!(checked.contains("postgresql://"), "{checked}");
 }
 
-/// Polls the database (60 s at most) until `sql` counts at least `n`.
-fn wait_count(url: &str, sql: &str, n: i64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while postgres::count(url, sql) < n {
-        assert!(std::time::Instant::now() < deadline, "{sql}: never {n}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_sigkill_inside_the_group_wait_on_postgresql_loses_no_page_and_sends_none_twice() {
     let Some(url) = postgres::database() else {
@@ -126,7 +117,7 @@ fn a_sigkill_inside_the_group_wait_on_postgresql_loses_no_page_and_sends_none_tw
     let daemon = Daemon::start(&config, 1);
     send_udp(daemon.port(0), &[DOWN.to_vec()]);
     // The DOWN is stored and its notification waits for its group: crash now.
-    wait_count(
+    postgres::wait_count(
         &url,
         "SELECT count(*) FROM outbox WHERE state = 'waiting'",
         1,
@@ -138,7 +129,7 @@ fn a_sigkill_inside_the_group_wait_on_postgresql_loses_no_page_and_sends_none_tw
     let got = receiver.wait_accepted(1);
     send_udp(daemon.port(0), &[UP.to_vec()]);
     let got_all = receiver.wait_accepted(2);
-    wait_count(
+    postgres::wait_count(
         &url,
         "SELECT count(*) FROM outbox WHERE state = 'delivered'",
         2,

@@ -23,3 +23,12 @@ pub fn count(url: &str, sql: &str) -> i64 {
         .expect("a count")
         .get::<_, i64>(0)
 }
+
+/// Polls the database (60 s at most) until `sql` counts at least `n`.
+pub fn wait_count(url: &str, sql: &str, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(url, sql) < n {
+        assert!(std::time::Instant::now() < deadline, "{sql}: never {n}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

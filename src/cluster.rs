@@ -1,0 +1,230 @@
+//! Several nodes on one PostgreSQL store. Every node stores what it receives
+//! (an event once however many nodes saw it, each sender's window counted by
+//! one node); one node at a time decides: it opens and resolves incidents,
+//! groups and queues notifications. It holds a lease row in the database,
+//! renewed well inside its term; a node that finds the lease lapsed takes
+//! it under the next epoch, reads the decisions made so far back from the
+//! store, and goes over what it received lately that they may not cover.
+//! The writer commits a decision only while the database still names its
+//! epoch, so a node that was paused or cut off cannot act on a stale view.
+
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::store::db::{vals, Db, DbResult};
+
+/// The database's clock in Unix ms: leases are judged by one clock, not by
+/// each node's.
+pub const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// This node's part in the cluster, shared by the lease thread (which
+/// renews), the pipeline (which decides once it has caught up) and the
+/// writer (which fences decisions).
+#[derive(Debug)]
+pub struct Role {
+    /// `[cluster] node`: shown to people.
+    pub node: Arc<str>,
+    /// This process: a node restarted under the same name is another holder.
+    pub holder: String,
+    pub lease: Duration,
+    /// The epoch the lease is held under (0: another node holds it).
+    held: AtomicI64,
+    /// The epoch the pipeline decides under (0: it stands by). Set once the
+    /// pipeline has read the store back after taking the lease.
+    deciding: AtomicI64,
+    /// The node the database last named as deciding, and until when (ms, its clock).
+    leader: Mutex<(String, i64)>,
+}
+
+impl Role {
+    pub fn new(node: Arc<str>, lease: Duration) -> Arc<Role> {
+        let nonce = std::collections::hash_map::RandomState::new();
+        let nonce = std::hash::BuildHasher::hash_one(&nonce, std::process::id());
+        Arc::new(Role {
+            holder: format!("{node}#{}#{nonce:016x}", std::process::id()),
+            node,
+            lease,
+            held: AtomicI64::new(0),
+            deciding: AtomicI64::new(0),
+            leader: Mutex::new((String::new(), 0)),
+        })
+    }
+
+    /// The epoch of the lease this node holds (0: none).
+    pub fn held(&self) -> i64 {
+        self.held.load(Relaxed)
+    }
+
+    /// The epoch decisions are made under (0: standing by).
+    pub fn deciding(&self) -> i64 {
+        self.deciding.load(Relaxed)
+    }
+
+    pub fn is_deciding(&self) -> bool {
+        self.deciding() != 0
+    }
+
+    /// The pipeline caught up under `epoch` (or stands by: 0).
+    pub fn decide_under(&self, epoch: i64) {
+        self.deciding.store(epoch, Relaxed);
+    }
+
+    /// The node deciding, as the database last said (empty: none yet).
+    pub fn leader(&self) -> String {
+        self.leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    fn set_leader(&self, node: String, until_ms: i64) {
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (node, until_ms);
+    }
+}
+
+/// Takes or renews the lease: Some(epoch) when this holder has it (a new
+/// epoch when it was lapsed or another's), None when another node holds it.
+pub fn renew(db: &Db, role: &Role) -> DbResult<Option<i64>> {
+    let lease_ms = role.lease.as_millis() as i64;
+    db.query_opt(
+        &format!(
+            "UPDATE cluster_leader SET
+                epoch = CASE WHEN holder = ?1 AND until > {DB_NOW_MS} THEN epoch ELSE epoch + 1 END,
+                node = ?2, holder = ?1, until = {DB_NOW_MS} + ?3
+             WHERE id = 1 AND (holder = ?1 OR until <= {DB_NOW_MS})
+             RETURNING epoch"
+        ),
+        &vals![role.holder, &*role.node, lease_ms],
+        |r| r.get(0),
+    )
+}
+
+/// Gives the lease up (a clean stop): the next node need not wait it out.
+pub fn release(db: &Db, role: &Role) -> DbResult<()> {
+    db.execute(
+        "UPDATE cluster_leader SET until = 0 WHERE id = 1 AND holder = ?1",
+        &vals![role.holder],
+    )?;
+    Ok(())
+}
+
+/// Whether the database still names `epoch` of this holder; inside a
+/// transaction it also keeps the lease from changing hands until the commit.
+pub fn fenced(tx: &Db, role: &Role, epoch: i64) -> DbResult<bool> {
+    let row: Option<i64> = tx.query_opt(
+        "SELECT epoch FROM cluster_leader WHERE id = 1 AND holder = ?1 AND epoch = ?2 FOR SHARE",
+        &vals![role.holder, epoch],
+        |r| r.get(0),
+    )?;
+    Ok(row.is_some())
+}
+
+/// Renews the lease every fifth of its term until `stop` is set, then gives
+/// it up. A database that cannot be reached changes nothing here: no other
+/// node can take the lease through it either, and the writer's fence keeps
+/// a decision from landing once another has.
+pub fn spawn_lease(
+    location: crate::store::Location,
+    role: Arc<Role>,
+    stop: std::sync::mpsc::Receiver<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("hapwatch-lease".into())
+        .spawn(move || {
+            let every = (role.lease / 5).max(Duration::from_millis(100));
+            let mut conn: Option<Db> = None;
+            let mut failing = false;
+            loop {
+                if conn.is_none() {
+                    conn = location.open_read().ok();
+                }
+                if let Some(db) = &conn {
+                    match renew(db, &role).and_then(|held| {
+                        let leader: Option<(String, i64)> = db.query_opt(
+                            "SELECT node, until FROM cluster_leader WHERE id = 1",
+                            &[],
+                            |r| r.get(0),
+                        )?;
+                        Ok((held, leader))
+                    }) {
+                        Ok((held, leader)) => {
+                            if failing {
+                                tracing::info!("the lease can be renewed again");
+                                failing = false;
+                            }
+                            note(&role, held.unwrap_or(0));
+                            if let Some((node, until)) = leader {
+                                role.set_leader(node, until);
+                            }
+                        }
+                        Err(e) => {
+                            if !failing {
+                                tracing::warn!(error = %e, "the lease cannot be renewed; deciding as before until the database answers");
+                                failing = true;
+                            }
+                        }
+                    }
+                }
+                match stop.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+            }
+            if let Some(db) = &conn {
+                if role.held() != 0 {
+                    if let Err(e) = release(db, &role) {
+                        tracing::warn!(error = %e, "the lease could not be given up; another node takes it when it lapses");
+                    }
+                }
+            }
+        })
+}
+
+/// Records what the database said of the lease, logging a change of hands.
+fn note(role: &Role, epoch: i64) {
+    let before = role.held.swap(epoch, Relaxed);
+    match (before, epoch) {
+        (0, e) if e != 0 => tracing::info!(epoch = e, "this node holds the lease: it decides"),
+        (b, 0) if b != 0 => {
+            tracing::warn!("another node took the lease: this node stands by")
+        }
+        (b, e) if b != e => tracing::warn!(epoch = e, "the lease lapsed and was taken again"),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_a_lapsed_lease_moves_under_a_new_epoch() {
+        let Some(scratch) = crate::store::scratch::postgres() else {
+            return;
+        };
+        let db = scratch.open();
+        let a = Role::new("a".into(), Duration::from_millis(400));
+        let b = Role::new("b".into(), Duration::from_millis(400));
+        let first = renew(&db, &a).unwrap().expect("a free lease is taken");
+        assert_eq!(renew(&db, &b).unwrap(), None, "held by a");
+        assert_eq!(renew(&db, &a).unwrap(), Some(first), "renewed, same epoch");
+        assert!(fenced(&db, &a, first).unwrap());
+        assert!(!fenced(&db, &b, first).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        let second = renew(&db, &b).unwrap().expect("a lapsed lease is taken");
+        assert!(second > first);
+        assert!(!fenced(&db, &a, first).unwrap(), "a is fenced off");
+        assert_eq!(renew(&db, &a).unwrap(), None);
+        release(&db, &b).unwrap();
+        let third = renew(&db, &a)
+            .unwrap()
+            .expect("a released lease is taken at once");
+        assert!(third > second);
+        // A restarted process under the same name is another holder.
+        let a_again = Role::new("a".into(), Duration::from_millis(400));
+        assert_ne!(a_again.holder, a.holder);
+        assert_eq!(renew(&db, &a_again).unwrap(), None);
+    }
+}

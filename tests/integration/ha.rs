@@ -1,0 +1,187 @@
+//! Two nodes on one PostgreSQL: a real HAProxy logs to both, every event is
+//! stored once, every request counted once, every transition paged once;
+//! and when the deciding node is SIGKILLed inside the group wait, the other
+//! takes the lease and pages what was owed, once.
+
+use crate::util::haproxy::{start_haproxy, HAPROXY};
+use crate::util::*;
+
+const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
+
+/// A node named `name` on the database at `url`, paging `receiver`.
+fn node(dir: &std::path::Path, name: &str, url: &str, receiver: u16, group_wait: &str) -> Daemon {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = ConfigBuilder::new(&dir)
+        .set("storage", "postgres", &format!("{url:?}"))
+        .set("cluster", "node", &format!("{name:?}"))
+        .set("cluster", "lease", "\"2s\"")
+        .set("notify", "retry_min", "\"50ms\"")
+        .set("notify", "group_wait", &format!("{group_wait:?}"))
+        .set("parse", "timezone", "\"UTC\"")
+        .udp()
+        .http()
+        .webhook("ops", receiver, "")
+        .write();
+    Daemon::start(&config, 1)
+}
+
+/// Waits until `daemon` says it decides (or stands by).
+fn wait_deciding(daemon: &mut Daemon, deciding: bool) {
+    daemon.wait_health("the lease", |h| h["cluster"]["deciding"] == deciding);
+}
+
+fn statuses(got: &[Request]) -> Vec<String> {
+    got.iter()
+        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["status"].to_string())
+        .collect()
+}
+
+#[test]
+fn a_real_haproxy_logging_to_two_nodes_is_stored_counted_and_paged_once() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    if !installed(&[HAPROXY]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let mut a = node(dir.path(), "a", &url, receiver.port, "1s");
+    wait_deciding(&mut a, true);
+    let mut b = node(dir.path(), "b", &url, receiver.port, "1s");
+    wait_deciding(&mut b, false);
+    let (front, origin, dead) = (free_port(), free_port(), free_port());
+    // Both nodes get every line: HAProxy's two `log` lines.
+    let mut haproxy = start_haproxy(
+        dir.path(),
+        &format!(
+            "    log 127.0.0.1:{} local0\n    log 127.0.0.1:{} local1\n",
+            a.port(0),
+            b.port(0)
+        ),
+        "    option httplog\n    option log-health-checks\n",
+        &format!("frontend fe_ha\n    bind 127.0.0.1:{front}\n    default_backend be_ha\nbackend be_ha\n    server up1 127.0.0.1:{origin} check inter 100ms\n    server dead1 127.0.0.1:{dead} check inter 100ms fall 2\nfrontend fe_origin\n    bind 127.0.0.1:{origin}\n    http-request return status 200 content-type text/plain string ok\n"),
+    );
+    // The DOWN is paged (by whichever node decides).
+    let got = receiver.wait_accepted(1);
+    assert_eq!(statuses(&got), ["\"firing\""]);
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", front)).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"GET /ha HTTP/1.1\r\nHost: ha\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    }
+    // Each node received the 20 requests of fe_ha and fe_origin's 20.
+    postgres::wait_count(
+        &url,
+        "SELECT coalesce(sum(traffic), 0)::bigint FROM ingest_stats",
+        80,
+    );
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    // Stopping closes every window: both nodes write theirs.
+    a.stop();
+    b.stop();
+
+    let got = receiver.accepted.lock().unwrap().clone();
+    let bodies: std::collections::HashSet<&String> = got.iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies.len(), got.len(), "a notification was sent twice");
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM outbox WHERE state = 'delivered'"
+        ),
+        got.len() as i64
+    );
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM incidents WHERE server = 'dead1' AND kind = 'server_down'"
+        ),
+        1
+    );
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM events WHERE server = 'dead1' AND kind = 'state_change'"
+        ),
+        1,
+        "the DOWN both nodes received is stored once"
+    );
+    // Each node parsed every event; each is stored once.
+    let parsed = postgres::count(&url, "SELECT sum(events)::bigint FROM ingest_stats");
+    let stored = postgres::count(&url, "SELECT count(*) FROM events");
+    assert!(stored > 0);
+    assert_eq!(
+        parsed,
+        2 * stored,
+        "{parsed} parsed by two nodes, {stored} stored"
+    );
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT coalesce(sum(requests), 0)::bigint FROM windows WHERE backend = 'be_ha'"
+        ),
+        20,
+        "the requests both nodes received are counted once"
+    );
+    assert!(postgres::count(&url, "SELECT count(*) FROM window_claims") > 0);
+}
+
+#[test]
+fn a_sigkill_of_the_deciding_node_inside_the_group_wait_is_paged_once_by_the_other() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    // Long enough that the kill surely falls inside it.
+    let wait = "6s";
+    let mut a = node(dir.path(), "a", &url, receiver.port, wait);
+    wait_deciding(&mut a, true);
+    let mut b = node(dir.path(), "b", &url, receiver.port, wait);
+    wait_deciding(&mut b, false);
+    send_udp(a.port(0), &[DOWN.to_vec()]);
+    send_udp(b.port(0), &[DOWN.to_vec()]);
+    postgres::wait_count(
+        &url,
+        "SELECT count(*) FROM outbox WHERE state = 'waiting'",
+        1,
+    );
+    a.kill();
+    assert!(receiver.accepted.lock().unwrap().is_empty());
+    // b takes the lease once a's lapses, and sends what a had waiting.
+    wait_deciding(&mut b, true);
+    let got = receiver.wait_accepted(1);
+    assert_eq!(statuses(&got), ["\"firing\""]);
+    send_udp(b.port(0), &[UP.to_vec()]);
+    let got = receiver.wait_accepted(2);
+    // a, back, stands by: b holds the lease.
+    let mut a = node(dir.path(), "a", &url, receiver.port, wait);
+    wait_deciding(&mut a, false);
+    send_udp(a.port(0), &[UP.to_vec()]);
+    postgres::wait_count(
+        &url,
+        "SELECT count(*) FROM outbox WHERE state = 'delivered'",
+        2,
+    );
+    a.stop();
+    b.stop();
+    assert_eq!(statuses(&got), ["\"firing\"", "\"resolved\""]);
+    assert_eq!(receiver.accepted.lock().unwrap().len(), 2);
+    assert_eq!(postgres::count(&url, "SELECT count(*) FROM incidents"), 1);
+    assert_eq!(postgres::count(&url, "SELECT count(*) FROM events"), 2);
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM delivery_attempts WHERE node = 'b' AND outcome = 'delivered'"
+        ),
+        2,
+        "b delivered both"
+    );
+}
