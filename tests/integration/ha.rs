@@ -185,3 +185,105 @@ fn a_sigkill_of_the_deciding_node_inside_the_group_wait_is_paged_once_by_the_oth
         "b delivered both"
     );
 }
+
+#[test]
+fn a_sigkill_of_the_deciding_node_mid_send_is_delivered_once_by_the_other() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The first attempt fails; the second hangs (a's send in flight); then 200.
+    let receiver = Receiver::start(0, vec![503, 0]);
+    let mut a = node(dir.path(), "a", &url, receiver.port, "0s");
+    wait_deciding(&mut a, true);
+    let mut b = node(dir.path(), "b", &url, receiver.port, "0s");
+    wait_deciding(&mut b, false);
+    send_udp(a.port(0), &[DOWN.to_vec()]);
+    send_udp(b.port(0), &[DOWN.to_vec()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while receiver.attempts.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(std::time::Instant::now() < deadline, "a never sent twice");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // a is inside its second send, the row claimed: kill it there.
+    a.kill();
+    wait_deciding(&mut b, true);
+    let got = receiver.wait_accepted(1);
+    postgres::wait_count(
+        &url,
+        "SELECT count(*) FROM outbox WHERE state = 'delivered'",
+        1,
+    );
+    b.stop();
+    assert_eq!(statuses(&got), ["\"firing\""]);
+    assert_eq!(receiver.accepted.lock().unwrap().len(), 1);
+    // (a's failed attempt may have died with it, before its record was committed.)
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM delivery_attempts WHERE outcome = 'delivered'"
+        ),
+        1
+    );
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM delivery_attempts WHERE node = 'b' AND outcome = 'delivered'"
+        ),
+        1
+    );
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM outbox WHERE claim_node IS NOT NULL"
+        ),
+        0,
+        "no claim outlives its attempt"
+    );
+}
+
+#[test]
+fn a_silence_made_through_one_node_holds_on_the_other() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let mut a = node(dir.path(), "a", &url, receiver.port, "0s");
+    wait_deciding(&mut a, true);
+    let a_config = dir.path().join("a").join("hapwatch.toml");
+    let a_config = a_config.to_str().unwrap();
+    hapwatch(&[
+        "silence",
+        "add",
+        "--config",
+        a_config,
+        "--backend",
+        "be_x",
+        "--for",
+        "1h",
+        "--reason",
+        "deploy",
+    ]);
+    let mut b = node(dir.path(), "b", &url, receiver.port, "0s");
+    wait_deciding(&mut b, false);
+    // b decides from now on.
+    a.stop();
+    wait_deciding(&mut b, true);
+    send_udp(b.port(0), &[DOWN.to_vec()]);
+    postgres::wait_count(
+        &url,
+        "SELECT count(*) FROM outbox WHERE state = 'silenced'",
+        1,
+    );
+    b.stop();
+    assert!(receiver.accepted.lock().unwrap().is_empty());
+    assert_eq!(postgres::count(&url, "SELECT count(*) FROM incidents"), 1);
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM outbox WHERE state <> 'silenced'"
+        ),
+        0
+    );
+}
