@@ -226,11 +226,13 @@ impl Processor {
             tracing::warn!(leader = %c.role.leader(), "standing by: another node decides");
             return;
         }
-        // Decisions still queued from an earlier term land (or are fenced) first.
+        // Decisions still queued from an earlier term land (or are fenced)
+        // first. A writer that far behind is waited for at the next tick, not
+        // here, where the ingest queue would fill behind this thread.
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         if self.store.send(WriteOp::Barrier(done_tx)).is_err()
             || done
-                .recv_timeout(std::time::Duration::from_secs(30))
+                .recv_timeout(std::time::Duration::from_secs(5))
                 .is_err()
         {
             tracing::warn!("the store is still busy; taking over at the next tick");
