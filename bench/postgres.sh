@@ -53,3 +53,8 @@ for r in $rates; do
     size=$(psql -d postgres -c "SELECT pg_database_size('udp_$r') / 1024 / 1024")
     echo "| UDP ingest into PostgreSQL at $r/s | $counted of $sent counted, hapwatch at $cpu % of a core | ${secs} s, database ${size} MiB after |"
 done
+cfg=$(config latency)
+cargo build --release --quiet --example alert_latency
+lat=$(HAPWATCH_STORAGE="$(sed -n 's/^postgres = /postgres = /p' "$cfg")" \
+    target/release/examples/alert_latency 1000 2>&1 | grep -E 'p50|p99' | tr '\n' ' ')
+echo "| datagram → webhook received, on PostgreSQL | $lat | 1,000 DOWN events, group_wait 0s |"

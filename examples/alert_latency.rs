@@ -104,8 +104,10 @@ fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "[storage]\npath = {:?}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n[notify]\ngroup_wait = \"0s\"\n{channel}",
-            dir.join("l.db")
+            "[storage]\npath = {:?}\n{}\n[[listen]]\nurl = \"udp://127.0.0.1:{udp}\"\n[notify]\ngroup_wait = \"0s\"\n{channel}",
+            dir.join("l.db"),
+            // More [storage] keys: `postgres = "…"` times the path through PostgreSQL.
+            std::env::var("HAPWATCH_STORAGE").unwrap_or_default()
         ),
     )
     .unwrap();

@@ -261,13 +261,29 @@ impl Processor {
             recent = recent.len(),
             "deciding: the store's incidents and outbox read back"
         );
+        // What the store already reflects of each sender: its newest server
+        // state as decided. Only what came later is decided again, so a DOWN
+        // and UP the last decider paged are not paged twice.
+        let mut decided: HashMap<String, i64> = HashMap::new();
+        if let Some(engine) = &self.engine {
+            for ((host, _, _), s) in &engine.fleet().servers {
+                let mark = decided.entry(host.clone()).or_insert(i64::MIN);
+                *mark = (*mark).max(s.since_ms);
+            }
+        }
         for (bytes, peer, received_ms) in recent {
-            self.decide_again(&bytes, peer, received_ms);
+            self.decide_again(&bytes, peer, received_ms, &decided);
         }
     }
 
     /// An event received before taking the lease, put to the engine again.
-    fn decide_again(&mut self, bytes: &[u8], peer: Option<IpAddr>, received_ms: i64) {
+    fn decide_again(
+        &mut self,
+        bytes: &[u8],
+        peer: Option<IpAddr>,
+        received_ms: i64,
+        decided: &HashMap<String, i64>,
+    ) {
         let parser = self.parser.clone();
         let Ok(rec) = parser.parse(bytes) else { return };
         if matches!(rec.event, Event::Traffic(_)) {
@@ -278,6 +294,9 @@ impl Processor {
             Some(h) => h,
             None => peer_name(&mut self.peer_names, &self.local_host, peer),
         };
+        if decided.get(host).is_some_and(|mark| ts <= *mark) {
+            return;
+        }
         let now = self.wall.now_ms();
         let deciding = (&self.rates, &self.decisions, &mut self.notifier, now);
         decide(&mut self.engine, deciding, host, &rec, ts);

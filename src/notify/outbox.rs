@@ -302,8 +302,14 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 None => {}
             }
             if let Some(role) = &cluster {
-                let lease_ms = role.lease.as_millis() as i64;
-                match crate::store::outbox::claim(&conn, row.id, &role.holder, lease_ms) {
+                // A channel this node does not have (a config mid-rollout) is
+                // another node's to send, not this one's to give up.
+                let Some((ch, _)) = senders.usable.get(&row.channel) else {
+                    continue;
+                };
+                // Held past the send's own timeout: a slow send is not taken over.
+                let hold_ms = (role.lease + ch.timeout).as_millis() as i64 + 1000;
+                match crate::store::outbox::claim(&conn, row.id, &role.holder, hold_ms) {
                     Ok(true) => {}
                     // Another node is sending it, or has.
                     Ok(false) => continue,

@@ -549,7 +549,7 @@ fn write_ops(
                             state = CASE WHEN ?3 IS NOT NULL THEN 'delivered'
                                 WHEN ?5 THEN 'failed' ELSE 'queued' END,
                             claim_node = NULL, claim_until = NULL
-                         WHERE id = ?1",
+                         WHERE id = ?1 AND state = 'queued'",
                         &vals![
                             a.id,
                             a.attempts,

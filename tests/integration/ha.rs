@@ -27,9 +27,14 @@ fn node(dir: &std::path::Path, name: &str, url: &str, receiver: u16, group_wait:
     Daemon::start(&config, 1)
 }
 
-/// Waits until `daemon` says it decides (or stands by).
+/// Waits until `daemon` says it decides, or that it stands by while another
+/// node holds the lease (a node starts standing by: that alone says nothing).
 fn wait_deciding(daemon: &mut Daemon, deciding: bool) {
-    daemon.wait_health("the lease", |h| h["cluster"]["deciding"] == deciding);
+    daemon.wait_health("the lease", |h| {
+        let c = &h["cluster"];
+        let leader = c["leader"].as_str().unwrap_or_default();
+        c["deciding"] == deciding && (deciding || !leader.is_empty())
+    });
 }
 
 fn statuses(got: &[Request]) -> Vec<String> {
