@@ -205,14 +205,14 @@ mod tests {
             return;
         };
         let db = scratch.open();
-        let a = Role::new("a".into(), Duration::from_millis(400));
-        let b = Role::new("b".into(), Duration::from_millis(400));
+        let a = Role::new("a".into(), Duration::from_secs(3));
+        let b = Role::new("b".into(), Duration::from_secs(3));
         let first = renew(&db, &a).unwrap().expect("a free lease is taken");
         assert_eq!(renew(&db, &b).unwrap(), None, "held by a");
         assert_eq!(renew(&db, &a).unwrap(), Some(first), "renewed, same epoch");
         assert!(fenced(&db, &a, first).unwrap());
         assert!(!fenced(&db, &b, first).unwrap());
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(3200));
         let second = renew(&db, &b).unwrap().expect("a lapsed lease is taken");
         assert!(second > first);
         assert!(!fenced(&db, &a, first).unwrap(), "a is fenced off");
@@ -223,7 +223,7 @@ mod tests {
             .expect("a released lease is taken at once");
         assert!(third > second);
         // A restarted process under the same name is another holder.
-        let a_again = Role::new("a".into(), Duration::from_millis(400));
+        let a_again = Role::new("a".into(), Duration::from_secs(3));
         assert_ne!(a_again.holder, a.holder);
         assert_eq!(renew(&db, &a_again).unwrap(), None);
     }

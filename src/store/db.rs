@@ -834,10 +834,21 @@ mod tests {
         let db = store.open();
         db.scalar::<i64>("SELECT 1", &[]).unwrap();
         let pid: i64 = db.scalar("SELECT pg_backend_pid()", &[]).unwrap();
-        store
-            .open()
+        let other = store.open();
+        other
             .batch(&format!("SELECT pg_terminate_backend({pid})"))
             .unwrap();
+        // Terminating only signals the backend: wait until it is gone.
+        while other
+            .scalar::<i64>(
+                &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+                &[],
+            )
+            .unwrap()
+            > 0
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         // The writer holds its batch on a transient failure and tries again.
         let lost = db.scalar::<i64>("SELECT 1", &[]).unwrap_err();
         assert!(lost.transient(), "{lost}");
