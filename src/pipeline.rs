@@ -290,10 +290,12 @@ impl Processor {
             return;
         }
         let ts = self.event_ms(&rec, received_ms);
-        let host = match rec.envelope.hostname.filter(|h| *h != "-") {
-            Some(h) => h,
-            None => peer_name(&mut self.peer_names, &self.local_host, peer),
-        };
+        let host = sender(
+            rec.envelope.hostname,
+            &mut self.peer_names,
+            &self.local_host,
+            peer,
+        );
         if decided.get(host).is_some_and(|mark| ts <= *mark) {
             return;
         }
@@ -389,10 +391,12 @@ impl Processor {
         };
         self.last_ms = ts;
         self.newest_ms = self.newest_ms.max(ts);
-        let host = match rec.envelope.hostname.filter(|h| *h != "-") {
-            Some(h) => h,
-            None => peer_name(&mut self.peer_names, &self.local_host, peer),
-        };
+        let host = sender(
+            rec.envelope.hostname,
+            &mut self.peer_names,
+            &self.local_host,
+            peer,
+        );
         if let Some(engine) = &mut self.engine {
             // Once a second per sender run, and when the host or its worker
             // changes: the host's liveness, and whether a new worker took over
@@ -786,12 +790,17 @@ fn plausible_header(header_ms: i64, received_ms: i64) -> bool {
     (-5_000..=55 * 60_000).contains(&behind)
 }
 
-/// The sender's address names a host whose header has no hostname.
-fn peer_name<'a>(
+/// The host a line is from: its header's hostname, else the sender's
+/// address (this host for a local socket).
+fn sender<'a>(
+    hostname: Option<&'a str>,
     names: &'a mut HashMap<IpAddr, Box<str>>,
     local: &'a str,
     peer: Option<IpAddr>,
 ) -> &'a str {
+    if let Some(h) = hostname.filter(|h| *h != "-") {
+        return h;
+    }
     let Some(ip) = peer else {
         return local;
     };

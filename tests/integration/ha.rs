@@ -6,8 +6,7 @@
 use crate::util::haproxy::{start_haproxy, HAPROXY};
 use crate::util::*;
 
-const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
-const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
+use crate::postgres::{DOWN, UP};
 
 /// A node named `name` on the database at `url`, paging `receiver`.
 fn node(dir: &std::path::Path, name: &str, url: &str, receiver: u16, group_wait: &str) -> Daemon {
@@ -35,12 +34,6 @@ fn wait_deciding(daemon: &mut Daemon, deciding: bool) {
         let leader = c["leader"].as_str().unwrap_or_default();
         c["deciding"] == deciding && (deciding || !leader.is_empty())
     });
-}
-
-fn statuses(got: &[Request]) -> Vec<String> {
-    got.iter()
-        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["status"].to_string())
-        .collect()
 }
 
 #[test]
@@ -71,7 +64,7 @@ fn a_real_haproxy_logging_to_two_nodes_is_stored_counted_and_paged_once() {
     );
     // The DOWN is paged (by whichever node decides).
     let got = receiver.wait_accepted(1);
-    assert_eq!(statuses(&got), ["\"firing\""]);
+    assert_eq!(webhook_statuses(&got), ["\"firing\""]);
     for _ in 0..20 {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", front)).unwrap();
         use std::io::{Read, Write};
@@ -163,7 +156,7 @@ fn a_sigkill_of_the_deciding_node_inside_the_group_wait_is_paged_once_by_the_oth
     // b takes the lease once a's lapses, and sends what a had waiting.
     wait_deciding(&mut b, true);
     let got = receiver.wait_accepted(1);
-    assert_eq!(statuses(&got), ["\"firing\""]);
+    assert_eq!(webhook_statuses(&got), ["\"firing\""]);
     send_udp(b.port(0), &[UP.to_vec()]);
     let got = receiver.wait_accepted(2);
     // a, back, stands by: b holds the lease.
@@ -177,7 +170,7 @@ fn a_sigkill_of_the_deciding_node_inside_the_group_wait_is_paged_once_by_the_oth
     );
     a.stop();
     b.stop();
-    assert_eq!(statuses(&got), ["\"firing\"", "\"resolved\""]);
+    assert_eq!(webhook_statuses(&got), ["\"firing\"", "\"resolved\""]);
     assert_eq!(receiver.accepted.lock().unwrap().len(), 2);
     assert_eq!(postgres::count(&url, "SELECT count(*) FROM incidents"), 1);
     assert_eq!(postgres::count(&url, "SELECT count(*) FROM events"), 2);
@@ -220,7 +213,7 @@ fn a_sigkill_of_the_deciding_node_mid_send_is_delivered_once_by_the_other() {
         1,
     );
     b.stop();
-    assert_eq!(statuses(&got), ["\"firing\""]);
+    assert_eq!(webhook_statuses(&got), ["\"firing\""]);
     assert_eq!(receiver.accepted.lock().unwrap().len(), 1);
     // (a's failed attempt may have died with it, before its record was committed.)
     assert_eq!(

@@ -4,8 +4,8 @@
 
 use crate::util::*;
 
-const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
-const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
+pub const DOWN: &[u8] = b"<129>Nov 23 01:23:33 haproxy[1]: Server be_x/s1 is DOWN, reason: Layer4 timeout, check duration: 2001ms. 3 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.";
+pub const UP: &[u8] = b"<133>Nov 23 01:25:00 haproxy[1]: Server be_x/s1 is UP, reason: Layer7 check passed, code: 200, check duration: 3ms. 4 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.";
 
 #[test]
 fn a_daemon_on_postgresql_pages_once_and_the_cli_reads_its_history_there() {
@@ -43,10 +43,7 @@ fn a_daemon_on_postgresql_pages_once_and_the_cli_reads_its_history_there() {
     assert_eq!(code, 200, "{backend}");
     daemon.stop();
 
-    let statuses: Vec<String> = got
-        .iter()
-        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["status"].to_string())
-        .collect();
+    let statuses = webhook_statuses(&got);
     assert_eq!(statuses, ["\"firing\"", "\"resolved\""]);
     assert!(
         !dir.path().join("h.db").exists(),
@@ -135,10 +132,7 @@ fn a_sigkill_inside_the_group_wait_on_postgresql_loses_no_page_and_sends_none_tw
         2,
     );
     daemon.stop();
-    let statuses: Vec<String> = got_all
-        .iter()
-        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["status"].to_string())
-        .collect();
+    let statuses = webhook_statuses(&got_all);
     assert_eq!(got[0].1, got_all[0].1);
     assert_eq!(statuses, ["\"firing\"", "\"resolved\""], "each once");
     assert_eq!(postgres::count(&url, "SELECT count(*) FROM incidents"), 1);

@@ -511,6 +511,13 @@ pub fn send_udp(port: u16, datagrams: &[Vec<u8>]) {
 /// An accepted request: lower-cased headers and the body.
 pub type Request = (Vec<(String, String)>, String);
 
+/// Each webhook body's `status`, as JSON text ("\"firing\"").
+pub fn webhook_statuses(got: &[Request]) -> Vec<String> {
+    got.iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["status"].to_string())
+        .collect()
+}
+
 /// A real HTTP/1.1 receiver on loopback for webhook tests: it answers the
 /// scripted statuses in turn (then 200) and keeps the requests it accepted.
 /// A scripted 0 answers nothing for 10 s, then closes.
