@@ -204,8 +204,10 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                     "status": status,
                     "node": state.node,
                     "cluster": state.cluster.as_ref().map(|r| json!({
+                        "group": &*r.group,
                         "deciding": r.is_deciding(),
                         "epoch": r.deciding(),
+                        "jobs": r.runs_jobs(),
                         "leader": r.leader(),
                         "lease_s": r.lease.as_secs(),
                         "decisions_fenced": state.stats.decisions_fenced.load(std::sync::atomic::Ordering::Relaxed),
@@ -407,8 +409,14 @@ fn metrics(state: &State, view: &View) -> String {
     if let Some(role) = &state.cluster {
         let _ = writeln!(
             out,
-            "# HELP hapwatch_cluster_deciding 1 while this node holds the lease and decides.\n# TYPE hapwatch_cluster_deciding gauge\nhapwatch_cluster_deciding {}",
+            "# HELP hapwatch_cluster_deciding 1 while this node holds its group's lease and decides for it.\n# TYPE hapwatch_cluster_deciding gauge\nhapwatch_cluster_deciding{{group=\"{}\"}} {}",
+            label(&role.group),
             u8::from(role.is_deciding())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hapwatch_cluster_jobs 1 while this node runs the once-only jobs (the digest).\n# TYPE hapwatch_cluster_jobs gauge\nhapwatch_cluster_jobs {}",
+            u8::from(role.runs_jobs())
         );
         for (name, help, n) in [
             (

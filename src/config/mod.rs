@@ -50,6 +50,11 @@ pub struct ClusterConfig {
     /// (and a row being sent) lasts unrenewed before another takes over.
     #[serde(deserialize_with = "lease_term")]
     pub lease: Duration,
+    /// Nodes receiving the same load balancers (an HA pair) share a group,
+    /// and one of them decides for it; groups receiving different ones
+    /// (shards) decide side by side over one history.
+    #[serde(deserialize_with = "group_name")]
+    pub group: String,
 }
 
 impl Default for ClusterConfig {
@@ -57,6 +62,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             node: None,
             lease: Duration::from_secs(10),
+            group: "default".into(),
         }
     }
 }
@@ -91,6 +97,15 @@ pub fn hostname() -> String {
 }
 
 fn node_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    named(d, "node").map(Some)
+}
+
+fn group_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    named(d, "group")
+}
+
+/// A name people type and read in logs: 1 to 64 of letters, digits, `-_.`.
+fn named<'de, D: Deserializer<'de>>(d: D, what: &str) -> Result<String, D::Error> {
     let name = String::deserialize(d)?;
     let fits = !name.is_empty()
         && name.len() <= 64
@@ -99,10 +114,10 @@ fn node_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !fits {
         return Err(serde::de::Error::custom(format!(
-            "{name:?} is not a node name: 1 to 64 of letters, digits, '-', '_' and '.'"
+            "{name:?} is not a {what} name: 1 to 64 of letters, digits, '-', '_' and '.'"
         )));
     }
-    Ok(Some(name))
+    Ok(name)
 }
 
 /// `[limits]`: what outside input may make the daemon hold, at most.
@@ -585,6 +600,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 3") && e.contains("node name"), "{e}");
+        assert_eq!(Config::default().cluster.group, "default");
+        let e = Config::from_toml("[cluster]\ngroup = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("group name"), "{e}");
     }
 
     #[test]

@@ -158,11 +158,20 @@ impl Daemon {
         let stats = Arc::new(Stats::default());
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         // On PostgreSQL other nodes may share the store: one decides at a time.
-        let role = matches!(db, crate::store::Location::Postgres(_))
-            .then(|| crate::cluster::Role::new(node.as_str().into(), config.cluster.lease));
+        let role = matches!(db, crate::store::Location::Postgres(_)).then(|| {
+            let group = config.cluster.group.as_str();
+            crate::cluster::Role::new(node.as_str().into(), group.into(), config.cluster.lease)
+        });
         let (guard, writer) =
             open_store(&config, lock, (&stats, role.clone()), &wall, &outbox_wake)?;
-        let (engine, outbox) = restore::restore(&config, &db, &writer.tx, wall.now_ms())?;
+        let (engine, outbox, settle) = restore::restore(&config, &db, wall.now_ms())?;
+        // Alone on the store this node decides from the start; with others,
+        // it settles them once it takes its group's lease (and restores again).
+        if role.is_none() && !settle.is_empty() {
+            let _ = writer
+                .tx
+                .send(crate::store::writer::WriteOp::Incidents(Vec::new(), settle));
+        }
         let observed = Arc::new(crate::view::Observed::default());
         let beat = (stats.clone(), observed.clone());
         let observed_for_repost = observed.clone();

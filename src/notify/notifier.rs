@@ -84,6 +84,11 @@ impl Notifier {
         self.grouper.restore(restored);
     }
 
+    /// Numbers new outbox rows in blocks from `source` (several nodes deciding at once).
+    pub fn number_from(&mut self, source: hapwatch_engine::IdSource) {
+        self.grouper.number_from(source);
+    }
+
     pub fn read_silences_from(&mut self, conn: Db) {
         self.conn = Some(conn);
         // Before the first line: a backlog replayed at start meets the silences and windows.
@@ -282,6 +287,17 @@ impl Notifier {
     }
 
     /// The digest mail, when it is due: one queued row per digest channel.
+    /// A digest due that another node composes: only its schedule moves on.
+    pub fn skip_digest(&mut self, now_ms: i64) {
+        if self.next_digest_ms.is_some_and(|due| now_ms >= due) {
+            self.next_digest_ms = Some(crate::digest::next_due(
+                now_ms,
+                self.digest.every,
+                self.digest.hour,
+            ));
+        }
+    }
+
     pub fn digest(&mut self, now_ms: i64) -> Vec<OutboxOp> {
         let (Some(due), Some(conn)) = (self.next_digest_ms, &self.conn) else {
             return Vec::new();

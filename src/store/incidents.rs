@@ -29,6 +29,8 @@ pub struct IncidentFilter {
     /// Only resolved ones.
     pub resolved: bool,
     pub host: Option<String>,
+    /// Decided by this group of nodes (`[cluster] group`).
+    pub group: Option<String>,
     /// The newest this many.
     pub limit: Option<usize>,
 }
@@ -93,6 +95,10 @@ pub fn list(conn: &Db, f: &IncidentFilter) -> DbResult<Vec<StoredIncident>> {
         args.push(h.clone().into());
         sql += &format!(" AND host = ?{}", args.len());
     }
+    if let Some(g) = &f.group {
+        args.push(g.clone().into());
+        sql += &format!(" AND grp = ?{}", args.len());
+    }
     if let Some(b) = &f.backend {
         args.push(b.clone().into());
         sql += &format!(" AND backend = ?{}", args.len());
@@ -142,14 +148,20 @@ pub fn next_id(conn: &Db) -> DbResult<i64> {
     conn.scalar("SELECT coalesce(max(id), 0) + 1 FROM incidents", &[])
 }
 
-/// What the engine starts from: the next id, the open incidents, and each
-/// server's latest state from events since `since_ms`.
-pub fn restore(conn: &Db, since_ms: i64) -> DbResult<(i64, Vec<Incident>, Fleet)> {
+/// What the engine starts from: the next id, the open incidents (of one
+/// group of nodes, when several share the store), and each server's latest
+/// state from events since `since_ms`.
+pub fn restore(
+    conn: &Db,
+    since_ms: i64,
+    group: Option<&str>,
+) -> DbResult<(i64, Vec<Incident>, Fleet)> {
     let next_id = next_id(conn)?;
     let open = list(
         conn,
         &IncidentFilter {
             open: true,
+            group: group.map(str::to_owned),
             ..Default::default()
         },
     )?

@@ -5,6 +5,7 @@ pub mod acks;
 mod claims;
 pub mod db;
 pub mod guard;
+pub mod ids;
 pub mod incidents;
 pub mod maintenance;
 pub mod outbox;

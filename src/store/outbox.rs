@@ -141,12 +141,22 @@ pub fn next_id(conn: &Db) -> DbResult<i64> {
 
 /// Rows still in their group wait, oldest first, and the ids of those whose
 /// item cannot be read back (written by a newer version).
-pub fn waiting(conn: &Db) -> DbResult<(Vec<WaitingRow>, Vec<i64>)> {
-    let rows = conn.query(
-        "SELECT id, item, next_attempt_at FROM outbox WHERE state = 'waiting' ORDER BY id",
-        &[],
-        |r| r.get::<(i64, Option<String>, i64)>(0),
-    )?;
+pub fn waiting(conn: &Db, group: Option<&str>) -> DbResult<(Vec<WaitingRow>, Vec<i64>)> {
+    let rows = match group {
+        None => conn.query(
+            "SELECT id, item, next_attempt_at FROM outbox WHERE state = 'waiting' ORDER BY id",
+            &[],
+            |r| r.get::<(i64, Option<String>, i64)>(0),
+        )?,
+        // Several groups share the store: each composes its own incidents' rows.
+        Some(g) => conn.query(
+            "SELECT o.id, o.item, o.next_attempt_at FROM outbox o
+             JOIN incidents i ON i.id = o.incident_id
+             WHERE o.state = 'waiting' AND i.grp = ?1 ORDER BY o.id",
+            &vals![g],
+            |r| r.get::<(i64, Option<String>, i64)>(0),
+        )?,
+    };
     let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for (id, item, due_ms) in rows {
         match item.as_deref().map(serde_json::from_str) {

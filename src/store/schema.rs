@@ -302,6 +302,23 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO cluster_leader VALUES (1, '', '', 0, 0);
     ALTER TABLE outbox ADD COLUMN claim_node TEXT;
     ALTER TABLE outbox ADD COLUMN claim_until INTEGER;",
+    // 9 → 10: groups of nodes, each deciding for the load balancers it
+    // receives (shards). A lease per group and one for the once-only jobs;
+    // the group that decided each incident; ids handed out in blocks, so
+    // groups deciding at once never take the same one.
+    "CREATE TABLE cluster_leases (
+        name TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        until INTEGER NOT NULL
+    );
+    INSERT INTO cluster_leases SELECT 'decide:default', node, holder, epoch, until FROM cluster_leader;
+    DROP TABLE cluster_leader;
+    ALTER TABLE incidents ADD COLUMN grp TEXT NOT NULL DEFAULT 'default';
+    CREATE TABLE id_blocks (name TEXT PRIMARY KEY, next INTEGER NOT NULL);
+    INSERT INTO id_blocks SELECT 'incidents', coalesce(max(id), 0) + 1 FROM incidents;
+    INSERT INTO id_blocks SELECT 'outbox', coalesce(max(id), 0) + 1 FROM outbox;",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

@@ -530,7 +530,8 @@ fn write_ops(
                 rows += write_urls(tx, &mine)?;
             }
             WriteOp::Incidents(changes, notifications) => {
-                rows += write_incidents(tx, changes)?;
+                let group = counters.cluster.as_ref().map_or("default", |r| &*r.group);
+                rows += write_incidents(tx, changes, group)?;
                 rows += write_outbox(tx, notifications)?;
             }
             WriteOp::Acked {
@@ -727,15 +728,17 @@ fn write_urls(tx: &Db, urls: &[&UrlRow]) -> DbResult<u64> {
 const TIMELINE_INSERT: &str =
     "INSERT INTO incident_timeline (incident_id, ts, text) VALUES (?1, ?2, ?3)";
 
-fn write_incidents(tx: &Db, changes: &[crate::incidents::Change]) -> DbResult<u64> {
+/// `group`: the nodes deciding for the incidents' load balancers; a group
+/// reads back only its own incidents when one of its nodes takes over.
+fn write_incidents(tx: &Db, changes: &[crate::incidents::Change], group: &str) -> DbResult<u64> {
     use crate::incidents::Change;
     for c in changes {
         match c {
             Change::Opened(i) => {
                 tx.execute(
                     "INSERT INTO incidents (id, key, kind, severity, host, backend, server,
-                        opened_at, summary, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        opened_at, summary, detail, grp)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     &vals![
                         i.id,
                         i.key.as_str(),
@@ -746,7 +749,8 @@ fn write_incidents(tx: &Db, changes: &[crate::incidents::Change]) -> DbResult<u6
                         i.server,
                         i.opened_ms,
                         i.summary,
-                        serde_json::Value::Object(i.detail.clone()).to_string()
+                        serde_json::Value::Object(i.detail.clone()).to_string(),
+                        group
                     ],
                 )?;
                 tx.execute(

@@ -1,7 +1,8 @@
 //! Two nodes on one PostgreSQL: a real HAProxy logs to both, every event is
 //! stored once, every request counted once, every transition paged once;
 //! and when the deciding node is SIGKILLed inside the group wait, the other
-//! takes the lease and pages what was owed, once.
+//! takes the lease and pages what was owed, once. Groups receiving different
+//! load balancers (shards) decide side by side over one history.
 
 use crate::util::haproxy::{start_haproxy, HAPROXY};
 use crate::util::*;
@@ -10,11 +11,24 @@ use crate::postgres::{DOWN, UP};
 
 /// A node named `name` on the database at `url`, paging `receiver`.
 fn node(dir: &std::path::Path, name: &str, url: &str, receiver: u16, group_wait: &str) -> Daemon {
+    node_in("default", dir, name, url, receiver, group_wait)
+}
+
+/// A node of `group` (`[cluster] group`).
+fn node_in(
+    group: &str,
+    dir: &std::path::Path,
+    name: &str,
+    url: &str,
+    receiver: u16,
+    group_wait: &str,
+) -> Daemon {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let config = ConfigBuilder::new(&dir)
         .set("storage", "postgres", &format!("{url:?}"))
         .set("cluster", "node", &format!("{name:?}"))
+        .set("cluster", "group", &format!("{group:?}"))
         .set("cluster", "lease", "\"2s\"")
         .set("notify", "retry_min", "\"50ms\"")
         .set("notify", "group_wait", &format!("{group_wait:?}"))
@@ -283,5 +297,104 @@ fn a_silence_made_through_one_node_holds_on_the_other() {
             "SELECT count(*) FROM outbox WHERE state <> 'silenced'"
         ),
         0
+    );
+}
+
+/// A state line from the load balancer `host` (its syslog header names it).
+fn from_host(line: &[u8], host: &str) -> Vec<u8> {
+    let text = String::from_utf8(line.to_vec()).unwrap();
+    text.replacen(" haproxy[1]:", &format!(" {host} haproxy[1]:"), 1)
+        .into_bytes()
+}
+
+#[test]
+fn two_groups_receiving_different_load_balancers_decide_side_by_side_over_one_history() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0, vec![]);
+    let mut eu = node_in("eu", dir.path(), "eu-1", &url, receiver.port, "0s");
+    let mut us = node_in("us", dir.path(), "us-1", &url, receiver.port, "0s");
+    // Each decides for its own group, at once (one lease would leave us-1 standing by).
+    wait_deciding(&mut eu, true);
+    wait_deciding(&mut us, true);
+    send_udp(eu.port(0), &[from_host(DOWN, "lb-eu")]);
+    send_udp(us.port(0), &[from_host(DOWN, "lb-us")]);
+    let got = receiver.wait_accepted(2);
+    assert_eq!(webhook_statuses(&got), ["\"firing\"", "\"firing\""]);
+    let groups = |host: &str| {
+        postgres::count(
+            &url,
+            &format!(
+                "SELECT count(*) FROM incidents WHERE host = '{host}' AND grp = '{}'",
+                &host[3..]
+            ),
+        )
+    };
+    assert_eq!((groups("lb-eu"), groups("lb-us")), (1, 1));
+    // Made through eu-1's config, an ack of lb-us's incident is us-1's to settle.
+    let us_incident = postgres::count(&url, "SELECT id FROM incidents WHERE host = 'lb-us'");
+    let eu_config = dir.path().join("eu-1").join("hapwatch.toml");
+    let said = hapwatch(&[
+        "ack",
+        "--config",
+        eu_config.to_str().unwrap(),
+        &us_incident.to_string(),
+        "--reason",
+        "on it",
+        "--by",
+        "alice",
+    ]);
+    assert!(said.contains("acknowledged by alice"), "{said}");
+    postgres::wait_count(
+        &url,
+        "SELECT count(*) FROM acks WHERE notified_at IS NOT NULL",
+        1,
+    );
+    // A restart reads back its own group's incidents only: eu-1 resolves
+    // lb-eu's and leaves lb-us's to us-1.
+    eu.stop();
+    let mut eu = node_in("eu", dir.path(), "eu-1", &url, receiver.port, "0s");
+    wait_deciding(&mut eu, true);
+    send_udp(eu.port(0), &[from_host(UP, "lb-eu")]);
+    send_udp(us.port(0), &[from_host(UP, "lb-us")]);
+    let got = receiver.wait_accepted(4);
+    postgres::wait_count(
+        &url,
+        "SELECT count(*) FROM outbox WHERE state = 'delivered'",
+        4,
+    );
+    eu.stop();
+    us.stop();
+    assert_eq!(
+        webhook_statuses(&got),
+        ["\"firing\"", "\"firing\"", "\"resolved\"", "\"resolved\""]
+    );
+    assert_eq!(
+        receiver.accepted.lock().unwrap().len(),
+        4,
+        "each paged once"
+    );
+    let resolved_us = got
+        .iter()
+        .map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).unwrap())
+        .find(|b| b["status"] == "resolved" && b["incident"]["host"] == "lb-us")
+        .expect("lb-us's resolve");
+    assert_eq!(
+        resolved_us["incident"]["ack"]["by"], "alice",
+        "its resolve says who acked: {resolved_us}"
+    );
+    assert_eq!(
+        postgres::count(
+            &url,
+            "SELECT count(*) FROM incidents WHERE resolved_at IS NULL"
+        ),
+        0
+    );
+    // The two groups numbered side by side without taking the same id.
+    assert_eq!(
+        postgres::count(&url, "SELECT count(DISTINCT id) FROM outbox"),
+        postgres::count(&url, "SELECT count(*) FROM outbox")
     );
 }

@@ -237,7 +237,7 @@ pub struct Engine {
     muted: Vec<ServerMatch>,
     /// Rule conditions seen true, waiting out their hold time: key → since.
     pending: HashMap<IncidentKey, i64>,
-    next_id: i64,
+    ids: crate::Numbering,
     open: HashMap<IncidentKey, Incident>,
     fleet: Fleet,
     /// Per host: when it was first and last heard. Only a host heard over at
@@ -263,7 +263,7 @@ impl Engine {
             cfg,
             muted: Vec::new(),
             pending: HashMap::new(),
-            next_id,
+            ids: crate::Numbering::new(next_id),
             open: open.into_iter().map(|i| (i.key.clone(), i)).collect(),
             fleet,
             last_seen: HashMap::new(),
@@ -276,6 +276,19 @@ impl Engine {
 
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
+    }
+
+    /// Keeps what `before` (the engine this one replaces) heard of each host:
+    /// a host that fell silent while another node decided is still found
+    /// silent here.
+    pub fn carry_hearing(&mut self, before: &mut Engine) {
+        self.last_seen = std::mem::take(&mut before.last_seen);
+        self.hosts_untracked = before.hosts_untracked;
+    }
+
+    /// Numbers new incidents in blocks from `source` (several nodes deciding at once).
+    pub fn number_from(&mut self, source: crate::IdSource) {
+        self.ids.blocks_from(source);
     }
 
     /// Changes whenever a server's state may have: views built from the fleet are stale.
@@ -349,8 +362,7 @@ impl Engine {
         if let Some(existing) = self.open.get(&key) {
             return existing.id;
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.ids.take();
         let incident = Incident {
             id,
             key: key.clone(),

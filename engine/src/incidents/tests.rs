@@ -204,6 +204,22 @@ fn a_silent_host_opens_an_incident_that_its_next_message_resolves() {
 }
 
 #[test]
+fn an_engine_that_takes_over_finds_a_host_silent_that_its_forerunner_heard() {
+    let mut standing_by = engine();
+    standing_by.seen("lb1", 0);
+    standing_by.seen("lb1", 5 * MIN);
+    // The store's decisions read back into a fresh engine, at a takeover.
+    let mut taking_over = engine();
+    assert!(
+        taking_over.tick(10 * MIN).is_empty(),
+        "it heard nothing itself"
+    );
+    taking_over.carry_hearing(&mut standing_by);
+    let o = opened(&taking_over.tick(10 * MIN)).len();
+    assert_eq!(o, 1, "lb1's silence");
+}
+
+#[test]
 fn a_host_heard_once_is_not_silent_and_hosts_beyond_the_limit_are_not_watched() {
     let mut e = engine().with_host_limit(100);
     for n in 0..1000 {

@@ -95,7 +95,7 @@ pub const MAINTENANCE: &str = "maintenance ";
 
 pub struct Grouper {
     wait_ms: i64,
-    next_row: i64,
+    rows: crate::Numbering,
     zone: Zone,
     /// (channel, group key) → the group in its wait.
     groups: BTreeMap<(String, String), Group>,
@@ -115,7 +115,7 @@ impl Grouper {
     pub fn new(wait: std::time::Duration, zone: Zone, next_row: i64) -> Grouper {
         Grouper {
             wait_ms: wait.as_millis() as i64,
-            next_row,
+            rows: crate::Numbering::new(next_row),
             zone,
             groups: BTreeMap::new(),
             sent: HashMap::new(),
@@ -127,10 +127,10 @@ impl Grouper {
 
     /// Carries on after a restart: groups still waiting, firings already sent.
     pub fn restore(&mut self, r: Restored) {
-        self.next_row = self.next_row.max(r.next_row);
+        self.rows.at_least(r.next_row);
         self.legacy_max = r.legacy_max;
         for w in r.waiting {
-            self.next_row = self.next_row.max(w.id + 1);
+            self.rows.at_least(w.id + 1);
             // A clock stepped back while stopped must not stretch the wait.
             let due = w.due_ms.min(r.now_ms + self.wait_ms);
             let key = (w.item.channel.clone(), w.item.group_key());
@@ -162,11 +162,14 @@ impl Grouper {
         self.zone = zone;
     }
 
+    /// Numbers new rows in blocks from `source` (several nodes deciding at once).
+    pub fn number_from(&mut self, source: crate::IdSource) {
+        self.rows.blocks_from(source);
+    }
+
     /// An id for a row of the outbox.
     pub fn alloc(&mut self) -> i64 {
-        let id = self.next_row;
-        self.next_row += 1;
-        id
+        self.rows.take()
     }
 
     /// The system clock was stepped: groups still wait `group_wait`, no more.

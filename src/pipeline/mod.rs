@@ -2,6 +2,10 @@
 //! out to the store. The daemon and `replay` share it; they differ only in
 //! which clock closes windows (the wall clock, or the newest line seen).
 
+mod cluster;
+mod decide;
+mod reconcile;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::mpsc::SyncSender;
@@ -12,12 +16,14 @@ use hapwatch_parsers::{parse_accept_date, Event, Parser, Record, ServerState};
 
 use crate::counters::Stats;
 use crate::incidents::fleet::StateSeen;
-use crate::incidents::{Change, Engine, Severity};
+use crate::incidents::Engine;
 use crate::notify::notifier::Notifier;
 use crate::route::Routes;
 use crate::store::writer::{EventRow, WriteOp};
 use crate::timezone::Clock;
 use crate::windows::Windows;
+use cluster::{Cluster, Decisions};
+use decide::{add_evidence, apply, decide, log_event};
 
 /// Events are sent to the store in batches of this size, or at each tick.
 const EVENT_BATCH: usize = 256;
@@ -89,55 +95,6 @@ pub struct Processor {
     cluster: Option<Cluster>,
 }
 
-/// Decisions (incidents and the notifications they owe) go to the writer,
-/// unless this node stands by while another node sharing the store decides.
-pub struct Decisions {
-    store: SyncSender<WriteOp>,
-    role: Option<Arc<crate::cluster::Role>>,
-}
-
-impl Decisions {
-    fn deciding(&self) -> bool {
-        self.role.as_ref().is_none_or(|r| r.is_deciding())
-    }
-
-    fn send(&self, op: WriteOp) {
-        if self.deciding() {
-            let _ = self.store.send(op);
-        }
-    }
-}
-
-/// What a node standing by needs to take over: the store to read the
-/// decisions back from, the config to build its engine by, and the events it
-/// received lately, which the last decider may have died before deciding.
-struct Cluster {
-    role: Arc<crate::cluster::Role>,
-    location: crate::store::Location,
-    config: crate::config::Config,
-    recent: std::collections::VecDeque<(Box<[u8]>, Option<IpAddr>, i64)>,
-}
-
-impl Cluster {
-    /// Keeps an event to go over on taking the lease, for as long as a lease
-    /// can take to change hands.
-    fn remember(&mut self, bytes: &[u8], peer: Option<IpAddr>, received_ms: i64) {
-        let keep_ms = 2 * self.role.lease.as_millis() as i64 + 5000;
-        while self
-            .recent
-            .front()
-            .is_some_and(|(_, _, at)| *at < received_ms - keep_ms)
-            || self.recent.len() >= RECENT_EVENTS
-        {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((bytes.into(), peer, received_ms));
-    }
-}
-
-/// Events kept to go over after taking the lease, at most.
-const RECENT_EVENTS: usize = 10_000;
-
 impl Processor {
     pub fn new(
         parser: Arc<Parser>,
@@ -191,121 +148,6 @@ impl Processor {
             },
             cluster: None,
         }
-    }
-
-    /// Shares the store with other nodes: decides only while `role` holds
-    /// the lease, and reads the decisions back from `location` on taking it.
-    pub fn with_cluster(
-        mut self,
-        role: Arc<crate::cluster::Role>,
-        location: crate::store::Location,
-        config: &crate::config::Config,
-    ) -> Self {
-        self.decisions.role = Some(role.clone());
-        self.cluster = Some(Cluster {
-            role,
-            location,
-            config: config.clone(),
-            recent: Default::default(),
-        });
-        self
-    }
-
-    /// Follows the lease (each tick): standing by when another node took it;
-    /// on taking it, reads back what was decided and goes over what this
-    /// node received lately, so a change the last decider died before
-    /// deciding is decided now, and one it decided is not decided again.
-    pub fn follow_lease(&mut self) {
-        let Some(c) = &self.cluster else { return };
-        let held = c.role.held();
-        if held == c.role.deciding() {
-            return;
-        }
-        if held == 0 {
-            c.role.decide_under(0);
-            tracing::warn!(leader = %c.role.leader(), "standing by: another node decides");
-            return;
-        }
-        // Decisions still queued from an earlier term land (or are fenced)
-        // first. A writer that far behind is waited for at the next tick, not
-        // here, where the ingest queue would fill behind this thread.
-        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
-        if self.store.send(WriteOp::Barrier(done_tx)).is_err()
-            || done
-                .recv_timeout(std::time::Duration::from_secs(5))
-                .is_err()
-        {
-            tracing::warn!("the store is still busy; taking over at the next tick");
-            return;
-        }
-        let now = self.wall.now_ms();
-        let taken = crate::daemon::restore(&c.config, &c.location, &self.store, now)
-            .and_then(|(engine, outbox)| Ok((engine, outbox, c.location.open_read()?)));
-        let (engine, outbox, conn) = match taken {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the decisions back; taking over at the next tick");
-                return;
-            }
-        };
-        let mut notifier = Notifier::new(&c.config, 1);
-        notifier.schedule_digest(now);
-        self.notifier = notifier;
-        self.engine = Some(engine);
-        self.notifier.restore(outbox);
-        self.notifier.read_silences_from(conn);
-        c.role.decide_under(held);
-        let recent: Vec<_> = c.recent.iter().cloned().collect();
-        tracing::info!(
-            epoch = held,
-            recent = recent.len(),
-            "deciding: the store's incidents and outbox read back"
-        );
-        // What the store already reflects of each sender: its newest server
-        // state as decided. Only what came later is decided again, so a DOWN
-        // and UP the last decider paged are not paged twice.
-        let mut decided: HashMap<String, i64> = HashMap::new();
-        if let Some(engine) = &self.engine {
-            for ((host, _, _), s) in &engine.fleet().servers {
-                let mark = decided.entry(host.clone()).or_insert(i64::MIN);
-                *mark = (*mark).max(s.since_ms);
-            }
-        }
-        for (bytes, peer, received_ms) in recent {
-            self.decide_again(&bytes, peer, received_ms, &decided);
-        }
-    }
-
-    /// An event received before taking the lease, put to the engine again.
-    fn decide_again(
-        &mut self,
-        bytes: &[u8],
-        peer: Option<IpAddr>,
-        received_ms: i64,
-        decided: &HashMap<String, i64>,
-    ) {
-        let parser = self.parser.clone();
-        let Ok(rec) = parser.parse(bytes) else { return };
-        if matches!(rec.event, Event::Traffic(_)) {
-            return;
-        }
-        let ts = self.event_ms(&rec, received_ms);
-        let host = sender(
-            rec.envelope.hostname,
-            &mut self.peer_names,
-            &self.local_host,
-            peer,
-        );
-        if decided.get(host).is_some_and(|mark| ts <= *mark) {
-            return;
-        }
-        let now = self.wall.now_ms();
-        let deciding = (&self.rates, &self.decisions, &mut self.notifier, now);
-        decide(&mut self.engine, deciding, host, &rec, ts);
-        // Stored already (by its identity), but the servers' states as
-        // decided are written only now.
-        let row = event_row(&rec, host.to_owned(), ts, bytes);
-        self.events.push(row);
     }
 
     /// Events and time now also open and resolve incidents; silences are read
@@ -486,95 +328,6 @@ impl Processor {
         );
     }
 
-    /// Corrects the fleet state from HAProxy's stats readings.
-    pub fn with_reconcile(
-        mut self,
-        latest: crate::reconcile::Latest,
-        health: std::sync::mpsc::Receiver<(String, Option<String>)>,
-    ) -> Self {
-        self.reconcile = Some(latest);
-        self.stats_health = Some(health);
-        self
-    }
-
-    /// The newest reading of each HAProxy, against what its logs said.
-    fn reconcile(&mut self, now_ms: i64) {
-        let (Some(latest), Some(engine)) = (&self.reconcile, &mut self.engine) else {
-            return;
-        };
-        if let Some(health) = &self.stats_health {
-            for (host, failing) in health.try_iter() {
-                let changes = engine.on_stats(&host, failing.as_deref(), now_ms);
-                apply(
-                    &self.decisions,
-                    &mut self.notifier,
-                    changes,
-                    engine,
-                    self.wall.now_ms(),
-                );
-            }
-        }
-        let newest = std::mem::take(&mut *latest.lock().unwrap_or_else(|p| p.into_inner()));
-        for (host, rows) in &newest {
-            self.reconcile_host(host, rows, now_ms);
-        }
-    }
-
-    fn reconcile_host(&mut self, host: &str, rows: &[crate::reconcile::StatRow], now_ms: i64) {
-        // The node deciding reconciles; another keeps its engine as the logs say.
-        let (Some(engine), true) = (&mut self.engine, self.decisions.deciding()) else {
-            return;
-        };
-        for row in rows {
-            let (be, srv) = (&row.backend, &row.server);
-            let state = row.state.as_str();
-            let known = engine.known_state(host, be, srv);
-            match known {
-                StateSeen::Is(k) if k == row.state => continue,
-                StateSeen::Never if row.state == ServerState::Up => {
-                    engine.note_state(host, be, srv, row.state, now_ms);
-                    continue;
-                }
-                _ => {}
-            }
-            // As stored in `old_state`: what the logs last said, if anything.
-            let known = (known != StateSeen::Never).then(|| known.to_string());
-            let said = known.as_deref().unwrap_or("nothing");
-            let message = format!(
-                "reconciliation: HAProxy's stats say {be}/{srv} is {state} (the logs said {said})"
-            );
-            tracing::info!(host = %crate::escape::escape(host), backend = ?be, server = ?srv, state, logs_said = said, "reconciled from HAProxy's stats");
-            let change = crate::reconcile::state_change(row);
-            let mut changes = engine.on_event(host, &Event::StateChange(change), now_ms, &message);
-            add_evidence(&self.rates, &mut changes);
-            apply(
-                &self.decisions,
-                &mut self.notifier,
-                changes,
-                engine,
-                self.wall.now_ms(),
-            );
-            let json = serde_json::json!({
-                "kind": "other", "template": "reconciliation", "message": message,
-                "proxy": be, "server": srv, "new_state": state, "old_state": known,
-            });
-            let mut row = EventRow::bare(
-                now_ms,
-                host.to_owned(),
-                "other",
-                "reconciliation".into(),
-                json.to_string(),
-                message,
-            );
-            row.proxy = Some(be.clone());
-            row.server = Some(srv.clone());
-            row.new_state = Some(state.into());
-            row.old_state = known.clone();
-            row.reason = Some("reconciled from HAProxy's stats".into());
-            self.events.push(row);
-        }
-    }
-
     /// A channel that keeps failing becomes an incident (and working again resolves it).
     pub fn with_channel_health(
         mut self,
@@ -703,7 +456,11 @@ impl Processor {
                 self.decisions.send(WriteOp::Incidents(Vec::new(), ended));
             }
             let mut reminders = self.notifier.reminders(engine.open_incidents(), now_ms);
-            reminders.extend(self.notifier.digest(now_ms));
+            // Once for all groups sharing the store: by the node with the jobs.
+            match &self.cluster {
+                Some(c) if !c.role.runs_jobs() => self.notifier.skip_digest(now_ms),
+                _ => reminders.extend(self.notifier.digest(now_ms)),
+            }
             if !reminders.is_empty() {
                 self.decisions
                     .send(WriteOp::Incidents(Vec::new(), reminders));
@@ -895,125 +652,6 @@ fn other_proxy<'a>(o: &hapwatch_parsers::Other<'a>) -> Option<&'a str> {
         | ConnectFrom { proxy, .. } => Some(proxy),
         ConnError { frontend, .. } => Some(frontend),
         SoftStopTooLong | Process { .. } => None,
-    }
-}
-
-/// An event put to the engine (if any), its changes applied with the
-/// traffic evidence: (rates, decisions, notifier, now).
-fn decide(
-    engine: &mut Option<Engine>,
-    (rates, decisions, notifier, now_ms): (&crate::rules::Rates, &Decisions, &mut Notifier, i64),
-    host: &str,
-    rec: &Record<'_>,
-    ts_ms: i64,
-) {
-    if let Some(engine) = engine {
-        let mut changes = engine.on_event(host, &rec.event, ts_ms, rec.message);
-        add_evidence(rates, &mut changes);
-        apply(decisions, notifier, changes, engine, now_ms);
-    }
-}
-
-/// Every event at debug level; what matters is logged by `apply` as incidents.
-fn log_event(host: &str, rec: &Record<'_>) {
-    tracing::debug!(host = %crate::escape::escape(host), kind = rec.event.kind(), template = rec.event.template(), "{}", crate::escape::escape(rec.message));
-}
-
-/// Adds the last window's traffic of the incident's backend (or server) to
-/// its evidence, as it was when the incident opened.
-fn add_evidence(rates: &crate::rules::Rates, changes: &mut [Change]) {
-    for c in changes {
-        if let Change::Opened(i) = c {
-            let Some(backend) = i.backend.as_deref() else {
-                continue;
-            };
-            let figures = rates
-                .figures(&i.host, backend, i.server.as_deref())
-                .or_else(|| rates.figures(&i.host, backend, None));
-            if let Some(f) = figures {
-                i.detail.insert("last_window".into(), f);
-            }
-        }
-    }
-}
-
-/// Logs incident changes (the alert channel of last resort) and stores them
-/// with the notifications they cause, decided at `now_ms` (the wall clock,
-/// not the lines' time).
-fn apply(
-    decisions: &Decisions,
-    notifier: &mut Notifier,
-    changes: Vec<Change>,
-    engine: &Engine,
-    now_ms: i64,
-) {
-    // Standing by, the engine only keeps up: the node deciding notifies.
-    if changes.is_empty() || !decisions.deciding() {
-        return;
-    }
-    for c in &changes {
-        match c {
-            Change::Opened(i) => {
-                // Names come from the network: no CR/LF may forge a log line.
-                let (id, host) = (i.id, i.host.as_str());
-                let summary = crate::escape::escape(&i.summary);
-                let reason = i.detail.get("reason").and_then(|r| r.as_str());
-                match i.severity {
-                    Severity::Critical => {
-                        tracing::error!(incident = id, host, reason, "ALERT {summary}")
-                    }
-                    Severity::Warning => {
-                        tracing::warn!(incident = id, host, reason, "ALERT {summary}")
-                    }
-                    Severity::Info => tracing::info!(incident = id, host, "{summary}"),
-                }
-            }
-            Change::Resolved {
-                id, incident, note, ..
-            } => {
-                let (summary, note) = (
-                    crate::escape::escape(&incident.summary),
-                    crate::escape::escape(note),
-                );
-                tracing::info!(incident = id, "RESOLVED {summary}: {note}");
-            }
-            Change::Timeline { id, text, .. } => {
-                tracing::debug!(incident = id, "{}", crate::escape::escape(text))
-            }
-        }
-    }
-    let now = now_ms;
-    let mut notifications = notifier.changes(&changes, now);
-    // An incident that stood for others resolved: those still open are owed.
-    for c in &changes {
-        if let Change::Resolved { incident, .. } = c {
-            let still_open: Vec<crate::incidents::Incident> = engine
-                .open_incidents()
-                .filter(|i| stood_for(incident, i))
-                .cloned()
-                .collect();
-            if !still_open.is_empty() {
-                notifications.extend(notifier.release(incident.id, &still_open, now));
-            }
-        }
-    }
-    decisions.send(WriteOp::Incidents(changes, notifications));
-}
-
-/// Whether `by`'s notice stood for `i`'s: a host's (host DOWN, silent) for
-/// every other of that host; "no server available" for its servers' DOWN
-/// and its degraded notice.
-fn stood_for(by: &crate::incidents::Incident, i: &crate::incidents::Incident) -> bool {
-    use crate::incidents::Kind;
-    let host_level = |k: Kind| matches!(k, Kind::HostDown | Kind::Silence);
-    match by.kind {
-        k if host_level(k) => i.host == by.host && !host_level(i.kind),
-        Kind::BackendDown => {
-            i.host == by.host
-                && i.backend == by.backend
-                && matches!(i.kind, Kind::ServerDown | Kind::BackendDegraded)
-        }
-        _ => false,
     }
 }
 

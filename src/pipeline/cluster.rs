@@ -1,0 +1,219 @@
+//! A node among others on one store: decisions go to the writer only while
+//! this node decides for its group; on taking the group's lease it reads the
+//! group's decisions back and goes over what it received lately.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use hapwatch_parsers::Event;
+
+use super::{decide, event_row, sender, Processor};
+use crate::notify::notifier::Notifier;
+use crate::store::ids::Numbered;
+use crate::store::writer::WriteOp;
+
+/// Decisions (incidents and the notifications they owe) go to the writer,
+/// unless this node stands by while another node sharing the store decides.
+pub struct Decisions {
+    pub(super) store: SyncSender<WriteOp>,
+    pub(super) role: Option<Arc<crate::cluster::Role>>,
+}
+
+impl Decisions {
+    pub(super) fn deciding(&self) -> bool {
+        self.role.as_ref().is_none_or(|r| r.is_deciding())
+    }
+
+    pub(super) fn send(&self, op: WriteOp) {
+        if self.deciding() {
+            let _ = self.store.send(op);
+        }
+    }
+}
+
+/// What a node standing by needs to take over: the store to read the
+/// decisions back from, the config to build its engine by, and the events it
+/// received lately, which the last decider may have died before deciding.
+pub(super) struct Cluster {
+    pub(super) role: Arc<crate::cluster::Role>,
+    location: crate::store::Location,
+    pub(super) config: crate::config::Config,
+    recent: std::collections::VecDeque<(Box<[u8]>, Option<IpAddr>, i64)>,
+}
+
+impl Cluster {
+    /// Keeps an event to go over on taking the lease, for as long as a lease
+    /// can take to change hands.
+    pub(super) fn remember(&mut self, bytes: &[u8], peer: Option<IpAddr>, received_ms: i64) {
+        let keep_ms = 2 * self.role.lease.as_millis() as i64 + 5000;
+        while self
+            .recent
+            .front()
+            .is_some_and(|(_, _, at)| *at < received_ms - keep_ms)
+            || self.recent.len() >= RECENT_EVENTS
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((bytes.into(), peer, received_ms));
+    }
+}
+
+/// Events kept to go over after taking the lease, at most.
+const RECENT_EVENTS: usize = 10_000;
+
+impl Processor {
+    /// Shares the store with other nodes: decides only while `role` holds
+    /// the lease, and reads the decisions back from `location` on taking it.
+    pub fn with_cluster(
+        mut self,
+        role: Arc<crate::cluster::Role>,
+        location: crate::store::Location,
+        config: &crate::config::Config,
+    ) -> Self {
+        self.decisions.role = Some(role.clone());
+        self.cluster = Some(Cluster {
+            role,
+            location,
+            config: config.clone(),
+            recent: Default::default(),
+        });
+        self
+    }
+
+    /// Follows the lease (each tick): standing by when another node took it;
+    /// on taking it, reads back what was decided and goes over what this
+    /// node received lately, so a change the last decider died before
+    /// deciding is decided now, and one it decided is not decided again.
+    pub fn follow_lease(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        let held = c.role.held();
+        if held == c.role.deciding() {
+            return;
+        }
+        if held == 0 {
+            c.role.decide_under(0);
+            tracing::warn!(leader = %c.role.leader(), "standing by: another node decides");
+            return;
+        }
+        // Decisions still queued from an earlier term land (or are fenced)
+        // first. A writer that far behind is waited for at the next tick, not
+        // here, where the ingest queue would fill behind this thread.
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        if self.store.send(WriteOp::Barrier(done_tx)).is_err()
+            || done
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .is_err()
+        {
+            tracing::warn!("the store is still busy; taking over at the next tick");
+            return;
+        }
+        let now = self.wall.now_ms();
+        let taken = crate::daemon::restore(&c.config, &c.location, now).and_then(
+            |(engine, outbox, settle)| Ok((engine, outbox, settle, c.location.open_read()?)),
+        );
+        let (engine, outbox, settle, conn) = match taken {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the decisions back; taking over at the next tick");
+                return;
+            }
+        };
+        let mut engine = engine;
+        if let Some(before) = &mut self.engine {
+            engine.carry_hearing(before);
+        }
+        engine.number_from(id_source(&c.location, Numbered::Incidents));
+        let mut notifier = Notifier::new(&c.config, 1);
+        notifier.schedule_digest(now);
+        notifier.restore(outbox);
+        notifier.number_from(id_source(&c.location, Numbered::Outbox));
+        notifier.read_silences_from(conn);
+        self.notifier = notifier;
+        self.engine = Some(engine);
+        c.role.decide_under(held);
+        if !settle.is_empty() {
+            self.decisions.send(WriteOp::Incidents(Vec::new(), settle));
+        }
+        let recent: Vec<_> = c.recent.iter().cloned().collect();
+        tracing::info!(
+            epoch = held,
+            recent = recent.len(),
+            "deciding: the store's incidents and outbox read back"
+        );
+        // What the store already reflects of each sender: its newest server
+        // state as decided. Only what came later is decided again, so a DOWN
+        // and UP the last decider paged are not paged twice.
+        let mut decided: HashMap<String, i64> = HashMap::new();
+        if let Some(engine) = &self.engine {
+            for ((host, _, _), s) in &engine.fleet().servers {
+                let mark = decided.entry(host.clone()).or_insert(i64::MIN);
+                *mark = (*mark).max(s.since_ms);
+            }
+        }
+        for (bytes, peer, received_ms) in recent {
+            self.decide_again(&bytes, peer, received_ms, &decided);
+        }
+    }
+
+    /// An event received before taking the lease, put to the engine again.
+    fn decide_again(
+        &mut self,
+        bytes: &[u8],
+        peer: Option<IpAddr>,
+        received_ms: i64,
+        decided: &HashMap<String, i64>,
+    ) {
+        let parser = self.parser.clone();
+        let Ok(rec) = parser.parse(bytes) else { return };
+        if matches!(rec.event, Event::Traffic(_)) {
+            return;
+        }
+        let ts = self.event_ms(&rec, received_ms);
+        let host = sender(
+            rec.envelope.hostname,
+            &mut self.peer_names,
+            &self.local_host,
+            peer,
+        );
+        if decided.get(host).is_some_and(|mark| ts <= *mark) {
+            return;
+        }
+        let now = self.wall.now_ms();
+        let deciding = (&self.rates, &self.decisions, &mut self.notifier, now);
+        decide(&mut self.engine, deciding, host, &rec, ts);
+        // Stored already (by its identity), but the servers' states as
+        // decided are written only now.
+        let row = event_row(&rec, host.to_owned(), ts, bytes);
+        self.events.push(row);
+    }
+}
+
+/// Ids in blocks reserved in the store, for an engine or notifier that
+/// numbers side by side with other groups' (see `store::ids`).
+fn id_source(location: &crate::store::Location, what: Numbered) -> hapwatch_engine::IdSource {
+    let location = location.clone();
+    let mut conn: Option<crate::store::Db> = None;
+    Box::new(move |next| {
+        if conn.is_none() {
+            conn = location.open_read().ok();
+        }
+        let reserved = conn
+            .as_ref()
+            .map(|db| crate::store::ids::reserve(db, what, next));
+        match reserved {
+            Some(Ok(block)) => Some(block),
+            failed => {
+                let error = failed.map(|r| r.err().map(|e| e.to_string()));
+                tracing::error!(
+                    ?what,
+                    ?error,
+                    "no block of ids can be reserved: numbering on past the last one"
+                );
+                conn = None;
+                None
+            }
+        }
+    })
+}
