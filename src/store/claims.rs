@@ -9,35 +9,48 @@ use std::collections::HashMap;
 use super::db::{vals, Db, DbResult};
 use super::writer::WriterCounters;
 
-/// The rows of `rows` whose window this node counts, claiming the windows
-/// no node has counted yet.
-pub fn mine<'r, T>(
+/// A sender's window: (host, span in seconds, start).
+pub type WindowKey<'r> = (&'r str, i64, i64);
+
+/// Claims the windows no node has counted yet, in one order every node
+/// shares (two batches claiming the same windows wait for each other
+/// instead of deadlocking); says of each whether this node counts it.
+pub fn claim<'r>(
     tx: &Db,
-    counters: &WriterCounters,
-    rows: &'r [T],
-    key: impl Fn(&T) -> (&str, i64, i64),
-) -> DbResult<Vec<&'r T>> {
-    let Some(role) = &counters.cluster else {
-        return Ok(rows.iter().collect());
-    };
-    let mut windows: Vec<(&str, i64, i64)> = rows.iter().map(&key).collect();
-    // Claimed in one order by every node: two batches claiming the same
-    // windows wait for each other instead of deadlocking.
+    node: &str,
+    mut windows: Vec<WindowKey<'r>>,
+) -> DbResult<HashMap<WindowKey<'r>, bool>> {
     windows.sort_unstable();
     windows.dedup();
-    let mut owned: HashMap<(&str, i64, i64), bool> = HashMap::with_capacity(windows.len());
+    let mut owned = HashMap::with_capacity(windows.len());
     for w in windows {
         let (host, span_s, start) = w;
         tx.execute(
             "INSERT INTO window_claims (host, span_s, start, node) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO NOTHING",
-            &vals![host, span_s, start, &*role.node],
+            &vals![host, span_s, start, node],
         )?;
-        let node: String = tx.scalar(
+        let by: String = tx.scalar(
             "SELECT node FROM window_claims WHERE host = ?1 AND span_s = ?2 AND start = ?3",
             &vals![host, span_s, start],
         )?;
-        owned.insert(w, node == *role.node);
+        owned.insert(w, by == node);
     }
-    Ok(rows.iter().filter(|r| owned[&key(r)]).collect())
+    Ok(owned)
+}
+
+/// The rows of `rows` this node counts: all of them alone on the store, else
+/// those whose window `claimed` says is this node's.
+pub fn mine<'r, T>(
+    counters: &WriterCounters,
+    claimed: &HashMap<WindowKey<'_>, bool>,
+    rows: &'r [T],
+    key: impl Fn(&T) -> WindowKey<'_>,
+) -> Vec<&'r T> {
+    if counters.cluster.is_none() {
+        return rows.iter().collect();
+    }
+    rows.iter()
+        .filter(|r| claimed.get(&key(r)).copied().unwrap_or(false))
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The single writer: a thread that owns the write connection and commits
 //! whatever has queued up in one transaction, plus background retention.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -460,6 +461,72 @@ fn may_decide(tx: &Db, counters: &WriterCounters, checked: &mut Option<bool>) ->
     Ok(ok)
 }
 
+/// Stores one event, unless another node (or a takeover) stored it: 1 or 0.
+fn insert_event(tx: &Db, e: &EventRow) -> DbResult<u64> {
+    tx.execute(
+        "INSERT INTO events (ts, host, kind, template, proxy, server, new_state,
+            old_state, reason, code, info, check_duration_ms, active_left,
+            backup_left, json, raw, ident)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+            ?15, ?16, ?17)
+         ON CONFLICT DO NOTHING",
+        &vals![
+            e.ts_ms,
+            e.host,
+            e.kind,
+            e.template,
+            e.proxy,
+            e.server,
+            e.new_state,
+            e.old_state,
+            e.reason,
+            e.code,
+            e.info,
+            e.check_duration_ms,
+            e.active_left,
+            e.backup_left,
+            e.json,
+            e.raw,
+            e.ident.map(|i| i.to_vec())
+        ],
+    )
+}
+
+/// The batch's events, by identity (the order their unique index is
+/// locked in on every node); the rows stored.
+fn insert_events_in_order(tx: &Db, batch: &[WriteOp], tally: &mut Tally) -> DbResult<u64> {
+    let mut events: Vec<&EventRow> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Events(events) => Some(events.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    events.sort_by_key(|e| e.ident);
+    let mut rows = 0;
+    for e in events {
+        let stored = insert_event(tx, e)?;
+        // Nothing stored: another node had stored the same line.
+        tally.duplicates += 1 - stored.min(1);
+        rows += stored;
+    }
+    Ok(rows)
+}
+
+/// Every window the batch's traffic rows fall in.
+fn windows_of(batch: &[WriteOp]) -> Vec<super::claims::WindowKey<'_>> {
+    let mut keys = Vec::new();
+    for op in batch {
+        match op {
+            WriteOp::Windows(w) => keys.extend(w.iter().map(|w| (&*w.host, w.span_s, w.start))),
+            WriteOp::Urls(u) => keys.extend(u.iter().map(|u| (&*u.host, u.span_s, u.start))),
+            _ => {}
+        }
+    }
+    keys
+}
+
 fn write_ops(
     tx: &Db,
     batch: &[WriteOp],
@@ -468,6 +535,17 @@ fn write_ops(
 ) -> DbResult<u64> {
     let mut rows = 0u64;
     let mut decide: Option<bool> = None;
+    // Sharing the store, a batch takes its row locks in one order every node
+    // shares: its windows' claims, then its events by identity. Two nodes'
+    // batches then wait for each other, never deadlock.
+    let (claimed, events_first) = match &counters.cluster {
+        Some(role) => {
+            let claimed = super::claims::claim(tx, &role.node, windows_of(batch))?;
+            rows += insert_events_in_order(tx, batch, tally)?;
+            (claimed, true)
+        }
+        None => (HashMap::new(), false),
+    };
     for op in batch {
         match op {
             WriteOp::Incidents(changes, notifications)
@@ -485,48 +563,24 @@ fn write_ops(
                 if may_decide(tx, counters, &mut decide)? {
                     super::summaries::write_states(tx, events)?;
                 }
-                for e in events {
-                    let stored = tx.execute(
-                        "INSERT INTO events (ts, host, kind, template, proxy, server, new_state,
-                            old_state, reason, code, info, check_duration_ms, active_left,
-                            backup_left, json, raw, ident)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                            ?15, ?16, ?17)
-                         ON CONFLICT DO NOTHING",
-                        &vals![
-                            e.ts_ms,
-                            e.host,
-                            e.kind,
-                            e.template,
-                            e.proxy,
-                            e.server,
-                            e.new_state,
-                            e.old_state,
-                            e.reason,
-                            e.code,
-                            e.info,
-                            e.check_duration_ms,
-                            e.active_left,
-                            e.backup_left,
-                            e.json,
-                            e.raw,
-                            e.ident.map(|i| i.to_vec())
-                        ],
-                    )?;
-                    // Nothing stored: another node had stored the same line.
-                    tally.duplicates += 1 - stored.min(1);
-                    rows += stored;
+                if !events_first {
+                    for e in events {
+                        let stored = insert_event(tx, e)?;
+                        tally.duplicates += 1 - stored.min(1);
+                        rows += stored;
+                    }
                 }
             }
             WriteOp::Windows(windows) => {
-                let mine =
-                    super::claims::mine(tx, counters, windows, |w| (&w.host, w.span_s, w.start))?;
+                let mine = super::claims::mine(counters, &claimed, windows, |w| {
+                    (&w.host, w.span_s, w.start)
+                });
                 tally.peer_windows += (windows.len() - mine.len()) as u64;
                 rows += write_windows(tx, &mine)?;
             }
             WriteOp::Urls(urls) => {
                 let mine =
-                    super::claims::mine(tx, counters, urls, |u| (&u.host, u.span_s, u.start))?;
+                    super::claims::mine(counters, &claimed, urls, |u| (&u.host, u.span_s, u.start));
                 rows += write_urls(tx, &mine)?;
             }
             WriteOp::Incidents(changes, notifications) => {
