@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::store::db::{vals, Db, DbResult};
 
@@ -45,6 +45,9 @@ pub struct Role {
     jobs: AtomicI64,
     /// The node the database last named as deciding, and until when (ms, its clock).
     leader: Mutex<(String, i64)>,
+    /// When the pipeline last ticked: a lease is renewed only for a pipeline
+    /// that still runs.
+    ticked: Mutex<Instant>,
 }
 
 /// The lease of the once-only jobs (the digest).
@@ -64,7 +67,25 @@ impl Role {
             deciding: AtomicI64::new(0),
             jobs: AtomicI64::new(0),
             leader: Mutex::new((String::new(), 0)),
+            ticked: Mutex::new(Instant::now()),
         })
+    }
+
+    /// The pipeline ran its tick.
+    pub fn ticked(&self) {
+        *self.ticked.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// The pipeline has not ticked for twice the lease (10 s at least, as a
+    /// takeover may wait 5 s for the writer): renewing would keep its group
+    /// from a node that can decide.
+    fn stalled(&self) -> bool {
+        let since = self
+            .ticked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        since > (2 * self.lease).max(Duration::from_secs(10))
     }
 
     /// Whether this node runs the once-only jobs.
@@ -206,6 +227,7 @@ pub fn spawn_lease(
             let every = (role.lease / 5).max(Duration::from_millis(100));
             let mut conn: Option<Db> = None;
             let mut failing = false;
+            let mut was_stalled = false;
             loop {
                 if conn.is_none() {
                     conn = location
@@ -213,7 +235,16 @@ pub fn spawn_lease(
                         .ok()
                         .filter(|db| prepare(db, &role).is_ok());
                 }
-                if let Some(db) = &conn {
+                let stalled = role.stalled();
+                if stalled != was_stalled {
+                    if stalled {
+                        tracing::error!("the pipeline has stopped ticking: the lease is left to lapse");
+                    } else {
+                        tracing::info!("the pipeline ticks again: the lease is renewed");
+                    }
+                    was_stalled = stalled;
+                }
+                if let (Some(db), false) = (&conn, stalled) {
                     match round(db, &role) {
                         Ok((held, leader)) => {
                             if failing {
@@ -328,5 +359,17 @@ mod tests {
         round(&db, &eu).unwrap();
         round(&db, &us).unwrap();
         assert!(!eu.runs_jobs() && us.runs_jobs());
+    }
+
+    #[test]
+    fn a_pipeline_that_stopped_ticking_is_stalled_until_it_ticks_again() {
+        let role = Role::new("a".into(), "default".into(), Duration::from_secs(2));
+        assert!(!role.stalled());
+        *role.ticked.lock().unwrap() = Instant::now() - Duration::from_secs(9);
+        assert!(!role.stalled(), "a takeover may hold a tick up for 5 s");
+        *role.ticked.lock().unwrap() = Instant::now() - Duration::from_secs(11);
+        assert!(role.stalled());
+        role.ticked();
+        assert!(!role.stalled());
     }
 }

@@ -88,6 +88,7 @@ impl Processor {
     /// deciding is decided now, and one it decided is not decided again.
     pub fn follow_lease(&mut self) {
         let Some(c) = &self.cluster else { return };
+        c.role.ticked();
         let held = c.role.held();
         if held == c.role.deciding() {
             return;
