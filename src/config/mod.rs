@@ -188,9 +188,13 @@ pub struct StorageConfig {
     /// A PostgreSQL database (URL or key=value string) to store everything in
     /// instead, shared by several nodes.
     #[serde(deserialize_with = "postgres_target")]
-    pub postgres: Option<postgres::Config>,
+    pub postgres: Option<tokio_postgres::Config>,
     /// Its password, if the string has none (`env:NAME`, `file:/path`, or the value).
     pub postgres_password: Option<crate::notify::secret::Secret>,
+    /// The longest one statement on it may take before it counts as failed
+    /// (and is retried): a server that stopped answering holds no thread.
+    #[serde(deserialize_with = "duration")]
+    pub postgres_timeout: Duration,
     #[serde(deserialize_with = "window_span")]
     pub window: Duration,
     /// How long a window stays open in memory after it ends, for late lines.
@@ -242,6 +246,7 @@ impl Default for StorageConfig {
             path: None,
             postgres: None,
             postgres_password: None,
+            postgres_timeout: Duration::from_secs(10),
             window: Duration::from_secs(60),
             window_grace: Duration::from_secs(10),
             retain_windows: Duration::from_secs(30 * 86_400),
@@ -438,7 +443,10 @@ impl Config {
                 if let Some(password) = &self.storage.postgres_password {
                     target.password(password.expose());
                 }
-                crate::store::Location::Postgres(Box::new(target))
+                crate::store::Location::Postgres(Box::new(crate::store::PgTarget {
+                    config: target,
+                    timeout: Some(self.storage.postgres_timeout),
+                }))
             }
             None => crate::store::Location::Sqlite(self.db_path()),
         }
@@ -533,9 +541,11 @@ fn reconcile_list<'de, D: Deserializer<'de>>(
     d.deserialize_any(List)
 }
 
-fn postgres_target<'de, D: Deserializer<'de>>(d: D) -> Result<Option<postgres::Config>, D::Error> {
+fn postgres_target<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<tokio_postgres::Config>, D::Error> {
     let text = String::deserialize(d)?;
-    let mut config: postgres::Config = text.parse().map_err(|e| {
+    let mut config: tokio_postgres::Config = text.parse().map_err(|e| {
         serde::de::Error::custom(format!(
             "not a PostgreSQL URL or key=value string ({e}): \"postgresql://user@host/db\" or \"host=/run/postgresql dbname=hapwatch\""
         ))

@@ -38,7 +38,14 @@ pub struct Notifier {
     zone: crate::timezone::Zone,
     /// Reads the silences, acks and windows the CLI adds.
     conn: Option<Db>,
+    /// The store is not read again before this (it failed to answer).
+    read_after_ms: i64,
 }
+
+/// How long a store that failed to answer is left alone by the pipeline.
+const STORE_BACKOFF_MS: i64 = 10_000;
+/// The longest the pipeline waits for one read of a PostgreSQL store.
+const PIPELINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Notifier {
     /// `next_row` follows the largest outbox id stored.
@@ -65,6 +72,7 @@ impl Notifier {
             reload_grace_ms: config.incidents.reload_grace.as_millis() as i64,
             zone: config.parse.timezone.clone(),
             conn: None,
+            read_after_ms: i64::MIN,
         }
     }
 
@@ -90,6 +98,7 @@ impl Notifier {
     }
 
     pub fn read_silences_from(&mut self, conn: Db) {
+        conn.set_deadline(conn.deadline().map(|d| d.min(PIPELINE_DEADLINE)));
         self.conn = Some(conn);
         // Before the first line: a backlog replayed at start meets the silences and windows.
         self.refresh(crate::timezone::now_ms());
@@ -107,47 +116,48 @@ impl Notifier {
 
     /// Re-reads the active silences (once a second).
     pub fn refresh(&mut self, now_ms: i64) {
-        if let Some(conn) = &self.conn {
-            match silences::list(conn, now_ms, false) {
-                Ok(s) => {
-                    let ids = |v: &[Silence]| v.iter().map(|s| s.id).collect::<Vec<_>>();
-                    if ids(&s) != ids(&self.silences) {
-                        tracing::info!(active = s.len(), "silences changed");
-                    }
-                    self.silences = s;
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the silences"),
-            }
-            match acks::open(conn) {
-                Ok(open) => {
-                    self.acks = open.into_iter().map(|a| (a.incident_id, a)).collect();
-                    let acks = &self.acks;
-                    self.acks_queued.retain(|(id, at)| {
-                        acks.get(id)
-                            .is_some_and(|a| a.ack.at_ms == *at && !a.notified)
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the acknowledgements"),
-            }
-            match crate::store::maintenance::list(conn, now_ms) {
-                Ok(stored) => {
-                    self.stored_windows = stored
-                        .iter()
-                        .filter_map(|w| {
-                            crate::maintenance::window(
-                                &w.name(),
-                                &w.hosts,
-                                &w.backends,
-                                &w.schedule,
-                                &self.zone,
-                            )
-                        })
-                        .collect();
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the maintenance windows"),
+        if self.conn.is_some() && now_ms >= self.read_after_ms {
+            if let Err(e) = self.read_store(now_ms) {
+                // On this thread a store that does not answer would hold up
+                // every line: go on with what was last read, and look again later.
+                tracing::warn!(error = %e, "cannot read the silences, acknowledgements and maintenance windows; going on with those last read");
+                self.read_after_ms = now_ms + STORE_BACKOFF_MS;
             }
         }
         self.silences.retain(|s| s.until_ms > now_ms);
+    }
+
+    fn read_store(&mut self, now_ms: i64) -> Result<(), crate::store::DbError> {
+        let Some(conn) = &self.conn else {
+            return Ok(());
+        };
+        let s = silences::list(conn, now_ms, false)?;
+        let ids = |v: &[Silence]| v.iter().map(|s| s.id).collect::<Vec<_>>();
+        if ids(&s) != ids(&self.silences) {
+            tracing::info!(active = s.len(), "silences changed");
+        }
+        self.silences = s;
+        let open = acks::open(conn)?;
+        self.acks = open.into_iter().map(|a| (a.incident_id, a)).collect();
+        let acks = &self.acks;
+        self.acks_queued.retain(|(id, at)| {
+            acks.get(id)
+                .is_some_and(|a| a.ack.at_ms == *at && !a.notified)
+        });
+        let stored = crate::store::maintenance::list(conn, now_ms)?;
+        self.stored_windows = stored
+            .iter()
+            .filter_map(|w| {
+                crate::maintenance::window(
+                    &w.name(),
+                    &w.hosts,
+                    &w.backends,
+                    &w.schedule,
+                    &self.zone,
+                )
+            })
+            .collect();
+        Ok(())
     }
 
     /// How many silences are in force, as last read.

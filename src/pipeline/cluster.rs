@@ -196,15 +196,27 @@ impl Processor {
 fn id_source(location: &crate::store::Location, what: Numbered) -> hapwatch_engine::IdSource {
     let location = location.clone();
     let mut conn: Option<crate::store::Db> = None;
+    // A store that failed to answer is left alone this long: each try would
+    // hold up the pipeline for a statement's deadline.
+    let mut quiet_until: Option<std::time::Instant> = None;
     Box::new(move |next| {
+        if quiet_until.is_some_and(|t| std::time::Instant::now() < t) {
+            return None;
+        }
         if conn.is_none() {
             conn = location.open_read().ok();
+            if let Some(db) = &conn {
+                db.set_deadline(db.deadline().map(|d| d.min(ID_DEADLINE)));
+            }
         }
         let reserved = conn
             .as_ref()
             .map(|db| crate::store::ids::reserve(db, what, next));
         match reserved {
-            Some(Ok(block)) => Some(block),
+            Some(Ok(block)) => {
+                quiet_until = None;
+                Some(block)
+            }
             failed => {
                 let error = failed.map(|r| r.err().map(|e| e.to_string()));
                 tracing::error!(
@@ -213,8 +225,12 @@ fn id_source(location: &crate::store::Location, what: Numbered) -> hapwatch_engi
                     "no block of ids can be reserved: numbering on past the last one"
                 );
                 conn = None;
+                quiet_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(10));
                 None
             }
         }
     })
 }
+
+/// The longest the pipeline waits to reserve a block of ids.
+const ID_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);

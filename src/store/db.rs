@@ -25,6 +25,10 @@ pub enum DbError {
     NoRow,
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
+    #[error("PostgreSQL did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("cannot start the PostgreSQL client's runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl DbError {
@@ -55,6 +59,8 @@ impl DbError {
                     matches!(class, "08" | "40" | "53" | "57" | "58") || code.code() == "55P03"
                 }
             },
+            // A server that stopped answering may answer again.
+            DbError::Timeout(_) => true,
             _ => false,
         }
     }
@@ -497,11 +503,24 @@ enum Backend {
 }
 
 struct PgConn {
-    /// None once lost: the next statement connects again.
-    client: Option<postgres::Client>,
-    config: postgres::Config,
+    /// None once lost (or timed out): the next statement connects again.
+    live: Option<Live>,
+    config: tokio_postgres::Config,
     /// Prepared statements by their SQLite text and parameter types.
     statements: HashMap<(String, Vec<u32>), postgres::Statement>,
+    /// Set once connected: a later connect is a reconnect, and is logged.
+    reconnecting: bool,
+    /// How long one statement (or a connect) may take: a server that stopped
+    /// answering (SIGSTOP, a dead link) is then an error to act on, not a
+    /// thread stuck for good. None: as long as it takes.
+    deadline: Option<std::time::Duration>,
+}
+
+/// A connection and the runtime that drives it (the client's I/O runs only
+/// inside `block_on`, as the blocking `postgres` client does).
+struct Live {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
 }
 
 /// A connection to the store.
@@ -518,14 +537,39 @@ impl From<rusqlite::Connection> for Db {
 }
 
 impl Db {
-    /// A PostgreSQL connection, and what to connect again with if it is lost.
-    pub fn postgres(client: postgres::Client, config: postgres::Config) -> Db {
-        Db {
-            backend: Backend::Postgres(Box::new(RefCell::new(PgConn {
-                client: Some(client),
-                config,
-                statements: HashMap::new(),
-            }))),
+    /// Connects to PostgreSQL; lost, it connects again with `config`.
+    /// Each statement (and connect) bounded by `deadline`, if any.
+    pub fn connect_postgres(
+        config: tokio_postgres::Config,
+        deadline: Option<std::time::Duration>,
+    ) -> DbResult<Db> {
+        let mut conn = PgConn {
+            live: None,
+            config,
+            statements: HashMap::new(),
+            reconnecting: false,
+            deadline,
+        };
+        off_runtime(|| conn.live().map(|_| ()))?;
+        Ok(Db {
+            backend: Backend::Postgres(Box::new(RefCell::new(conn))),
+        })
+    }
+
+    /// Bounds each statement (and each connect) to `deadline` from now on:
+    /// past it, the statement fails with [`DbError::Timeout`] and the
+    /// connection is dropped. SQLite has its busy timeout instead.
+    pub fn set_deadline(&self, deadline: Option<std::time::Duration>) {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.borrow_mut().deadline = deadline;
+        }
+    }
+
+    /// The deadline statements have (PostgreSQL).
+    pub fn deadline(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.borrow().deadline,
+            Backend::Sqlite(_) => None,
         }
     }
 }
@@ -552,7 +596,7 @@ impl Db {
             Backend::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
             Backend::Postgres(pg) => {
                 let mut pg = pg.borrow_mut();
-                off_runtime(|| Ok(pg.client()?.batch_execute(sql)?))
+                off_runtime(|| pg.with_live(|l, d| block(l, d, l.client.batch_execute(sql))))
             }
         }
     }
@@ -569,7 +613,7 @@ impl Db {
                 off_runtime(|| {
                     let stmt = pg.prepare(sql, params)?;
                     let refs = pg_params(params);
-                    Ok(pg.client()?.execute(&stmt, &refs)?)
+                    pg.with_live(|l, d| block(l, d, l.client.execute(&stmt, &refs)))
                 })
             }
         }
@@ -597,7 +641,7 @@ impl Db {
                 let rows = off_runtime(|| -> DbResult<_> {
                     let stmt = pg.prepare(sql, params)?;
                     let refs = pg_params(params);
-                    Ok(pg.client()?.query(&stmt, &refs)?)
+                    pg.with_live(|l, d| block(l, d, l.client.query(&stmt, &refs)))
                 })?;
                 drop(pg);
                 rows.iter().map(|r| read(&Row::Postgres(r))).collect()
@@ -657,11 +701,29 @@ impl Db {
 }
 
 impl Drop for PgConn {
-    /// Closing blocks on the client's runtime too: not inside a tokio worker.
+    /// A runtime is dropped outside any tokio worker.
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            off_runtime(move || drop(client));
+        if let Some(live) = self.live.take() {
+            off_runtime(move || drop(live));
         }
+    }
+}
+
+/// Waits for a statement on the connection's runtime, at most `deadline`.
+fn block<T>(
+    live: &Live,
+    deadline: Option<std::time::Duration>,
+    statement: impl std::future::Future<Output = Result<T, postgres::Error>>,
+) -> DbResult<T> {
+    match deadline {
+        Some(d) => match live
+            .rt
+            .block_on(async { tokio::time::timeout(d, statement).await })
+        {
+            Ok(done) => Ok(done?),
+            Err(_) => Err(DbError::Timeout(d)),
+        },
+        None => Ok(live.rt.block_on(statement)?),
     }
 }
 
@@ -685,14 +747,54 @@ impl PgConn {
     /// The connection, made again if it was lost (the statements with it).
     /// A statement that failed with it failed its transaction, which is
     /// rolled back and retried whole: nothing runs half on each connection.
-    fn client(&mut self) -> DbResult<&mut postgres::Client> {
-        if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
-            self.client = None;
-            self.statements.clear();
-            self.client = Some(self.config.connect(postgres::NoTls)?);
-            tracing::info!("connected to PostgreSQL again");
+    fn live(&mut self) -> DbResult<&mut Live> {
+        if self.live.as_ref().is_some_and(|l| l.client.is_closed()) {
+            self.lose();
         }
-        Ok(self.client.as_mut().expect("connected just now"))
+        if self.live.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(DbError::Runtime)?;
+            let connect = self.config.connect(tokio_postgres::NoTls);
+            let (client, connection) = match self.deadline {
+                // The timer is made inside the runtime: it needs its clock.
+                Some(d) => rt
+                    .block_on(async { tokio::time::timeout(d, connect).await })
+                    .map_err(|_| DbError::Timeout(d))??,
+                None => rt.block_on(connect)?,
+            };
+            // Driven whenever a statement is: the runtime has no thread of its own.
+            rt.spawn(connection);
+            if self.reconnecting {
+                tracing::info!("connected to PostgreSQL again");
+            }
+            self.reconnecting = true;
+            self.live = Some(Live { rt, client });
+        }
+        Ok(self.live.as_mut().expect("connected just now"))
+    }
+
+    /// Drops the connection: the next statement connects again.
+    fn lose(&mut self) {
+        self.statements.clear();
+        if let Some(live) = self.live.take() {
+            drop(live);
+        }
+    }
+
+    /// Runs `statement` on the connection; one that timed out drops it (its
+    /// state is unknown).
+    fn with_live<T>(
+        &mut self,
+        statement: impl FnOnce(&Live, Option<std::time::Duration>) -> DbResult<T>,
+    ) -> DbResult<T> {
+        let deadline = self.deadline;
+        let out = statement(self.live()?, deadline);
+        if matches!(out, Err(DbError::Timeout(_))) {
+            self.lose();
+        }
+        out
     }
 
     fn prepare(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<postgres::Statement> {
@@ -701,7 +803,8 @@ impl PgConn {
         if let Some(stmt) = self.statements.get(&key) {
             return Ok(stmt.clone());
         }
-        let stmt = self.client()?.prepare_typed(&to_postgres(sql), &types)?;
+        let text = to_postgres(sql);
+        let stmt = self.with_live(|l, d| block(l, d, l.client.prepare_typed(&text, &types)))?;
         self.statements.insert(key, stmt.clone());
         Ok(stmt)
     }
@@ -855,5 +958,53 @@ mod tests {
         assert_eq!(db.scalar::<i64>("SELECT 2", &[]).unwrap(), 2);
         let again: i64 = db.scalar("SELECT pg_backend_pid()", &[]).unwrap();
         assert_ne!(again, pid, "a new connection");
+    }
+
+    #[test]
+    fn a_server_that_stops_answering_is_a_timeout_and_is_connected_again_once_it_answers() {
+        // A cluster of its own: stopping the shared one would stall other tests.
+        let cluster = match crate::store::pg_cluster::Cluster::start() {
+            Ok(c) => c,
+            Err(why) => {
+                assert!(std::env::var_os("HAPWATCH_E2E").is_none(), "{why}");
+                return;
+            }
+        };
+        let url: tokio_postgres::Config = cluster.url("postgres").parse().unwrap();
+        let deadline = std::time::Duration::from_millis(500);
+        let db = Db::connect_postgres(url, Some(deadline)).unwrap();
+        assert_eq!(db.scalar::<i64>("SELECT 1", &[]).unwrap(), 1);
+        let pid_file = cluster.dir.join("data").join("postmaster.pid");
+        let postmaster = std::fs::read_to_string(pid_file).unwrap();
+        let postmaster = postmaster.lines().next().unwrap().trim().to_owned();
+        let signal = |sig: &str| {
+            // The postmaster and every backend: a frozen server, as SIGSTOP makes one.
+            let children = std::process::Command::new("pgrep")
+                .args(["-P", &postmaster])
+                .output()
+                .unwrap();
+            let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            pids.push(postmaster.clone());
+            let ok = std::process::Command::new("kill")
+                .arg(format!("-{sig}"))
+                .args(&pids)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        };
+        signal("STOP");
+        let stuck = db.scalar::<i64>("SELECT 2", &[]).unwrap_err();
+        let connecting = db.scalar::<i64>("SELECT 3", &[]).unwrap_err();
+        signal("CONT");
+        assert!(matches!(stuck, DbError::Timeout(_)), "{stuck}");
+        assert!(
+            stuck.transient(),
+            "held and retried, as a lost connection is"
+        );
+        assert!(matches!(connecting, DbError::Timeout(_)), "{connecting}");
+        assert_eq!(db.scalar::<i64>("SELECT 4", &[]).unwrap(), 4);
     }
 }

@@ -62,10 +62,7 @@ pub enum StoreError {
     #[error("{store}: {source}")]
     Database { store: String, source: DbError },
     #[error("cannot connect to PostgreSQL at {store}: {source}")]
-    Connect {
-        store: String,
-        source: postgres::Error,
-    },
+    Connect { store: String, source: DbError },
     #[error("{path} has an older schema ({found}, now {known}): start `hapwatch serve` once to upgrade it")]
     TooOld {
         path: String,
@@ -146,19 +143,19 @@ fn at_current(store: String, found: i64) -> Result<(), StoreError> {
 }
 
 /// A connection to a PostgreSQL store, as it is (not migrated).
-fn connect_postgres(config: &postgres::Config) -> Result<Db, StoreError> {
-    let client = db::off_runtime(|| config.connect(postgres::NoTls)).map_err(|source| {
-        StoreError::Connect {
-            store: postgres_label(config),
-            source,
-        }
-    })?;
-    Ok(Db::postgres(client, config.clone()))
+fn connect_postgres(
+    config: &tokio_postgres::Config,
+    timeout: Option<std::time::Duration>,
+) -> Result<Db, StoreError> {
+    Db::connect_postgres(config.clone(), timeout).map_err(|source| StoreError::Connect {
+        store: postgres_label(config),
+        source,
+    })
 }
 
 /// Where a PostgreSQL store is, for messages: never its password.
-pub fn postgres_label(config: &postgres::Config) -> String {
-    use postgres::config::Host;
+pub fn postgres_label(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(p)) => p.display().to_string(),
@@ -170,8 +167,8 @@ pub fn postgres_label(config: &postgres::Config) -> String {
 }
 
 /// Connects to a PostgreSQL store, migrated to the current schema.
-pub fn open_postgres(config: &postgres::Config) -> Result<Db, StoreError> {
-    let db = connect_postgres(config)?;
+pub fn open_postgres(config: &tokio_postgres::Config) -> Result<Db, StoreError> {
+    let db = connect_postgres(config, None)?;
     schema_pg::migrate(&db, &postgres_label(config))?;
     Ok(db)
 }
@@ -180,7 +177,16 @@ pub fn open_postgres(config: &postgres::Config) -> Result<Db, StoreError> {
 #[derive(Clone, Debug)]
 pub enum Location {
     Sqlite(PathBuf),
-    Postgres(Box<postgres::Config>),
+    Postgres(Box<PgTarget>),
+}
+
+/// A PostgreSQL database, and how long one statement on it may take.
+#[derive(Clone, Debug)]
+pub struct PgTarget {
+    pub config: tokio_postgres::Config,
+    /// `[storage] postgres_timeout`: past it a statement fails (and is
+    /// retried), so a server that stopped answering holds no thread for good.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Location {
@@ -188,7 +194,12 @@ impl Location {
     pub fn open_write(&self) -> Result<Db, StoreError> {
         match self {
             Location::Sqlite(path) => open_write(path),
-            Location::Postgres(config) => open_postgres(config),
+            Location::Postgres(t) => {
+                // Migrating may take longer than any statement of the daemon.
+                let db = open_postgres(&t.config)?;
+                db.set_deadline(t.timeout);
+                Ok(db)
+            }
         }
     }
 
@@ -196,13 +207,13 @@ impl Location {
     pub fn open_read(&self) -> Result<Db, StoreError> {
         match self {
             Location::Sqlite(path) => open_read(path),
-            Location::Postgres(config) => {
-                let db = connect_postgres(config)?;
+            Location::Postgres(t) => {
+                let db = connect_postgres(&t.config, t.timeout)?;
                 let found = schema_pg::version(&db).map_err(|source| StoreError::Database {
-                    store: postgres_label(config),
+                    store: postgres_label(&t.config),
                     source,
                 })?;
-                at_current(postgres_label(config), found)?;
+                at_current(postgres_label(&t.config), found)?;
                 Ok(db)
             }
         }
@@ -221,7 +232,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Sqlite(path) => write!(f, "{}", path.display()),
-            Location::Postgres(config) => f.write_str(&postgres_label(config)),
+            Location::Postgres(t) => f.write_str(&postgres_label(&t.config)),
         }
     }
 }

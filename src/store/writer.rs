@@ -135,6 +135,8 @@ pub struct Retention {
 /// Ops a transaction takes at most; bounds how long a reader can wait.
 const MAX_BATCH: usize = 512;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// The longest one pruning statement may take on PostgreSQL.
+const PRUNE_DEADLINE: Duration = Duration::from_secs(600);
 
 /// `hist_merge(a, b)`: the sum of two encoded histograms, for upserts of late
 /// windows; `hist_sum(column)`, the same as an aggregate.
@@ -900,6 +902,9 @@ fn prune(conn: &Db, r: &Retention) {
     let windows_before_s = (now - r.windows.as_millis() as i64) / 1000;
     let samples_before_s = (now - r.samples.as_millis() as i64) / 1000;
     let events_before_ms = now - r.events.as_millis() as i64;
+    // Deleting a day of a busy store takes longer than any live statement may.
+    let live_deadline = conn.deadline();
+    conn.set_deadline(live_deadline.map(|d| d.max(PRUNE_DEADLINE)));
     let result = conn.transaction(|tx| -> DbResult<u64> {
         // Nodes sharing a store prune it one at a time: the others skip this hour.
         if tx.dialect() == super::db::Dialect::Postgres
@@ -979,6 +984,7 @@ fn prune(conn: &Db, r: &Retention) {
         )?;
         Ok(n)
     });
+    conn.set_deadline(live_deadline);
     match result {
         Ok(0) => {}
         Ok(n) => tracing::info!(rows = n, "retention: pruned old rows"),
