@@ -53,6 +53,29 @@ for r in $rates; do
     size=$(psql -d postgres -c "SELECT pg_database_size('udp_$r') / 1024 / 1024")
     echo "| UDP ingest into PostgreSQL at $r/s | $counted of $sent counted, hapwatch at $cpu % of a core | ${secs} s, database ${size} MiB after |"
 done
+# An HA pair: two nodes on the one database, every datagram sent to both.
+psql -d postgres -c "CREATE DATABASE pair"
+pids=""; ports=""
+for n in a b; do
+    printf '[storage]\npostgres = "host=%s user=postgres dbname=pair"\npath = "%s/%s.db"\n[http]\nlisten = ""\n[cluster]\nnode = "%s"\n' \
+        "$work" "$work" "$n" "$n" >"$work/pair_$n.toml"
+    port=$((21000 + RANDOM % 20000))
+    $bin serve --config "$work/pair_$n.toml" --listen "udp://127.0.0.1:$port" 2>"$work/pair_$n.log" &
+    pids="$pids $!"; ports="$ports --to 127.0.0.1:$port"
+done
+sleep 2
+cpu() { for p in $pids; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd' '; }
+c0=$(cpu)
+# shellcheck disable=SC2086 # two --to flags
+sent=$(target/release/examples/loadgen $ports --rate 100000 --seconds "$secs" | sed -n 's/^sent \([0-9]*\) datagrams.*/\1/p')
+sleep 2
+c1=$(cpu)
+# shellcheck disable=SC2086
+kill -TERM $pids; wait $pids 2>/dev/null || true
+counted=$($bin stats --config "$work/pair_a.toml" --since 3650d --by host --json | sed 's/.*"requests":\([0-9]*\).*/\1/')
+ticks=$(getconf CLK_TCK)
+loads=$(awk -v a="$c0" -v b="$c1" -v t="$ticks" -v s="$secs" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%d %% and %d %%", (y[1]-x[1])*100/t/s, (y[2]-x[2])*100/t/s}')
+echo "| UDP ingest of an HA pair into one PostgreSQL at 100000/s each | $counted of $sent counted once, the nodes at $loads of a core | ${secs} s, every datagram to both nodes |"
 cfg=$(config latency)
 cargo build --release --quiet --example alert_latency
 lat=$(HAPWATCH_STORAGE="$(sed -n 's/^postgres = /postgres = /p' "$cfg")" \

@@ -146,7 +146,9 @@ fn main() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut latencies = Vec::with_capacity(events);
     for i in 0..events {
-        let down = format!("<129>Nov 23 01:23:33 haproxy[1]: Server be_lat/s{i} is DOWN, reason: Layer4 timeout, check duration: 2001ms. 99 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.");
+        // From a host of its own: the traffic's worker (another PID on the
+        // same host) would make this look like a reload, whose grace holds pages.
+        let down = format!("<129>Nov 23 01:23:33 lb-lat haproxy[1]: Server be_lat/s{i} is DOWN, reason: Layer4 timeout, check duration: 2001ms. 99 active and 0 backup servers left. 0 sessions active, 0 requeued, 0 remaining in queue.");
         let sent = Instant::now();
         sock.send_to(down.as_bytes(), ("127.0.0.1", udp)).unwrap();
         let want = format!("be_lat/s{i} on");
@@ -175,7 +177,7 @@ fn main() {
             },
         }
         // Back UP, so the backend never counts as degraded.
-        let up = format!("<133>Nov 23 01:23:34 haproxy[1]: Server be_lat/s{i} is UP. 100 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.");
+        let up = format!("<133>Nov 23 01:23:34 lb-lat haproxy[1]: Server be_lat/s{i} is UP. 100 active and 0 backup servers online. 0 sessions requeued, 0 total in queue.");
         sock.send_to(up.as_bytes(), ("127.0.0.1", udp)).unwrap();
     }
     stop.store(true, Ordering::Relaxed);

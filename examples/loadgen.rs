@@ -23,7 +23,8 @@ mod common;
 use common::httplog_datagrams;
 
 fn main() {
-    let mut to = "127.0.0.1:5140".to_owned();
+    // Several `--to`: every line goes to each, as HAProxy's `log` lines do.
+    let mut to: Vec<String> = Vec::new();
     let mut rate: Option<u64> = None;
     let mut seconds = 60u64;
     let mut file: Option<String> = None;
@@ -35,7 +36,7 @@ fn main() {
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value after the flag");
         match a.as_str() {
-            "--to" => to = value(),
+            "--to" => to.push(value()),
             "--rate" => rate = value().parse().ok(),
             "--seconds" => seconds = value().parse().expect("--seconds N"),
             "--file" => file = Some(value()),
@@ -61,8 +62,17 @@ fn main() {
         let lines = to_send(&mut fresh, &captured);
         lines.iter().map(Vec::len).sum::<usize>() / lines.len()
     };
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.connect(&to).unwrap();
+    if to.is_empty() {
+        to.push("127.0.0.1:5140".into());
+    }
+    let socks: Vec<UdpSocket> = to
+        .iter()
+        .map(|t| {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.connect(t).unwrap();
+            sock
+        })
+        .collect();
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let (mut sent, mut failed) = (0u64, 0u64);
@@ -79,17 +89,19 @@ fn main() {
         }
         let lines = to_send(&mut fresh, &captured);
         while sent + failed < due {
-            match sock.send(&lines[i % lines.len()]) {
-                Ok(_) => sent += 1,
-                Err(_) => failed += 1,
+            let line = &lines[i % lines.len()];
+            match socks.iter().all(|s| s.send(line).is_ok()) {
+                true => sent += 1,
+                false => failed += 1,
             }
             i += 1;
         }
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "sent {sent} datagrams ({failed} send errors) of {avg} bytes on average in {secs:.1}s: {:.0}/s",
-        sent as f64 / secs
+        "sent {sent} datagrams ({failed} send errors) of {avg} bytes on average in {secs:.1}s: {:.0}/s, to {} destination(s)",
+        sent as f64 / secs,
+        socks.len()
     );
 }
 
