@@ -13,6 +13,7 @@ pub mod outbox;
 mod pg_cluster;
 pub mod queries;
 pub mod replays;
+mod rows;
 pub mod schema;
 pub mod schema_pg;
 #[cfg(test)]

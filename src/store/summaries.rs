@@ -3,7 +3,7 @@
 //! server's latest state and check line, every route's last window, and each
 //! backend's traffic per quarter hour.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::Connection;
@@ -97,8 +97,9 @@ pub fn write_states(tx: &Db, events: &[EventRow]) -> DbResult<()> {
 /// rows): every route's last window, and each backend's quarter hours.
 /// Summed here first, so a batch costs one upsert per key, not per window.
 pub fn write_routes_and_rollups(tx: &Db, windows: &[&WindowRow]) -> DbResult<()> {
-    let mut routes: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
-    let mut rollups: HashMap<(&str, i64, &str), Rollup> = HashMap::new();
+    // Sorted: every node upserts the same keys in the same order (no deadlock).
+    let mut routes: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
+    let mut rollups: BTreeMap<(&str, i64, &str), Rollup> = BTreeMap::new();
     for w in windows {
         let seen = routes
             .entry((&w.host, &w.backend, &w.server))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::Connection;
 
-use super::db::{vals, Db, DbResult};
+use super::db::{vals, Db, DbResult, Value};
 
 use crate::hist::Histogram;
 use crate::windows::{UrlRow, WindowRow};
@@ -463,36 +463,48 @@ fn may_decide(tx: &Db, counters: &WriterCounters, checked: &mut Option<bool>) ->
     Ok(ok)
 }
 
-/// Stores one event, unless another node (or a takeover) stored it: 1 or 0.
-fn insert_event(tx: &Db, e: &EventRow) -> DbResult<u64> {
-    tx.execute(
-        "INSERT INTO events (ts, host, kind, template, proxy, server, new_state,
-            old_state, reason, code, info, check_duration_ms, active_left,
-            backup_left, json, raw, ident)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-            ?15, ?16, ?17)
-         ON CONFLICT DO NOTHING",
-        &vals![
-            e.ts_ms,
-            e.host,
-            e.kind,
-            e.template,
-            e.proxy,
-            e.server,
-            e.new_state,
-            e.old_state,
-            e.reason,
-            e.code,
-            e.info,
-            e.check_duration_ms,
-            e.active_left,
-            e.backup_left,
-            e.json,
-            e.raw,
-            e.ident.map(|i| i.to_vec())
-        ],
-    )
+/// Stores events, but those another node (or a takeover) stored: the rows stored.
+fn insert_events(tx: &Db, events: &[&EventRow], tally: &mut Tally) -> DbResult<u64> {
+    let idents: Vec<Option<Vec<u8>>> = events.iter().map(|e| e.ident.map(|i| i.to_vec())).collect();
+    let rows: Vec<Vec<Value<'_>>> = events
+        .iter()
+        .zip(&idents)
+        .map(|(e, ident)| {
+            vals![
+                e.ts_ms,
+                e.host,
+                e.kind,
+                e.template,
+                e.proxy,
+                e.server,
+                e.new_state,
+                e.old_state,
+                e.reason,
+                e.code,
+                e.info,
+                e.check_duration_ms,
+                e.active_left,
+                e.backup_left,
+                e.json,
+                e.raw,
+                *ident
+            ]
+            .to_vec()
+        })
+        .collect();
+    let stored = EVENT_INSERT.run(tx, &rows, |i| events[i].ident.ok_or(i))?;
+    // Nothing stored for a row: another node had stored the same line.
+    tally.duplicates += events.len() as u64 - stored;
+    Ok(stored)
 }
+
+const EVENT_INSERT: super::rows::Insert<'static> = super::rows::Insert {
+    head: "INSERT INTO events (ts, host, kind, template, proxy, server, new_state,
+        old_state, reason, code, info, check_duration_ms, active_left,
+        backup_left, json, raw, ident)",
+    tail: "ON CONFLICT DO NOTHING",
+    columns: 17,
+};
 
 /// The batch's events, by identity (the order their unique index is
 /// locked in on every node); the rows stored.
@@ -506,14 +518,7 @@ fn insert_events_in_order(tx: &Db, batch: &[WriteOp], tally: &mut Tally) -> DbRe
         .flatten()
         .collect();
     events.sort_by_key(|e| e.ident);
-    let mut rows = 0;
-    for e in events {
-        let stored = insert_event(tx, e)?;
-        // Nothing stored: another node had stored the same line.
-        tally.duplicates += 1 - stored.min(1);
-        rows += stored;
-    }
-    Ok(rows)
+    insert_events(tx, &events, tally)
 }
 
 /// Every window the batch's traffic rows fall in.
@@ -566,11 +571,8 @@ fn write_ops(
                     super::summaries::write_states(tx, events)?;
                 }
                 if !events_first {
-                    for e in events {
-                        let stored = insert_event(tx, e)?;
-                        tally.duplicates += 1 - stored.min(1);
-                        rows += stored;
-                    }
+                    let events: Vec<&EventRow> = events.iter().collect();
+                    rows += insert_events(tx, &events, tally)?;
                 }
             }
             WriteOp::Windows(windows) => {
@@ -672,13 +674,12 @@ fn write_ops(
 }
 
 /// A window closed earlier and re-opened by late lines merges into its row.
-const WINDOW_UPSERT: &str = "INSERT INTO windows (start, span_s, host, frontend, backend, server,
+const WINDOW_UPSERT: super::rows::Insert<'static> = super::rows::Insert {
+    head: "INSERT INTO windows (start, span_s, host, frontend, backend, server,
         requests, s1xx, s2xx, s3xx, s4xx, s5xx, s_other, retries, redispatches,
         term_client, term_server, term_proxy, term_resource, term_other, bytes,
-        t_total_hist, t_response_hist)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-        ?18, ?19, ?20, ?21, ?22, ?23)
-     ON CONFLICT (start, span_s, host, frontend, backend, server) DO UPDATE SET
+        t_total_hist, t_response_hist)",
+    tail: "ON CONFLICT (start, span_s, host, frontend, backend, server) DO UPDATE SET
         requests = windows.requests + excluded.requests,
         s1xx = windows.s1xx + excluded.s1xx, s2xx = windows.s2xx + excluded.s2xx,
         s3xx = windows.s3xx + excluded.s3xx, s4xx = windows.s4xx + excluded.s4xx,
@@ -692,16 +693,34 @@ const WINDOW_UPSERT: &str = "INSERT INTO windows (start, span_s, host, frontend,
         term_other = windows.term_other + excluded.term_other,
         bytes = windows.bytes + excluded.bytes,
         t_total_hist = hist_merge(windows.t_total_hist, excluded.t_total_hist),
-        t_response_hist = hist_merge(windows.t_response_hist, excluded.t_response_hist)";
+        t_response_hist = hist_merge(windows.t_response_hist, excluded.t_response_hist)",
+    columns: 23,
+};
+
+/// A window's key in `windows` (and, with a status code, in `status_windows`).
+fn window_key(w: &WindowRow) -> (i64, i64, &str, &str, &str, &str) {
+    (
+        w.start,
+        w.span_s,
+        &w.host,
+        &w.frontend,
+        &w.backend,
+        &w.server,
+    )
+}
 
 fn write_windows(tx: &Db, windows: &[&WindowRow]) -> DbResult<u64> {
     super::summaries::write_routes_and_rollups(tx, windows)?;
-    let mut rows = 0;
-    for w in windows {
-        let c = &w.counts;
-        tx.execute(
-            WINDOW_UPSERT,
-            &vals![
+    let hists: Vec<(Vec<u8>, Vec<u8>)> = windows
+        .iter()
+        .map(|w| (w.counts.t_total.encode(), w.counts.t_response.encode()))
+        .collect();
+    let rows: Vec<Vec<Value<'_>>> = windows
+        .iter()
+        .zip(&hists)
+        .map(|(w, (total, response))| {
+            let c = &w.counts;
+            vals![
                 w.start,
                 w.span_s,
                 w.host,
@@ -723,63 +742,89 @@ fn write_windows(tx: &Db, windows: &[&WindowRow]) -> DbResult<u64> {
                 c.term_resource,
                 c.term_other,
                 c.bytes,
-                c.t_total.encode(),
-                c.t_response.encode()
-            ],
-        )?;
-        rows += 1;
+                *total,
+                *response
+            ]
+            .to_vec()
+        })
+        .collect();
+    WINDOW_UPSERT.run(tx, &rows, |i| window_key(windows[i]))?;
+    let (mut samples, mut sample_rows) = (Vec::new(), 0usize);
+    let mut statuses = Vec::new();
+    let mut status_keys = Vec::new();
+    for w in windows {
+        let at = vals![w.start, w.span_s, w.host, w.frontend, w.backend, w.server];
         for (class, raw) in &w.samples {
-            tx.execute(
-                "INSERT INTO samples (start, span_s, host, frontend, backend, server, class, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                &vals![w.start, w.span_s, w.host, w.frontend, w.backend, w.server, class, raw],
-            )?;
-            rows += 1;
+            let mut row = at.to_vec();
+            row.extend(vals![*class, *raw]);
+            samples.push(row);
+            sample_rows += 1;
         }
         for (code, n) in &w.statuses {
-            tx.execute(
-                "INSERT INTO status_windows (start, span_s, host, frontend, backend, server,
-                    status, requests)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (start, span_s, host, frontend, backend, server, status)
-                 DO UPDATE SET requests = status_windows.requests + excluded.requests",
-                &vals![w.start, w.span_s, w.host, w.frontend, w.backend, w.server, code, n],
-            )?;
-            rows += 1;
+            let mut row = at.to_vec();
+            row.extend(vals![*code, *n]);
+            statuses.push(row);
+            status_keys.push((window_key(w), *code));
         }
     }
-    Ok(rows)
+    // Evidence lines are rows of their own, never merged: no key to keep apart.
+    SAMPLES_INSERT.run(tx, &samples, |i| i)?;
+    STATUS_UPSERT.run(tx, &statuses, |i| status_keys[i])?;
+    Ok((windows.len() + sample_rows + statuses.len()) as u64)
 }
 
 fn write_urls(tx: &Db, urls: &[&UrlRow]) -> DbResult<u64> {
-    for u in urls {
-        let c = &u.counts;
-        tx.execute(
-            "INSERT INTO url_windows (start, span_s, host, backend, method, path, requests, s4xx,
-                s5xx, bytes, t_total_hist)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (start, span_s, host, backend, method, path) DO UPDATE SET
-                requests = url_windows.requests + excluded.requests,
-                s4xx = url_windows.s4xx + excluded.s4xx, s5xx = url_windows.s5xx + excluded.s5xx,
-                bytes = url_windows.bytes + excluded.bytes,
-                t_total_hist = hist_merge(url_windows.t_total_hist, excluded.t_total_hist)",
-            &vals![
-                u.start,
-                u.span_s,
-                u.host,
-                u.backend,
-                u.method,
-                u.path,
-                c.requests,
-                c.s4xx,
-                c.s5xx,
-                c.bytes,
-                c.t_total.encode()
-            ],
-        )?;
-    }
+    let hists: Vec<Vec<u8>> = urls.iter().map(|u| u.counts.t_total.encode()).collect();
+    let rows: Vec<Vec<Value<'_>>> = urls
+        .iter()
+        .zip(&hists)
+        .map(|(u, hist)| {
+            let c = &u.counts;
+            vals![
+                u.start, u.span_s, u.host, u.backend, u.method, u.path, c.requests, c.s4xx, c.s5xx,
+                c.bytes, *hist
+            ]
+            .to_vec()
+        })
+        .collect();
+    URL_UPSERT.run(tx, &rows, |i| {
+        let u = urls[i];
+        (
+            u.start,
+            u.span_s,
+            &*u.host,
+            &*u.backend,
+            &*u.method,
+            &*u.path,
+        )
+    })?;
     Ok(urls.len() as u64)
 }
+
+const URL_UPSERT: super::rows::Insert<'static> = super::rows::Insert {
+    head: "INSERT INTO url_windows (start, span_s, host, backend, method, path, requests, s4xx,
+        s5xx, bytes, t_total_hist)",
+    tail: "ON CONFLICT (start, span_s, host, backend, method, path) DO UPDATE SET
+        requests = url_windows.requests + excluded.requests,
+        s4xx = url_windows.s4xx + excluded.s4xx, s5xx = url_windows.s5xx + excluded.s5xx,
+        bytes = url_windows.bytes + excluded.bytes,
+        t_total_hist = hist_merge(url_windows.t_total_hist, excluded.t_total_hist)",
+    columns: 11,
+};
+
+const SAMPLES_INSERT: super::rows::Insert<'static> = super::rows::Insert {
+    head: "INSERT INTO samples (start, span_s, host, frontend, backend, server, class, raw)",
+    tail: "",
+    columns: 8,
+};
+
+const STATUS_UPSERT: super::rows::Insert<'static> = super::rows::Insert {
+    head: "INSERT INTO status_windows (start, span_s, host, frontend, backend, server,
+        status, requests)",
+    tail: "ON CONFLICT (start, span_s, host, frontend, backend, server, status)
+        DO UPDATE SET requests = status_windows.requests + excluded.requests",
+    columns: 8,
+};
 
 const TIMELINE_INSERT: &str =
     "INSERT INTO incident_timeline (incident_id, ts, text) VALUES (?1, ?2, ?3)";
