@@ -44,6 +44,8 @@ pub struct Notifier {
 
 /// How long a store that failed to answer is left alone by the pipeline.
 const STORE_BACKOFF_MS: i64 = 10_000;
+/// The longest the digest's queries may take (once a day or an hour).
+const DIGEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The longest the pipeline waits for one read of a PostgreSQL store.
 const PIPELINE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -324,7 +326,12 @@ impl Notifier {
             self.digest.every,
             self.digest.hour,
         ));
-        let digests = match crate::digest::build(conn, due - span, due) {
+        // A day of windows takes longer than the pipeline's usual reads may.
+        let usual = conn.deadline();
+        conn.set_deadline(usual.map(|d| d.max(DIGEST_DEADLINE)));
+        let built = crate::digest::build(conn, due - span, due);
+        conn.set_deadline(usual);
+        let digests = match built {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot build the digest");

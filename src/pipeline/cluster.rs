@@ -125,11 +125,25 @@ impl Processor {
         if let Some(before) = &mut self.engine {
             engine.carry_hearing(before);
         }
-        engine.number_from(id_source(&c.location, Numbered::Incidents));
+        // Each takes its first block now: a store that cannot hand one out
+        // is retried at the next tick, before anything is numbered.
+        let mut incident_ids = id_source(&c.location, Numbered::Incidents);
+        let mut row_ids = id_source(&c.location, Numbered::Outbox);
+        // Past every id stored, however numbered (`replay` numbers on its own).
+        let floors = crate::store::incidents::next_id(&conn)
+            .and_then(|i| Ok((i, crate::store::outbox::next_id(&conn)?)));
+        let (incident_floor, row_floor) = floors.unwrap_or((1, 1));
+        let (Some(first_incidents), Some(first_rows)) =
+            (incident_ids(incident_floor), row_ids(row_floor))
+        else {
+            tracing::warn!("no block of ids can be reserved; taking over at the next tick");
+            return;
+        };
+        engine.number_from(with_first(first_incidents, incident_ids));
         let mut notifier = Notifier::new(&c.config, 1);
         notifier.schedule_digest(now);
         notifier.restore(outbox);
-        notifier.number_from(id_source(&c.location, Numbered::Outbox));
+        notifier.number_from(with_first(first_rows, row_ids));
         notifier.read_silences_from(conn);
         self.notifier = notifier;
         self.engine = Some(engine);
@@ -230,6 +244,15 @@ fn id_source(location: &crate::store::Location, what: Numbered) -> hapwatch_engi
             }
         }
     })
+}
+
+/// A source that hands out `first` before asking `then` for more.
+fn with_first(
+    first: std::ops::Range<i64>,
+    mut then: hapwatch_engine::IdSource,
+) -> hapwatch_engine::IdSource {
+    let mut first = Some(first);
+    Box::new(move |next| first.take().or_else(|| then(next)))
 }
 
 /// The longest the pipeline waits to reserve a block of ids.

@@ -783,15 +783,25 @@ impl PgConn {
         }
     }
 
-    /// Runs `statement` on the connection; one that timed out drops it (its
-    /// state is unknown).
+    /// Runs `statement` on the connection; one that timed out, or that the
+    /// connection itself failed, drops it: the next statement connects again.
     fn with_live<T>(
         &mut self,
         statement: impl FnOnce(&Live, Option<std::time::Duration>) -> DbResult<T>,
     ) -> DbResult<T> {
         let deadline = self.deadline;
         let out = statement(self.live()?, deadline);
-        if matches!(out, Err(DbError::Timeout(_))) {
+        // A timeout leaves the connection in an unknown state; an error the
+        // server did not send, or a FATAL one (it ends the session), means
+        // the connection is gone.
+        let failed = match &out {
+            Err(DbError::Timeout(_)) => true,
+            Err(DbError::Postgres(e)) => e
+                .as_db_error()
+                .is_none_or(|d| matches!(d.severity(), "FATAL" | "PANIC")),
+            _ => false,
+        };
+        if failed {
             self.lose();
         }
         out

@@ -34,7 +34,9 @@ impl Notifier {
                     .filter(|c| c.kind == crate::notify::ChannelType::Pagerduty && c.wants(i))
                     .map(|c| (c.clone(), self.grouper.firing_state(&c.name, i.id)))
                     .collect(),
-                None => Vec::new(),
+                // Another group's incident (several share the store): its
+                // decider settles the ack, not this one.
+                None => continue,
             };
             if paged.iter().any(|(_, s)| *s == FiringState::Waiting) {
                 continue;
