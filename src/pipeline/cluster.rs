@@ -125,25 +125,31 @@ impl Processor {
         if let Some(before) = &mut self.engine {
             engine.carry_hearing(before);
         }
-        // Each takes its first block now: a store that cannot hand one out
-        // is retried at the next tick, before anything is numbered.
-        let mut incident_ids = id_source(&c.location, Numbered::Incidents);
-        let mut row_ids = id_source(&c.location, Numbered::Outbox);
-        // Past every id stored, however numbered (`replay` numbers on its own).
-        let floors = crate::store::incidents::next_id(&conn)
-            .and_then(|i| Ok((i, crate::store::outbox::next_id(&conn)?)));
-        let (incident_floor, row_floor) = floors.unwrap_or((1, 1));
-        let (Some(first_incidents), Some(first_rows)) =
-            (incident_ids(incident_floor), row_ids(row_floor))
-        else {
-            tracing::warn!("no block of ids can be reserved; taking over at the next tick");
-            return;
+        // Each takes its first block now, on the connection in hand (the
+        // ingest queue fills while this thread waits): a store that cannot
+        // hand one out is retried at the next tick, before anything is numbered.
+        let first = |what, next_id: fn(&crate::store::Db) -> crate::store::DbResult<i64>| {
+            // Past every id stored, however numbered (`replay` numbers on its own).
+            next_id(&conn).and_then(|floor| crate::store::ids::reserve(&conn, what, floor))
         };
+        let blocks = first(Numbered::Incidents, crate::store::incidents::next_id)
+            .and_then(|i| Ok((i, first(Numbered::Outbox, crate::store::outbox::next_id)?)));
+        let (first_incidents, first_rows) = match blocks {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no block of ids can be reserved; taking over at the next tick");
+                return;
+            }
+        };
+        let incident_ids = id_source(&c.location, Numbered::Incidents);
         engine.number_from(with_first(first_incidents, incident_ids));
         let mut notifier = Notifier::new(&c.config, 1);
         notifier.schedule_digest(now);
         notifier.restore(outbox);
-        notifier.number_from(with_first(first_rows, row_ids));
+        notifier.number_from(with_first(
+            first_rows,
+            id_source(&c.location, Numbered::Outbox),
+        ));
         notifier.read_silences_from(conn);
         self.notifier = notifier;
         self.engine = Some(engine);
