@@ -179,7 +179,17 @@ impl Processor {
         self.notifier.reconfigure(config);
         self.rules = config.rules.clone();
         if let Some(c) = &mut self.cluster {
+            // The node's place in the cluster (its lease, its group's
+            // incidents) is fixed at start: a reload keeps it.
+            let cluster = std::mem::take(&mut c.config.cluster);
+            if cluster.group != config.cluster.group || cluster.node() != config.cluster.node() {
+                tracing::warn!(
+                    group = %cluster.group,
+                    "[cluster] changed; it takes effect at the next restart"
+                );
+            }
             c.config = config.clone();
+            c.config.cluster = cluster;
         }
     }
 

@@ -27,6 +27,8 @@ pub enum DbError {
     Column { index: usize, message: String },
     #[error("PostgreSQL did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    #[error("the connection to PostgreSQL was lost inside a transaction")]
+    LostInTransaction,
     #[error("cannot start the PostgreSQL client's runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -60,7 +62,7 @@ impl DbError {
                 }
             },
             // A server that stopped answering may answer again.
-            DbError::Timeout(_) => true,
+            DbError::Timeout(_) | DbError::LostInTransaction => true,
             _ => false,
         }
     }
@@ -510,6 +512,8 @@ struct PgConn {
     statements: HashMap<(String, Vec<u32>), postgres::Statement>,
     /// Set once connected: a later connect is a reconnect, and is logged.
     reconnecting: bool,
+    /// Between BEGIN and its COMMIT or ROLLBACK.
+    in_transaction: bool,
     /// How long one statement (or a connect) may take: a server that stopped
     /// answering (SIGSTOP, a dead link) is then an error to act on, not a
     /// thread stuck for good. None: as long as it takes.
@@ -548,6 +552,7 @@ impl Db {
             config,
             statements: HashMap::new(),
             reconnecting: false,
+            in_transaction: false,
             deadline,
         };
         off_runtime(|| conn.live().map(|_| ()))?;
@@ -691,12 +696,27 @@ impl Db {
     /// Runs `work` in one transaction: committed if it returns `Ok`, rolled back if not.
     pub fn transaction<T>(&self, work: impl FnOnce(&Db) -> DbResult<T>) -> DbResult<T> {
         self.batch("BEGIN")?;
-        let done = work(self).and_then(|v| self.batch("COMMIT").map(|()| v));
+        self.in_transaction(true);
+        let done = work(self).and_then(|v| {
+            // COMMIT on the connection that began it, or not at all.
+            let commit = self.batch("COMMIT");
+            self.in_transaction(false);
+            commit.map(|()| v)
+        });
         if done.is_err() {
+            self.in_transaction(false);
             // Nothing to roll back if the connection is gone; the error says why.
             let _ = self.batch("ROLLBACK");
         }
         done
+    }
+
+    /// Inside a transaction a lost connection is an error, never a new
+    /// connection: the rest would run outside the transaction (and its fence).
+    fn in_transaction(&self, open: bool) {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.borrow_mut().in_transaction = open;
+        }
     }
 }
 
@@ -750,6 +770,9 @@ impl PgConn {
     fn live(&mut self) -> DbResult<&mut Live> {
         if self.live.as_ref().is_some_and(|l| l.client.is_closed()) {
             self.lose();
+        }
+        if self.live.is_none() && self.in_transaction {
+            return Err(DbError::LostInTransaction);
         }
         if self.live.is_none() {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -810,6 +833,10 @@ impl PgConn {
     fn prepare(&mut self, sql: &str, params: &[Value<'_>]) -> DbResult<postgres::Statement> {
         let types: Vec<Type> = params.iter().map(Value::pg_type).collect();
         let key = (sql.to_owned(), types.iter().map(Type::oid).collect());
+        // A statement prepared on a connection since lost is no statement.
+        if self.live.as_ref().is_some_and(|l| l.client.is_closed()) {
+            self.lose();
+        }
         if let Some(stmt) = self.statements.get(&key) {
             return Ok(stmt.clone());
         }
@@ -1016,5 +1043,40 @@ mod tests {
         );
         assert!(matches!(connecting, DbError::Timeout(_)), "{connecting}");
         assert_eq!(db.scalar::<i64>("SELECT 4", &[]).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_connection_lost_inside_a_transaction_is_not_replaced_until_it_ends() {
+        let Some(store) = crate::store::scratch::postgres() else {
+            return;
+        };
+        let (db, other) = (store.open(), store.open());
+        db.batch("CREATE TABLE t (n BIGINT)").unwrap();
+        let outcome = db.transaction(|tx| {
+            tx.execute("INSERT INTO t VALUES (1)", &[])?;
+            let pid: i64 = tx.scalar("SELECT pg_backend_pid()", &[])?;
+            other
+                .batch(&format!("SELECT pg_terminate_backend({pid})"))
+                .unwrap();
+            while other
+                .scalar::<i64>(
+                    &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+                    &[],
+                )
+                .unwrap()
+                > 0
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            // The first statement meets the dead connection; the next must
+            // not run, outside the transaction, on a new one.
+            let _ = tx.execute("INSERT INTO t VALUES (2)", &[]);
+            tx.execute("INSERT INTO t VALUES (3)", &[])
+        });
+        let err = outcome.unwrap_err();
+        assert!(matches!(err, DbError::LostInTransaction), "{err}");
+        assert!(err.transient(), "the batch is held and retried");
+        let rows: i64 = db.scalar("SELECT count(*) FROM t", &[]).unwrap();
+        assert_eq!(rows, 0, "nothing of the transaction was committed");
     }
 }
