@@ -966,6 +966,18 @@ mod tests {
         assert_eq!(db.scalar::<i64>("SELECT count(*) FROM t", &[]).unwrap(), 2);
     }
 
+    /// Ends backend `pid` through `other`, and waits until it is gone
+    /// (terminating only signals it).
+    fn terminate(other: &Db, pid: i64) {
+        other
+            .batch(&format!("SELECT pg_terminate_backend({pid})"))
+            .unwrap();
+        let alive = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+        while other.scalar::<i64>(&alive, &[]).unwrap() > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn a_lost_postgresql_connection_is_made_again_and_the_failure_is_transient() {
         let Some(store) = crate::store::scratch::postgres() else {
@@ -975,20 +987,7 @@ mod tests {
         db.scalar::<i64>("SELECT 1", &[]).unwrap();
         let pid: i64 = db.scalar("SELECT pg_backend_pid()", &[]).unwrap();
         let other = store.open();
-        other
-            .batch(&format!("SELECT pg_terminate_backend({pid})"))
-            .unwrap();
-        // Terminating only signals the backend: wait until it is gone.
-        while other
-            .scalar::<i64>(
-                &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
-                &[],
-            )
-            .unwrap()
-            > 0
-        {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        terminate(&other, pid);
         // The writer holds its batch on a transient failure and tries again.
         let lost = db.scalar::<i64>("SELECT 1", &[]).unwrap_err();
         assert!(lost.transient(), "{lost}");
@@ -1055,19 +1054,7 @@ mod tests {
         let outcome = db.transaction(|tx| {
             tx.execute("INSERT INTO t VALUES (1)", &[])?;
             let pid: i64 = tx.scalar("SELECT pg_backend_pid()", &[])?;
-            other
-                .batch(&format!("SELECT pg_terminate_backend({pid})"))
-                .unwrap();
-            while other
-                .scalar::<i64>(
-                    &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
-                    &[],
-                )
-                .unwrap()
-                > 0
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            terminate(&other, pid);
             // The first statement meets the dead connection; the next must
             // not run, outside the transaction, on a new one.
             let _ = tx.execute("INSERT INTO t VALUES (2)", &[]);
