@@ -525,6 +525,8 @@ struct PgConn {
 struct Live {
     rt: tokio::runtime::Runtime,
     client: tokio_postgres::Client,
+    /// The `statement_timeout` the server was given (None: its default).
+    server_deadline: Option<std::time::Duration>,
 }
 
 /// A connection to the store.
@@ -729,6 +731,20 @@ impl Drop for PgConn {
     }
 }
 
+/// Gives the server the deadline too: it ends a statement past it itself
+/// (freeing its locks) while it runs; the timer here covers a frozen one.
+/// (Set outside transactions: `set_deadline` is called between them.)
+fn tell_deadline(live: &mut Live, deadline: Option<std::time::Duration>) -> DbResult<()> {
+    if live.server_deadline != deadline {
+        // A tenth sooner than the timer: a server still running ends it first.
+        let ms = deadline.map_or(0, |d| (d.as_millis() * 9 / 10).max(1));
+        let set = format!("SET statement_timeout = {ms}");
+        block(live, deadline, live.client.batch_execute(&set))?;
+        live.server_deadline = deadline;
+    }
+    Ok(())
+}
+
 /// Waits for a statement on the connection's runtime, at most `deadline`.
 fn block<T>(
     live: &Live,
@@ -793,7 +809,11 @@ impl PgConn {
                 tracing::info!("connected to PostgreSQL again");
             }
             self.reconnecting = true;
-            self.live = Some(Live { rt, client });
+            self.live = Some(Live {
+                rt,
+                client,
+                server_deadline: None,
+            });
         }
         Ok(self.live.as_mut().expect("connected just now"))
     }
@@ -813,7 +833,8 @@ impl PgConn {
         statement: impl FnOnce(&Live, Option<std::time::Duration>) -> DbResult<T>,
     ) -> DbResult<T> {
         let deadline = self.deadline;
-        let out = statement(self.live()?, deadline);
+        let live = self.live()?;
+        let out = tell_deadline(live, deadline).and_then(|()| statement(live, deadline));
         // A timeout leaves the connection in an unknown state; an error the
         // server did not send, or a FATAL one (it ends the session), means
         // the connection is gone.
@@ -1065,5 +1086,23 @@ mod tests {
         assert!(err.transient(), "the batch is held and retried");
         let rows: i64 = db.scalar("SELECT count(*) FROM t", &[]).unwrap();
         assert_eq!(rows, 0, "nothing of the transaction was committed");
+    }
+
+    #[test]
+    fn a_statement_past_the_deadline_is_ended_by_the_server_and_the_connection_kept() {
+        let Some(store) = crate::store::scratch::postgres() else {
+            return;
+        };
+        let db = store.open();
+        db.set_deadline(Some(std::time::Duration::from_millis(500)));
+        let pid: i64 = db.scalar("SELECT pg_backend_pid()", &[]).unwrap();
+        let slow = db.batch("SELECT pg_sleep(5)").unwrap_err();
+        let DbError::Postgres(e) = &slow else {
+            panic!("the server's own error, not the timer's: {slow}");
+        };
+        assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{slow}");
+        assert!(slow.transient());
+        let again: i64 = db.scalar("SELECT pg_backend_pid()", &[]).unwrap();
+        assert_eq!(again, pid, "the same connection goes on");
     }
 }
