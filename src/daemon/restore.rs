@@ -47,8 +47,8 @@ pub fn restore(
         legacy_max: crate::store::outbox::legacy_max(&conn).map_err(read)?,
         next_row: crate::store::outbox::next_id(&conn).map_err(read)?,
         waiting,
-        sent: crate::store::outbox::sent_firings(&conn, since).map_err(read)?,
-        withheld: crate::store::outbox::withheld_firings(&conn, since).map_err(read)?,
+        sent: crate::store::outbox::sent_firings(&conn, since, group).map_err(read)?,
+        withheld: crate::store::outbox::withheld_firings(&conn, since, group).map_err(read)?,
     };
     if !outbox.waiting.is_empty() {
         tracing::info!(

@@ -170,17 +170,20 @@ pub fn waiting(conn: &Db, group: Option<&str>) -> DbResult<(Vec<WaitingRow>, Vec
 
 /// Firings a channel was sent (or is being sent) whose resolve has not
 /// gone yet, since `since_ms`: a resolve is paired with them.
-pub fn sent_firings(conn: &Db, since_ms: i64) -> DbResult<Vec<SentFiring>> {
+/// Several groups sharing the store: only `group`'s incidents.
+pub fn sent_firings(conn: &Db, since_ms: i64, group: Option<&str>) -> DbResult<Vec<SentFiring>> {
     conn.query(
         "SELECT f.channel, f.incident_id, coalesce(m.payload, f.payload) FROM outbox f
          LEFT JOIN outbox m ON m.id = f.message_id
          WHERE f.status = 'firing' AND f.created_at >= ?1
+           AND (CAST(?2 AS TEXT) IS NULL
+               OR f.incident_id IN (SELECT id FROM incidents WHERE grp = ?2))
            AND f.state IN ('queued', 'delivered', 'grouped', 'failed')
            AND NOT EXISTS (SELECT 1 FROM outbox r
                WHERE r.channel = f.channel AND r.incident_id = f.incident_id
                  AND r.status = 'resolved' AND r.state != 'waiting')
          ORDER BY f.id",
-        &vals![since_ms],
+        &vals![since_ms, group],
         |r| {
             let payload: String = r.get(2)?;
             // Email payloads name their Message-ID; a resolve threads under it.
@@ -199,7 +202,7 @@ pub fn sent_firings(conn: &Db, since_ms: i64) -> DbResult<Vec<SentFiring>> {
 
 /// Firings not sent (superseded, silenced, cancelled) whose resolve has not
 /// come yet, with why: their resolves are not sent either, and say so.
-pub fn withheld_firings(conn: &Db, since_ms: i64) -> DbResult<Vec<Withheld>> {
+pub fn withheld_firings(conn: &Db, since_ms: i64, group: Option<&str>) -> DbResult<Vec<Withheld>> {
     // A reminder not sent withholds nothing: its firing went out before.
     let reminder = match conn.dialect() {
         Dialect::Sqlite => "json_extract(f.item, '$.incident.reminder_ms')",
@@ -210,6 +213,8 @@ pub fn withheld_firings(conn: &Db, since_ms: i64) -> DbResult<Vec<Withheld>> {
             CASE f.state WHEN 'silenced' THEN 'silenced (' || f.note || ')'
                 ELSE coalesce(f.note, f.state) END, f.state, coalesce(f.note, '') FROM outbox f
          WHERE f.status = 'firing' AND f.created_at >= ?1
+           AND (CAST(?2 AS TEXT) IS NULL
+               OR f.incident_id IN (SELECT id FROM incidents WHERE grp = ?2))
            AND f.state IN ('superseded', 'silenced', 'cancelled')
            AND {reminder} IS NULL
            AND NOT EXISTS (SELECT 1 FROM outbox r
@@ -222,7 +227,7 @@ pub fn withheld_firings(conn: &Db, since_ms: i64) -> DbResult<Vec<Withheld>> {
                  AND l.status = 'firing' AND l.id > f.id)
          ORDER BY f.id"
     );
-    conn.query(&sql, &vals![since_ms], |r| {
+    conn.query(&sql, &vals![since_ms, group], |r| {
         let note: String = r.get(2)?;
         let (state, raw): (String, String) = (r.get(3)?, r.get(4)?);
         let window = raw
