@@ -164,7 +164,8 @@ impl Daemon {
         });
         let (guard, writer) =
             open_store(&config, lock, (&stats, role.clone()), &wall, &outbox_wake)?;
-        let (engine, outbox, settle) = restore::restore(&config, &db, wall.now_ms())?;
+        let conn = db.open_read()?;
+        let (engine, outbox, settle) = restore::restore(&config, &db, &conn, wall.now_ms())?;
         // Alone on the store this node decides from the start; with others,
         // it settles them once it takes its group's lease (and restores again).
         if role.is_none() && !settle.is_empty() {
@@ -188,7 +189,7 @@ impl Daemon {
             TimeSource::Live,
         )
         .with_wall_clock(wall.clone())
-        .with_engine(engine, db.open_read()?, outbox)
+        .with_engine(engine, conn, outbox)
         .with_channel_health(health_rx)
         .with_observed(observed.clone());
         let processor = match &role {

@@ -301,36 +301,37 @@ impl Notifier {
     /// The digest mail, when it is due: one queued row per digest channel.
     /// A digest due that another node composes: only its schedule moves on.
     pub fn skip_digest(&mut self, now_ms: i64) {
-        if self.next_digest_ms.is_some_and(|due| now_ms >= due) {
-            self.next_digest_ms = Some(crate::digest::next_due(
-                now_ms,
-                self.digest.every,
-                self.digest.hour,
-            ));
-        }
+        let _ = self.take_due_digest(now_ms);
     }
 
-    pub fn digest(&mut self, now_ms: i64) -> Vec<OutboxOp> {
-        let (Some(due), Some(conn)) = (self.next_digest_ms, &self.conn) else {
-            return Vec::new();
-        };
-        if now_ms < due {
-            return Vec::new();
-        }
-        let span = match self.digest.every {
-            crate::digest::Every::Hourly => 3_600_000,
-            crate::digest::Every::Daily => 86_400_000,
-        };
+    /// When the digest due now was due, its schedule moved on to the next.
+    fn take_due_digest(&mut self, now_ms: i64) -> Option<i64> {
+        let due = self.next_digest_ms.filter(|due| now_ms >= *due)?;
         self.next_digest_ms = Some(crate::digest::next_due(
             now_ms,
             self.digest.every,
             self.digest.hour,
         ));
+        Some(due)
+    }
+
+    pub fn digest(&mut self, now_ms: i64) -> Vec<OutboxOp> {
+        // Without a store to build it from, a digest waits for one.
+        if self.conn.is_none() {
+            return Vec::new();
+        }
+        let Some(due) = self.take_due_digest(now_ms) else {
+            return Vec::new();
+        };
+        let conn = self.conn.as_ref().expect("checked above");
+        let span = match self.digest.every {
+            crate::digest::Every::Hourly => 3_600_000,
+            crate::digest::Every::Daily => 86_400_000,
+        };
         // A day of windows takes longer than the pipeline's usual reads may.
-        let usual = conn.deadline();
-        conn.set_deadline(usual.map(|d| d.max(DIGEST_DEADLINE)));
-        let built = crate::digest::build(conn, due - span, due);
-        conn.set_deadline(usual);
+        let built = conn.with_deadline_at_least(DIGEST_DEADLINE, |conn| {
+            crate::digest::build(conn, due - span, due)
+        });
         let digests = match built {
             Ok(d) => d,
             Err(e) => {

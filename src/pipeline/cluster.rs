@@ -111,9 +111,15 @@ impl Processor {
             return;
         }
         let now = self.wall.now_ms();
-        let taken = crate::daemon::restore(&c.config, &c.location, now).and_then(
-            |(engine, outbox, settle)| Ok((engine, outbox, settle, c.location.open_read()?)),
-        );
+        let taken = c
+            .location
+            .open_read()
+            .map_err(crate::daemon::DaemonError::from)
+            .and_then(|conn| {
+                let (engine, outbox, settle) =
+                    crate::daemon::restore(&c.config, &c.location, &conn, now)?;
+                Ok((engine, outbox, settle, conn))
+            });
         let (engine, outbox, settle, conn) = match taken {
             Ok(t) => t,
             Err(e) => {
@@ -229,19 +235,19 @@ fn id_source(location: &crate::store::Location, what: Numbered) -> hapwatch_engi
                 db.set_deadline(db.deadline().map(|d| d.min(ID_DEADLINE)));
             }
         }
-        let reserved = conn
-            .as_ref()
-            .map(|db| crate::store::ids::reserve(db, what, next));
+        let reserved = match &conn {
+            Some(db) => crate::store::ids::reserve(db, what, next).map_err(|e| e.to_string()),
+            None => Err("cannot connect to the store".to_owned()),
+        };
         match reserved {
-            Some(Ok(block)) => {
+            Ok(block) => {
                 quiet_until = None;
                 Some(block)
             }
-            failed => {
-                let error = failed.map(|r| r.err().map(|e| e.to_string()));
+            Err(error) => {
                 tracing::error!(
                     ?what,
-                    ?error,
+                    error,
                     "no block of ids can be reserved: numbering on past the last one"
                 );
                 conn = None;

@@ -572,6 +572,20 @@ impl Db {
         }
     }
 
+    /// Runs `work` with statements allowed `longer` at least (a digest, a
+    /// prune), then bounds them as before.
+    pub fn with_deadline_at_least<T>(
+        &self,
+        longer: std::time::Duration,
+        work: impl FnOnce(&Db) -> T,
+    ) -> T {
+        let usual = self.deadline();
+        self.set_deadline(usual.map(|d| d.max(longer)));
+        let out = work(self);
+        self.set_deadline(usual);
+        out
+    }
+
     /// The deadline statements have (PostgreSQL).
     pub fn deadline(&self) -> Option<std::time::Duration> {
         match &self.backend {
@@ -751,15 +765,22 @@ fn block<T>(
     deadline: Option<std::time::Duration>,
     statement: impl std::future::Future<Output = Result<T, postgres::Error>>,
 ) -> DbResult<T> {
+    within(&live.rt, deadline, statement)
+}
+
+/// Runs `work` (a statement, a connect) on `rt`, at most `deadline`.
+fn within<T>(
+    rt: &tokio::runtime::Runtime,
+    deadline: Option<std::time::Duration>,
+    work: impl std::future::Future<Output = Result<T, postgres::Error>>,
+) -> DbResult<T> {
     match deadline {
-        Some(d) => match live
-            .rt
-            .block_on(async { tokio::time::timeout(d, statement).await })
-        {
+        // The timer is made inside the runtime: it needs its clock.
+        Some(d) => match rt.block_on(async { tokio::time::timeout(d, work).await }) {
             Ok(done) => Ok(done?),
             Err(_) => Err(DbError::Timeout(d)),
         },
-        None => Ok(live.rt.block_on(statement)?),
+        None => Ok(rt.block_on(work)?),
     }
 }
 
@@ -784,9 +805,7 @@ impl PgConn {
     /// A statement that failed with it failed its transaction, which is
     /// rolled back and retried whole: nothing runs half on each connection.
     fn live(&mut self) -> DbResult<&mut Live> {
-        if self.live.as_ref().is_some_and(|l| l.client.is_closed()) {
-            self.lose();
-        }
+        self.lose_if_closed();
         if self.live.is_none() && self.in_transaction {
             return Err(DbError::LostInTransaction);
         }
@@ -796,13 +815,7 @@ impl PgConn {
                 .build()
                 .map_err(DbError::Runtime)?;
             let connect = self.config.connect(tokio_postgres::NoTls);
-            let (client, connection) = match self.deadline {
-                // The timer is made inside the runtime: it needs its clock.
-                Some(d) => rt
-                    .block_on(async { tokio::time::timeout(d, connect).await })
-                    .map_err(|_| DbError::Timeout(d))??,
-                None => rt.block_on(connect)?,
-            };
+            let (client, connection) = within(&rt, self.deadline, connect)?;
             // Driven whenever a statement is: the runtime has no thread of its own.
             rt.spawn(connection);
             if self.reconnecting {
@@ -821,8 +834,14 @@ impl PgConn {
     /// Drops the connection: the next statement connects again.
     fn lose(&mut self) {
         self.statements.clear();
-        if let Some(live) = self.live.take() {
-            drop(live);
+        self.live = None;
+    }
+
+    /// A connection the server closed is dropped, with the statements
+    /// prepared on it.
+    fn lose_if_closed(&mut self) {
+        if self.live.as_ref().is_some_and(|l| l.client.is_closed()) {
+            self.lose();
         }
     }
 
@@ -855,9 +874,7 @@ impl PgConn {
         let types: Vec<Type> = params.iter().map(Value::pg_type).collect();
         let key = (sql.to_owned(), types.iter().map(Type::oid).collect());
         // A statement prepared on a connection since lost is no statement.
-        if self.live.as_ref().is_some_and(|l| l.client.is_closed()) {
-            self.lose();
-        }
+        self.lose_if_closed();
         if let Some(stmt) = self.statements.get(&key) {
             return Ok(stmt.clone());
         }

@@ -521,13 +521,22 @@ fn insert_events_in_order(tx: &Db, batch: &[WriteOp], tally: &mut Tally) -> DbRe
     insert_events(tx, &events, tally)
 }
 
+/// The sender's window a traffic row falls in, as claims name it.
+fn window_claim(w: &WindowRow) -> super::claims::WindowKey<'_> {
+    (&w.host, w.span_s, w.start)
+}
+
+fn url_claim(u: &UrlRow) -> super::claims::WindowKey<'_> {
+    (&u.host, u.span_s, u.start)
+}
+
 /// Every window the batch's traffic rows fall in.
 fn windows_of(batch: &[WriteOp]) -> Vec<super::claims::WindowKey<'_>> {
     let mut keys = Vec::new();
     for op in batch {
         match op {
-            WriteOp::Windows(w) => keys.extend(w.iter().map(|w| (&*w.host, w.span_s, w.start))),
-            WriteOp::Urls(u) => keys.extend(u.iter().map(|u| (&*u.host, u.span_s, u.start))),
+            WriteOp::Windows(w) => keys.extend(w.iter().map(window_claim)),
+            WriteOp::Urls(u) => keys.extend(u.iter().map(url_claim)),
             _ => {}
         }
     }
@@ -545,13 +554,13 @@ fn write_ops(
     // Sharing the store, a batch takes its row locks in one order every node
     // shares: its windows' claims, then its events by identity. Two nodes'
     // batches then wait for each other, never deadlock.
-    let (claimed, events_first) = match &counters.cluster {
+    let claimed = match &counters.cluster {
         Some(role) => {
             let claimed = super::claims::claim(tx, &role.node, windows_of(batch))?;
             rows += insert_events_in_order(tx, batch, tally)?;
-            (claimed, true)
+            claimed
         }
-        None => (HashMap::new(), false),
+        None => HashMap::new(),
     };
     for op in batch {
         match op {
@@ -570,21 +579,19 @@ fn write_ops(
                 if may_decide(tx, counters, &mut decide)? {
                     super::summaries::write_states(tx, events)?;
                 }
-                if !events_first {
+                // (Sharing the store, they went in first, above.)
+                if counters.cluster.is_none() {
                     let events: Vec<&EventRow> = events.iter().collect();
                     rows += insert_events(tx, &events, tally)?;
                 }
             }
             WriteOp::Windows(windows) => {
-                let mine = super::claims::mine(counters, &claimed, windows, |w| {
-                    (&w.host, w.span_s, w.start)
-                });
+                let mine = super::claims::mine(counters, &claimed, windows, window_claim);
                 tally.peer_windows += (windows.len() - mine.len()) as u64;
                 rows += write_windows(tx, &mine)?;
             }
             WriteOp::Urls(urls) => {
-                let mine =
-                    super::claims::mine(counters, &claimed, urls, |u| (&u.host, u.span_s, u.start));
+                let mine = super::claims::mine(counters, &claimed, urls, url_claim);
                 rows += write_urls(tx, &mine)?;
             }
             WriteOp::Incidents(changes, notifications) => {
@@ -749,7 +756,7 @@ fn write_windows(tx: &Db, windows: &[&WindowRow]) -> DbResult<u64> {
         })
         .collect();
     WINDOW_UPSERT.run(tx, &rows, |i| window_key(windows[i]))?;
-    let (mut samples, mut sample_rows) = (Vec::new(), 0usize);
+    let mut samples = Vec::new();
     let mut statuses = Vec::new();
     let mut status_keys = Vec::new();
     for w in windows {
@@ -758,7 +765,6 @@ fn write_windows(tx: &Db, windows: &[&WindowRow]) -> DbResult<u64> {
             let mut row = at.to_vec();
             row.extend(vals![*class, *raw]);
             samples.push(row);
-            sample_rows += 1;
         }
         for (code, n) in &w.statuses {
             let mut row = at.to_vec();
@@ -770,7 +776,7 @@ fn write_windows(tx: &Db, windows: &[&WindowRow]) -> DbResult<u64> {
     // Evidence lines are rows of their own, never merged: no key to keep apart.
     SAMPLES_INSERT.run(tx, &samples, |i| i)?;
     STATUS_UPSERT.run(tx, &statuses, |i| status_keys[i])?;
-    Ok((windows.len() + sample_rows + statuses.len()) as u64)
+    Ok((windows.len() + samples.len() + statuses.len()) as u64)
 }
 
 fn write_urls(tx: &Db, urls: &[&UrlRow]) -> DbResult<u64> {
@@ -948,93 +954,102 @@ fn prune(conn: &Db, r: &Retention) {
     let samples_before_s = (now - r.samples.as_millis() as i64) / 1000;
     let events_before_ms = now - r.events.as_millis() as i64;
     // Deleting a day of a busy store takes longer than any live statement may.
-    let live_deadline = conn.deadline();
-    conn.set_deadline(live_deadline.map(|d| d.max(PRUNE_DEADLINE)));
-    let result = conn.transaction(|tx| -> DbResult<u64> {
-        // Nodes sharing a store prune it one at a time: the others skip this hour.
-        if tx.dialect() == super::db::Dialect::Postgres
-            && !tx.scalar::<bool>(
-                &format!("SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"),
-                &[],
-            )?
-        {
-            return Ok(0);
-        }
-        let mut n = tx.execute(
-            "DELETE FROM windows WHERE start < ?1",
-            &vals![windows_before_s],
-        )?;
-        n += tx.execute(
-            "DELETE FROM window_claims WHERE start < ?1",
-            &vals![windows_before_s],
-        )?;
-        n += tx.execute(
-            "DELETE FROM status_windows WHERE start < ?1",
-            &vals![windows_before_s],
-        )?;
-        n += tx.execute(
-            "DELETE FROM url_windows WHERE start < ?1",
-            &vals![windows_before_s],
-        )?;
-        n += tx.execute(
-            "DELETE FROM samples WHERE start < ?1",
-            &vals![samples_before_s],
-        )?;
-        n += tx.execute(
-            "DELETE FROM routes WHERE last_seen < ?1",
-            &vals![windows_before_s],
-        )?;
-        // A quarter hour goes when all of it has expired.
-        n += tx.execute(
-            "DELETE FROM backend_rollups WHERE start + ?2 <= ?1",
-            &vals![windows_before_s, super::summaries::ROLLUP_S],
-        )?;
-        n += tx.execute(
-            "DELETE FROM ingest_stats WHERE ts < ?1",
-            &vals![windows_before_s * 1000],
-        )?;
-        n += tx.execute("DELETE FROM events WHERE ts < ?1", &vals![events_before_ms])?;
-        n += tx.execute(
-            "DELETE FROM server_state
-             WHERE coalesce(state_ts, 0) < ?1 AND coalesce(check_ts, 0) < ?1",
-            &vals![events_before_ms],
-        )?;
-        // Incidents are kept as long as events; open ones whatever their age.
-        n += tx.execute(
-            "DELETE FROM incident_timeline WHERE incident_id IN
-               (SELECT id FROM incidents WHERE resolved_at < ?1)",
-            &vals![events_before_ms],
-        )?;
-        // Acks go with their incidents: an id reused later must not inherit one.
-        n += tx.execute(
-            "DELETE FROM acks WHERE incident_id IN
-               (SELECT id FROM incidents WHERE resolved_at < ?1)",
-            &vals![events_before_ms],
-        )?;
-        n += tx.execute(
-            "DELETE FROM incidents WHERE resolved_at < ?1",
-            &vals![events_before_ms],
-        )?;
-        n += tx.execute(
-            // Not those of incidents still open: their firing is what
-            // Alertmanager channels are sent again.
-            "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1
-               AND incident_id NOT IN (SELECT id FROM incidents WHERE resolved_at IS NULL)",
-            &vals![events_before_ms],
-        )?;
-        n += tx.execute(
-            "DELETE FROM delivery_attempts WHERE at < ?1
-               AND outbox_id NOT IN (SELECT id FROM outbox)",
-            &vals![events_before_ms],
-        )?;
-        Ok(n)
+    let result = conn.with_deadline_at_least(PRUNE_DEADLINE, |conn| {
+        conn.transaction(|tx| {
+            delete_expired(tx, windows_before_s, samples_before_s, events_before_ms)
+        })
     });
-    conn.set_deadline(live_deadline);
     match result {
         Ok(0) => {}
         Ok(n) => tracing::info!(rows = n, "retention: pruned old rows"),
         Err(e) => tracing::warn!(error = %e, "retention: pruning failed"),
     }
+}
+
+/// Retention's deletes, in one transaction: rows older than their cut-offs.
+fn delete_expired(
+    tx: &Db,
+    windows_before_s: i64,
+    samples_before_s: i64,
+    events_before_ms: i64,
+) -> DbResult<u64> {
+    // Nodes sharing a store prune it one at a time: the others skip this hour.
+    if tx.dialect() == super::db::Dialect::Postgres
+        && !tx.scalar::<bool>(
+            &format!("SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"),
+            &[],
+        )?
+    {
+        return Ok(0);
+    }
+    let mut n = tx.execute(
+        "DELETE FROM windows WHERE start < ?1",
+        &vals![windows_before_s],
+    )?;
+    n += tx.execute(
+        "DELETE FROM window_claims WHERE start < ?1",
+        &vals![windows_before_s],
+    )?;
+    n += tx.execute(
+        "DELETE FROM status_windows WHERE start < ?1",
+        &vals![windows_before_s],
+    )?;
+    n += tx.execute(
+        "DELETE FROM url_windows WHERE start < ?1",
+        &vals![windows_before_s],
+    )?;
+    n += tx.execute(
+        "DELETE FROM samples WHERE start < ?1",
+        &vals![samples_before_s],
+    )?;
+    n += tx.execute(
+        "DELETE FROM routes WHERE last_seen < ?1",
+        &vals![windows_before_s],
+    )?;
+    // A quarter hour goes when all of it has expired.
+    n += tx.execute(
+        "DELETE FROM backend_rollups WHERE start + ?2 <= ?1",
+        &vals![windows_before_s, super::summaries::ROLLUP_S],
+    )?;
+    n += tx.execute(
+        "DELETE FROM ingest_stats WHERE ts < ?1",
+        &vals![windows_before_s * 1000],
+    )?;
+    n += tx.execute("DELETE FROM events WHERE ts < ?1", &vals![events_before_ms])?;
+    n += tx.execute(
+        "DELETE FROM server_state
+     WHERE coalesce(state_ts, 0) < ?1 AND coalesce(check_ts, 0) < ?1",
+        &vals![events_before_ms],
+    )?;
+    // Incidents are kept as long as events; open ones whatever their age.
+    n += tx.execute(
+        "DELETE FROM incident_timeline WHERE incident_id IN
+       (SELECT id FROM incidents WHERE resolved_at < ?1)",
+        &vals![events_before_ms],
+    )?;
+    // Acks go with their incidents: an id reused later must not inherit one.
+    n += tx.execute(
+        "DELETE FROM acks WHERE incident_id IN
+       (SELECT id FROM incidents WHERE resolved_at < ?1)",
+        &vals![events_before_ms],
+    )?;
+    n += tx.execute(
+        "DELETE FROM incidents WHERE resolved_at < ?1",
+        &vals![events_before_ms],
+    )?;
+    n += tx.execute(
+        // Not those of incidents still open: their firing is what
+        // Alertmanager channels are sent again.
+        "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1
+       AND incident_id NOT IN (SELECT id FROM incidents WHERE resolved_at IS NULL)",
+        &vals![events_before_ms],
+    )?;
+    n += tx.execute(
+        "DELETE FROM delivery_attempts WHERE at < ?1
+       AND outbox_id NOT IN (SELECT id FROM outbox)",
+        &vals![events_before_ms],
+    )?;
+    Ok(n)
 }
 
 #[cfg(test)]
