@@ -48,6 +48,9 @@ pub struct Role {
     /// When the pipeline last ticked: a lease is renewed only for a pipeline
     /// that still runs.
     ticked: Mutex<Instant>,
+    /// The shared store does not answer: this node decides (fails open)
+    /// whoever held the lease, and its writer spools.
+    failing_open: std::sync::atomic::AtomicBool,
 }
 
 /// The lease of the once-only jobs (the digest).
@@ -68,6 +71,7 @@ impl Role {
             jobs: AtomicI64::new(0),
             leader: Mutex::new((String::new(), 0)),
             ticked: Mutex::new(Instant::now()),
+            failing_open: Default::default(),
         })
     }
 
@@ -104,7 +108,17 @@ impl Role {
     }
 
     pub fn is_deciding(&self) -> bool {
-        self.deciding() != 0
+        self.deciding() != 0 || self.failing_open()
+    }
+
+    /// Whether the store is unreachable and this node decides regardless.
+    pub fn failing_open(&self) -> bool {
+        self.failing_open.load(Relaxed)
+    }
+
+    /// Set by the writer when it begins spooling, and cleared once merged.
+    pub fn fail_open(&self, on: bool) {
+        self.failing_open.store(on, Relaxed);
     }
 
     /// The pipeline caught up under `epoch` (or stands by: 0).

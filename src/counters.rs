@@ -67,6 +67,9 @@ pub struct Stats {
     pub decisions_fenced: Arc<AtomicU64>,
     pub events_duplicate: Arc<AtomicU64>,
     pub windows_peer: Arc<AtomicU64>,
+    /// Failing open: writes kept in the local spool while the shared store
+    /// did not answer, and what merging them back found.
+    pub spool: Arc<crate::store::spool::SpoolCounters>,
     parse_errors: [AtomicU64; ErrorKind::ALL.len()],
     listeners: Mutex<Vec<Arc<ListenerStats>>>,
     /// One bad message per interval, kept to show the operator what was refused.
@@ -87,6 +90,7 @@ impl Stats {
             decisions_fenced: self.decisions_fenced.clone(),
             events_duplicate: self.events_duplicate.clone(),
             windows_peer: self.windows_peer.clone(),
+            spool: self.spool.clone(),
         }
     }
 

@@ -173,6 +173,25 @@ async fn respond<B>(state: Arc<State>, req: Request<B>) -> Response<Full<Bytes>>
     r
 }
 
+/// What failing open did (`/healthz`): whether writes go to the local
+/// spool now (since when), and what the merges found.
+fn spool_json(s: &crate::store::spool::SpoolCounters) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+    let since = s.since_ms.load(Relaxed);
+    json!({
+        "spooling": s.spooling.load(Relaxed),
+        "since_ms": (since > 0).then_some(since),
+        "episodes": n(&s.episodes),
+        "merged": n(&s.merged),
+        "ops_spooled": n(&s.ops_spooled),
+        "ops_merged": n(&s.ops_merged),
+        "duplicate_events": n(&s.duplicate_events),
+        "duplicate_windows": n(&s.duplicate_windows),
+        "duplicate_incidents": n(&s.duplicate_incidents),
+    })
+}
+
 pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::GET {
         return json_reply(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "GET only"}));
@@ -213,6 +232,8 @@ pub fn route<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                         "decisions_fenced": state.stats.decisions_fenced.load(std::sync::atomic::Ordering::Relaxed),
                         "events_duplicate": state.stats.events_duplicate.load(std::sync::atomic::Ordering::Relaxed),
                         "windows_peer": state.stats.windows_peer.load(std::sync::atomic::Ordering::Relaxed),
+                        "failing_open": r.failing_open(),
+                        "spool": spool_json(&state.stats.spool),
                     })),
                     "error": store_error,
                     "uptime_s": (now - state.started_ms) / 1000,
@@ -418,21 +439,62 @@ fn metrics(state: &State, view: &View) -> String {
             "# HELP hapwatch_cluster_jobs 1 while this node runs the once-only jobs (the digest).\n# TYPE hapwatch_cluster_jobs gauge\nhapwatch_cluster_jobs {}",
             u8::from(role.runs_jobs())
         );
+        let _ = writeln!(
+            out,
+            "# HELP hapwatch_cluster_failing_open 1 while the shared store does not answer and this node spools and decides on its own.\n# TYPE hapwatch_cluster_failing_open gauge\nhapwatch_cluster_failing_open {}",
+            u8::from(role.failing_open())
+        );
+        let spool = &state.stats.spool;
         for (name, help, n) in [
             (
                 "hapwatch_cluster_decisions_fenced_total",
                 "Decisions not committed: another node had taken the lease.",
-                &state.stats.decisions_fenced,
+                &*state.stats.decisions_fenced,
             ),
             (
                 "hapwatch_cluster_events_duplicate_total",
                 "Events another node (or a takeover) had stored already.",
-                &state.stats.events_duplicate,
+                &*state.stats.events_duplicate,
             ),
             (
                 "hapwatch_cluster_windows_peer_total",
                 "Traffic windows left out: another node counted them.",
-                &state.stats.windows_peer,
+                &*state.stats.windows_peer,
+            ),
+            (
+                "hapwatch_spool_episodes_total",
+                "Times the shared store stopped answering and this node failed open.",
+                &spool.episodes,
+            ),
+            (
+                "hapwatch_spool_merged_total",
+                "Spooled episodes merged back into the shared store.",
+                &spool.merged,
+            ),
+            (
+                "hapwatch_spool_ops_total",
+                "Writes kept in the local spool.",
+                &spool.ops_spooled,
+            ),
+            (
+                "hapwatch_spool_ops_merged_total",
+                "Spooled writes merged back.",
+                &spool.ops_merged,
+            ),
+            (
+                "hapwatch_spool_duplicate_events_total",
+                "Spooled events another node had stored already.",
+                &spool.duplicate_events,
+            ),
+            (
+                "hapwatch_spool_duplicate_windows_total",
+                "Spooled traffic windows another node counted.",
+                &spool.duplicate_windows,
+            ),
+            (
+                "hapwatch_spool_duplicate_incidents_total",
+                "Incidents opened while failing open that another node had opened too.",
+                &spool.duplicate_incidents,
             ),
         ] {
             counter(&mut out, name, help, n.load(Relaxed));

@@ -52,6 +52,20 @@ impl Default for Histogram {
     }
 }
 
+/// As [`Histogram::encode`]'s bytes: the form the store keeps.
+impl serde::Serialize for Histogram {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.encode())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Histogram {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        Histogram::decode(&bytes).ok_or_else(|| serde::de::Error::custom("not a histogram"))
+    }
+}
+
 impl PartialEq for Histogram {
     fn eq(&self, other: &Self) -> bool {
         self.buckets().eq(other.buckets())

@@ -20,7 +20,7 @@ const MAX_SEGMENTS: usize = 16;
 const MAX_METHOD: usize = 16;
 
 /// The figures of one URL in one window, mergeable by addition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UrlCounts {
     pub requests: u64,
     pub s4xx: u64,

@@ -32,7 +32,7 @@ pub fn status_class(status: Option<i64>) -> StatusClass {
 }
 
 /// The figures of one window, mergeable by addition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub requests: u64,
     pub s1xx: u64,
@@ -137,8 +137,20 @@ pub fn sample_class(t: &Traffic<'_>) -> Option<&'static str> {
     }
 }
 
+/// The evidence classes [`sample_class`] names, read back from a journal
+/// (a class it does not name is kept as `termination`, the broader one).
+fn sample_classes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(&'static str, String)>, D::Error> {
+    let owned: Vec<(String, String)> = serde::Deserialize::deserialize(d)?;
+    Ok(owned
+        .into_iter()
+        .map(|(class, raw)| (if class == "5xx" { "5xx" } else { "termination" }, raw))
+        .collect())
+}
+
 /// One closed window, ready for the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowRow {
     /// Unix seconds of the window's start.
     pub start: i64,
@@ -149,13 +161,14 @@ pub struct WindowRow {
     pub server: String,
     pub counts: Counts,
     /// (class, raw line) evidence.
+    #[serde(deserialize_with = "sample_classes")]
     pub samples: Vec<(&'static str, String)>,
     /// Requests by HTTP status code (0: none), in the order first seen.
     pub statuses: Vec<(u16, u64)>,
 }
 
 /// One backend's URL in one closed window.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UrlRow {
     pub start: i64,
     pub span_s: i64,

@@ -43,6 +43,11 @@ pub enum DaemonError {
         path: String,
         source: crate::store::DbError,
     },
+    #[error("cannot merge the local spool {path} into the shared store: {source}")]
+    Spool {
+        path: String,
+        source: crate::store::DbError,
+    },
     #[error("cannot start {what}: {source}")]
     Start {
         what: &'static str,
@@ -253,6 +258,7 @@ impl Daemon {
             ran: stats.outbox_ran_ms.clone(),
             node: node.into(),
             cluster: role.clone(),
+            spool: role.is_some().then(|| config.db_path()),
         };
         rt.spawn(crate::notify::repost::run(
             crate::notify::repost::Wiring {
@@ -460,6 +466,14 @@ fn open_store(
         guard.watch()?;
     }
     tracing::info!(store = %db, window = ?config.storage.window, "storing");
+    let counters = crate::store::writer::WriterCounters {
+        cluster: role,
+        ..stats.writer_counters()
+    };
+    let spool = match db {
+        crate::store::Location::Postgres(_) => Some(open_spool(config, &conn, &counters, wall)?),
+        crate::store::Location::Sqlite(_) => None,
+    };
     let writer = Writer::spawn_waking(
         conn,
         Some(Retention {
@@ -468,13 +482,36 @@ fn open_store(
             samples: config.storage.samples_kept(),
             wall: wall.clone(),
         }),
-        crate::store::writer::WriterCounters {
-            cluster: role,
-            ..stats.writer_counters()
-        },
+        counters,
         Some(outbox_wake.clone()),
+        spool,
     );
     Ok((guard, writer))
+}
+
+/// The local spool a node on a shared store fails open to (`[storage]
+/// path`); what a crash left spooled is merged before anything else.
+fn open_spool(
+    config: &Config,
+    shared: &crate::store::Db,
+    counters: &crate::store::writer::WriterCounters,
+    wall: &WallClock,
+) -> Result<crate::store::spool::Spool, DaemonError> {
+    let path = config.db_path();
+    let node = config.cluster.node();
+    let mut spool =
+        crate::store::spool::Spool::open(&path, config.storage.postgres_timeout, &node)?;
+    let store = |source| DaemonError::Spool {
+        path: path.display().to_string(),
+        source,
+    };
+    if spool.pending().map_err(store)? {
+        tracing::warn!(spool = %path.display(), "merging what the local spool kept from the last run");
+        spool
+            .merge_into(shared, counters, wall.now_ms())
+            .map_err(store)?;
+    }
+    Ok(spool)
 }
 
 /// The pipeline thread, with what it shares: (counters, the store, reloads).

@@ -99,6 +99,20 @@ impl Notifier {
         self.grouper.number_from(source);
     }
 
+    /// A notifier for a node failing open after standing by: nothing owed
+    /// yet, but the silences, windows and acks last read (and the connection
+    /// to read them again once the store answers). No digest: it is a once-only job.
+    pub fn fail_open(&mut self, config: &crate::config::Config, next_row: i64) -> Notifier {
+        let mut n = Notifier::new(config, next_row);
+        n.next_digest_ms = None;
+        n.silences = std::mem::take(&mut self.silences);
+        n.acks = std::mem::take(&mut self.acks);
+        n.stored_windows = std::mem::take(&mut self.stored_windows);
+        n.conn = self.conn.take();
+        n.read_after_ms = self.read_after_ms;
+        n
+    }
+
     pub fn read_silences_from(&mut self, conn: Db) {
         conn.set_deadline(conn.deadline().map(|d| d.min(PIPELINE_DEADLINE)));
         self.conn = Some(conn);

@@ -223,6 +223,9 @@ pub struct Wiring {
     pub node: Arc<str>,
     /// Several nodes on one store: a row is sent by the node that claims it.
     pub cluster: Option<Arc<crate::cluster::Role>>,
+    /// The local spool a node on a shared store fails open to: delivered
+    /// from while the store does not answer.
+    pub spool: Option<std::path::PathBuf>,
 }
 
 /// Runs until the process stops; `channels` changes on a reload.
@@ -238,7 +241,9 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
         ran,
         node,
         cluster,
+        spool,
     } = wiring;
+    let mut spooled: Option<crate::store::Db> = None;
     let mut streaks = Streaks::default();
     let conn = match location.open_read() {
         Ok(c) => c,
@@ -271,13 +276,29 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
     loop {
         let now = wall.now_ms();
         ran.store(now, std::sync::atomic::Ordering::Relaxed);
-        let rows = due(&conn, now, horizon_ms).unwrap_or_else(|e| {
+        let failing_open = cluster.as_ref().is_some_and(|r| r.failing_open());
+        let conn = match (&spool, failing_open) {
+            (Some(path), true) => match &spooled {
+                Some(db) => db,
+                None => match crate::store::open_read(path) {
+                    Ok(db) => spooled.insert(db),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the local spool cannot be read");
+                        &conn
+                    }
+                },
+            },
+            _ => &conn,
+        };
+        // The spool is this node's alone: nothing to claim from other nodes.
+        let cluster = cluster.as_ref().filter(|_| !failing_open);
+        let rows = due(conn, now, horizon_ms).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the outbox failed");
             Vec::new()
         });
         // Rows the CLI asked to send again: the store requeues them, and this
         // task forgets it had given them up.
-        let retries = crate::store::outbox::retry_requests(&conn).unwrap_or_default();
+        let retries = crate::store::outbox::retry_requests(conn).unwrap_or_default();
         if !retries.is_empty() {
             for id in &retries {
                 // Only what was given up: a row being sent stays in flight.
@@ -301,7 +322,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 Some(Flight::Retry { attempts, .. }) => row.attempts = *attempts,
                 None => {}
             }
-            if let Some(role) = &cluster {
+            if let Some(role) = cluster {
                 // A channel this node does not have (a config mid-rollout) is
                 // another node's to send, not this one's to give up.
                 let Some((ch, _)) = senders.usable.get(&row.channel) else {
@@ -309,7 +330,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 };
                 // Held past the send's own timeout: a slow send is not taken over.
                 let hold_ms = (role.lease + ch.timeout).as_millis() as i64 + 1000;
-                match crate::store::outbox::claim(&conn, row.id, &role.holder, hold_ms) {
+                match crate::store::outbox::claim(conn, row.id, &role.holder, hold_ms) {
                     Ok(true) => {}
                     // Another node is sending it, or has.
                     Ok(false) => continue,
@@ -349,7 +370,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
             let (done_tx, cfg, wall, node) =
                 (done_tx.clone(), cfg.clone(), wall.clone(), node.clone());
             let payload = match ch.kind {
-                ChannelType::Email => with_timeline(&conn, &row),
+                ChannelType::Email => with_timeline(conn, &row),
                 _ => row.payload.clone(),
             };
             tokio::spawn(async move {
@@ -415,7 +436,7 @@ pub async fn run(wiring: Wiring, mut channels: tokio::sync::watch::Receiver<Vec<
                 Err(_) => return,
             }
         }
-        let next = next_due(&conn).ok().flatten();
+        let next = next_due(conn).ok().flatten();
         let sleep_ms = next.map_or(1000, |t| (t - wall.now_ms()).clamp(10, 1000));
         tokio::select! {
             _ = wake.notified() => {}

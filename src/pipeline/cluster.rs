@@ -41,6 +41,8 @@ pub(super) struct Cluster {
     location: crate::store::Location,
     pub(super) config: crate::config::Config,
     recent: std::collections::VecDeque<(Box<[u8]>, Option<IpAddr>, i64)>,
+    /// This episode of failing open is being decided for (see `fail_open`).
+    failed_open: bool,
 }
 
 impl Cluster {
@@ -78,6 +80,7 @@ impl Processor {
             location,
             config: config.clone(),
             recent: Default::default(),
+            failed_open: false,
         });
         self
     }
@@ -87,8 +90,15 @@ impl Processor {
     /// node received lately, so a change the last decider died before
     /// deciding is decided now, and one it decided is not decided again.
     pub fn follow_lease(&mut self) {
-        let Some(c) = &self.cluster else { return };
+        let Some(c) = &mut self.cluster else { return };
         c.role.ticked();
+        // Failing open, this node decides whoever holds the lease; once the
+        // spool is merged it reads the store back (below) before going on.
+        match (c.role.failing_open(), c.failed_open) {
+            (true, false) => return self.fail_open(),
+            (true, true) => return,
+            (false, _) => c.failed_open = false,
+        }
         let held = c.role.held();
         if held == c.role.deciding() {
             return;
@@ -184,6 +194,50 @@ impl Processor {
         }
     }
 
+    /// The store stopped answering: this node decides from now on, with every
+    /// other node that lost it (duplicates are counted at the merge; a page
+    /// missed is not acceptable). The decider goes on as it was. A node that
+    /// stood by starts an engine of its own, numbering far past any stored id
+    /// (the merge renumbers what it opened), and decides again what it
+    /// received since the store last answered.
+    fn fail_open(&mut self) {
+        let Some(c) = &mut self.cluster else { return };
+        c.failed_open = true;
+        if c.role.deciding() != 0 {
+            tracing::warn!("failing open: deciding on, into the local spool");
+            return;
+        }
+        let since = self.wall.now_ms()
+            - c.config.storage.postgres_timeout.as_millis() as i64
+            - FAIL_OPEN_MARGIN_MS;
+        let mut engine = crate::incidents::Engine::new(
+            c.config.incidents.clone(),
+            SPOOLED_IDS,
+            Vec::new(),
+            Default::default(),
+        )
+        .with_host_limit(c.config.limits.hosts)
+        .with_server_idle(c.config.limits.route_idle);
+        if let Some(before) = &mut self.engine {
+            engine.carry_hearing(before);
+        }
+        self.engine = Some(engine);
+        self.notifier = self.notifier.fail_open(&c.config, SPOOLED_IDS);
+        let recent: Vec<_> = c
+            .recent
+            .iter()
+            .filter(|(_, _, at)| *at >= since)
+            .cloned()
+            .collect();
+        tracing::warn!(
+            recent = recent.len(),
+            "failing open: this node stood by, and decides now with an engine of its own"
+        );
+        for (bytes, peer, received_ms) in recent {
+            self.decide_again(&bytes, peer, received_ms, &HashMap::new());
+        }
+    }
+
     /// An event received before taking the lease, put to the engine again.
     fn decide_again(
         &mut self,
@@ -266,6 +320,13 @@ fn with_first(
     let mut first = Some(first);
     Box::new(move |next| first.take().or_else(|| then(next)))
 }
+
+/// Where a node failing open numbers what it opens: past any id a store
+/// hands out, so the merge tells its ids from stored ones.
+const SPOOLED_IDS: i64 = 1 << 52;
+/// Events received this long before the store was found unreachable are
+/// decided again on failing open.
+const FAIL_OPEN_MARGIN_MS: i64 = 5_000;
 
 /// The longest the pipeline waits to reserve a block of ids.
 const ID_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -19,6 +19,7 @@ pub mod schema_pg;
 #[cfg(test)]
 pub mod scratch;
 pub mod silences;
+pub mod spool;
 pub mod summaries;
 pub mod writer;
 

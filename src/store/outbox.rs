@@ -19,7 +19,7 @@ pub struct Pending {
 }
 
 /// What an attempt did, for the writer to record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attempt {
     pub id: i64,
     /// The node that made it (`[cluster] node`).

@@ -319,6 +319,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE id_blocks (name TEXT PRIMARY KEY, next INTEGER NOT NULL);
     INSERT INTO id_blocks SELECT 'incidents', coalesce(max(id), 0) + 1 FROM incidents;
     INSERT INTO id_blocks SELECT 'outbox', coalesce(max(id), 0) + 1 FROM outbox;",
+    // 10 → 11: fail-open. A node's local spool keeps, beside the rows it
+    // delivers from, each write it made while the shared store was
+    // unreachable (the journal, in order); the shared store remembers which
+    // spooled episodes it merged, so a merge is never applied twice.
+    "CREATE TABLE spool_journal (
+        seq INTEGER PRIMARY KEY,
+        episode TEXT NOT NULL,
+        op TEXT NOT NULL                  -- JSON: one write, as the writer had it
+    );
+    CREATE TABLE spool_merges (
+        episode TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        merged_at INTEGER NOT NULL,       -- Unix ms
+        ops INTEGER NOT NULL,
+        duplicates INTEGER NOT NULL       -- events, windows and incidents already there
+    );",
 ];
 
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;

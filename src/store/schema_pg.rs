@@ -346,6 +346,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE id_blocks (name TEXT PRIMARY KEY, next BIGINT NOT NULL);
     INSERT INTO id_blocks SELECT 'incidents', coalesce(max(id), 0) + 1 FROM incidents;
     INSERT INTO id_blocks SELECT 'outbox', coalesce(max(id), 0) + 1 FROM outbox;",
+    // 10 → 11: fail-open (see the SQLite schema; the journal lives only in a
+    // node's spool, the table is here so the schemas stay one list).
+    "CREATE TABLE spool_journal (
+        seq BIGINT PRIMARY KEY,
+        episode TEXT NOT NULL,
+        op TEXT NOT NULL
+    );
+    CREATE TABLE spool_merges (
+        episode TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        merged_at BIGINT NOT NULL,
+        ops BIGINT NOT NULL,
+        duplicates BIGINT NOT NULL
+    );",
 ];
 
 /// The version a PostgreSQL store reaches: the same as SQLite's.

@@ -11,16 +11,18 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::Connection;
 
 use super::db::{vals, Db, DbResult, Value};
+use super::spool::Spool;
 
 use crate::hist::Histogram;
 use crate::windows::{UrlRow, WindowRow};
 
 /// One stored health/state/proxy event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EventRow {
     pub ts_ms: i64,
     pub host: String,
-    pub kind: &'static str,
+    #[serde(deserialize_with = "event_kind")]
+    pub kind: Named,
     pub template: String,
     pub proxy: Option<String>,
     pub server: Option<String>,
@@ -31,7 +33,8 @@ pub struct EventRow {
     pub info: Option<String>,
     pub check_duration_ms: Option<u64>,
     /// A check's outcome: succeeded, failed, conditionally succeeded.
-    pub check_result: Option<&'static str>,
+    #[serde(deserialize_with = "check_result")]
+    pub check_result: Option<Named>,
     pub active_left: Option<u32>,
     pub backup_left: Option<u32>,
     /// The event as `hapwatch parse` prints it.
@@ -40,6 +43,40 @@ pub struct EventRow {
     /// Who sent it, when its header says, and what it says: the same for
     /// every node that received it, so it is stored once (None: made here).
     pub ident: Option<[u8; 16]>,
+}
+
+/// One of a fixed set of names. (Spelt through an alias so serde does not
+/// take the field for one borrowed from its input: it is read by
+/// [`event_kind`], never borrowed.)
+pub type Named = &'static str;
+
+/// An event's kind read back from the spool's journal: one of those
+/// `Event::kind` names (anything else was made here, as `other`).
+fn event_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let kind: String = serde::Deserialize::deserialize(d)?;
+    const KINDS: [&str; 5] = [
+        "health_check",
+        "state_change",
+        "backend_down",
+        "http",
+        "tcp",
+    ];
+    Ok(KINDS.into_iter().find(|k| *k == kind).unwrap_or("other"))
+}
+
+fn check_result<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+    use hapwatch_parsers::CheckResult;
+    let result: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(result.and_then(|r| {
+        [
+            CheckResult::Succeeded,
+            CheckResult::ConditionallySucceeded,
+            CheckResult::Failed,
+        ]
+        .into_iter()
+        .map(CheckResult::as_str)
+        .find(|s| *s == r)
+    }))
 }
 
 impl EventRow {
@@ -77,7 +114,7 @@ impl EventRow {
 }
 
 /// The daemon's counters over one interval.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IngestRow {
     pub ts_ms: i64,
     pub interval_ms: i64,
@@ -175,6 +212,8 @@ pub struct WriterCounters {
     pub decisions_fenced: Arc<AtomicU64>,
     pub events_duplicate: Arc<AtomicU64>,
     pub windows_peer: Arc<AtomicU64>,
+    /// What failing open (writing to the local spool) did.
+    pub spool: Arc<super::spool::SpoolCounters>,
 }
 
 pub struct Writer {
@@ -186,15 +225,18 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread.
     pub fn spawn(conn: Db, retention: Option<Retention>, counters: WriterCounters) -> Writer {
-        Writer::spawn_waking(conn, retention, counters, None)
+        Writer::spawn_waking(conn, retention, counters, None, None)
     }
 
-    /// As [`spawn`](Self::spawn); `outbox` is woken after a commit that queued notifications.
+    /// As [`spawn`](Self::spawn); `outbox` is woken after a commit that
+    /// queued notifications; with a `spool`, writes the store keeps refusing
+    /// go there (fail-open) until it answers again.
     pub fn spawn_waking(
         conn: Db,
         retention: Option<Retention>,
         counters: WriterCounters,
         outbox: Option<Arc<tokio::sync::Notify>>,
+        mut spool: Option<Spool>,
     ) -> Writer {
         let (tx, rx) = mpsc::sync_channel::<WriteOp>(1024);
         let stop_by = counters.stop_by.clone();
@@ -203,15 +245,27 @@ impl Writer {
             .spawn(move || {
                 let mut last_prune: Option<Instant> = None;
                 loop {
-                    if let Some(r) = &retention {
+                    let spooling = spool.as_ref().is_some_and(Spool::spooling);
+                    if let (Some(r), false) = (&retention, spooling) {
                         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                             prune(&conn, r);
                             last_prune = Some(Instant::now());
                         }
                     }
-                    let first = match rx.recv_timeout(PRUNE_EVERY) {
+                    // Spooling, the store is tried again even while nothing comes.
+                    let wait = if spooling {
+                        Duration::from_secs(1)
+                    } else {
+                        PRUNE_EVERY
+                    };
+                    let first = match rx.recv_timeout(wait) {
                         Ok(op) => op,
-                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Some(s) = spool.as_mut().filter(|s| s.spooling() && s.due()) {
+                                try_merge(&conn, s, &counters);
+                            }
+                            continue;
+                        }
                         Err(RecvTimeoutError::Disconnected) => break,
                     };
                     let mut batch = vec![first];
@@ -221,7 +275,16 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let rows = commit_with_retries(&conn, &batch, &counters);
+                    let rows = match spool.as_mut() {
+                        Some(s) if s.spooling() => {
+                            if s.due() && try_merge(&conn, s, &counters) {
+                                commit_with_retries(&conn, &batch, &counters, Some(s))
+                            } else {
+                                s.append(&batch, &counters)
+                            }
+                        }
+                        s => commit_with_retries(&conn, &batch, &counters, s),
+                    };
                     counters.rows_written.fetch_add(rows, Relaxed);
                     for op in &batch {
                         if let WriteOp::Barrier(done) = op {
@@ -260,7 +323,7 @@ impl Writer {
     }
 }
 
-fn past_stop(counters: &WriterCounters) -> bool {
+pub(super) fn past_stop(counters: &WriterCounters) -> bool {
     counters
         .stop_by
         .lock()
@@ -274,9 +337,22 @@ fn past_stop(counters: &WriterCounters) -> bool {
 /// other failure is a property of some row, never of the batch: the batch is
 /// committed op by op, and a failing op row by row, so only the rows SQLite
 /// refuses are lost, each counted and logged.
-fn commit_with_retries(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> u64 {
-    match commit(conn, batch, counters) {
+fn commit_with_retries(
+    conn: &Db,
+    batch: &[WriteOp],
+    counters: &WriterCounters,
+    spool: Option<&mut Spool>,
+) -> u64 {
+    match commit(conn, batch, counters, spool.as_ref().map(|s| s.after)) {
         Ok(rows) => rows,
+        // Even at shutdown: the spool keeps it.
+        Err(e) if e.transient() && spool.is_some() => {
+            let spool = spool.expect("matched");
+            match spool.begin(counters, &e, now_ms()) {
+                true => spool.append(batch, counters),
+                false => commit_with_retries(conn, batch, counters, None),
+            }
+        }
         Err(e) if e.transient() && past_stop(counters) => {
             counters
                 .rows_rejected
@@ -310,7 +386,7 @@ fn commit_with_retries(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) 
 
 /// One op on its own; a failing one row by row.
 fn commit_isolating(conn: &Db, op: &WriteOp, counters: &WriterCounters) -> u64 {
-    if let Ok(rows) = commit(conn, std::slice::from_ref(op), counters) {
+    if let Ok(rows) = commit(conn, std::slice::from_ref(op), counters, None) {
         return rows;
     }
     let singles: Vec<WriteOp> = match op {
@@ -337,7 +413,7 @@ fn commit_isolating(conn: &Db, op: &WriteOp, counters: &WriterCounters) -> u64 {
     }
     let mut rows = 0;
     for single in &singles {
-        match commit(conn, std::slice::from_ref(single), counters) {
+        match commit(conn, std::slice::from_ref(single), counters, None) {
             Ok(n) => rows += n,
             Err(e) => {
                 counters.rows_rejected.fetch_add(1, Relaxed);
@@ -348,8 +424,14 @@ fn commit_isolating(conn: &Db, op: &WriteOp, counters: &WriterCounters) -> u64 {
     rows
 }
 
-/// Commits, waiting out what waiting can fix; the error of anything else.
-fn commit(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u64> {
+/// Commits, waiting out what waiting can fix (for at most `give_up_after`,
+/// if any); the error of anything else.
+fn commit(
+    conn: &Db,
+    batch: &[WriteOp],
+    counters: &WriterCounters,
+    give_up_after: Option<Duration>,
+) -> DbResult<u64> {
     let mut wait = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     loop {
@@ -363,6 +445,11 @@ fn commit(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u
             }
             Err(e) if e.transient() && !past_stop(counters) => {
                 counters.write_errors.fetch_add(1, Relaxed);
+                let failing_for = failing_since.map_or(Duration::ZERO, |t| t.elapsed());
+                if give_up_after.is_some_and(|limit| failing_for >= limit) {
+                    counters.retrying.store(false, Relaxed);
+                    return Err(e);
+                }
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
                     counters.retrying.store(true, Relaxed);
@@ -377,6 +464,23 @@ fn commit(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u
             }
         }
     }
+}
+
+/// Tries to merge the spool into the store; whether the store took it.
+fn try_merge(conn: &Db, spool: &mut Spool, counters: &WriterCounters) -> bool {
+    match spool.merge_into(conn, counters, now_ms()) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "the shared store still does not answer; spooling on");
+            false
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl WriteOp {
@@ -424,7 +528,7 @@ impl WriteOp {
 
 fn write_batch(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbResult<u64> {
     let mut tally = Tally::default();
-    let rows = conn.transaction(|tx| write_ops(tx, batch, counters, &mut tally))?;
+    let rows = conn.transaction(|tx| write_ops(tx, batch, counters, &mut tally, None))?;
     // Counted once committed: a batch retried is not counted twice.
     counters.decisions_fenced.fetch_add(tally.fenced, Relaxed);
     counters
@@ -442,10 +546,10 @@ fn write_batch(conn: &Db, batch: &[WriteOp], counters: &WriterCounters) -> DbRes
 
 /// What a batch left out because another node had it.
 #[derive(Default)]
-struct Tally {
-    fenced: u64,
-    duplicates: u64,
-    peer_windows: u64,
+pub(super) struct Tally {
+    pub fenced: u64,
+    pub duplicates: u64,
+    pub peer_windows: u64,
 }
 
 /// Whether this batch's decisions may be committed: always for one node
@@ -543,14 +647,16 @@ fn windows_of(batch: &[WriteOp]) -> Vec<super::claims::WindowKey<'_>> {
     keys
 }
 
-fn write_ops(
+/// Writes a batch inside `tx`; `decide` is whether its decisions may be
+/// committed, when known already (None: the fence says, when it is asked).
+pub(super) fn write_ops(
     tx: &Db,
     batch: &[WriteOp],
     counters: &WriterCounters,
     tally: &mut Tally,
+    mut decide: Option<bool>,
 ) -> DbResult<u64> {
     let mut rows = 0u64;
-    let mut decide: Option<bool> = None;
     // Sharing the store, a batch takes its row locks in one order every node
     // shares: its windows' claims, then its events by identity. Two nodes'
     // batches then wait for each other, never deadlock.
@@ -1180,7 +1286,7 @@ mod tests {
                 vec![state(20, "UP"), state(20, "DOWN"), state(15, "MAINT")],
             ];
             for events in batches {
-                commit_with_retries(conn, &[WriteOp::Events(events)], &counters);
+                commit_with_retries(conn, &[WriteOp::Events(events)], &counters, None);
             }
             let got: (String, i64, i64, String) = conn
                 .query_one(
@@ -1199,9 +1305,14 @@ mod tests {
                 ..state(1_000_000, "MAINT")
             };
             let read = || -> String { conn.scalar("SELECT state FROM server_state", &[]).unwrap() };
-            commit_with_retries(conn, &[WriteOp::Events(vec![reconciled])], &counters);
+            commit_with_retries(conn, &[WriteOp::Events(vec![reconciled])], &counters, None);
             assert_eq!(read(), "MAINT");
-            commit_with_retries(conn, &[WriteOp::Events(vec![state(25, "UP")])], &counters);
+            commit_with_retries(
+                conn,
+                &[WriteOp::Events(vec![state(25, "UP")])],
+                &counters,
+                None,
+            );
             assert_eq!(read(), "UP");
         }
     }
@@ -1230,6 +1341,7 @@ mod tests {
                 conn,
                 &[WriteOp::Incidents(vec![opened.clone()], vec![])],
                 &counters,
+                None,
             );
             // The same incident id again (a constraint SQLite enforces) among good rows,
             // and numbers past i64 that are stored at its largest value.
@@ -1240,7 +1352,7 @@ mod tests {
                 WriteOp::Incidents(vec![opened], vec![]),
                 WriteOp::Windows(vec![huge]),
             ];
-            let rows = commit_with_retries(conn, &batch, &counters);
+            let rows = commit_with_retries(conn, &batch, &counters, None);
             assert_eq!(
                 rows, 5,
                 "two events, a window, its sample and its status count"

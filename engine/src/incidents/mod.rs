@@ -128,7 +128,7 @@ pub struct Ack {
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     Opened(Incident),
     Timeline {

@@ -95,7 +95,7 @@ impl Item {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Firing,
     Resolved,
@@ -116,7 +116,7 @@ impl Status {
 }
 
 /// Where an outbox row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RowState {
     /// In its group wait; `next_attempt_at` is the group's deadline.
     Waiting,
@@ -166,7 +166,7 @@ impl RowState {
 }
 
 /// A new outbox row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewRow {
     pub id: i64,
     pub incident_id: i64,
@@ -186,7 +186,7 @@ pub struct NewRow {
 
 /// What the notifier decided, for the writer to commit with the incident
 /// changes that caused it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OutboxOp {
     Insert(NewRow),
     /// A waiting row is settled without a message of its own: `message` is
