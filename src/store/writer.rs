@@ -1088,72 +1088,57 @@ fn delete_expired(
     {
         return Ok(0);
     }
-    let mut n = tx.execute(
-        "DELETE FROM windows WHERE start < ?1",
-        &vals![windows_before_s],
-    )?;
-    n += tx.execute(
-        "DELETE FROM window_claims WHERE start < ?1",
-        &vals![windows_before_s],
-    )?;
-    n += tx.execute(
-        "DELETE FROM status_windows WHERE start < ?1",
-        &vals![windows_before_s],
-    )?;
-    n += tx.execute(
-        "DELETE FROM url_windows WHERE start < ?1",
-        &vals![windows_before_s],
-    )?;
-    n += tx.execute(
-        "DELETE FROM samples WHERE start < ?1",
-        &vals![samples_before_s],
-    )?;
-    n += tx.execute(
-        "DELETE FROM routes WHERE last_seen < ?1",
-        &vals![windows_before_s],
-    )?;
+    let (windows, samples, events) = (windows_before_s, samples_before_s, events_before_ms);
+    // In this order: incidents' timelines and acks before the incidents, the
+    // outbox before its attempts.
+    let deletes: [(&str, i64); 13] = [
+        ("DELETE FROM windows WHERE start < ?1", windows),
+        ("DELETE FROM window_claims WHERE start < ?1", windows),
+        ("DELETE FROM status_windows WHERE start < ?1", windows),
+        ("DELETE FROM url_windows WHERE start < ?1", windows),
+        ("DELETE FROM samples WHERE start < ?1", samples),
+        ("DELETE FROM routes WHERE last_seen < ?1", windows),
+        ("DELETE FROM ingest_stats WHERE ts < ?1", windows * 1000),
+        ("DELETE FROM events WHERE ts < ?1", events),
+        (
+            "DELETE FROM server_state
+             WHERE coalesce(state_ts, 0) < ?1 AND coalesce(check_ts, 0) < ?1",
+            events,
+        ),
+        // Incidents are kept as long as events; open ones whatever their age.
+        (
+            "DELETE FROM incident_timeline WHERE incident_id IN
+             (SELECT id FROM incidents WHERE resolved_at < ?1)",
+            events,
+        ),
+        // Acks go with their incidents: an id reused later must not inherit one.
+        (
+            "DELETE FROM acks WHERE incident_id IN
+             (SELECT id FROM incidents WHERE resolved_at < ?1)",
+            events,
+        ),
+        ("DELETE FROM incidents WHERE resolved_at < ?1", events),
+        // Not those of incidents still open: their firing is what
+        // Alertmanager channels are sent again.
+        (
+            "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1
+             AND incident_id NOT IN (SELECT id FROM incidents WHERE resolved_at IS NULL)",
+            events,
+        ),
+    ];
+    let mut n = 0;
+    for (sql, before) in deletes {
+        n += tx.execute(sql, &vals![before])?;
+    }
     // A quarter hour goes when all of it has expired.
     n += tx.execute(
         "DELETE FROM backend_rollups WHERE start + ?2 <= ?1",
-        &vals![windows_before_s, super::summaries::ROLLUP_S],
-    )?;
-    n += tx.execute(
-        "DELETE FROM ingest_stats WHERE ts < ?1",
-        &vals![windows_before_s * 1000],
-    )?;
-    n += tx.execute("DELETE FROM events WHERE ts < ?1", &vals![events_before_ms])?;
-    n += tx.execute(
-        "DELETE FROM server_state
-     WHERE coalesce(state_ts, 0) < ?1 AND coalesce(check_ts, 0) < ?1",
-        &vals![events_before_ms],
-    )?;
-    // Incidents are kept as long as events; open ones whatever their age.
-    n += tx.execute(
-        "DELETE FROM incident_timeline WHERE incident_id IN
-       (SELECT id FROM incidents WHERE resolved_at < ?1)",
-        &vals![events_before_ms],
-    )?;
-    // Acks go with their incidents: an id reused later must not inherit one.
-    n += tx.execute(
-        "DELETE FROM acks WHERE incident_id IN
-       (SELECT id FROM incidents WHERE resolved_at < ?1)",
-        &vals![events_before_ms],
-    )?;
-    n += tx.execute(
-        "DELETE FROM incidents WHERE resolved_at < ?1",
-        &vals![events_before_ms],
-    )?;
-    n += tx.execute(
-        // Not those of incidents still open: their firing is what
-        // Alertmanager channels are sent again.
-        "DELETE FROM outbox WHERE state NOT IN ('waiting', 'queued') AND created_at < ?1
-       AND incident_id NOT IN (SELECT id FROM incidents WHERE resolved_at IS NULL)",
-        &vals![events_before_ms],
+        &vals![windows, super::summaries::ROLLUP_S],
     )?;
     n += tx.execute(
         "DELETE FROM delivery_attempts WHERE at < ?1
-       AND outbox_id NOT IN (SELECT id FROM outbox)",
-        &vals![events_before_ms],
+         AND outbox_id NOT IN (SELECT id FROM outbox)",
+        &vals![events],
     )?;
     Ok(n)
 }
